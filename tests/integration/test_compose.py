@@ -27,8 +27,8 @@ GRAFANA_DIR = REPO_ROOT / "deploy" / "grafana"
 
 # Each Sanad process: its port and the exact `nameko run` it is.
 SANAD_SERVICES = {
-    "intake": (8000, "services/intake/config.yaml", "services.intake.service"),
-    "triage": (8001, "services/triage/config.yaml", "services.triage.service"),
+    "intake": (8000, "services/intake/config.yaml", "services.intake.service:IntakeService"),
+    "triage": (8001, "services/triage/config.yaml", "services.triage.service:TriageService"),
     "referral": (8002, "services/referral/config.yaml", "services.referral.service:ReferralService"),
     "referral-critical": (
         8003, "services/referral/config.yaml", "services.referral.service:CriticalReferralService"),

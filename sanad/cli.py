@@ -1,0 +1,149 @@
+"""`sanad`: the command line for those who run the system.
+
+    sanad keys init            create the key file (development: .sanad/keys.json, mode 0600)
+    sanad migrate              create the database and schemas, apply migrations, declare queues
+    sanad run                  start all services in the foreground until Ctrl-C
+    sanad user add             create a staff account (password read from stdin or prompted)
+    sanad partner add / list   manage the partner directory and its webhook endpoints
+    sanad triage score         score JSON Lines cases from stdin, as the triage service would
+"""
+import argparse
+import getpass
+import json
+import sys
+
+from kombu import Connection
+
+from sanad import settings
+from sanad.contracts import routing
+from sanad.contracts.vocabulary import GOVERNORATES, NATIONWIDE, SERVICE_TYPES
+from sanad.crypto import ensure_keys, load_keys
+from sanad.platform.migrate import ensure_database, migrate
+from sanad.platform.pool import Pool
+
+
+class CommandError(Exception):
+    """A problem the operator can fix; printed without a traceback."""
+
+
+def cmd_keys_init(args, config):
+    created = ensure_keys(config.keys_file)
+    print(f"{'created' if created else 'kept existing'} key file {config.keys_file}")
+
+
+def cmd_migrate(args, config):
+    if ensure_database(config.database_url):
+        print("created the database")
+    applied = migrate(config.database_url)
+    print("\n".join(f"applied {name}" for name in applied) or "database schema is up to date")
+    with Connection(config.amqp_uri, connect_timeout=5) as connection:
+        connection.ensure_connection(max_retries=3)
+        routing.declare_all(connection)
+    print(f"declared exchange {routing.EXCHANGE.name} and {len(routing.ALL_QUEUES)} queues")
+
+
+def cmd_run(args, config):
+    from sanad.launcher import run_foreground
+    return run_foreground(port_base=args.port_base, host=args.host)
+
+
+def cmd_user_add(args, config):
+    from services.intake import accounts
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    errors = accounts.check_new_account(args.username, args.role, password)
+    if errors:
+        raise CommandError("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items()))
+    with Pool(config.database_url, size=1, schema="intake").transaction() as cur:
+        user_id = accounts.add_user(cur, args.username, args.display_name, args.role, password)
+    print(f"created {args.role} {args.username} ({user_id})")
+
+
+def cmd_partner_add(args, config):
+    from sanad import webhooks
+    from services.notify.handlers import register_endpoint
+    from services.referral.handlers import add_partner
+    secret = args.secret or webhooks.generate_secret()
+    keys = load_keys(config.keys_file)
+    # The directory entry and its endpoint live in two services' schemas. The endpoint commits first
+    # (inner block), then the entry: a failure in between leaves an unused endpoint, never a partner
+    # that referral would pick but notify could not reach.
+    with Pool(config.database_url, size=1, schema="referral").transaction() as cur:
+        cur.execute("SELECT 1 FROM partners WHERE name = %(name)s", {"name": args.name})
+        if cur.fetchone():
+            raise CommandError(f"name: a partner called {args.name!r} exists already")
+        partner_id = add_partner(cur, args.name, args.service, args.governorate)
+        with Pool(config.database_url, size=1, schema="notify").transaction() as notify_cur:
+            register_endpoint(notify_cur, keys, partner_id, args.webhook_url, secret)
+    print(json.dumps({"partner_id": str(partner_id), "webhook_url": args.webhook_url,
+                      "webhook_secret": secret}, indent=2))
+    if not args.secret:
+        print("Give the webhook secret to the partner over a safe channel; it is not shown again.",
+              file=sys.stderr)
+
+
+def cmd_partner_list(args, config):
+    from services.referral import sql
+    with Pool(config.database_url, size=1, schema="referral").transaction() as cur:
+        cur.execute(sql.ALL_PARTNERS)
+        for row in cur.fetchall():
+            state = "accepting" if row["accepting"] else "not accepting"
+            print(f"{row['id']}  {row['name']}  [{', '.join(row['services'])}]  "
+                  f"in {', '.join(row['governorates'])}  ({state})")
+
+
+def cmd_triage_score(args, config):
+    from services.triage.replay import score_stream
+    score_stream(sys.stdin, sys.stdout)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="sanad", description="Run and administer Sanad.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    keys = commands.add_parser("keys", help="manage encryption keys").add_subparsers(dest="action", required=True)
+    keys.add_parser("init", help="create the key file if there is none").set_defaults(func=cmd_keys_init)
+
+    commands.add_parser("migrate", help="create and upgrade the database and queues").set_defaults(func=cmd_migrate)
+
+    run = commands.add_parser("run", help="start every service in the foreground")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port-base", type=int, default=8000, help="intake's port; the others follow it")
+    run.set_defaults(func=cmd_run)
+
+    user = commands.add_parser("user", help="staff accounts").add_subparsers(dest="action", required=True)
+    user_add = user.add_parser("add", help="create a staff account")
+    user_add.add_argument("username")
+    user_add.add_argument("--role", required=True, choices=("operator", "counsellor", "supervisor", "admin"))
+    user_add.add_argument("--display-name")
+    user_add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    user_add.set_defaults(func=cmd_user_add)
+
+    partner = commands.add_parser("partner", help="partner directory").add_subparsers(dest="action", required=True)
+    partner_add = partner.add_parser("add", help="add a partner organisation and its webhook endpoint")
+    partner_add.add_argument("--name", required=True)
+    partner_add.add_argument("--service", required=True, action="append", choices=SERVICE_TYPES)
+    partner_add.add_argument("--governorate", required=True, action="append", choices=GOVERNORATES + (NATIONWIDE,))
+    partner_add.add_argument("--webhook-url", required=True)
+    partner_add.add_argument("--secret", help="an existing whsec_ secret (default: generate one)")
+    partner_add.set_defaults(func=cmd_partner_add)
+    partner.add_parser("list", help="list partners").set_defaults(func=cmd_partner_list)
+
+    triage = commands.add_parser("triage", help="risk assessment tools").add_subparsers(dest="action", required=True)
+    triage.add_parser("score", help="score JSON Lines cases from stdin").set_defaults(func=cmd_triage_score)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args, settings.from_environment()) or 0
+    except CommandError as exc:
+        print(f"sanad: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"sanad: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

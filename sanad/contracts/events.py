@@ -1,0 +1,196 @@
+"""The envelope every event travels in, and the versioned schema of each event's data.
+
+Rules: an event type is "<entity>.<past participle>"; within a version changes are additive; a new
+version comes with an upcaster from the previous one, so consumers always handle the current version.
+Personal text never travels in plaintext: fields named sealed_* hold values sealed with the transport
+key ring (sanad.crypto).
+"""
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from sanad.contracts.vocabulary import CHANNELS, GOVERNORATES, LANES, RISK_LEVELS, SERVICE_TYPES
+
+
+class ContractError(Exception):
+    """An event that does not meet its contract. `errors` maps each offending field to its messages."""
+
+    def __init__(self, errors):
+        super().__init__(f"event breaks its contract: {errors}")
+        self.errors = errors
+
+
+def _one_of(values):
+    return validate.OneOf(values)
+
+
+class Envelope(Schema):
+    id = fields.UUID(required=True)
+    type = fields.String(required=True, validate=validate.Length(min=3, max=100))
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    occurred_at = fields.AwareDateTime(required=True)
+    producer = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    correlation_id = fields.UUID(required=True)
+    lane = fields.String(required=True, validate=_one_of(LANES))
+    data = fields.Dict(required=True)
+
+
+class CaseFactsSchema(Schema):
+    """The checklist an operator ticks; any may be unknown (null)."""
+    victim_age = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0, max=120))
+    material_published = fields.Boolean(allow_none=True, load_default=None)
+    deadline_hours = fields.Float(allow_none=True, load_default=None, validate=validate.Range(min=0))
+    suicidal_thoughts = fields.Boolean(allow_none=True, load_default=None)
+    threat_of_violence = fields.Boolean(allow_none=True, load_default=None)
+
+
+class CaseReceivedV1(Schema):
+    case_id = fields.UUID(required=True)
+    reference = fields.String(required=True)
+    received_at = fields.AwareDateTime(required=True)
+    channel = fields.String(required=True, validate=_one_of(CHANNELS))
+    governorate = fields.String(required=True, validate=_one_of(GOVERNORATES))
+    needs = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
+    consents = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
+    facts = fields.Nested(CaseFactsSchema, required=True)
+    sealed_narrative = fields.String(required=True)
+
+
+class ReasonSchema(Schema):
+    code = fields.String(required=True)
+    source = fields.String(required=True, validate=_one_of(("text", "checklist", "override")))
+
+
+class CaseTriagedV1(Schema):
+    case_id = fields.UUID(required=True)
+    reference = fields.String(required=True)
+    received_at = fields.AwareDateTime(required=True)
+    level = fields.String(required=True, validate=_one_of(RISK_LEVELS))
+    score = fields.Integer(required=True, validate=validate.Range(min=0, max=100))
+    reasons = fields.List(fields.Nested(ReasonSchema), required=True)
+    # The words that triggered each reason quote the narrative, so they travel sealed.
+    sealed_evidence = fields.String(required=True, allow_none=True)
+    lexicon_version = fields.String(required=True)
+    governorate = fields.String(required=True, validate=_one_of(GOVERNORATES))
+    needs = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
+    consents = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
+
+
+class ReferralCreatedV1(Schema):
+    referral_id = fields.UUID(required=True)
+    case_id = fields.UUID(required=True)
+    reference = fields.String(required=True)
+    partner_id = fields.UUID(required=True)
+    partner_name = fields.String(required=True)
+    service = fields.String(required=True, validate=_one_of(SERVICE_TYPES))
+    level = fields.String(required=True, validate=_one_of(RISK_LEVELS))
+    governorate = fields.String(required=True, validate=_one_of(GOVERNORATES))
+    created_at = fields.AwareDateTime(required=True)
+
+
+class CaseUnmatchedV1(Schema):
+    """No partner could take a consented need: a supervisor must act."""
+    case_id = fields.UUID(required=True)
+    reference = fields.String(required=True)
+    level = fields.String(required=True, validate=_one_of(RISK_LEVELS))
+    governorate = fields.String(required=True, validate=_one_of(GOVERNORATES))
+    services = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
+
+
+class DeliveryAttemptedV1(Schema):
+    delivery_id = fields.UUID(required=True)
+    webhook_id = fields.String(required=True)
+    referral_id = fields.UUID(required=True)
+    case_id = fields.UUID(required=True)
+    partner_id = fields.UUID(required=True)
+    attempt = fields.Integer(required=True, validate=validate.Range(min=1))
+    outcome = fields.String(required=True, validate=_one_of(("delivered", "retrying", "failed")))
+    status_code = fields.Integer(required=True, allow_none=True)
+    latency_ms = fields.Float(required=True)
+    attempted_at = fields.AwareDateTime(required=True)
+    next_attempt_at = fields.AwareDateTime(required=True, allow_none=True)
+
+
+# (type, version) -> schema. The highest version of a type is the one producers emit.
+SCHEMAS = {
+    ("case.received", 1): CaseReceivedV1,
+    ("case.triaged", 1): CaseTriagedV1,
+    ("case.unmatched", 1): CaseUnmatchedV1,
+    ("referral.created", 1): ReferralCreatedV1,
+    ("delivery.attempted", 1): DeliveryAttemptedV1,
+}
+
+# (type, version) -> function turning that version's data into the next version's data.
+UPCASTERS = {}
+
+CURRENT_VERSION = {}
+for _type, _version in SCHEMAS:
+    CURRENT_VERSION[_type] = max(_version, CURRENT_VERSION.get(_type, 0))
+
+
+@dataclass(frozen=True)
+class Event:
+    id: uuid.UUID
+    type: str
+    version: int
+    occurred_at: datetime
+    producer: str
+    correlation_id: uuid.UUID
+    lane: str
+    data: dict = field(repr=False)
+
+    @property
+    def routing_key(self) -> str:
+        return f"{self.type}.{self.lane}"
+
+    def to_message(self) -> dict:
+        """The JSON-ready body published to the broker."""
+        schema = SCHEMAS[(self.type, self.version)]()
+        return Envelope().dump({
+            "id": self.id, "type": self.type, "version": self.version, "occurred_at": self.occurred_at,
+            "producer": self.producer, "correlation_id": self.correlation_id, "lane": self.lane,
+            "data": schema.dump(self.data),
+        })
+
+
+def new_event(event_type, data, producer, correlation_id=None, lane="normal", now=None) -> Event:
+    """Build an event at its type's current version; invalid data fails here, at the producer."""
+    version = CURRENT_VERSION[event_type]
+    schema = SCHEMAS[(event_type, version)]()
+    errors = schema.validate(schema.dump(data))
+    if errors:
+        raise ContractError(errors)
+    event_id = uuid.uuid4()
+    return Event(
+        id=event_id, type=event_type, version=version, occurred_at=now or datetime.now(timezone.utc),
+        producer=producer, correlation_id=correlation_id or event_id, lane=lane, data=data,
+    )
+
+
+def parse(message) -> Event:
+    """Validate a message body and return its event, upcast to the current version of its type."""
+    if not isinstance(message, dict):
+        raise ContractError({"_schema": ["message body must be a JSON object"]})
+    try:
+        envelope = Envelope().load(message)
+    except ValidationError as exc:
+        raise ContractError(exc.messages) from None
+    event_type, version, data = envelope["type"], envelope["version"], envelope["data"]
+    if event_type not in CURRENT_VERSION:
+        raise ContractError({"type": [f"unknown event type {event_type!r}"]})
+    if (event_type, version) not in SCHEMAS:
+        raise ContractError({"version": [f"unknown version {version} of {event_type}"]})
+    try:
+        data = SCHEMAS[(event_type, version)]().load(data)
+    except ValidationError as exc:
+        raise ContractError({"data": exc.messages}) from None
+    while version < CURRENT_VERSION[event_type]:
+        data = UPCASTERS[(event_type, version)](data)
+        version += 1
+    return Event(
+        id=envelope["id"], type=event_type, version=version, occurred_at=envelope["occurred_at"],
+        producer=envelope["producer"], correlation_id=envelope["correlation_id"], lane=envelope["lane"],
+        data=data,
+    )

@@ -1,0 +1,55 @@
+"""Who hears which event: the one exchange, and every consumer queue with its bindings.
+
+All queues are declared by `sanad migrate` and again by every service at start-up, because RabbitMQ
+drops an event published before the queue that should hold it exists. Queue arguments cannot change on
+an existing queue, so a change here needs a new queue name.
+"""
+import os
+
+from kombu import Exchange, Queue, binding
+
+EXCHANGE = Exchange("sanad.events", type="topic", durable=True)
+
+
+def _queue(name, *routing_keys):
+    arguments = {}
+    if os.environ.get("SANAD_QUEUE_TYPE") == "quorum":
+        arguments["x-queue-type"] = "quorum"
+    return Queue(
+        name,
+        bindings=[binding(EXCHANGE, routing_key=key) for key in routing_keys],
+        durable=True,
+        queue_arguments=arguments,
+    )
+
+
+# Triage assesses every case; it cannot know which is critical before assessing it.
+TRIAGE_CASE_RECEIVED = _queue("triage.case_received", "case.received.*")
+
+# Referral and notify keep the critical lane in queues and processes of its own, so a critical case
+# never waits behind a backlog of normal ones.
+REFERRAL_CASE_TRIAGED = _queue("referral.case_triaged", "case.triaged.normal")
+REFERRAL_CASE_TRIAGED_CRITICAL = _queue("referral.case_triaged.critical", "case.triaged.critical")
+NOTIFY_REFERRAL_CREATED = _queue("notify.referral_created", "referral.created.normal")
+NOTIFY_REFERRAL_CREATED_CRITICAL = _queue("notify.referral_created.critical", "referral.created.critical")
+
+# Intake keeps the case status operators see: risk, referrals, deliveries.
+INTAKE_CASE_STATUS = _queue(
+    "intake.case_status", "case.triaged.*", "case.unmatched.*", "referral.created.*", "delivery.attempted.*",
+)
+
+ALL_QUEUES = (
+    TRIAGE_CASE_RECEIVED,
+    REFERRAL_CASE_TRIAGED,
+    REFERRAL_CASE_TRIAGED_CRITICAL,
+    NOTIFY_REFERRAL_CREATED,
+    NOTIFY_REFERRAL_CREATED_CRITICAL,
+    INTAKE_CASE_STATUS,
+)
+
+
+def declare_all(connection) -> None:
+    channel = connection.default_channel
+    EXCHANGE(channel).declare()
+    for queue in ALL_QUEUES:
+        queue(channel).declare()

@@ -1,0 +1,13 @@
+"""Contexts under which sealed event fields are bound to their case (see sanad.crypto).
+
+Producer and consumer must agree on them, so they are part of the contract.
+"""
+
+
+def narrative_context(case_id) -> str:
+    return f"case:{case_id}:narrative"
+
+
+def evidence_context(case_id) -> str:
+    """The words of the narrative that triggered a case's risk reasons."""
+    return f"case:{case_id}:evidence"

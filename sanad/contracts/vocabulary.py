@@ -1,0 +1,31 @@
+"""Closed vocabularies that cross service boundaries. Codes are stable; labels live in the UI."""
+
+RISK_LEVELS = ("low", "medium", "high", "critical")
+
+# The critical lane carries only critical work; everything else shares the normal lane.
+LANES = ("normal", "critical")
+
+CHANNELS = ("phone", "whatsapp", "walk_in", "web", "referral")
+
+# Referral service types: what a partner can offer and what a victim may need and consent to.
+SERVICE_TYPES = (
+    "counselling",
+    "legal_aid",
+    "police_cybercrime",
+    "content_removal",
+    "shelter",
+    "medical",
+    "mediation",  # tribal or religious mediation: never without the victim's explicit request
+)
+
+GOVERNORATES = (
+    "dhi_qar", "baghdad", "basra", "maysan", "muthanna", "qadisiyyah", "wasit", "babil", "karbala",
+    "najaf", "anbar", "diyala", "saladin", "kirkuk", "nineveh", "erbil", "sulaymaniyah", "duhok", "halabja",
+)
+
+# A partner serving every governorate lists this instead of a governorate.
+NATIONWIDE = "nationwide"
+
+
+def lane_for(level: str) -> str:
+    return "critical" if level == "critical" else "normal"

@@ -1,0 +1,155 @@
+"""Starts every Sanad service as its own `nameko run` process, and stops them together.
+
+Used by `sanad run` (in the foreground, logs prefixed with the process name) and by the integration
+tests (logs to files, processes killed and restarted on purpose).
+"""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    name: str
+    target: str  # module[:class] for `nameko run`
+    config: str
+    port_offset: int
+
+
+PROCESSES = (
+    ServiceProcess("intake", "services.intake.service:IntakeService", "services/intake/config.yaml", 0),
+    ServiceProcess("triage", "services.triage.service:TriageService", "services/triage/config.yaml", 1),
+    ServiceProcess("referral", "services.referral.service:ReferralService", "services/referral/config.yaml", 2),
+    ServiceProcess("referral-critical", "services.referral.service:CriticalReferralService",
+                   "services/referral/config.yaml", 3),
+    ServiceProcess("notify", "services.notify.service:NotifyService", "services/notify/config.yaml", 4),
+    ServiceProcess("notify-critical", "services.notify.service:CriticalNotifyService",
+                   "services/notify/config.yaml", 5),
+)
+BY_NAME = {p.name: p for p in PROCESSES}
+
+
+class Stack:
+    """The six processes. `log_dir` set: each writes its own file; unset: output is prefixed to stdout.
+    Each runs in a session of its own, so a Ctrl-C reaches only the launcher, which stops them in order."""
+
+    def __init__(self, env=None, host="127.0.0.1", port_base=8000, log_dir=None):
+        self.env = {**os.environ, **(env or {})}
+        self.host = host
+        self.port_base = port_base
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.running = {}
+
+    def url(self, name):
+        return f"http://{self.host}:{self.port_base + BY_NAME[name].port_offset}"
+
+    def start(self, names=None):
+        for name in names or BY_NAME:
+            self._spawn(BY_NAME[name])
+
+    def _spawn(self, proc):
+        nameko = Path(sys.executable).with_name("nameko")
+        env = {**self.env, "SANAD_WEB_ADDRESS": f"{self.host}:{self.port_base + proc.port_offset}",
+               "PYTHONUNBUFFERED": "1"}
+        command = [str(nameko), "run", "--config", proc.config, proc.target]
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.log_dir / f"{proc.name}.log", "ab") as log:
+                child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        else:
+            child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+            threading.Thread(target=_prefix_lines, args=(proc.name, child.stdout), daemon=True).start()
+        self.running[proc.name] = child
+
+    def wait_healthy(self, timeout=60, names=None):
+        deadline = time.monotonic() + timeout
+        for name in names or self.running:
+            while not _healthy(self.url(name) + "/health"):
+                child = self.running[name]
+                if child.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {child.returncode} before becoming healthy")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} was not healthy within {timeout} s")
+                time.sleep(0.2)
+
+    def signal(self, name, signum):
+        self.running[name].send_signal(signum)
+
+    def wait(self, name, timeout=30):
+        return self.running[name].wait(timeout)
+
+    def restart(self, name):
+        self.running[name].wait()
+        self._spawn(BY_NAME[name])
+
+    def stop(self, timeout=20):
+        """SIGTERM lets each service finish or requeue its in-flight work; SIGKILL after `timeout`."""
+        for child in self.running.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in self.running.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    def any_exited(self):
+        return {name: c.returncode for name, c in self.running.items() if c.poll() is not None}
+
+
+def _prefix_lines(name, stream):
+    for line in iter(stream.readline, b""):
+        sys.stdout.write(f"{name:<17} | {line.decode('utf-8', 'replace')}")
+        sys.stdout.flush()
+
+
+def _healthy(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def run_foreground(port_base=8000, host="127.0.0.1"):
+    """`sanad run`: start everything, print where to find it, and stop it all cleanly on Ctrl-C."""
+    stack = Stack(host=host, port_base=port_base)
+    stopping = threading.Event()
+
+    def request_stop(signum, frame):
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    stack.start()
+    try:
+        stack.wait_healthy(timeout=90)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"sanad: {exc}; stopping", file=sys.stderr)
+        stack.stop()
+        return 1
+    print(f"\nSanad is running. Intake (API and operators' UI): {stack.url('intake')}")
+    for proc in PROCESSES:
+        print(f"  {proc.name:<17} metrics {stack.url(proc.name)}/metrics   health {stack.url(proc.name)}/health")
+    print("Press Ctrl-C to stop.\n", flush=True)
+    while not stopping.wait(1):
+        exited = stack.any_exited()
+        if exited:
+            print(f"sanad: a service stopped unexpectedly: {exited}; stopping the rest", file=sys.stderr)
+            stack.stop()
+            return 1
+    print("\nStopping all services...", flush=True)
+    stack.stop()
+    return 0

@@ -1,0 +1,110 @@
+"""Handling an event exactly once in effect.
+
+The event id is recorded in the same transaction as the handler's effect, so a redelivered or duplicated
+event does nothing. A message that breaks its contract is set aside in dead_letters with the reason and
+acknowledged, so the queue keeps flowing. Any other failure returns the message to the queue after a
+pause (the database may be restarting); after MAX_ATTEMPTS failures of the same event it is set aside too,
+rather than blocking its queue for ever. Callers consume with requeue_on_error=True: nameko's default
+acknowledges a message whose handler raised, which loses it.
+"""
+import json
+import logging
+import time
+
+import eventlet
+
+from sanad.contracts.events import ContractError, parse
+from sanad.platform import metrics
+from sanad.platform.pool import CONNECTION_ERRORS
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+RETRY_PAUSE = 1.0
+
+RECORD_PROCESSED = """
+    INSERT INTO processed_events (event_id, event_type) VALUES (%(id)s, %(type)s)
+    ON CONFLICT (event_id) DO NOTHING RETURNING event_id
+"""
+RECORD_FAILURE = """
+    INSERT INTO handler_failures (event_id, attempts, last_error) VALUES (%(id)s, 1, %(error)s)
+    ON CONFLICT (event_id) DO UPDATE
+    SET attempts = handler_failures.attempts + 1, last_error = EXCLUDED.last_error, updated_at = now()
+    RETURNING attempts
+"""
+INSERT_DEAD_LETTER = """
+    INSERT INTO dead_letters (queue, event_id, event_type, reason, body)
+    VALUES (%(queue)s, %(event_id)s, %(event_type)s, %(reason)s, %(body)s)
+"""
+
+
+class Dropped(Exception):
+    """Raised by a handler for an event that is valid but can never be handled (a domain rule says so).
+    The event is set aside in dead_letters with this reason instead of being retried."""
+
+
+def handle_event(pool, queue, body, handler):
+    """Parse `body`, then run handler(cursor, event) once per event id. Returns the handler's result,
+    or None for a duplicate or a message set aside."""
+    started = time.perf_counter()
+    try:
+        event = parse(body)
+    except ContractError as exc:
+        _dead_letter(pool, queue, body, None, "contract", json.dumps(exc.errors, sort_keys=True))
+        return None
+    try:
+        with pool.transaction() as cur:
+            cur.execute(RECORD_PROCESSED, {"id": str(event.id), "type": event.type})
+            if cur.fetchone() is None:
+                metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="duplicate").inc()
+                return None
+            result = handler(cur, event)
+    except Dropped as exc:
+        _dead_letter(pool, queue, body, event, "dropped", str(exc))
+        return None
+    except CONNECTION_ERRORS:
+        metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="retried").inc()
+        log.warning("database unavailable while handling %s %s; returning it to the queue", event.type, event.id)
+        eventlet.sleep(RETRY_PAUSE)
+        raise
+    except Exception as exc:
+        # Only the exception's type is kept: its message may quote personal data.
+        attempts = _record_failure(pool, event, type(exc).__name__)
+        log.exception("handler failed on %s %s (attempt %s of %s)", event.type, event.id, attempts, MAX_ATTEMPTS)
+        if attempts >= MAX_ATTEMPTS:
+            _dead_letter(pool, queue, body, event, "handler_failed", type(exc).__name__)
+            return None
+        metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="retried").inc()
+        eventlet.sleep(RETRY_PAUSE * attempts)
+        raise
+    metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="handled").inc()
+    metrics.EVENT_HANDLING_SECONDS.labels(queue=queue).observe(time.perf_counter() - started)
+    return result
+
+
+def _record_failure(pool, event, error):
+    with pool.transaction() as cur:
+        cur.execute(RECORD_FAILURE, {"id": str(event.id), "error": error})
+        return cur.fetchone()["attempts"]
+
+
+def _dead_letter(pool, queue, body, event, reason, detail):
+    with pool.transaction() as cur:
+        cur.execute(INSERT_DEAD_LETTER, {
+            "queue": queue,
+            "event_id": str(event.id) if event else None,
+            "event_type": event.type if event else None,
+            "reason": f"{reason}: {detail}",
+            "body": json.dumps(body) if _is_json(body) else None,
+        })
+    metrics.DEAD_LETTERS.labels(queue=queue, reason=reason).inc()
+    metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="dead_lettered").inc()
+    log.error("set aside a message from %s: %s", queue, reason)
+
+
+def _is_json(body):
+    try:
+        json.dumps(body)
+        return True
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,20 @@
+"""Metrics every service exports. Labels name queues, event types and outcomes, never anything personal."""
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# The *_created series double every counter and answer no question ops ask.
+disable_created_metrics()
+
+EVENTS_CONSUMED = Counter(
+    "sanad_events_consumed_total", "Events taken from a queue, by what became of them.", ["queue", "outcome"],
+)
+EVENT_HANDLING_SECONDS = Histogram(
+    "sanad_event_handling_seconds", "Time to handle one event, committed effect included.", ["queue"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+DEAD_LETTERS = Counter(
+    "sanad_dead_letters_total", "Messages set aside because they could not be handled.", ["queue", "reason"],
+)
+EVENTS_PUBLISHED = Counter("sanad_events_published_total", "Events relayed from the outbox.", ["type"])
+PUBLISH_FAILURES = Counter("sanad_outbox_publish_failures_total", "Failed attempts to relay the outbox.")
+OUTBOX_PENDING = Gauge("sanad_outbox_pending", "Events in the outbox not yet published.")
+OUTBOX_OLDEST_AGE = Gauge("sanad_outbox_oldest_age_seconds", "Age of the oldest unpublished event (0 if none).")

@@ -1,0 +1,76 @@
+"""A small PostgreSQL connection pool: lazy, bounded, and quick to drop broken connections.
+
+psycopg2's own pools close every connection returned above `minconn` (so each checkout reconnects) and
+open all connections up front (so a service cannot start while PostgreSQL is down). This one opens a
+connection when one is first needed, keeps every healthy one, and discards one that failed, so the
+next checkout reconnects by itself after a database restart.
+"""
+import queue
+import threading
+from contextlib import contextmanager
+
+import psycopg2
+import psycopg2.extras
+
+psycopg2.extras.register_uuid()
+
+# Errors after which a connection cannot be trusted again.
+CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+class Pool:
+    def __init__(self, dsn, size, schema=None, connect_timeout=5):
+        self._dsn = dsn
+        self._options = f"-c search_path={schema},public" if schema else None
+        self._connect_timeout = connect_timeout
+        self._idle = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+
+    def _connect(self):
+        kwargs = {"connect_timeout": self._connect_timeout, "application_name": "sanad"}
+        if self._options:
+            kwargs["options"] = self._options
+        return psycopg2.connect(self._dsn, **kwargs)
+
+    @contextmanager
+    def connection(self):
+        self._slots.acquire()
+        conn = None
+        try:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            yield conn
+        except CONNECTION_ERRORS:
+            if conn is not None:
+                conn.close()
+            conn = None
+            raise
+        finally:
+            if conn is not None:
+                if conn.closed or conn.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                    conn.close()
+                else:
+                    self._idle.put(conn)
+            self._slots.release()
+
+    @contextmanager
+    def transaction(self):
+        """A cursor inside one transaction: committed when the block ends, rolled back if it raises."""
+        with self.connection() as conn:
+            try:
+                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
+                    yield cursor
+                conn.commit()
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+
+    def close(self):
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return

@@ -1,0 +1,34 @@
+"""Process-wide settings read from the environment, in one place.
+
+Services read them in their dependency providers' setup(); the CLI and the launcher read them directly.
+"""
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/sanad"
+DEFAULT_AMQP_URI = "pyamqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_KEYS_FILE = ".sanad/keys.json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    amqp_uri: str
+    keys_file: Path
+    environment: str  # "development" or "production"
+    public_url: str
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+
+def from_environment(environ=os.environ) -> Settings:
+    return Settings(
+        database_url=environ.get("SANAD_DATABASE_URL", DEFAULT_DATABASE_URL),
+        amqp_uri=environ.get("SANAD_AMQP_URI", DEFAULT_AMQP_URI),
+        keys_file=Path(environ.get("SANAD_KEYS_FILE", DEFAULT_KEYS_FILE)),
+        environment=environ.get("SANAD_ENV", "development"),
+        public_url=environ.get("SANAD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+    )

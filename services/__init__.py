@@ -1,0 +1,1 @@
+"""The four Sanad services: intake, triage, referral, notify. Each owns one PostgreSQL schema."""

@@ -1,0 +1,66 @@
+"""Webhook delivery policy as data, and the pure decisions made from it.
+
+The schedule follows the Standard Webhooks recommendation: immediately, then 5 s, 5 min, 30 min, 2 h,
+5 h, 10 h and 10 h again, each with +-10% jitter so retries to a recovering partner do not arrive in a
+herd. 2xx is success. Timeouts, connection errors, 429 and 5xx are retried (Retry-After, when longer,
+wins); any other answer will not change by asking again, so the delivery stops there.
+"""
+from dataclasses import dataclass
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
+
+RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)  # seconds after attempts 1, 2, ...
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+JITTER = 0.1
+MAX_RETRY_AFTER = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one attempt came to."""
+    status_code: int | None  # None when no HTTP answer came back
+    error: str | None        # "timeout", "connection_error", "tls_error", "redirect_refused", ...
+    retry_after: str | None = None
+
+
+def is_success(result: Result) -> bool:
+    return result.status_code is not None and 200 <= result.status_code < 300
+
+
+def is_retryable(result: Result) -> bool:
+    if result.status_code is None:
+        return result.error in ("timeout", "connection_error")
+    return result.status_code == 429 or result.status_code >= 500
+
+
+def retry_after_seconds(value, now):
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), or None if absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(int(value), MAX_RETRY_AFTER)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0, min((moment - now).total_seconds(), MAX_RETRY_AFTER))
+
+
+def next_attempt_at(result: Result, attempt: int, now, random):
+    """When to try again after `attempt` (1-based) came to `result`; None when there is no next try."""
+    if is_success(result) or not is_retryable(result) or attempt >= MAX_ATTEMPTS:
+        return None
+    delay = RETRY_DELAYS[attempt - 1] * (1 + JITTER * (2 * random() - 1))
+    requested = retry_after_seconds(result.retry_after, now)
+    if requested is not None:
+        delay = max(delay, requested)
+    return now + timedelta(seconds=delay)
+
+
+def outcome(result: Result, next_at) -> str:
+    if is_success(result):
+        return "delivered"
+    return "retrying" if next_at is not None else "failed"

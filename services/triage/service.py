@@ -1,0 +1,30 @@
+"""Triage: assesses every received case and announces its risk level."""
+from functools import partial
+
+from nameko.messaging import consume
+from prometheus_client import Counter
+
+from sanad.contracts import routing
+from sanad.platform.database import Database
+from sanad.platform.inbox import handle_event
+from sanad.platform.keys import KeyFile
+from sanad.platform.observability import Observable
+from sanad.platform.outbox import Outbox
+from services.triage import handlers
+
+CASES_TRIAGED = Counter("sanad_cases_triaged_total", "Cases assessed by triage, by risk level.", ["level"])
+
+
+class TriageService(Observable):
+    name = "triage"
+
+    db = Database("triage")
+    outbox = Outbox()
+    keys = KeyFile()
+
+    @consume(routing.TRIAGE_CASE_RECEIVED, requeue_on_error=True)
+    def on_case_received(self, body):
+        handler = partial(handlers.triage_case, outbox=self.outbox, keys=self.keys)
+        level = handle_event(self.db, routing.TRIAGE_CASE_RECEIVED.name, body, handler)
+        if level:
+            CASES_TRIAGED.labels(level=level).inc()
