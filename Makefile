@@ -9,7 +9,7 @@ run: setup-run
 	.venv/bin/sanad run
 
 test: setup-test
-	.venv/bin/nameko test tests $(PYTEST_ARGS)
+	PYTHONWARNINGS=ignore:::nameko.cli.commands .venv/bin/nameko test tests $(PYTEST_ARGS)
 
 setup-run:
 	scripts/setup.sh run

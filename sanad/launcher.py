@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+QUIET_EVENTLET = "ignore:::nameko.cli.commands"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Stack:
         nameko = Path(sys.executable).with_name("nameko")
         env = {**self.env, "SANAD_WEB_ADDRESS": f"{self.host}:{self.port_base + proc.port_offset}",
                "PYTHONUNBUFFERED": "1"}
+        # eventlet warns at every start that it is deprecated; nameko 2 is built on it.
+        env.setdefault("PYTHONWARNINGS", QUIET_EVENTLET)
         command = [str(nameko), "run", "--config", proc.config, proc.target]
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,170 @@
+"""A case travels intake -> triage -> referral -> notify -> a partner's webhook, over real RabbitMQ and
+PostgreSQL, through the six real service processes."""
+import json
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import pytest
+import requests
+from kombu import Connection
+
+from sanad.contracts import routing
+from sanad.contracts.events import new_event
+from sanad.contracts.sealing import narrative_context
+from tests.integration.conftest import sanad_cli
+from tests.support.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+
+NORMAL_DELAY = 0.1  # seconds a partner takes to answer a normal webhook: keeps a backlog in place
+BACKLOG = 2000
+
+MEDIUM_CASE = {
+    "narrative": "يهددني ينشر صوري اذا ما ادفع له فلوس. He wants 500 dollars.",
+    "channel": "whatsapp",
+    "governorate": "dhi_qar",
+    "needs": ["counselling", "legal_aid"],
+    "consents": ["counselling", "legal_aid"],
+}
+CRITICAL_CASE = {
+    "narrative": "Caller says she will take all her pills tonight if the pictures are sent to her family.",
+    "channel": "phone",
+    "governorate": "dhi_qar",
+    "needs": ["counselling"],
+    "consents": ["counselling"],
+    "suicidal_thoughts": True,
+    "deadline_hours": 6,
+}
+
+
+class Partner:
+    """Answers normal webhooks slowly and critical ones at once, like a busy partner with a pager."""
+
+    def __init__(self):
+        self.secret = None
+
+    def respond(self, webhook_id, payload):
+        if payload["data"]["risk_level"] != "critical":
+            time.sleep(NORMAL_DELAY)
+        return 204
+
+
+@pytest.fixture(scope="module")
+def partner(stack_env):
+    from sanad import webhooks
+    behaviour = Partner()
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=behaviour.respond) as receiver:
+        for name, service in (("Dhi Qar Counselling Centre", "counselling"), ("Nasiriyah Legal Aid", "legal_aid")):
+            sanad_cli(stack_env, "partner", "add", "--name", name, "--service", service,
+                      "--governorate", "dhi_qar", "--webhook-url", receiver.url, "--secret", secret)
+        yield receiver
+
+
+def post_case(stack, case, session=requests):
+    response = session.post(stack.url("intake") + "/api/cases", json=case, timeout=30)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def case_status(stack, case_id):
+    response = requests.get(f"{stack.url('intake')}/api/cases/{case_id}", timeout=10)
+    assert response.status_code == 200
+    return response.json()
+
+
+def wait_until(check, timeout=60, poll=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"not true within {timeout} s: {check.__doc__ or check}")
+
+
+def webhooks_for(receiver, reference):
+    return [p for p in receiver.payloads() if p["data"]["case_reference"] == reference]
+
+
+def test_a_case_posted_over_http_reaches_its_partners_signed_and_minimal(stack, partner):
+    created = post_case(stack, MEDIUM_CASE)
+
+    assert partner.wait_for(lambda got: len([1 for _, _, p in got
+                                             if p["data"]["case_reference"] == created["reference"]]) == 2)
+    payloads = webhooks_for(partner, created["reference"])
+    assert {p["data"]["service"] for p in payloads} == {"counselling", "legal_aid"}
+    for payload in payloads:
+        assert payload["type"] == "referral.offered"
+        assert payload["data"]["risk_level"] == "medium"
+        assert payload["data"]["governorate"] == "dhi_qar"
+        body = json.dumps(payload, ensure_ascii=False)
+        assert "صوري" not in body and "500 dollars" not in body, "the narrative must never reach a partner"
+
+    def delivered():
+        """intake shows both referrals delivered"""
+        status = case_status(stack, created["id"])
+        return status if status["status"] == "referred" and all(
+            any(d["outcome"] == "delivered" for d in r["deliveries"]) for r in status["referrals"]
+        ) and len(status["referrals"]) == 2 else None
+
+    status = wait_until(delivered)
+    assert status["risk"]["level"] == "medium"
+    assert status["reference"] == created["reference"]
+    assert partner.rejected == 0
+
+
+def test_a_critical_case_overtakes_a_backlog_of_normal_cases(stack, partner):
+    with requests.Session() as session, ThreadPoolExecutor(max_workers=8) as pool:
+        backlog = list(pool.map(lambda _: post_case(stack, MEDIUM_CASE, session), range(BACKLOG)))
+    backlog_refs = {c["reference"] for c in backlog}
+
+    critical = post_case(stack, CRITICAL_CASE)
+    assert partner.wait_for(lambda got: any(p["data"]["case_reference"] == critical["reference"]
+                                            for _, _, p in got), timeout=120)
+    normal_done_when_critical_arrived = sum(
+        1 for p in partner.payloads() if p["data"]["case_reference"] in backlog_refs
+    )
+    assert webhooks_for(partner, critical["reference"])[0]["data"]["risk_level"] == "critical"
+    assert normal_done_when_critical_arrived < 2 * BACKLOG, "the backlog drained before the critical case"
+
+    # Nothing was lost on the way: every backlog case reaches both of its partners.
+    assert partner.wait_for(
+        lambda got: sum(1 for _, _, p in got if p["data"]["case_reference"] in backlog_refs) >= 2 * BACKLOG,
+        timeout=300,
+    )
+    print(f"critical case arrived after {normal_done_when_critical_arrived} of {2 * BACKLOG} normal webhooks")
+
+
+def test_an_event_delivered_twice_has_one_effect(stack, stack_env, partner, keys):
+    case_id = uuid.uuid4()
+    reference = f"SND-TEST-{case_id.hex[:4].upper()}"
+    event = new_event("case.received", {
+        "case_id": case_id, "reference": reference, "received_at": datetime.now(timezone.utc),
+        "channel": "phone", "governorate": "dhi_qar", "needs": ["counselling"], "consents": ["counselling"],
+        "facts": {"victim_age": None, "material_published": None, "deadline_hours": None,
+                  "suicidal_thoughts": None, "threat_of_violence": None},
+        "sealed_narrative": keys.transport.seal("He threatens to send my chats unless I pay.",
+                                                narrative_context(case_id)),
+    }, producer="intake")
+    with Connection(stack_env["SANAD_AMQP_URI"], transport_options={"confirm_publish": True}) as connection:
+        producer = connection.Producer()
+        for _ in range(2):
+            producer.publish(event.to_message(), exchange=routing.EXCHANGE, routing_key=event.routing_key,
+                             serializer="json", delivery_mode=2)
+
+    assert partner.wait_for(lambda got: any(p["data"]["case_reference"] == reference for _, _, p in got))
+    duplicates = wait_until(lambda: _metric(stack.url("triage"), "sanad_events_consumed_total",
+                                            'outcome="duplicate"'), timeout=30)
+    assert duplicates >= 1
+    time.sleep(2)  # time enough for a second webhook, were there one
+    assert len(webhooks_for(partner, reference)) == 1
+
+
+def _metric(base_url, name, label_fragment):
+    text = requests.get(base_url + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and label_fragment in line)
