@@ -6,17 +6,29 @@ from sanad.contracts.events import new_event
 from sanad.contracts.sealing import evidence_context, narrative_context
 from sanad.contracts.vocabulary import lane_for
 from services.triage import sql
-from services.triage.assessment import CaseFacts, assess
+from services.triage.assessment import Assessment, CaseFacts, Reason
+
+ASSESSMENT_FAILED = "assessment_failed"
 
 PRODUCER = "triage"
 
 
-def triage_case(cur, event, outbox, keys, now=None):
+def assess_or_escalate(assessor, facts):
+    """The assessment, or, if the model fails on this note, a critical one saying so: missing a life in
+    danger is the worst error this system can make, so a case nobody could score goes to a person now."""
+    try:
+        return assessor.assess(facts)
+    except Exception:  # noqa: BLE001 -- any failure of the model on one note means the same thing
+        return Assessment(level="critical", score=100, lexicon_version=assessor.lexicon_version,
+                          reasons=(Reason(code=ASSESSMENT_FAILED, evidence=(), source="text"),))
+
+
+def triage_case(cur, event, outbox, keys, assessor, now=None):
     """Assess a received case, store the assessment and announce it on the lane its level calls for."""
     data = event.data
     case_id = data["case_id"]
     narrative = keys.transport.open(data["sealed_narrative"], narrative_context(case_id))
-    assessment = assess(CaseFacts(narrative=narrative, **data["facts"]))
+    assessment = assess_or_escalate(assessor, CaseFacts(narrative=narrative, **data["facts"]))
     reasons = [{"code": r.code, "source": r.source} for r in assessment.reasons]
     evidence = {r.code: list(r.evidence) for r in assessment.reasons if r.evidence}
     evidence_json = json.dumps(evidence, ensure_ascii=False) if evidence else None

@@ -11,6 +11,7 @@ from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
 from services.triage import handlers
+from services.triage.risk_model import RiskModel
 
 CASES_TRIAGED = Counter("sanad_cases_triaged_total", "Cases assessed by triage, by risk level.", ["level"])
 
@@ -21,10 +22,11 @@ class TriageService(Observable):
     db = Database("triage")
     outbox = Outbox()
     keys = KeyFile()
+    risk_model = RiskModel()
 
     @consume(routing.TRIAGE_CASE_RECEIVED, requeue_on_error=True)
     def on_case_received(self, body):
-        handler = partial(handlers.triage_case, outbox=self.outbox, keys=self.keys)
+        handler = partial(handlers.triage_case, outbox=self.outbox, keys=self.keys, assessor=self.risk_model)
         level = handle_event(self.db, routing.TRIAGE_CASE_RECEIVED.name, body, handler)
         if level:
             CASES_TRIAGED.labels(level=level).inc()

@@ -1,0 +1,39 @@
+"""Realistic events for the service tier, built through the real contracts."""
+import uuid
+from datetime import datetime, timezone
+
+from sanad.contracts.events import new_event
+from sanad.contracts.sealing import narrative_context
+from sanad.contracts.vocabulary import lane_for
+
+NO_FACTS = {"victim_age": None, "material_published": None, "deadline_hours": None,
+            "suicidal_thoughts": None, "threat_of_violence": None}
+
+
+def case_received(keys, narrative, needs=("counselling",), consents=("counselling",), **facts):
+    case_id = uuid.uuid4()
+    return new_event("case.received", {
+        "case_id": case_id, "reference": f"SND-{case_id.hex[:4].upper()}-TEST",
+        "received_at": datetime.now(timezone.utc), "channel": "phone", "governorate": "dhi_qar",
+        "needs": list(needs), "consents": list(consents), "facts": {**NO_FACTS, **facts},
+        "sealed_narrative": keys.transport.seal(narrative, narrative_context(case_id)),
+    }, producer="intake")
+
+
+def case_triaged(level="medium", needs=("counselling",), consents=("counselling",), governorate="dhi_qar"):
+    case_id = uuid.uuid4()
+    return new_event("case.triaged", {
+        "case_id": case_id, "reference": f"SND-{case_id.hex[:4].upper()}-TEST",
+        "received_at": datetime.now(timezone.utc), "level": level, "score": 50,
+        "reasons": [], "sealed_evidence": None, "lexicon_version": "test", "governorate": governorate,
+        "needs": list(needs), "consents": list(consents),
+    }, producer="triage", lane=lane_for(level))
+
+
+def referral_created(partner_id, level="medium", service="counselling"):
+    referral_id, case_id = uuid.uuid4(), uuid.uuid4()
+    return new_event("referral.created", {
+        "referral_id": referral_id, "case_id": case_id, "reference": f"SND-{case_id.hex[:4].upper()}-TEST",
+        "partner_id": partner_id, "partner_name": "Centre", "service": service, "level": level,
+        "governorate": "dhi_qar", "created_at": datetime.now(timezone.utc),
+    }, producer="referral", lane=lane_for(level))
