@@ -16,6 +16,7 @@ import hmac
 import json
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,13 +121,16 @@ def load_keys(path: Path) -> Keys:
 
 
 def write_keys(path: Path, keys: Keys) -> None:
-    """Write atomically with mode 0600 from the first byte."""
+    """Write atomically, the file private (0600) from its first byte."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(keys.to_json(), handle, indent=2)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # a new file, mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(keys.to_json(), handle, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def ensure_keys(path: Path) -> bool:
