@@ -38,11 +38,6 @@ INSERT_DEAD_LETTER = """
 """
 
 
-class Dropped(Exception):
-    """Raised by a handler for an event that is valid but can never be handled (a domain rule says so).
-    The event is set aside in dead_letters with this reason instead of being retried."""
-
-
 def handle_event(pool, queue, body, handler):
     """Parse `body`, then run handler(cursor, event) once per event id. Returns the handler's result,
     or None for a duplicate or a message set aside."""
@@ -59,9 +54,6 @@ def handle_event(pool, queue, body, handler):
                 metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="duplicate").inc()
                 return None
             result = handler(cur, event)
-    except Dropped as exc:
-        _dead_letter(pool, queue, body, event, "dropped", str(exc))
-        return None
     except CONNECTION_ERRORS:
         metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="retried").inc()
         log.warning("database unavailable while handling %s %s; returning it to the queue", event.type, event.id)
