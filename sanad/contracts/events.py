@@ -11,7 +11,9 @@ from datetime import datetime, timezone
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from sanad.contracts.vocabulary import CHANNELS, GOVERNORATES, LANES, RISK_LEVELS, SERVICE_TYPES
+from sanad.contracts.vocabulary import (
+    CHANNELS, ESCALATION_REASONS, GOVERNORATES, LANES, REFERRAL_STATUSES, RISK_LEVELS, SERVICE_TYPES,
+)
 
 
 class ContractError(Exception):
@@ -113,6 +115,58 @@ class DeliveryAttemptedV1(Schema):
     next_attempt_at = fields.AwareDateTime(required=True, allow_none=True)
 
 
+class ReferralStatusChangedV1(Schema):
+    referral_id = fields.UUID(required=True)
+    case_id = fields.UUID(required=True)
+    reference = fields.String(required=True)
+    partner_id = fields.UUID(required=True)
+    status = fields.String(required=True, validate=_one_of(REFERRAL_STATUSES))
+    previous_status = fields.String(required=True, validate=_one_of(REFERRAL_STATUSES))
+    # A code for why (a decline reason, a closing outcome), never free text: it may reach other services.
+    note_code = fields.String(required=True, allow_none=True, validate=validate.Length(max=64))
+    changed_at = fields.AwareDateTime(required=True)
+    changed_by = fields.String(required=True, validate=_one_of(("partner", "staff", "system")))
+
+
+class ReferralEscalatedV1(Schema):
+    """A referral (or a case nobody matched) that needs the next partner and the on-duty supervisor."""
+    referral_id = fields.UUID(required=True, allow_none=True)  # None when no partner matched at all
+    case_id = fields.UUID(required=True)
+    reference = fields.String(required=True)
+    level = fields.String(required=True, validate=_one_of(RISK_LEVELS))
+    service = fields.String(required=True, validate=_one_of(SERVICE_TYPES))
+    governorate = fields.String(required=True, validate=_one_of(GOVERNORATES))
+    reason = fields.String(required=True, validate=_one_of(ESCALATION_REASONS))
+    step = fields.Integer(required=True, validate=validate.Range(min=1))
+    reoffered_to = fields.UUID(required=True, allow_none=True)  # the next partner, if one was found
+    escalated_at = fields.AwareDateTime(required=True)
+
+
+class NotificationExhaustedV1(Schema):
+    """Every attempt to deliver a webhook failed: the partner did not get it."""
+    delivery_id = fields.UUID(required=True)
+    webhook_id = fields.String(required=True)
+    referral_id = fields.UUID(required=True)
+    case_id = fields.UUID(required=True)
+    partner_id = fields.UUID(required=True)
+    attempts = fields.Integer(required=True, validate=validate.Range(min=1))
+    last_status_code = fields.Integer(required=True, allow_none=True)
+    last_error = fields.String(required=True, allow_none=True)
+    exhausted_at = fields.AwareDateTime(required=True)
+
+
+class CaseRiskOverriddenV1(Schema):
+    """Staff set a case's risk level by hand; the original assessment is kept."""
+    case_id = fields.UUID(required=True)
+    reference = fields.String(required=True)
+    previous_level = fields.String(required=True, allow_none=True, validate=_one_of(RISK_LEVELS))
+    level = fields.String(required=True, validate=_one_of(RISK_LEVELS))
+    sealed_reason = fields.String(required=True)  # staff's words may quote the caller
+    overridden_by = fields.UUID(required=True)
+    role = fields.String(required=True)
+    overridden_at = fields.AwareDateTime(required=True)
+
+
 # (type, version) -> schema. The highest version of a type is the one producers emit.
 SCHEMAS = {
     ("case.received", 1): CaseReceivedV1,
@@ -120,6 +174,10 @@ SCHEMAS = {
     ("case.unmatched", 1): CaseUnmatchedV1,
     ("referral.created", 1): ReferralCreatedV1,
     ("delivery.attempted", 1): DeliveryAttemptedV1,
+    ("referral.status_changed", 1): ReferralStatusChangedV1,
+    ("referral.escalated", 1): ReferralEscalatedV1,
+    ("notification.exhausted", 1): NotificationExhaustedV1,
+    ("case.risk_overridden", 1): CaseRiskOverriddenV1,
 }
 
 # (type, version) -> function turning that version's data into the next version's data.

@@ -11,3 +11,8 @@ def narrative_context(case_id) -> str:
 def evidence_context(case_id) -> str:
     """The words of the narrative that triggered a case's risk reasons."""
     return f"case:{case_id}:evidence"
+
+
+def override_reason_context(case_id) -> str:
+    """Staff's reason for overriding a case's risk level."""
+    return f"case:{case_id}:override_reason"

@@ -29,3 +29,10 @@ NATIONWIDE = "nationwide"
 
 def lane_for(level: str) -> str:
     return "critical" if level == "critical" else "normal"
+
+# A referral's life: offered -> accepted or declined -> in_progress -> completed or closed.
+# "withdrawn" is Sanad taking an offer back (re-offered elsewhere after a missed deadline).
+REFERRAL_STATUSES = ("offered", "accepted", "declined", "in_progress", "completed", "closed", "withdrawn")
+
+# Why a referral or case was escalated to the next partner and the on-duty supervisor.
+ESCALATION_REASONS = ("ack_timeout", "declined", "delivery_exhausted", "no_match", "refer_anyway")
