@@ -58,12 +58,51 @@ def delivery_attempted():
     }
 
 
+def referral_status_changed():
+    return {
+        "referral_id": uuid.UUID("1c7e2f0a-5b7d-4f3e-8c2a-6d9e0b1a2f34"), "case_id": CASE_ID,
+        "reference": REFERENCE, "partner_id": uuid.UUID("a3d4e5f6-0718-4a2b-9c3d-4e5f60718293"),
+        "status": "declined", "previous_status": "offered", "note_code": "no_capacity",
+        "changed_at": NOW + timedelta(minutes=12), "changed_by": "partner",
+    }
+
+
+def referral_escalated():
+    return {
+        "referral_id": uuid.UUID("1c7e2f0a-5b7d-4f3e-8c2a-6d9e0b1a2f34"), "case_id": CASE_ID,
+        "reference": REFERENCE, "level": "critical", "service": "legal_aid", "governorate": "basra",
+        "reason": "ack_timeout", "step": 2, "reoffered_to": uuid.UUID("b4e5f607-1829-4a3b-8d4e-5f6071829304"),
+        "escalated_at": NOW + timedelta(minutes=15),
+    }
+
+
+def notification_exhausted():
+    return {
+        "delivery_id": uuid.UUID("5e6f7081-92a3-4b4c-8d5e-6f708192a3b4"), "webhook_id": "msg_5e6f708192a3",
+        "referral_id": uuid.UUID("1c7e2f0a-5b7d-4f3e-8c2a-6d9e0b1a2f34"), "case_id": CASE_ID,
+        "partner_id": uuid.UUID("a3d4e5f6-0718-4a2b-9c3d-4e5f60718293"), "attempts": 8,
+        "last_status_code": None, "last_error": "connection_error", "exhausted_at": NOW + timedelta(hours=34),
+    }
+
+
+def case_risk_overridden():
+    return {
+        "case_id": CASE_ID, "reference": REFERENCE, "previous_level": "medium", "level": "critical",
+        "sealed_reason": SEALED, "overridden_by": uuid.UUID("c5f60718-293a-4b4c-9e5f-60718293a4b5"),
+        "role": "supervisor", "overridden_at": NOW + timedelta(minutes=3),
+    }
+
+
 EXAMPLES = {
     "case.received": case_received,
     "case.triaged": case_triaged,
     "case.unmatched": case_unmatched,
     "referral.created": referral_created,
     "delivery.attempted": delivery_attempted,
+    "referral.status_changed": referral_status_changed,
+    "referral.escalated": referral_escalated,
+    "notification.exhausted": notification_exhausted,
+    "case.risk_overridden": case_risk_overridden,
 }
 
 
@@ -93,6 +132,18 @@ def test_message_survives_json_and_parses_back_to_the_same_event(event_type):
     assert parsed == event
     assert parsed.data == data
     assert parsed.version == CURRENT_VERSION[event_type]
+
+
+def test_escalation_of_a_case_nobody_matched_round_trips_without_referral_or_next_partner():
+    data = {**referral_escalated(), "referral_id": None, "reoffered_to": None, "reason": "no_match", "step": 1}
+    event = new_event("referral.escalated", data, producer="referral", now=NOW)
+    assert parse(_over_the_wire(event.to_message())).data == data
+
+
+def test_first_risk_override_before_any_assessment_round_trips_with_no_previous_level():
+    data = {**case_risk_overridden(), "previous_level": None}
+    event = new_event("case.risk_overridden", data, producer="intake", now=NOW)
+    assert parse(_over_the_wire(event.to_message())).data == data
 
 
 def test_delivery_attempt_without_status_or_next_time_round_trips_with_nulls():
@@ -285,6 +336,10 @@ def test_parse_refuses_an_invalid_envelope_field_naming_it(field, value):
     ("case.unmatched", "services"),
     ("referral.created", "partner_id"),
     ("delivery.attempted", "outcome"),
+    ("referral.status_changed", "previous_status"),
+    ("referral.escalated", "reason"),
+    ("notification.exhausted", "last_error"),
+    ("case.risk_overridden", "sealed_reason"),
 ])
 def test_parse_refuses_data_missing_a_required_field_naming_it_under_data(event_type, field):
     message = _over_the_wire(_message(event_type))
@@ -304,6 +359,14 @@ def test_parse_refuses_data_missing_a_required_field_naming_it_under_data(event_
     ("referral.created", "referral_id", "ref-1"),
     ("delivery.attempted", "attempt", 0),
     ("delivery.attempted", "outcome", "bounced"),
+    ("referral.status_changed", "status", "ghosted"),
+    ("referral.status_changed", "changed_by", "partner_staff"),
+    ("referral.status_changed", "note_code", "x" * 65),
+    ("referral.escalated", "reason", "felt_like_it"),
+    ("referral.escalated", "step", 0),
+    ("notification.exhausted", "attempts", 0),
+    ("case.risk_overridden", "level", "catastrophic"),
+    ("case.risk_overridden", "overridden_by", "supervisor-1"),
 ])
 def test_parse_refuses_invalid_data_naming_the_field_under_data(event_type, field, value):
     message = _over_the_wire(_message(event_type))
