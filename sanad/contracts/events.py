@@ -218,6 +218,8 @@ def new_event(event_type, data, producer, correlation_id=None, lane="normal", no
     version = CURRENT_VERSION[event_type]
     schema = SCHEMAS[(event_type, version)]()
     errors = schema.validate(schema.dump(data))
+    if lane not in LANES:
+        errors["lane"] = [f"Must be one of: {', '.join(LANES)}."]
     if errors:
         raise ContractError(errors)
     event_id = uuid.uuid4()

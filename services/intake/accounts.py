@@ -8,7 +8,7 @@ from services.intake import sql
 
 ROLES = ("operator", "counsellor", "supervisor", "admin")
 MIN_PASSWORD_CHARS = 12
-USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,49}$")
+USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,49}")
 
 _hasher = PasswordHasher()
 
@@ -16,7 +16,7 @@ _hasher = PasswordHasher()
 def check_new_account(username, role, password):
     """Field errors of a new account, empty when it is acceptable."""
     errors = {}
-    if not USERNAME_PATTERN.match(username or ""):
+    if not USERNAME_PATTERN.fullmatch(username or ""):
         errors["username"] = ["Use 2 to 50 lower-case letters, digits, dots, dashes or underscores."]
     if role not in ROLES:
         errors["role"] = [f"Must be one of: {', '.join(ROLES)}."]

@@ -5,6 +5,7 @@ The schedule follows the Standard Webhooks recommendation: immediately, then 5 s
 herd. 2xx is success. Timeouts, connection errors, 429 and 5xx are retried (Retry-After, when longer,
 wins); any other answer will not change by asking again, so the delivery stops there.
 """
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
@@ -13,6 +14,7 @@ RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)  # seconds after attemp
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 JITTER = 0.1
 MAX_RETRY_AFTER = 24 * 3600
+DELTA_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() also admits "²"
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def retry_after_seconds(value, now):
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if DELTA_SECONDS.fullmatch(value):
         return min(int(value), MAX_RETRY_AFTER)
     try:
         moment = parsedate_to_datetime(value)

@@ -264,10 +264,6 @@ def test_new_event_refuses_a_victim_age_out_of_range_inside_the_facts():
     assert "victim_age" in raised.value.errors["facts"]
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "BUG sanad/contracts/events.py new_event: the lane is not validated at the producer; lane='urgent' gives "
-    "routing key 'referral.created.urgent', which notify's queues do not bind and which every consumer's "
-    "parse() refuses"))
 def test_new_event_refuses_a_lane_outside_the_vocabulary():
     with pytest.raises(ContractError) as raised:
         new_event("referral.created", referral_created(), producer="referral", lane="urgent", now=NOW)

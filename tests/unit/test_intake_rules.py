@@ -287,9 +287,6 @@ def test_username_at_the_edges_of_the_rule_is_accepted(username):
     assert check_new_account(username, "operator", "x" * 12) == {}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG services/intake/accounts.py USERNAME_PATTERN '^[a-z0-9][a-z0-9._-]{1,49}$' is applied with "
-    "re.match; '$' also matches before a trailing newline, so 'amira\\n' is accepted (use fullmatch or \\Z)"))
 def test_username_with_a_trailing_newline_is_refused():
     assert set(check_new_account("amira\n", "operator", "x" * 12)) == {"username"}
 
