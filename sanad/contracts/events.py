@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from sanad.contracts.vocabulary import (
     CHANNELS, ESCALATION_REASONS, GOVERNORATES, LANES, REFERRAL_STATUSES, RISK_LEVELS, SERVICE_TYPES,
@@ -215,6 +215,8 @@ class Event:
 
 def new_event(event_type, data, producer, correlation_id=None, lane="normal", now=None) -> Event:
     """Build an event at its type's current version; invalid data fails here, at the producer."""
+    if event_type not in CURRENT_VERSION:
+        raise ContractError({"type": [f"unknown event type {event_type!r}"]})
     version = CURRENT_VERSION[event_type]
     schema = SCHEMAS[(event_type, version)]()
     errors = schema.validate(schema.dump(data))
@@ -243,7 +245,8 @@ def parse(message) -> Event:
     if (event_type, version) not in SCHEMAS:
         raise ContractError({"version": [f"unknown version {version} of {event_type}"]})
     try:
-        data = SCHEMAS[(event_type, version)]().load(data)
+        # Fields added within a version by a newer producer are ignored, so producers can deploy first.
+        data = SCHEMAS[(event_type, version)]().load(data, unknown=EXCLUDE)
     except ValidationError as exc:
         raise ContractError({"data": exc.messages}) from None
     while version < CURRENT_VERSION[event_type]:

@@ -412,3 +412,16 @@ def test_only_critical_risk_takes_the_critical_lane():
 
 def test_every_lane_lane_for_returns_is_a_lane_the_envelope_accepts():
     assert {lane_for(level) for level in RISK_LEVELS} == set(LANES)
+
+
+def test_a_field_added_within_a_version_by_a_newer_producer_is_ignored_by_the_consumer():
+    message = _message()
+    message["data"]["added_later"] = "something new"
+    event = parse(_over_the_wire(message))
+    assert "added_later" not in event.data
+
+
+def test_a_producer_naming_an_unknown_event_type_gets_a_contract_error():
+    with pytest.raises(ContractError) as raised:
+        new_event("case.teleported", {}, producer="intake")
+    assert "type" in raised.value.errors
