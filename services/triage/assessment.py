@@ -1,0 +1,640 @@
+"""Risk assessment of a case: level, score and the reasons for them, from the note and the checklist.
+
+Pure domain code: standard library and PyYAML only, no framework, no I/O beyond reading the lexicon
+directory once. The service and `sanad triage score` both call `assess`, so a supervisor replaying past
+cases against new lexicons sees exactly what the service would decide.
+
+How a note is read:
+1. The note is tokenised and normalised (see normalise.py); every token keeps its span in the original text.
+2. Idioms ("اموت من الضحك", "the phone died", "political suicide") are matched first and their tokens are
+   masked, so the risk words inside them match nothing.
+3. Each concept lexicon (suicidal intent, plan, means, threats to kill, minors, publication, ...) is matched
+   on the masked note: Arabic and English entries on the match keys, Arabizi entries on the skeletons.
+4. Each mention is read in its context. Negation never drops a suicide-related mention: "ما افكر انتحر" is
+   still a caller talking of suicide, reported as suicidal thoughts (at least high). A mention in a news item,
+   about someone else in the past, or in a resolved past case is reported as such, at level low. A past
+   attempt is an earlier attempt (high), not an attempt now.
+5. Checklist facts add their own reasons. The checklist can raise the level; being empty or false it never
+   lowers what the text found.
+6. The level is the highest level of any reason, raised to critical when suicidal thoughts meet an acute
+   stressor (deadline within 24 hours, material published, threat of violence, victim under 18).
+"""
+import hashlib
+import math
+import re
+import threading
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from services.triage.normalise import Note, arabizi_skeleton, normalise_arabic, normalise_latin, tokenise
+
+LEVELS = ("low", "medium", "high", "critical")
+LEVEL_FLOOR = {"low": 0, "medium": 25, "high": 50, "critical": 75}
+LEVEL_CEILING = {"low": 24, "medium": 49, "high": 74, "critical": 100}
+
+DEFAULT_LEXICON_DIRECTORY = Path(__file__).parent / "lexicons"
+
+SUICIDAL_THOUGHTS = "suicidal_thoughts"
+IDEATION_WITH_STRESSOR = "ideation_with_stressor"
+# Ideation plus a precipitant is the pattern that ends in attempts: the issue's rule for critical.
+IDEATION_CODES = frozenset({"suicidal_thoughts", "hopelessness"})
+ACUTE_STRESSOR_CODES = frozenset({"deadline_24h", "published", "violence_threat", "minor"})
+
+SOURCE_TEXT = "text"
+SOURCE_CHECKLIST = "checklist"
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    narrative: str = ""
+    victim_age: int | None = None
+    material_published: bool | None = None
+    deadline_hours: float | None = None
+    suicidal_thoughts: bool | None = None
+    threat_of_violence: bool | None = None
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    evidence: tuple[str, ...]
+    source: str
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "evidence": list(self.evidence), "source": self.source}
+
+
+@dataclass(frozen=True)
+class Assessment:
+    level: str
+    score: int
+    reasons: tuple[Reason, ...]
+    lexicon_version: str
+
+    def to_dict(self) -> dict:
+        return {
+            "level": self.level,
+            "score": self.score,
+            "reasons": [reason.to_dict() for reason in self.reasons],
+            "lexicon_version": self.lexicon_version,
+        }
+
+
+class LexiconError(ValueError):
+    """A lexicon file is missing, malformed or refers to something that does not exist."""
+
+
+class InvalidCaseFacts(ValueError):
+    """A field of an incoming case cannot be read; `field` names it."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+CASE_FACT_FIELDS = ("narrative", "victim_age", "material_published", "deadline_hours",
+                    "suicidal_thoughts", "threat_of_violence")
+
+
+def case_facts_from_mapping(data: Mapping[str, Any]) -> CaseFacts:
+    """Read case facts from JSON-like data; absent or null fields are unknown. Raises InvalidCaseFacts."""
+    narrative = data.get("narrative")
+    if narrative is not None and not isinstance(narrative, str):
+        raise InvalidCaseFacts("narrative", "must be a string or null")
+    age = data.get("victim_age")
+    if age is not None:
+        if isinstance(age, bool) or not isinstance(age, (int, float)) or age != int(age):
+            raise InvalidCaseFacts("victim_age", "must be a whole number or null")
+        if not 0 <= age <= 120:
+            raise InvalidCaseFacts("victim_age", "must be between 0 and 120")
+        age = int(age)
+    deadline = data.get("deadline_hours")
+    if deadline is not None:
+        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline):
+            raise InvalidCaseFacts("deadline_hours", "must be a number or null")
+        if deadline < 0:
+            raise InvalidCaseFacts("deadline_hours", "must not be negative")
+    flags = {}
+    for name in ("material_published", "suicidal_thoughts", "threat_of_violence"):
+        value = data.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise InvalidCaseFacts(name, "must be true, false or null")
+        flags[name] = value
+    return CaseFacts(narrative=narrative or "", victim_age=age, deadline_hours=deadline, **flags)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lexicon compilation
+
+_GAP = r"(?: [^ ]+){0,3}?"
+_ARABIC_PROCLITICS = "(?:[وف]?(?:ال|بال|كال|لل|[بلك])?)"
+_CONJUNCTION = "[وف]?"
+_ANY = "[^ ]*"
+_HAS_ARABIC = re.compile("[\u0600-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFC]")
+_NUMBER = "{n}"
+
+TEXT_STREAM = "keys"
+ARABIZI_STREAM = "skeletons"
+_SECTIONS = {"arabic": TEXT_STREAM, "english": TEXT_STREAM, "arabizi": ARABIZI_STREAM}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a mention becomes in context. A code reports the mention under that code; "drop" ignores it."""
+    when_negated: str | None = None
+    when_past: str | None = None
+    when_conditional: str | None = None
+    discounted_by: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Group:
+    code: str
+    name: str
+    policy: Policy
+    regexes: tuple[tuple[str, re.Pattern], ...]   # (stream, compiled alternation)
+    near: frozenset[str] = frozenset()
+    within: int = 12
+    maximum: float | None = None
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    level: str
+    weight: int
+
+
+@dataclass
+class _Compiler:
+    sets: dict[str, list[str]]
+    numbers: dict[str, int]
+    number_regex: dict[str, str] = field(default_factory=dict)
+
+    def literal(self, text: str, stream: str) -> str:
+        if _HAS_ARABIC.search(text):
+            return re.escape(normalise_arabic(text))
+        if stream == ARABIZI_STREAM:
+            return re.escape(arabizi_skeleton(text))
+        return re.escape(normalise_latin(text))
+
+    def numbers_alternation(self, stream: str) -> str:
+        if stream not in self.number_regex:
+            words = {self._normalise_phrase(word, stream) for word in self.numbers}
+            alternatives = sorted(words, key=len, reverse=True)
+            self.number_regex[stream] = "(" + "|".join([r"\d{1,3}", *map(re.escape, alternatives)]) + ")"
+        return self.number_regex[stream]
+
+    def _normalise_phrase(self, phrase: str, stream: str) -> str:
+        return " ".join(re.sub(r"\\(.)", r"\1", self.literal(word, stream)) for word in phrase.split())
+
+    def word(self, spec: str, stream: str) -> str:
+        """Regex for one token (without its leading space)."""
+        if spec == _NUMBER:
+            return self.numbers_alternation(stream)
+        if _NUMBER in spec:
+            head, tail = spec.split(_NUMBER, 1)
+            return self.word(head, stream) + r"(\d{1,3})" + self.word(tail, stream) if (head or tail) else ""
+        if not spec:
+            return ""
+        exact = spec.startswith("=")
+        clitics = spec.startswith("+")
+        spec = spec.lstrip("=+")
+        leading = spec.startswith("*")
+        trailing = spec.endswith("*") and len(spec) > 1
+        core = spec.strip("*")
+        regex = self.literal(core, stream) if core else ""
+        arabic = bool(_HAS_ARABIC.search(core))
+        if leading:
+            regex = _ANY + regex
+        elif arabic and clitics:
+            regex = _ARABIC_PROCLITICS + regex
+        elif arabic and not exact:
+            regex = _CONJUNCTION + regex
+        if trailing:
+            regex += _ANY
+        return regex
+
+    def token(self, spec: str, stream: str) -> str:
+        """Regex for one pattern element, including the space before it."""
+        if spec == "...":
+            return _GAP
+        if spec.startswith("(") and spec.endswith(")"):
+            return f"(?:{self.token(spec[1:-1], stream)})?"
+        if spec.startswith("[") and spec.endswith("]"):
+            return "(?:" + "|".join(self.sequence(phrase, stream) for phrase in spec[1:-1].split("|")) + ")"
+        alternatives = [self._alternative(alternative, stream) for alternative in spec.split("/")]
+        return alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
+
+    def _alternative(self, spec: str, stream: str) -> str:
+        if spec.startswith("@"):
+            name = spec[1:]
+            if name not in self.sets:
+                raise LexiconError(f"unknown set @{name}")
+            return "(?:" + "|".join(self.sequence(entry, stream) for entry in self.sets[name]) + ")"
+        return " " + self.word(spec, stream)
+
+    def sequence(self, pattern: str, stream: str) -> str:
+        parts = _elements(pattern)
+        if not parts:
+            raise LexiconError("empty pattern")
+        return "".join(self.token(part, stream) for part in parts)
+
+    def alternation(self, patterns: Iterable[str], stream: str) -> re.Pattern:
+        alternatives = []
+        for pattern in patterns:
+            try:
+                alternatives.append(self.sequence(str(pattern), stream))
+            except re.error as error:
+                raise LexiconError(f"pattern {pattern!r}: {error}") from error
+        return re.compile("(?:" + "|".join(alternatives) + ")(?= )")
+
+
+def _elements(pattern: str) -> list[str]:
+    """Split a pattern on spaces, keeping a bracketed phrase group "[a b|c]" as one element."""
+    elements, current, depth = [], [], 0
+    for character in pattern:
+        if character == "[":
+            depth += 1
+        elif character == "]":
+            depth -= 1
+        if character.isspace() and depth == 0:
+            if current:
+                elements.append("".join(current))
+                current = []
+        else:
+            current.append(character)
+    if depth != 0:
+        raise LexiconError(f"unbalanced brackets in {pattern!r}")
+    if current:
+        elements.append("".join(current))
+    return elements
+
+
+def _read_yaml(path: Path) -> tuple[dict, bytes]:
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise LexiconError(f"cannot read {path}: {error}") from error
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise LexiconError(f"{path.name}: {error}") from error
+    if not isinstance(data, dict):
+        raise LexiconError(f"{path.name}: expected a mapping at the top level")
+    return data, raw
+
+
+def _compile_sections(compiler: _Compiler, entry: Mapping, where: str) -> tuple[tuple[str, re.Pattern], ...]:
+    by_stream: dict[str, list[str]] = {}
+    for section, stream in _SECTIONS.items():
+        patterns = entry.get(section) or []
+        if not isinstance(patterns, list):
+            raise LexiconError(f"{where}: {section} must be a list")
+        by_stream.setdefault(stream, []).extend(patterns)
+    return tuple(
+        (stream, compiler.alternation(patterns, stream)) for stream, patterns in by_stream.items() if patterns
+    )
+
+
+def _policy(entry: Mapping, defaults: Policy) -> Policy:
+    discounted = entry.get("discounted_by")
+    return Policy(
+        when_negated=entry.get("when_negated", defaults.when_negated),
+        when_past=entry.get("when_past", defaults.when_past),
+        when_conditional=entry.get("when_conditional", defaults.when_conditional),
+        discounted_by=frozenset(discounted) if discounted is not None else defaults.discounted_by,
+    )
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    version: str
+    codes: dict[str, CodeInfo]
+    idioms: tuple[tuple[str, re.Pattern], ...]
+    context: dict[str, tuple[tuple[str, re.Pattern], ...]]
+    clause_breaks: frozenset[str]
+    negation_window: int
+    discount_codes: dict[str, str]
+    groups: tuple[Group, ...]
+    numbers: dict[str, int]
+
+    @classmethod
+    def load(cls, directory: Path) -> "Lexicon":
+        directory = Path(directory)
+        index, index_raw = _read_yaml(directory / "index.yaml")
+        digest = hashlib.sha256(b"index.yaml\0" + index_raw)
+        base_version = str(index.get("version") or "")
+        if not base_version:
+            raise LexiconError("index.yaml: version is required")
+
+        def load_listed(name: str) -> dict:
+            data, raw = _read_yaml(directory / name)
+            digest.update(b"\0" + name.encode() + b"\0" + raw)
+            return data
+
+        shared = load_listed(index.get("sets", "sets.yaml"))
+        numbers = {str(k): int(v) for k, v in (shared.get("numbers") or {}).items()}
+        compiler = _Compiler(sets={k: list(v) for k, v in (shared.get("sets") or {}).items()}, numbers=numbers)
+
+        context_data = load_listed(index.get("context", "context.yaml"))
+        context = {
+            kind: _compile_sections(compiler, entry, f"context.{kind}")
+            for kind, entry in (context_data.get("kinds") or {}).items()
+        }
+        breaks = context_data.get("clause_breaks") or []
+        clause_breaks = frozenset(normalise_arabic(w) if _HAS_ARABIC.search(w) else normalise_latin(w) for w in breaks)
+        discount_codes = dict(context_data.get("discount_codes") or {})
+
+        idiom_data = load_listed(index.get("idioms", "idioms.yaml"))
+        idioms = _compile_sections(compiler, idiom_data, "idioms")
+
+        codes = {
+            code: CodeInfo(level=info["level"], weight=int(info.get("weight", 1)))
+            for code, info in (index.get("derived_codes") or {}).items()
+        }
+        groups = []
+        for name in index.get("concepts") or []:
+            data = load_listed(name)
+            code = data.get("concept")
+            if not code or data.get("level") not in LEVELS:
+                raise LexiconError(f"{name}: concept and a level in {LEVELS} are required")
+            codes[code] = CodeInfo(level=data["level"], weight=int(data.get("weight", 1)))
+            defaults = _policy(data.get("defaults") or {}, Policy())
+            for number, entry in enumerate(data.get("groups") or []):
+                where = f"{name} group {number}"
+                maximum = entry.get("max")
+                groups.append(Group(
+                    code=code,
+                    name=str(entry.get("name", number)),
+                    policy=_policy(entry, defaults),
+                    regexes=_compile_sections(compiler, entry, where),
+                    near=frozenset(entry.get("near") or ()),
+                    within=int(entry.get("within", 12)),
+                    maximum=float(maximum) if maximum is not None else None,
+                ))
+        lexicon = cls(
+            version=f"{base_version}+{digest.hexdigest()[:12]}",
+            codes=codes,
+            idioms=idioms,
+            context=context,
+            clause_breaks=clause_breaks,
+            negation_window=int(context_data.get("negation_window", 4)),
+            discount_codes=discount_codes,
+            groups=tuple(groups),
+            numbers={compiler._normalise_phrase(k, TEXT_STREAM): v for k, v in numbers.items()}
+            | {compiler._normalise_phrase(k, ARABIZI_STREAM): v for k, v in numbers.items()},
+        )
+        lexicon._check_references()
+        return lexicon
+
+    def _check_references(self) -> None:
+        for code in self.discount_codes.values():
+            if code not in self.codes:
+                raise LexiconError(f"context.yaml: discount code {code!r} has no level")
+        for group in self.groups:
+            for target in (group.policy.when_negated, group.policy.when_past, group.policy.when_conditional):
+                if target not in (None, "drop") and target not in self.codes:
+                    raise LexiconError(f"{group.code}: unknown code {target!r}")
+            for kind in group.policy.discounted_by:
+                if kind not in self.discount_codes:
+                    raise LexiconError(f"{group.code}: unknown context {kind!r}")
+            for code in group.near:
+                if code not in self.codes:
+                    raise LexiconError(f"{group.code}: near refers to unknown code {code!r}")
+        for code in (SUICIDAL_THOUGHTS, IDEATION_WITH_STRESSOR, *ACUTE_STRESSOR_CODES):
+            if code not in self.codes:
+                raise LexiconError(f"the lexicon defines no level for {code!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading a note
+
+
+@dataclass(frozen=True)
+class _Mention:
+    code: str
+    first: int
+    last: int
+    group: Group | None = None
+
+
+class _Streams:
+    """The note's tokens joined by spaces, once per stream, with each token's offset."""
+
+    def __init__(self, note: Note, masked: frozenset[int] = frozenset()):
+        self.note = note
+        self.text: dict[str, str] = {}
+        self.starts: dict[str, list[int]] = {}
+        for stream, words in ((TEXT_STREAM, note.keys), (ARABIZI_STREAM, note.skeletons)):
+            if stream == ARABIZI_STREAM and not any(note.is_latin):
+                continue
+            starts, position = [], 0
+            for index, word in enumerate(words):
+                starts.append(position)
+                position += 1 + (1 if index in masked else len(word))
+            self.starts[stream] = starts
+            self.text[stream] = " " + " ".join("_" if i in masked else w for i, w in enumerate(words)) + " "
+
+    def find(self, regexes: Iterable[tuple[str, re.Pattern]]):
+        """Yield (first token, last token, match) for every match of the given stream regexes."""
+        for stream, regex in regexes:
+            text = self.text.get(stream)
+            if text is None:
+                continue
+            starts = self.starts[stream]
+            for match in regex.finditer(text):
+                first = bisect_left(starts, match.start())
+                last = bisect_left(starts, match.end()) - 1
+                if first <= last:
+                    yield first, last, match
+
+
+class Assessor:
+    """Assesses cases against one lexicon, compiled once."""
+
+    def __init__(self, lexicon: Lexicon):
+        self.lexicon = lexicon
+
+    @classmethod
+    def from_directory(cls, path: str | Path) -> "Assessor":
+        return cls(Lexicon.load(Path(path)))
+
+    @property
+    def lexicon_version(self) -> str:
+        return self.lexicon.version
+
+    def assess(self, facts: CaseFacts) -> Assessment:
+        mentions = self._read_narrative(facts.narrative or "") if facts.narrative else []
+        reasons = _text_reasons(mentions) + _checklist_reasons(facts)
+        return self._conclude(reasons)
+
+    # -- text ---------------------------------------------------------------------------------------------
+
+    def _read_narrative(self, text: str) -> list[tuple[str, str, int]]:
+        """The note's mentions in context, as (code, the original words, position of the first word)."""
+        lexicon = self.lexicon
+        note = tokenise(text)
+        if not note.keys:
+            return []
+        streams = _Streams(note)
+        masked = frozenset(
+            index for first, last, _ in streams.find(lexicon.idioms) for index in range(first, last + 1)
+        )
+        if masked:
+            streams = _Streams(note, masked)
+        clauses = self._clauses(note)
+        markers = {
+            kind: {index for first, last, _ in streams.find(regexes) for index in range(first, last + 1)}
+            for kind, regexes in lexicon.context.items()
+        }
+        clause_kinds: dict[int, set[str]] = {}
+        for kind, indexes in markers.items():
+            if kind in ("negation", "conditional"):
+                continue
+            for index in indexes:
+                clause_kinds.setdefault(clauses[index], set()).add(kind)
+        for kinds in clause_kinds.values():
+            if "third_party" in kinds and "past" in kinds:
+                kinds.add("third_party_past")
+
+        raw: list[tuple[Group, int, int, re.Match]] = []
+        for group in lexicon.groups:
+            for first, last, match in streams.find(group.regexes):
+                if any(index in masked for index in range(first, last + 1)):
+                    continue
+                if group.maximum is not None and not self._number_within(match, group.maximum):
+                    continue
+                raw.append((group, first, last, match))
+
+        ungated = [(g, f, l) for g, f, l, _ in raw if not g.near]
+        found: list[_Mention] = []
+        for group, first, last, _ in raw:
+            if group.near and not any(
+                other.code in group.near and (abs(f - last) <= group.within or abs(first - l) <= group.within)
+                for other, f, l in ungated
+            ):
+                continue
+            mention = self._in_context(group, first, last, clauses, markers, clause_kinds)
+            if mention is not None:
+                found.append(mention)
+        return [
+            (m.code, note.quote(m.first, m.last), m.first) for m in found if not self._subsumed(m, found)
+        ]
+
+    def _subsumed(self, mention: _Mention, mentions: list[_Mention]) -> bool:
+        """True if another mention at least as serious covers the same words ("انتحر" inside "راح انتحر")."""
+        rank = LEVELS.index
+        level = rank(self.lexicon.codes[mention.code].level)
+        return any(
+            other is not mention
+            and other.first <= mention.first and mention.last <= other.last
+            and (other.first, other.last) != (mention.first, mention.last)
+            and rank(self.lexicon.codes[other.code].level) >= level
+            for other in mentions
+        )
+
+    def _clauses(self, note: Note) -> list[int]:
+        clauses, shift = [], 0
+        for index, key in enumerate(note.keys):
+            if index and key in self.lexicon.clause_breaks:
+                shift += 1
+            clauses.append(note.clauses[index] + shift)
+        return clauses
+
+    def _number_within(self, match: re.Match, maximum: float) -> bool:
+        value = next((g for g in match.groups() if g is not None), None)
+        if value is None:
+            return False
+        number = int(value) if value.isdigit() else self.lexicon.numbers.get(value)
+        return number is not None and number <= maximum
+
+    def _in_context(self, group, first, last, clauses, markers, clause_kinds) -> _Mention | None:
+        policy = group.policy
+        clause = clauses[first]
+        kinds = clause_kinds.get(clause, ())
+        for kind in policy.discounted_by:
+            if kind in kinds:
+                return _Mention(self.lexicon.discount_codes[kind], first, last)
+        window = range(max(0, first - self.lexicon.negation_window), first)
+        negation = [i for i in window if i in markers.get("negation", ()) and clauses[i] == clause]
+        if negation:
+            return _apply(policy.when_negated, group.code, min(negation), last)
+        if "past" in kinds and policy.when_past:
+            return _apply(policy.when_past, group.code, first, last)
+        conditional = [i for i in window if i in markers.get("conditional", ()) and clauses[i] == clause]
+        if conditional and policy.when_conditional:
+            return _apply(policy.when_conditional, group.code, first, last)
+        return _Mention(group.code, first, last, group)
+
+    # -- conclusion ---------------------------------------------------------------------------------------
+
+    def _conclude(self, reasons: list[Reason]) -> Assessment:
+        codes = self.lexicon.codes
+        ideation = [r for r in reasons if r.code in IDEATION_CODES]
+        stressors = [r for r in reasons if r.code in ACUTE_STRESSOR_CODES]
+        if ideation and stressors:
+            evidence = tuple(dict.fromkeys(e for r in (*ideation, *stressors) for e in r.evidence))
+            source = SOURCE_TEXT if any(r.source == SOURCE_TEXT for r in (*ideation, *stressors)) else SOURCE_CHECKLIST
+            reasons.append(Reason(IDEATION_WITH_STRESSOR, evidence, source))
+        rank = {level: position for position, level in enumerate(LEVELS)}
+        level = max((codes[r.code].level for r in reasons), key=rank.__getitem__, default="low")
+        ordered = sorted(reasons, key=lambda r: (-rank[codes[r.code].level], -codes[r.code].weight))
+        weight = sum(codes[r.code].weight for r in ordered)
+        score = min(LEVEL_CEILING[level], LEVEL_FLOOR[level] + weight) if reasons else 0
+        return Assessment(level=level, score=score, reasons=tuple(ordered), lexicon_version=self.lexicon.version)
+
+
+def _apply(target: str | None, code: str, first: int, last: int) -> _Mention | None:
+    if target == "drop":
+        return None
+    return _Mention(target or code, first, last)
+
+
+def _text_reasons(mentions: list[tuple[str, str, int]]) -> list[Reason]:
+    evidence: dict[str, list[str]] = {}
+    for code, quote, _ in sorted(mentions, key=lambda m: m[2]):
+        quotes = evidence.setdefault(code, [])
+        if quote not in quotes:
+            quotes.append(quote)
+    return [Reason(code, tuple(quotes), SOURCE_TEXT) for code, quotes in evidence.items()]
+
+
+def _checklist_reasons(facts: CaseFacts) -> list[Reason]:
+    reasons = []
+    if facts.suicidal_thoughts is True:
+        reasons.append(Reason("suicidal_thoughts", ("suicidal_thoughts=true",), SOURCE_CHECKLIST))
+    if facts.threat_of_violence is True:
+        reasons.append(Reason("violence_threat", ("threat_of_violence=true",), SOURCE_CHECKLIST))
+    if facts.material_published is True:
+        reasons.append(Reason("published", ("material_published=true",), SOURCE_CHECKLIST))
+    age = facts.victim_age
+    if isinstance(age, int) and not isinstance(age, bool) and 0 <= age < 18:
+        reasons.append(Reason("minor", (f"victim_age={age}",), SOURCE_CHECKLIST))
+    hours = facts.deadline_hours
+    if isinstance(hours, (int, float)) and not isinstance(hours, bool) and math.isfinite(hours):
+        code = "deadline_24h" if hours <= 24 else "extortion"
+        reasons.append(Reason(code, (f"deadline_hours={hours:g}",), SOURCE_CHECKLIST))
+    return reasons
+
+
+_default: Assessor | None = None
+_default_lock = threading.Lock()
+
+
+def default_assessor() -> Assessor:
+    """The assessor built from the lexicons shipped with the service, compiled on first use."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Assessor.from_directory(DEFAULT_LEXICON_DIRECTORY)
+    return _default
+
+
+def assess(facts: CaseFacts) -> Assessment:
+    """Assess a case with the shipped lexicons."""
+    return default_assessor().assess(facts)
