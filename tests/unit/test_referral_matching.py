@@ -163,3 +163,145 @@ def test_routing_is_immutable_tuples():
     assert isinstance(routing.matches, tuple) and isinstance(routing.unmatched, tuple)
     with pytest.raises(AttributeError):
         routing.matches = ()
+
+
+# Opening hours (Iraq time, UTC+3 all year)
+
+from datetime import datetime, time, timezone  # noqa: E402
+
+from services.referral.matching import (  # noqa: E402
+    Hours, Preferences, family_contact_asked, is_open, may_refer_anyway, rank,
+)
+
+SUNDAY_TO_THURSDAY_8_TO_14 = tuple(Hours(day, time(8), time(14)) for day in (6, 0, 1, 2, 3))
+OFFICE = partner("Nasiriyah Legal Office", ["legal_aid"], ["dhi_qar"])
+OFFICE = Partner(**{**OFFICE.__dict__, "always_open": False, "hours": SUNDAY_TO_THURSDAY_8_TO_14})
+
+
+def utc(*args):
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def test_a_partner_with_hours_is_open_inside_them_in_iraq_time_not_utc():
+    sunday_0830_in_iraq = utc(2024, 3, 10, 5, 30)
+    assert is_open(OFFICE, sunday_0830_in_iraq)
+    sunday_0730_in_iraq_but_0830_somewhere_else = utc(2024, 3, 10, 4, 30)
+    assert not is_open(OFFICE, sunday_0730_in_iraq_but_0830_somewhere_else)
+
+
+def test_closing_time_is_exclusive_and_friday_is_closed():
+    assert not is_open(OFFICE, utc(2024, 3, 10, 11, 0)), "14:00 in Nasiriyah: closed"
+    assert is_open(OFFICE, utc(2024, 3, 10, 10, 59))
+    assert not is_open(OFFICE, utc(2024, 3, 8, 7, 0)), "Friday 10:00: closed"
+
+
+def test_a_partner_with_hours_needs_the_time_to_be_judged():
+    with pytest.raises(ValueError):
+        is_open(OFFICE, None)
+
+
+def test_a_closed_partner_is_passed_over_for_a_24_7_one_and_the_ranking_says_why():
+    night = utc(2024, 3, 10, 20, 0)  # 23:00 in Nasiriyah
+    helpline = partner("National Helpline", ["legal_aid"], ["nationwide"])
+    ranking = rank("legal_aid", "dhi_qar", [OFFICE, helpline], night)
+    assert ranking.best is helpline
+    assert [(o.partner.name, o.reason) for o in ranking.passed_over] == [("Nasiriyah Legal Office", "closed_now")]
+
+
+def test_an_open_local_office_beats_a_24_7_nationwide_partner_in_its_hours():
+    helpline = partner("National Helpline", ["legal_aid"], ["nationwide"])
+    assert rank("legal_aid", "dhi_qar", [helpline, OFFICE], utc(2024, 3, 10, 6, 0)).best is OFFICE
+
+
+# Preferences
+
+FEMALE_COUNSEL = Partner(id="f", name="Zainab Centre", services=("counselling",), governorates=("dhi_qar",),
+                         staff_genders=("female",), languages=("ar",), open_referrals=9)
+MALE_COUNSEL = Partner(id="m", name="Ahmed Centre", services=("counselling",), governorates=("dhi_qar",),
+                       staff_genders=("male",), languages=("ar", "en"), open_referrals=0)
+
+
+def test_a_victim_asking_for_a_female_counsellor_never_gets_a_male_one_even_if_he_is_less_busy():
+    ranking = rank("counselling", "dhi_qar", [MALE_COUNSEL, FEMALE_COUNSEL],
+                   preferences=Preferences(staff_gender="female"))
+    assert ranking.eligible == (FEMALE_COUNSEL,)
+    assert [(o.partner.id, o.reason) for o in ranking.passed_over] == [("m", "no_staff_gender")]
+
+
+def test_without_a_gender_preference_the_less_busy_partner_is_chosen():
+    assert rank("counselling", "dhi_qar", [FEMALE_COUNSEL, MALE_COUNSEL]).best is MALE_COUNSEL
+
+
+def test_when_nobody_fits_the_preference_the_need_is_unmatched_not_given_to_someone_unfit():
+    routing = route(["counselling"], ["counselling"], "dhi_qar", [MALE_COUNSEL],
+                    preferences=Preferences(staff_gender="female"))
+    assert routing == Routing(matches=(), unmatched=("counselling",))
+
+
+def test_a_language_preference_passes_over_partners_who_list_other_languages_only():
+    ranking = rank("counselling", "dhi_qar", [FEMALE_COUNSEL, MALE_COUNSEL], preferences=Preferences(language="en"))
+    assert ranking.eligible == (MALE_COUNSEL,)
+    assert ranking.passed_over[0].reason == "no_language"
+
+
+def test_a_minor_is_not_referred_to_a_partner_serving_adults_only():
+    adults = Partner(id="a", name="Adults Only", services=("shelter",), governorates=("dhi_qar",), min_age=18)
+    ranking = rank("shelter", "dhi_qar", [adults], preferences=Preferences(victim_age=16))
+    assert ranking.eligible == () and ranking.passed_over[0].reason == "age_ineligible"
+    assert rank("shelter", "dhi_qar", [adults], preferences=Preferences(victim_age=18)).best is adults
+
+
+# Family contact
+
+POLICE_CALLS_FAMILY = Partner(id="p", name="Cybercrime Unit", services=("police_cybercrime",),
+                              governorates=("dhi_qar",), contacts_family=True)
+
+
+def test_a_partner_that_contacts_the_family_is_never_chosen_unless_the_victim_asked_for_that():
+    routing = route(["police_cybercrime"], ["police_cybercrime"], "dhi_qar", [POLICE_CALLS_FAMILY])
+    assert routing.unmatched == ("police_cybercrime",)
+    assert rank("police_cybercrime", "dhi_qar", [POLICE_CALLS_FAMILY]).passed_over[0].reason == "family_contact"
+    allowed = route(["police_cybercrime"], ["police_cybercrime"], "dhi_qar", [POLICE_CALLS_FAMILY],
+                    preferences=Preferences(family_contact=True))
+    assert chosen(allowed) == {"police_cybercrime": "Cybercrime Unit"}
+
+
+def test_asking_for_mediation_is_asking_for_family_contact_for_mediation_only():
+    assert family_contact_asked("mediation", ["mediation"], ["mediation"], Preferences())
+    assert not family_contact_asked("police_cybercrime", ["mediation", "police_cybercrime"],
+                                    ["mediation", "police_cybercrime"], Preferences())
+    assert not family_contact_asked("mediation", ["mediation"], [], Preferences(family_contact=True)), \
+        "a family-contact preference does not stand in for consent to mediation"
+
+
+# Re-offers and explanations
+
+def test_a_partner_already_offered_this_need_is_passed_over_for_the_next_best():
+    first, second = BASRA_COUNSEL, NATIONAL_HELPLINE
+    ranking = rank("counselling", "basra", DIRECTORY, exclude=frozenset({first.id}))
+    assert ranking.best is second
+    assert ("Basra Counselling", "already_offered") in [(o.partner.name, o.reason) for o in ranking.passed_over]
+
+
+def test_the_explanation_lists_the_order_and_every_partner_passed_over_with_its_reason():
+    closed = partner("Basra Legal Aid", ["legal_aid"], ["basra"], accepting=False)
+    explained = rank("legal_aid", "basra", [closed, NATIONAL_HELPLINE, TRIBAL_MEDIATOR]).explain()
+    assert explained["eligible"] == [{"partner_id": NATIONAL_HELPLINE.id, "name": "National Helpline", "rank": 1,
+                                      "local": False, "open_referrals": 0}]
+    assert explained["passed_over"] == [{"partner_id": closed.id, "name": "Basra Legal Aid",
+                                         "reason": "not_accepting"}]
+    assert "local before nationwide" in explained["rule"]
+
+
+# Refer anyway
+
+def test_refer_anyway_may_override_capacity_hours_and_area_but_never_consent_or_family_contact():
+    closed_far_away = Partner(id="x", name="Erbil Office", services=("legal_aid",), governorates=("erbil",),
+                              accepting=False, always_open=False, hours=())
+    assert may_refer_anyway("legal_aid", ["legal_aid"], ["legal_aid"], closed_far_away) is None
+    assert may_refer_anyway("legal_aid", ["legal_aid"], [], closed_far_away) == "no_consent"
+    assert may_refer_anyway("counselling", ["counselling"], ["counselling"], closed_far_away) == "not_offered"
+    assert may_refer_anyway("police_cybercrime", ["police_cybercrime"], ["police_cybercrime"],
+                            POLICE_CALLS_FAMILY) == "family_contact"
+    assert may_refer_anyway("mediation", [], ["mediation"], TRIBAL_MEDIATOR) == "family_contact", \
+        "consent to mediation without asking for it is not asking"

@@ -1,0 +1,55 @@
+"""Who may move a referral from which status to which, and with what code."""
+import pytest
+
+from services.referral.lifecycle import Change, TransitionRefused, acknowledges, change
+
+
+def refused(*args):
+    with pytest.raises(TransitionRefused) as caught:
+        change(*args)
+    return caught.value
+
+
+def test_a_partner_walks_a_referral_through_its_whole_life():
+    assert change("offered", "accepted", "partner") == Change("offered", "accepted", None)
+    assert change("accepted", "in_progress", "partner") == Change("accepted", "in_progress", None)
+    assert change("in_progress", "completed", "partner", "support_given") == Change(
+        "in_progress", "completed", "support_given")
+
+
+def test_declining_needs_a_reason_code_from_the_list_and_names_the_field():
+    problem = refused("offered", "declined", "partner", None)
+    assert (problem.code, problem.field) == ("note_code_required", "note_code")
+    assert refused("offered", "declined", "partner", "she is my cousin").field == "note_code"
+    assert change("offered", "declined", "partner", "no_capacity").note_code == "no_capacity"
+
+
+def test_closing_needs_an_outcome_code():
+    assert refused("accepted", "closed", "partner").field == "note_code"
+    assert change("accepted", "closed", "partner", "victim_unreachable").status == "closed"
+
+
+def test_a_note_code_on_a_status_that_takes_none_is_refused():
+    assert refused("offered", "accepted", "partner", "no_capacity").code == "note_not_allowed"
+
+
+def test_a_partner_cannot_withdraw_only_sanad_can():
+    assert refused("offered", "withdrawn", "partner", "ack_timeout").code == "status_not_allowed"
+    assert change("offered", "withdrawn", "system", "ack_timeout").status == "withdrawn"
+    assert change("accepted", "withdrawn", "staff", "reassigned").status == "withdrawn"
+
+
+def test_final_statuses_do_not_move_and_steps_are_not_skipped():
+    assert refused("withdrawn", "accepted", "partner").code == "invalid_transition"
+    assert refused("declined", "accepted", "partner").code == "invalid_transition"
+    assert refused("offered", "in_progress", "partner").code == "invalid_transition"
+    assert refused("offered", "completed", "partner", "support_given").code == "invalid_transition"
+
+
+def test_repeating_the_current_status_is_no_change_so_a_retried_call_is_harmless():
+    assert change("accepted", "accepted", "partner") is None
+
+
+def test_only_an_answer_to_the_offer_stops_its_deadline():
+    assert acknowledges("accepted") and acknowledges("declined")
+    assert not any(acknowledges(s) for s in ("offered", "withdrawn", "in_progress"))
