@@ -1,7 +1,7 @@
 # The two commands of README.md. Both prepare the machine first (scripts/setup.sh).
 PYTEST_ARGS ?=
 
-.PHONY: run test setup-run setup-test
+.PHONY: run test bench setup-run setup-test
 
 run: setup-run
 	.venv/bin/sanad keys init
@@ -10,6 +10,13 @@ run: setup-run
 
 test: setup-test
 	PYTHONWARNINGS=ignore:::nameko.cli.commands .venv/bin/nameko test tests $(PYTEST_ARGS)
+
+# The benchmark (issue 8; docs/performance.md): its own database, vhost and stack on the local servers.
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--repetitions 5" or "--at HEAD" (see python -m bench --help).
+BENCH_ARGS ?=
+bench: setup-run
+	.venv/bin/pip install -q --disable-pip-version-check -r requirements-bench.txt
+	PYTHONWARNINGS=ignore:::nameko.cli.commands .venv/bin/python -m bench $(BENCH_ARGS)
 
 setup-run:
 	scripts/setup.sh run

@@ -1,0 +1,70 @@
+"""The benchmark's operators: they post cases to intake's HTTP API as the operators' UI would, and
+note the moment each 201 arrived. Intake is the only service the benchmark talks to."""
+import threading
+import time
+
+import requests
+
+# A typical normal case: extortion for money, one need. One need means one webhook per case, so "fully
+# processed" is one arrival at the partner, as it is for a critical case.
+NORMAL_CASE = {
+    "narrative": "يهددني ينشر صوري على الفيسبوك اذا ما ادفع له. He asks for 300 dollars by next week "
+                 "and says he has screenshots of our chats.",
+    "channel": "whatsapp",
+    "governorate": "dhi_qar",
+    "needs": ["legal_aid"],
+    "consents": ["legal_aid"],
+}
+# A critical case: the checklist says suicidal thoughts and the deadline is hours away.
+CRITICAL_CASE = {
+    "narrative": "She says she will end her life tonight if the pictures reach her brothers. "
+                 "قالت راح تنتحر اذا وصلت الصور لأهلها.",
+    "channel": "phone",
+    "governorate": "dhi_qar",
+    "needs": ["counselling"],
+    "consents": ["counselling"],
+    "suicidal_thoughts": True,
+    "deadline_hours": 6,
+}
+
+
+class IntakeError(Exception):
+    pass
+
+
+class Submitted:
+    __slots__ = ("reference", "case_id", "answered_at", "kind")
+
+    def __init__(self, reference, case_id, answered_at, kind):
+        self.reference, self.case_id, self.answered_at, self.kind = reference, case_id, answered_at, kind
+
+
+class IntakeClient:
+    """One HTTP session per thread (keep-alive, like a browser tab per operator)."""
+
+    def __init__(self, base_url):
+        self.base_url = base_url.rstrip("/")
+        self._local = threading.local()
+
+    def _session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            self._local.session = session
+        return session
+
+    def post_case(self, kind):
+        """Post a case of `kind` ("normal" or "critical"); the time is taken when the 201 has arrived."""
+        body = CRITICAL_CASE if kind == "critical" else NORMAL_CASE
+        response = self._session().post(f"{self.base_url}/api/cases", json=body, timeout=60)
+        answered_at = time.monotonic()
+        if response.status_code != 201:
+            raise IntakeError(f"intake answered {response.status_code}: {response.text[:200]}")
+        created = response.json()
+        return Submitted(created["reference"], created["id"], answered_at, kind)
+
+    def case_status(self, case_id):
+        response = self._session().get(f"{self.base_url}/api/cases/{case_id}", timeout=30)
+        if response.status_code != 200:
+            raise IntakeError(f"intake answered {response.status_code} for a case status")
+        return response.json()

@@ -1,0 +1,63 @@
+"""What a process costs, read from /proc: resident memory and CPU seconds (Linux only)."""
+import os
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """User plus system CPU seconds the process has used so far; None once it has gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; the fields after it start past its closing ')'.
+    fields = stat[stat.rindex(")") + 2:].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / CLOCK_TICKS
+
+
+def memory_mib(pid):
+    """{"rss_mib": resident now, "peak_rss_mib": highest resident so far}; None once it has gone."""
+    values = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    values[key] = int(rest.split()[0]) / 1024  # kB
+    except OSError:
+        return None
+    return {"rss_mib": round(values.get("VmRSS", 0), 1), "peak_rss_mib": round(values.get("VmHWM", 0), 1)}
+
+
+def machine_cpu_seconds():
+    """CPU seconds every core of the machine has spent busy (not idle or waiting on I/O) since boot."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    # guest time is already counted in user time
+    busy = sum(fields[:8]) - idle
+    return busy / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU seconds used by each of some processes between start() and stop()."""
+
+    def __init__(self, pids):
+        self.pids = dict(pids)  # name -> pid
+        self.started = {}
+        self.machine_started = None
+
+    def start(self):
+        self.started = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.machine_started = machine_cpu_seconds()
+        return self
+
+    def stop(self):
+        used = {}
+        for name, pid in self.pids.items():
+            now, before = cpu_seconds(pid), self.started.get(name)
+            used[name] = None if now is None or before is None else round(now - before, 3)
+        machine = round(machine_cpu_seconds() - self.machine_started, 3)
+        return used, machine

@@ -1,0 +1,132 @@
+"""Writing the results: results.json (every figure and every latency sample), results.md (a short
+table) and latency.png (the distribution of critical latency with and without the backlog)."""
+import json
+from pathlib import Path
+
+LATENCY_ROWS = (
+    ("floor", "floor: bare 4-hop pipeline, paced"),
+    ("critical_alone", "critical case, no backlog"),
+    ("critical_with_backlog", "critical case, behind the normal backlog"),
+    ("normal_at_50pct", "normal case at 50% of throughput"),
+    ("normal_at_90pct", "normal case at 90% of throughput"),
+)
+
+
+def write(results, out_dir):
+    out_dir = Path(out_dir)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    (out_dir / "results.md").write_text(markdown(results) + "\n")
+    results["plot"] = plot(results, out_dir / "latency.png")
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+
+
+def _fmt(value, digits=1):
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    return f"{value:,.{digits}f}"
+
+
+def _cell(spread, digits=1):
+    if spread["median"] is None:
+        return "–"
+    if len([v for v in spread["runs"] if v is not None]) < 2:
+        return _fmt(spread["median"], digits)
+    return f"{_fmt(spread['median'], digits)} ({_fmt(spread['min'], digits)}–{_fmt(spread['max'], digits)})"
+
+
+def markdown(results):
+    s = results["summary"]
+    cfg = results["config"]
+    lines = [
+        f"Sanad benchmark, {results['started_at']}, commit {str(results['git']['commit'])[:10]}"
+        f"{' (with uncommitted changes)' if results['git']['uncommitted_changes'] else ''}; "
+        f"{results['machine']['cores']} cores, {results['machine']['cpu']}.",
+        f"Medians of {cfg['repetitions']} repetitions (min–max in brackets); ratios are to the floor of the "
+        "same repetition.",
+        "",
+        "| latency, 201 → verified webhook (ms) | p50 | p95 | p99 | p50 / floor | p99 / floor |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in LATENCY_ROWS:
+        if key == "floor":
+            f = s["floor"]
+            lines.append(f"| {label} | {_cell(f['latency_p50_ms'])} | {_cell(f['latency_p95_ms'])} | "
+                         f"{_cell(f['latency_p99_ms'])} | 1 | 1 |")
+            continue
+        row = s[key]
+        lines.append(f"| {label} | {_cell(row['p50_ms'])} | {_cell(row['p95_ms'])} | {_cell(row['p99_ms'])} | "
+                     f"{_cell(row['p50_ms_vs_floor'], 2)} | {_cell(row['p99_ms_vs_floor'], 2)} |")
+    t = s["throughput"]
+    backlog = s["critical_with_backlog"]
+    lines += [
+        "",
+        f"Critical cases measured behind the backlog: {_cell(backlog['measured_under_backlog'], 0)} of "
+        f"{cfg['critical_cases']}; normal cases still undelivered when the last critical one was answered: "
+        f"{_cell(backlog['backlog_pending_at_last_critical'], 0)} of {cfg['backlog_cases']}.",
+        "",
+        "| throughput and cost | stack | floor | stack / floor |",
+        "|---|---|---|---|",
+        f"| cases (messages) per second, received → delivered | {_cell(t['per_s'])} | "
+        f"{_cell(s['floor']['throughput_per_s'])} | {_cell(t['per_s_vs_floor'], 2)} |",
+        f"| CPU ms per case, all six services (floor: its four hops) | "
+        f"{_cell(_scaled(t['services_cpu_seconds_per_case']), 2)} | "
+        f"{_cell(_scaled(s['floor']['cpu_seconds_per_message']), 2)} | {_cell(t['services_cpu_vs_floor'], 1)} |",
+        f"| CPU ms per case, whole machine (PostgreSQL, RabbitMQ, client) | "
+        f"{_cell(_scaled(t['machine_cpu_seconds_per_case']), 2)} | | |",
+        f"| cases per second intake accepted during the flood | {_cell(t['intake_accepted_per_s'])} | | |",
+        "",
+        "| service process | RSS after the flood (MiB) | peak RSS (MiB) | CPU ms per case |",
+        "|---|---|---|---|",
+    ]
+    for name, memory in s["memory_mib"].items():
+        lines.append(f"| {name} | {_cell(memory['rss'])} | {_cell(memory['peak_rss'])} | "
+                     f"{_cell(_scaled(s['cpu_seconds_per_case'][name]), 2)} |")
+    lines += ["", "| target | met |", "|---|---|"]
+    for name, met in s["targets"].items():
+        lines.append(f"| {name.replace('_', ' ')} | {_fmt(met)} |")
+    return "\n".join(lines)
+
+
+def _scaled(spread, factor=1000):
+    """Seconds to milliseconds, for a spread of values."""
+    def scale(v):
+        return None if v is None else v * factor
+    return {"median": scale(spread["median"]), "min": scale(spread["min"]), "max": scale(spread["max"]),
+            "runs": [scale(v) for v in spread["runs"]]}
+
+
+def plot(results, path):
+    """The cumulative distribution of critical latency alone and behind the backlog, and the floor's.
+    Returns the file name, or None when matplotlib is not installed (it is a benchmark-only dependency)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    series = (
+        ("floor", "floor (bare 4-hop pipeline)", "tab:gray"),
+        ("critical_alone", "critical, no backlog", "tab:blue"),
+        ("critical_with_backlog", "critical, behind the normal backlog", "tab:red"),
+    )
+    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=120)
+    for key, label, colour in series:
+        samples = sorted(v * 1000 for run in results["runs"] for v in run["samples_s"][key])
+        if not samples:
+            continue
+        share = [(i + 1) / len(samples) for i in range(len(samples))]
+        axes.step(samples, share, where="post", label=f"{label} (n={len(samples)})", color=colour)
+    axes.axhline(0.99, color="black", linewidth=0.5, linestyle=":")
+    axes.axvline(100, color="black", linewidth=0.5, linestyle="--")
+    axes.set_xscale("log")
+    axes.set_xlabel("latency from intake's 201 to the verified webhook (ms, log scale)")
+    axes.set_ylabel("share of cases")
+    axes.set_title(f"Critical latency, all {results['config']['repetitions']} repetitions pooled")
+    axes.legend(loc="lower right", fontsize="small")
+    axes.grid(True, which="both", linewidth=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return Path(path).name

@@ -1,0 +1,454 @@
+"""`python -m bench`: run the benchmark and write results.json, results.md and latency.png.
+
+One run starts the stack once and repeats the measurements `--repetitions` times; every figure is
+reported as the median over the repetitions (with their minimum and maximum), and as a ratio to the
+floor measured in the same repetition. See docs/performance.md for what each figure means.
+"""
+import argparse
+import bisect
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench import load, procstat, report, stats
+from bench.client import IntakeClient
+from bench.environment import BenchEnvironment
+from bench.floor import Floor
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass
+class Config:
+    repetitions: int = 3
+    critical_cases: int = 500       # per phase, alone and behind the backlog
+    critical_rate: float = 20.0     # critical cases (and floor messages) per second
+    backlog_cases: int = 10_000     # normal cases submitted as fast as intake takes them
+    concurrency: int = 16           # concurrent senders of a flood (operators at once)
+    rate_seconds: float = 20.0      # how long normal cases are sent at 50% and at 90% of the throughput
+    floor_messages: int = 5_000     # messages in the floor's flood
+    floor_workers: int = 1          # consumers per floor hop
+    warmup_cases: int = 200
+    drain_timeout: float = 900.0    # seconds to wait for a phase's last webhook
+    profile_seconds: float = 0.0    # > 0: afterwards, profile every service with py-spy for this long
+
+    @classmethod
+    def smoke(cls):
+        """Tiny numbers that still pass through every phase: for tests/integration/test_bench_smoke.py."""
+        return cls(repetitions=1, critical_cases=12, critical_rate=25.0, backlog_cases=40, concurrency=4,
+                   rate_seconds=1.0, floor_messages=30, warmup_cases=4, drain_timeout=120.0)
+
+
+class Benchmark:
+    def __init__(self, config, environment, log=print):
+        self.config = config
+        self.env = environment
+        self.client = IntakeClient(environment.stack.url("intake"))
+        self.receiver = environment.receiver
+        self.log = log
+        self.floor = None
+
+    # Phases -----------------------------------------------------------------------------------------
+
+    def warm_up(self):
+        """Open every pool's connections and fill every cache before anything is timed."""
+        count = self.config.warmup_cases
+        submitted = load.flood(lambda i: self.client.post_case("critical" if i % 4 == 0 else "normal"), count,
+                               self.config.concurrency)
+        self._await(submitted)
+        floor_ids = load.flood(self.floor.send, count, self.config.concurrency)
+        self.floor.wait_for([m for m, _ in floor_ids], self.config.drain_timeout)
+
+    def floor_latency(self):
+        sent, lag = load.paced(self.floor.send, self.config.critical_cases, self.config.critical_rate)
+        if not self.floor.wait_for([m for m, _ in sent], self.config.drain_timeout):
+            raise RuntimeError("the floor lost messages")
+        latencies = [self.floor.arrival(m) - at for m, at in sent]
+        return {**stats.summary_ms(latencies), "sender_lag_ms": round(lag * 1000, 1)}, latencies
+
+    def floor_throughput(self):
+        meter = procstat.CpuMeter(self.floor.pids).start()
+        started = time.monotonic()
+        sent = load.flood(self.floor.send, self.config.floor_messages, self.config.concurrency)
+        if not self.floor.wait_for([m for m, _ in sent], self.config.drain_timeout):
+            raise RuntimeError("the floor lost messages")
+        cpu, machine = meter.stop()
+        finished = [self.floor.arrival(m) for m, _ in sent]
+        count = len(sent)
+        return {
+            "messages": count,
+            "per_s": _round(stats.steady_rate(finished)),
+            "overall_per_s": _round(count / (max(finished) - started)),
+            "cpu_seconds_per_message": _round(sum(cpu.values()) / count, 6),
+            "machine_cpu_seconds_per_message": _round(machine / count, 6),
+        }
+
+    def critical_alone(self):
+        submitted, lag = load.paced(lambda i: self.client.post_case("critical"), self.config.critical_cases,
+                                    self.config.critical_rate)
+        self._await(submitted)
+        latencies = self._latencies(submitted)
+        return {**stats.summary_ms(latencies), **self._lane_check(submitted),
+                "sender_lag_ms": round(lag * 1000, 1)}, latencies, submitted
+
+    def critical_with_backlog(self):
+        """Flood intake with normal cases, then send the critical ones while the backlog drains."""
+        cfg = self.config
+        sampler = QueueSampler(self.env).start()
+        meter = procstat.CpuMeter(self.env.service_pids).start()
+        started = time.monotonic()
+        backlog = load.flood(lambda i: self.client.post_case("normal"), cfg.backlog_cases, cfg.concurrency)
+        submitted_at = time.monotonic()
+        critical, lag = load.paced(lambda i: self.client.post_case("critical"), cfg.critical_cases,
+                                   cfg.critical_rate)
+        self._await(backlog + critical)
+        cpu, machine = meter.stop()
+        memory = {name: procstat.memory_mib(pid) for name, pid in self.env.service_pids.items()}
+        queues = sampler.stop()
+
+        backlog_done = sorted(self.receiver.last_arrival(c.reference) for c in backlog)
+        pending_at = [cfg.backlog_cases - bisect.bisect_right(backlog_done, c.answered_at) for c in critical]
+        under_backlog = [c for c, pending in zip(critical, pending_at) if pending > 0]
+        all_latencies = self._latencies(critical)
+        latencies = self._latencies(under_backlog)
+        cases = len(backlog) + len(critical)
+        figures = {
+            **stats.summary_ms(latencies),
+            **self._lane_check(critical),
+            "all_critical": stats.summary_ms(all_latencies),
+            "backlog_pending_at_first_critical": pending_at[0] if pending_at else None,
+            "backlog_pending_at_last_critical": pending_at[-1] if pending_at else None,
+            "sender_lag_ms": round(lag * 1000, 1),
+        }
+        throughput = {
+            "cases": len(backlog),
+            "intake_accepted_per_s": _round(len(backlog) / (submitted_at - started)),
+            "per_s": _round(stats.steady_rate(backlog_done)),
+            "overall_per_s": _round(len(backlog) / (backlog_done[-1] - started)),
+            "drained_after_s": _round(backlog_done[-1] - started),
+            "cpu_seconds_per_case": {name: _round(s / cases, 6) if s is not None else None
+                                     for name, s in cpu.items()},
+            "services_cpu_seconds_per_case": _round(sum(s for s in cpu.values() if s) / cases, 6),
+            "machine_cpu_seconds_per_case": _round(machine / cases, 6),
+        }
+        return figures, latencies, throughput, memory, queues, under_backlog
+
+    def normal_at_rate(self, rate):
+        count = max(1, int(rate * self.config.rate_seconds))
+        submitted, lag = load.paced(lambda i: self.client.post_case("normal"), count, rate,
+                                    concurrency=self.config.concurrency)
+        self._await(submitted)
+        latencies = self._latencies(submitted)
+        return {**stats.summary_ms(latencies), "rate_per_s": round(rate, 2), "sender_lag_ms": round(lag * 1000, 1)}
+
+    def stages(self, submitted, sample=40):
+        """Where a case's time went, from the timestamps intake shows (each service's own clock, which is
+        the machine's): received -> assessed by triage -> referral created -> webhook attempted."""
+        step = max(1, len(submitted) // sample)
+        durations = {"intake_to_triaged": [], "triaged_to_referred": [], "referred_to_delivered": []}
+        for case in submitted[::step]:
+            view = self.client.case_status(case.case_id)
+            if not view.get("risk") or not view.get("referrals"):
+                continue
+            referral = view["referrals"][0]
+            attempts = [d["attempted_at"] for d in referral["deliveries"]]
+            if not attempts:
+                continue
+            received, triaged = _at(view["received_at"]), _at(view["risk"]["assessed_at"])
+            referred, delivered = _at(referral["created_at"]), _at(min(attempts))
+            durations["intake_to_triaged"].append(triaged - received)
+            durations["triaged_to_referred"].append(referred - triaged)
+            durations["referred_to_delivered"].append(delivered - referred)
+        return {name: stats.summary_ms(values) for name, values in durations.items()}
+
+    # Helpers ----------------------------------------------------------------------------------------
+
+    def _await(self, submitted):
+        missing = [c for c in submitted if self.receiver.first_arrival(c.reference) is None]
+        deadline = time.monotonic() + self.config.drain_timeout
+        while missing:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(missing)} of {len(submitted)} cases never reached a partner")
+            time.sleep(0.05)
+            missing = [c for c in missing if self.receiver.first_arrival(c.reference) is None]
+
+    def _latencies(self, submitted):
+        return [self.receiver.first_arrival(c.reference) - c.answered_at for c in submitted]
+
+    def _lane_check(self, submitted):
+        """A critical case must reach its partner as critical; anything else is a triage miss."""
+        levels = [a.level for c in submitted for a in self.receiver.arrivals_of(c.reference)[:1]]
+        return {"arrived_as_critical": sum(1 for level in levels if level == "critical"), "cases": len(submitted)}
+
+    def repetition(self, number):
+        cfg = self.config
+        self.log(f"repetition {number}: floor latency ({cfg.critical_cases} messages at {cfg.critical_rate}/s)")
+        floor_latency, floor_samples = self.floor_latency()
+        self.log(f"repetition {number}: floor throughput ({cfg.floor_messages} messages)")
+        floor_throughput = self.floor_throughput()
+        self.log(f"repetition {number}: critical cases alone")
+        alone, alone_samples, alone_cases = self.critical_alone()
+        self.log(f"repetition {number}: {cfg.backlog_cases} normal cases, then the critical ones")
+        backlogged, backlog_samples, throughput, memory, queues, backlogged_cases = self.critical_with_backlog()
+        rates = {}
+        for share in (50, 90):
+            rate = (throughput["per_s"] or throughput["overall_per_s"]) * share / 100
+            self.log(f"repetition {number}: normal cases at {share}% of {throughput['per_s']}/s")
+            rates[f"normal_at_{share}pct"] = self.normal_at_rate(rate)
+        return {
+            "floor": {"latency": floor_latency, "throughput": floor_throughput},
+            "critical_alone": alone,
+            "critical_with_backlog": backlogged,
+            "throughput": throughput,
+            **rates,
+            "memory_mib": memory,
+            "queue_depth_peaks": queues,
+            "stages": {"critical_alone": self.stages(alone_cases),
+                       "critical_with_backlog": self.stages(backlogged_cases)},
+            "samples_s": {"floor": floor_samples, "critical_alone": alone_samples,
+                          "critical_with_backlog": backlog_samples},
+        }
+
+    def run(self):
+        self.floor = Floor(self.env.amqp_uri, self.env.database_url, self.config.floor_workers).start()
+        try:
+            self.log("warming up")
+            self.warm_up()
+            return [self.repetition(n) for n in range(1, self.config.repetitions + 1)]
+        finally:
+            self.floor.stop()
+
+
+class QueueSampler:
+    """The deepest each of the stack's queues got, sampled every second from the management API."""
+
+    def __init__(self, env, interval=1.0):
+        self.env = env
+        self.interval = interval
+        self.peaks = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-queue-sampler")
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            try:
+                depths = self.env.queue_depths()
+            except Exception:  # noqa: BLE001 -- a missed sample only makes the peak less exact
+                continue
+            for name, depth in depths.items():
+                self.peaks[name] = max(self.peaks.get(name, 0), depth)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+        return dict(sorted(self.peaks.items()))
+
+
+def _at(iso):
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _round(value, digits=2):
+    return None if value is None else round(value, digits)
+
+
+def summarise(runs, config):
+    """Medians over the repetitions, and each figure as a ratio to the floor of the same repetition."""
+    def over_runs(path):
+        values = []
+        for run in runs:
+            value = run
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            values.append(value)
+        return stats.spread(values)
+
+    def ratio_over_runs(path, floor_path):
+        values = []
+        for run in runs:
+            value, floor = run, run
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            for key in floor_path:
+                floor = floor.get(key) if isinstance(floor, dict) else None
+            values.append(stats.ratio(value, floor))
+        return stats.spread(values)
+
+    latency_phases = ("critical_alone", "critical_with_backlog", "normal_at_50pct", "normal_at_90pct")
+    summary = {"floor": {
+        **{f"latency_{p}": over_runs(("floor", "latency", p)) for p in ("p50_ms", "p95_ms", "p99_ms")},
+        "throughput_per_s": over_runs(("floor", "throughput", "per_s")),
+        "cpu_seconds_per_message": over_runs(("floor", "throughput", "cpu_seconds_per_message")),
+    }}
+    for phase in latency_phases:
+        summary[phase] = {}
+        for p in ("p50_ms", "p95_ms", "p99_ms"):
+            summary[phase][p] = over_runs((phase, p))
+            summary[phase][f"{p}_vs_floor"] = ratio_over_runs((phase, p), ("floor", "latency", p))
+    summary["critical_with_backlog"]["backlog_pending_at_last_critical"] = over_runs(
+        ("critical_with_backlog", "backlog_pending_at_last_critical"))
+    summary["critical_with_backlog"]["measured_under_backlog"] = over_runs(("critical_with_backlog", "count"))
+    summary["throughput"] = {
+        "per_s": over_runs(("throughput", "per_s")),
+        "per_s_vs_floor": ratio_over_runs(("throughput", "per_s"), ("floor", "throughput", "per_s")),
+        "intake_accepted_per_s": over_runs(("throughput", "intake_accepted_per_s")),
+        "services_cpu_seconds_per_case": over_runs(("throughput", "services_cpu_seconds_per_case")),
+        "services_cpu_vs_floor": ratio_over_runs(("throughput", "services_cpu_seconds_per_case"),
+                                                 ("floor", "throughput", "cpu_seconds_per_message")),
+        "machine_cpu_seconds_per_case": over_runs(("throughput", "machine_cpu_seconds_per_case")),
+    }
+    names = runs[0]["memory_mib"].keys() if runs else ()
+    summary["memory_mib"] = {name: {"rss": over_runs(("memory_mib", name, "rss_mib")),
+                                    "peak_rss": over_runs(("memory_mib", name, "peak_rss_mib"))} for name in names}
+    summary["cpu_seconds_per_case"] = {name: over_runs(("throughput", "cpu_seconds_per_case", name))
+                                       for name in names}
+    p99_backlog = summary["critical_with_backlog"]["p99_ms"]["median"]
+    ratio_backlog = summary["critical_with_backlog"]["p99_ms_vs_floor"]["median"]
+    throughput_ratio = summary["throughput"]["per_s_vs_floor"]["median"]
+    summary["targets"] = {
+        "critical_p99_with_backlog_at_most_3x_floor": None if ratio_backlog is None else ratio_backlog <= 3,
+        "critical_p99_with_backlog_under_100ms": None if p99_backlog is None else p99_backlog < 100,
+        "throughput_at_least_half_the_floor": None if throughput_ratio is None else throughput_ratio >= 0.5,
+    }
+    return summary
+
+
+def machine_description():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    with open("/proc/meminfo") as f:
+        memory_kib = int(f.readline().split()[1])
+    return {"cpu": cpu, "cores": _cores(), "memory_gib": round(memory_kib / 1024 ** 2, 1),
+            "kernel": platform.release(), "python": platform.python_version(),
+            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
+
+
+def _cores():
+    return len(os.sched_getaffinity(0))
+
+
+def git_commit():
+    exported = os.environ.get("SANAD_BENCH_EXPORTED_COMMIT")
+    if exported:  # set by --at: this tree is an export of exactly that commit
+        return {"commit": exported, "uncommitted_changes": False}
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return {"commit": head, "uncommitted_changes": bool(dirty)}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "uncommitted_changes": None}
+
+
+def run_benchmark(config, out_dir, database_url=None, amqp_uri=None, keys_file=None, extra_env=None, log=print):
+    """Run everything and write the results into `out_dir`; returns the results as a dict."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc)
+    environment = BenchEnvironment(out_dir / "logs", database_url, amqp_uri, keys_file, extra_env)
+    log(f"starting the stack (logs in {out_dir / 'logs'})")
+    try:
+        environment.open()
+        benchmark = Benchmark(config, environment, log)
+        runs = benchmark.run()
+        profile = None
+        if config.profile_seconds > 0:
+            from bench import profiling
+            log(f"profiling every service for {config.profile_seconds} s under a flood")
+            profile = profiling.profile_under_load(benchmark, out_dir / "profile", config.profile_seconds)
+        rejected = environment.receiver.rejected
+    finally:
+        environment.close()
+    results = {
+        "command": os.environ.get("SANAD_BENCH_COMMAND") or command_line(sys.argv[1:]),
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": asdict(config),
+        "git": git_commit(),
+        "machine": machine_description(),
+        "webhooks_rejected_by_partner": rejected,
+        "summary": summarise(runs, config),
+        "runs": runs,
+        "profile": profile,
+    }
+    report.write(results, out_dir)
+    return results
+
+
+def command_line(argv):
+    return " ".join(["python -m bench", *argv])
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    for field in fields(Config):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=None,
+                            metavar=field.name.upper())
+    parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks that every phase runs")
+    parser.add_argument("--out", type=Path, help="results folder (default bench/results/<UTC timestamp>)")
+    parser.add_argument("--at", metavar="REV", help="measure this commit, exported with `git archive` into a "
+                        "temporary folder, rather than the working tree (which others may be editing)")
+    return parser.parse_args(argv)
+
+
+def run_at(revision, argv, out):
+    """Run this same benchmark command in an export of `revision`; the working tree is left alone."""
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    export = Path(tempfile.mkdtemp(prefix=f"sanad-at-{commit[:10]}-"))
+    try:
+        archive = subprocess.Popen(["git", "archive", commit], cwd=ROOT, stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(export)], stdin=archive.stdout, check=True)
+        if archive.wait() != 0 or not (export / "bench" / "run.py").exists():
+            raise SystemExit(f"bench: {revision} cannot be exported, or has no benchmark")
+        env = {**os.environ, "PYTHONPATH": str(export), "SANAD_BENCH_EXPORTED_COMMIT": commit}
+        rest = []
+        skip = False
+        for arg in argv:
+            if skip:
+                skip = False
+            elif arg in ("--at", "--out"):
+                skip = True
+            elif not arg.startswith(("--at=", "--out=")):
+                rest.append(arg)
+        env["SANAD_BENCH_COMMAND"] = command_line(argv)
+        return subprocess.run([sys.executable, "-m", "bench", *rest, "--out", str(out.resolve())], cwd=export,
+                              env=env).returncode
+    finally:
+        shutil.rmtree(export, ignore_errors=True)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    out = args.out or RESULTS / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    if args.at:
+        return run_at(args.at, argv, out)
+    config = Config.smoke() if args.smoke else Config()
+    for field in fields(Config):
+        value = getattr(args, field.name)
+        if value is not None:
+            setattr(config, field.name, value)
+    started = time.monotonic()
+    results = run_benchmark(config, out)
+    print(report.markdown(results))
+    print(f"\nwrote {out} in {time.monotonic() - started:.0f} s")
+    return 0
