@@ -68,5 +68,18 @@ fi
 # Tools the tests need -------------------------------------------------------------------------------
 if [ "$mode" = test ]; then
   command -v docker-compose >/dev/null || apt_install docker-compose
+  # promtool checks and unit-tests the alert rules; the prometheus binary runs in one integration test
+  # on a loopback port of its own. The package would also start a server on :9090 at install time, so
+  # it installs with service starts refused (policy-rc.d), and its boot-time service is disabled.
+  if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    made_policy=
+    if is_root_debian && [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
+    fi
+    apt_install prometheus || { [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+    [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
+    update-rc.d prometheus disable >/dev/null 2>&1 || true
+    if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+  fi
 fi
 say "ready"

@@ -5,7 +5,7 @@ schema and prints it resolved: anchors merged, defaults applied, paths made abso
 output rather than the raw file, so they see what Compose would actually run. The files the stack mounts
 (Prometheus scrape config, Grafana provisioning and dashboards) are checked against it too.
 
-Needs no broker, database or fixture: only the docker-compose binary, and promtool for one test.
+Needs no broker, database or fixture: only the docker-compose binary, and promtool for the Prometheus files.
 """
 
 import functools
@@ -252,12 +252,52 @@ def test_prometheus_scrapes_exactly_the_six_services_on_metrics():
     assert scraped == expected
 
 
-def test_prometheus_config_passes_promtool():
+def test_prometheus_config_and_its_rule_files_pass_promtool():
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool not on PATH (Debian package `prometheus`); `promtool check config` not run")
+        pytest.fail("promtool is not on PATH. The set-up script installs it (Debian package `prometheus`); "
+                    "run `scripts/setup.sh test`, or `apt-get install --no-install-recommends prometheus`.")
     result = _run([promtool, "check", "config", str(PROMETHEUS_DIR / "prometheus.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_loads_the_alert_rules_from_its_mounted_folder():
+    config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
+    rule_files = config.get("rule_files", [])
+    assert "alerts.yml" in rule_files, "prometheus.yml does not load alerts.yml"
+    for name in rule_files:
+        # Relative to /etc/prometheus/prometheus.yml in the container, i.e. to the mounted folder.
+        assert not name.startswith("/") and (PROMETHEUS_DIR / name).is_file(), f"rule file {name} is not in deploy/prometheus"
+
+
+def catalogued_metrics():
+    """The metric names docs/operations.md lists, exported today or to add."""
+    text = (REPO_ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    return set(re.findall(r"^\| `([a-z_:]+)` \|", text, flags=re.MULTILINE))
+
+
+def alert_expressions():
+    groups = load_yaml(PROMETHEUS_DIR / "alerts.yml")["groups"]
+    return [rule["expr"] for group in groups for rule in group["rules"]]
+
+
+def dashboard_expressions():
+    for path in dashboard_files():
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for panel in dashboard_panels(dashboard.get("panels", [])):
+            for target in panel.get("targets", []):
+                yield target.get("expr", "")
+
+
+def test_every_metric_the_alerts_and_dashboards_query_is_in_the_operations_catalogue():
+    catalogue = catalogued_metrics()
+    assert {"up", "sanad_outbox_pending"} <= catalogue, "the catalogue in docs/operations.md was not found"
+    queried = set()
+    for expr in [*alert_expressions(), *dashboard_expressions()]:
+        queried |= metric_names(expr)
+    # A histogram is catalogued by its base name and queried through its _bucket, _sum and _count series.
+    bases = {re.sub(r"_(bucket|sum|count)$", "", name) for name in queried}
+    assert bases <= catalogue, f"not in docs/operations.md: {sorted(bases - catalogue)}"
 
 
 def test_grafana_provisions_prometheus_as_the_default_data_source():
