@@ -7,9 +7,12 @@ from nameko.web.handlers import HttpRequestHandler
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from sanad.platform.pool import CONNECTION_ERRORS
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
+RETRY_AFTER_SECONDS = 2
 
 
 class ApiError(Exception):
@@ -52,13 +55,22 @@ class JsonHttpHandler(HttpRequestHandler):
             return json_response(exc.status, error_payload(exc.code, exc.message, exc.fields))
         if isinstance(exc, HTTPException):
             return json_response(exc.code, error_payload(exc.name.lower().replace(" ", "_"), exc.description))
+        if isinstance(exc, CONNECTION_ERRORS):
+            # The database is restarting or out of reach: a client should try again, not give up. Whether
+            # a write that failed at its commit was kept cannot be known, so resending is made safe instead.
+            log.warning("database unavailable in %s (%s)", self.method_name, type(exc).__name__)
+            return json_response(503, error_payload(
+                "unavailable", "The service is briefly unavailable and this may not have been saved. "
+                "Send it again; with the same Idempotency-Key it is recorded only once."),
+                {"Retry-After": str(RETRY_AFTER_SECONDS)})
         log.error("unexpected %s in %s", type(exc).__name__, self.method_name, exc_info=exc)
         return json_response(500, error_payload("internal_error", "Something went wrong; nothing was saved."))
 
 
 def http(method, url, **kwargs):
-    """nameko's @http, answering in JSON; ApiError counts as expected (logged without a traceback)."""
-    kwargs.setdefault("expected_exceptions", ApiError)
+    """nameko's @http, answering in JSON. ApiError and a database outage count as expected: nameko logs
+    them without a traceback, and the answer says what to do."""
+    kwargs.setdefault("expected_exceptions", (ApiError, *CONNECTION_ERRORS))
     return JsonHttpHandler.decorator(method, url, **kwargs)
 
 

@@ -4,8 +4,13 @@ psycopg2's own pools close every connection returned above `minconn` (so each ch
 open all connections up front (so a service cannot start while PostgreSQL is down). This one opens a
 connection when one is first needed, keeps every healthy one, and discards one that failed, so the
 next checkout reconnects by itself after a database restart.
+
+An idle connection is checked before it is handed out: PostgreSQL says goodbye to every session when it
+shuts down or crashes, so an idle connection with anything to read is one whose server has gone. Without
+the check, the first request after a restart would fail once for every connection left in the pool.
 """
 import queue
+import select
 import threading
 from contextlib import contextmanager
 
@@ -37,10 +42,7 @@ class Pool:
         self._slots.acquire()
         conn = None
         try:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                conn = self._connect()
+            conn = self._take_idle() or self._connect()
             yield conn
         except CONNECTION_ERRORS:
             if conn is not None:
@@ -54,6 +56,16 @@ class Pool:
                 else:
                     self._idle.put(conn)
             self._slots.release()
+
+    def _take_idle(self):
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return None
+            if _alive(conn):
+                return conn
+            conn.close()
 
     @contextmanager
     def transaction(self):
@@ -74,3 +86,15 @@ class Pool:
                 self._idle.get_nowait().close()
             except queue.Empty:
                 return
+
+
+def _alive(conn) -> bool:
+    """False for a closed connection, or an idle one the server has written to (a shutdown notice, the
+    end of the stream): nothing is due on an idle session, so anything there means it is over."""
+    if conn.closed:
+        return False
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable

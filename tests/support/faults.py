@@ -3,6 +3,9 @@ PostgreSQL cluster of the bench's own (tests.support.private_rabbitmq, private_p
 stop, crash and restart; two partners whose webhooks a loopback receiver verifies; and the checks that say
 whether every case a caller was told was recorded went all the way through, exactly once in effect.
 """
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -12,7 +15,7 @@ from kombu import Connection
 
 from sanad import webhooks
 from sanad.contracts import routing
-from sanad.launcher import Stack
+from sanad.launcher import ROOT, Stack
 from sanad.platform.migrate import SCHEMAS, ensure_database, migrate
 from sanad.platform.pool import Pool
 from tests.support.private_postgres import PrivatePostgres
@@ -73,7 +76,7 @@ class SlowPartner:
 
 
 class Bench:
-    def __init__(self, keys_file, log_dir, port_base, cli):
+    def __init__(self, keys_file, log_dir, port_base):
         self.rabbit = PrivateRabbitMQ()
         self.postgres = PrivatePostgres()
         self.partner = SlowPartner()
@@ -82,7 +85,6 @@ class Bench:
         self.keys_file = keys_file
         self.log_dir = log_dir
         self.port_base = port_base
-        self.cli = cli
         self.stack = None
         self.pools = {}
         self.acknowledged = []  # every case intake answered 201 (or 200, replayed) for
@@ -105,7 +107,7 @@ class Bench:
         }
         self.receiver.__enter__()
         for name, service in PARTNERS:
-            self.cli(self.env, "partner", "add", "--name", name, "--service", service, "--governorate", "dhi_qar",
+            self.cli("partner", "add", "--name", name, "--service", service, "--governorate", "dhi_qar",
                      "--webhook-url", self.receiver.url, "--secret", self.secret)
         self.pools = {schema: Pool(self.database_url, size=2, schema=schema) for schema in SCHEMAS}
         self.stack = Stack(env=self.env, port_base=self.port_base, log_dir=self.log_dir)
@@ -122,6 +124,15 @@ class Bench:
             self.receiver.__exit__(None, None, None)
             self.rabbit.close()
             self.postgres.close()
+
+    def cli(self, *args):
+        """`sanad ...` run as an operator would, against this bench (from this checkout, not the one the
+        virtualenv's console script was installed from)."""
+        done = subprocess.run([sys.executable, "-m", "sanad.cli", *args], cwd=ROOT, env={**os.environ, **self.env},
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise AssertionError(f"sanad {' '.join(args)} failed: {done.stderr}")
+        return done.stdout
 
     def pids(self):
         return {name: child.pid for name, child in self.stack.running.items()}
