@@ -41,7 +41,7 @@ DEFAULT_LEXICON_DIRECTORY = Path(__file__).parent / "lexicons"
 SUICIDAL_THOUGHTS = "suicidal_thoughts"
 IDEATION_WITH_STRESSOR = "ideation_with_stressor"
 # Ideation plus a precipitant is the pattern that ends in attempts: the issue's rule for critical.
-IDEATION_CODES = frozenset({"suicidal_thoughts", "hopelessness"})
+IDEATION_CODES = frozenset({SUICIDAL_THOUGHTS})
 ACUTE_STRESSOR_CODES = frozenset({"deadline_24h", "published", "violence_threat", "minor"})
 
 SOURCE_TEXT = "text"
@@ -130,7 +130,7 @@ def case_facts_from_mapping(data: Mapping[str, Any]) -> CaseFacts:
 # ---------------------------------------------------------------------------------------------------------
 # Lexicon compilation
 
-_GAP = r"(?: [^ ]+){0,3}?"
+_GAP = r"(?: [^ |]+){0,3}?"
 _ARABIC_PROCLITICS = "(?:[وف]?(?:ال|بال|كال|لل|[بلك])?)"
 _CONJUNCTION = "[وف]?"
 _ANY = "[^ ]*"
@@ -224,12 +224,13 @@ class _Compiler:
             return _GAP
         if spec.startswith("(") and spec.endswith(")"):
             return f"(?:{self.token(spec[1:-1], stream)})?"
-        if spec.startswith("[") and spec.endswith("]"):
-            return "(?:" + "|".join(self.sequence(phrase, stream) for phrase in spec[1:-1].split("|")) + ")"
-        alternatives = [self._alternative(alternative, stream) for alternative in spec.split("/")]
+        alternatives = [self._alternative(alternative, stream) for alternative in _split_outside_brackets(spec, "/")]
         return alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
 
     def _alternative(self, spec: str, stream: str) -> str:
+        if spec.startswith("[") and spec.endswith("]"):
+            phrases = _split_outside_brackets(spec[1:-1], "|")
+            return "(?:" + "|".join(self.sequence(phrase, stream) for phrase in phrases) + ")"
         if spec.startswith("@"):
             name = spec[1:]
             if name not in self.sets:
@@ -237,20 +238,57 @@ class _Compiler:
             return "(?:" + "|".join(self.sequence(entry, stream) for entry in self.sets[name]) + ")"
         return " " + self.word(spec, stream)
 
+    def _check_distinctive(self, pattern: str) -> None:
+        """A one-word Arabizi pattern must not be an English word in disguise: its skeleton needs four
+        letters, or a digit letter (3, 7, 5...) in the word ("wasiya" and "was" share the skeleton "ws")."""
+        elements = _elements(pattern)
+        if len(elements) != 1 or elements[0].startswith("@"):
+            return
+        if elements[0].startswith("["):
+            for phrase in _split_outside_brackets(elements[0][1:-1], "|"):
+                self._check_distinctive(phrase)
+            return
+        for alternative in elements[0].split("/"):
+            if _NUMBER in alternative:
+                continue
+            core = alternative.strip("=+*")
+            skeleton = arabizi_skeleton(core)
+            distinctive = len(skeleton) >= 4 or (any(c.isdigit() for c in core) and len(skeleton) >= 3)
+            if "*" in alternative:
+                distinctive = len(skeleton) >= 3
+            if not distinctive:
+                raise LexiconError(f"Arabizi word {alternative!r} (skeleton {skeleton!r}) is too short to stand alone")
+
     def sequence(self, pattern: str, stream: str) -> str:
         parts = _elements(pattern)
         if not parts:
             raise LexiconError("empty pattern")
         return "".join(self.token(part, stream) for part in parts)
 
-    def alternation(self, patterns: Iterable[str], stream: str) -> re.Pattern:
+    def alternation(self, patterns: Iterable[str], stream: str, check_arabizi: bool = True) -> re.Pattern:
+        # Python's alternation takes the first branch that matches, not the longest: try longer phrases first.
         alternatives = []
-        for pattern in patterns:
+        for pattern in sorted(map(str, patterns), key=lambda p: -len(_elements(p))):
+            if stream == ARABIZI_STREAM and check_arabizi:
+                self._check_distinctive(str(pattern))
             try:
                 alternatives.append(self.sequence(str(pattern), stream))
             except re.error as error:
                 raise LexiconError(f"pattern {pattern!r}: {error}") from error
         return re.compile("(?:" + "|".join(alternatives) + ")(?= )")
+
+
+def _split_outside_brackets(text: str, separator: str) -> list[str]:
+    parts, current, depth = [], [], 0
+    for character in text:
+        depth += (character == "[") - (character == "]")
+        if character == separator and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(character)
+    parts.append("".join(current))
+    return parts
 
 
 def _elements(pattern: str) -> list[str]:
@@ -288,16 +326,24 @@ def _read_yaml(path: Path) -> tuple[dict, bytes]:
     return data, raw
 
 
-def _compile_sections(compiler: _Compiler, entry: Mapping, where: str) -> tuple[tuple[str, re.Pattern], ...]:
+def _compile_sections(
+    compiler: _Compiler, entry: Mapping, where: str, check_arabizi: bool = True
+) -> tuple[tuple[str, re.Pattern], ...]:
+    """Compile the arabic/english/arabizi sections of a group. Short one-word Arabizi entries are refused
+    unless the group only counts near another mention (check_arabizi=False)."""
     by_stream: dict[str, list[str]] = {}
     for section, stream in _SECTIONS.items():
         patterns = entry.get(section) or []
         if not isinstance(patterns, list):
             raise LexiconError(f"{where}: {section} must be a list")
         by_stream.setdefault(stream, []).extend(patterns)
-    return tuple(
-        (stream, compiler.alternation(patterns, stream)) for stream, patterns in by_stream.items() if patterns
-    )
+    try:
+        return tuple(
+            (stream, compiler.alternation(patterns, stream, check_arabizi))
+            for stream, patterns in by_stream.items() if patterns
+        )
+    except LexiconError as error:
+        raise LexiconError(f"{where}: {error}") from error
 
 
 def _policy(entry: Mapping, defaults: Policy) -> Policy:
@@ -371,7 +417,7 @@ class Lexicon:
                     code=code,
                     name=str(entry.get("name", number)),
                     policy=_policy(entry, defaults),
-                    regexes=_compile_sections(compiler, entry, where),
+                    regexes=_compile_sections(compiler, entry, where, check_arabizi=not entry.get("near")),
                     near=frozenset(entry.get("near") or ()),
                     within=int(entry.get("within", 12)),
                     maximum=float(maximum) if maximum is not None else None,
@@ -419,7 +465,6 @@ class _Mention:
     code: str
     first: int
     last: int
-    group: Group | None = None
 
 
 class _Streams:
@@ -432,12 +477,18 @@ class _Streams:
         for stream, words in ((TEXT_STREAM, note.keys), (ARABIZI_STREAM, note.skeletons)):
             if stream == ARABIZI_STREAM and not any(note.is_latin):
                 continue
-            starts, position = [], 0
+            # A "|" between clauses keeps patterns from matching across punctuation.
+            starts, pieces, position = [], [], 0
             for index, word in enumerate(words):
+                if index and note.clauses[index] != note.clauses[index - 1]:
+                    pieces.append(" |")
+                    position += 2
                 starts.append(position)
-                position += 1 + (1 if index in masked else len(word))
+                piece = "_" if index in masked else word
+                pieces.append(" " + piece)
+                position += 1 + len(piece)
             self.starts[stream] = starts
-            self.text[stream] = " " + " ".join("_" if i in masked else w for i, w in enumerate(words)) + " "
+            self.text[stream] = "".join(pieces) + " "
 
     def find(self, regexes: Iterable[tuple[str, re.Pattern]]):
         """Yield (first token, last token, match) for every match of the given stream regexes."""
@@ -491,6 +542,9 @@ class Assessor:
             kind: {index for first, last, _ in streams.find(regexes) for index in range(first, last + 1)}
             for kind, regexes in lexicon.context.items()
         }
+        # "بعد ما", "قبل ما" (after, before) are not negations.
+        markers["negation"] = markers.get("negation", set()) - markers.pop("not_negation", set())
+        markers.setdefault("conditional", set())
         clause_kinds: dict[int, set[str]] = {}
         for kind, indexes in markers.items():
             if kind in ("negation", "conditional"):
@@ -560,15 +614,16 @@ class Assessor:
             if kind in kinds:
                 return _Mention(self.lexicon.discount_codes[kind], first, last)
         window = range(max(0, first - self.lexicon.negation_window), first)
-        negation = [i for i in window if i in markers.get("negation", ()) and clauses[i] == clause]
+        negation = [i for i in window if i in markers["negation"] and clauses[i] == clause]
         if negation:
             return _apply(policy.when_negated, group.code, min(negation), last)
         if "past" in kinds and policy.when_past:
             return _apply(policy.when_past, group.code, first, last)
-        conditional = [i for i in window if i in markers.get("conditional", ()) and clauses[i] == clause]
-        if conditional and policy.when_conditional:
+        # A condition inside the mention counts too: "اهلها اذا شافوا الصور" has not happened.
+        scope = range(max(0, first - self.lexicon.negation_window), last + 1)
+        if policy.when_conditional and any(i in markers["conditional"] and clauses[i] == clause for i in scope):
             return _apply(policy.when_conditional, group.code, first, last)
-        return _Mention(group.code, first, last, group)
+        return _Mention(group.code, first, last)
 
     # -- conclusion ---------------------------------------------------------------------------------------
 

@@ -15,6 +15,9 @@ Iraqi letters):
   folds all three;
 - elongation is collapsed: a letter typed three times or more counts once, and a doubled long vowel
   (ا و ي) counts once (انتحااار, موووت);
+- the accusative ending اً is dropped (حداً, صوراً), and so is a final ا on words of four letters or more,
+  where it is that ending typed without its tanween or the silent alef of plural verbs (نشروا, which
+  Iraqis also write نشرو);
 - Arabic-Indic and Persian digits become ASCII digits.
 
 Latin script: lower case, apostrophes dropped and every run of a repeated letter counted once ("pleeease"
@@ -40,8 +43,9 @@ _TOKEN = re.compile(
     f"[{_ARABIC_CHARS}]+"
     f"|[{_LATIN_CHARS}{_DIGIT_CHARS}]+(?:[{_APOSTROPHES}][{_LATIN_CHARS}{_DIGIT_CHARS}]*)*"
 )
-# Punctuation that ends a clause: context words (negation, "last year", "in the news") do not reach across it.
-_CLAUSE_BREAK = re.compile("[.!?\u061F,\u060C;\u061B:\n\u2026()\\[\\]\u06D4]")
+# Punctuation that ends a clause: patterns do not match across it, and context words (negation, "last year",
+# "in the news") do not reach across it. A colon does not end one: notes write "العمر: 15", "age: 15".
+_CLAUSE_BREAK = re.compile("[.!?\u061F,\u060C;\u061B\n\u2026()\\[\\]\u06D4]")
 _PRESENTATION_FORMS = re.compile("[\uFB50-\uFDFF\uFE70-\uFEFC]")
 _ARABIC_LETTER = re.compile(f"[{_ARABIC_CHARS}]")
 
@@ -55,6 +59,7 @@ _FOLDED = {
 }
 _DIGITS = {chr(0x0660 + d): str(d) for d in range(10)} | {chr(0x06F0 + d): str(d) for d in range(10)}
 _ARABIC_TABLE = str.maketrans(_REMOVED | {ord(k): v for k, v in (_FOLDED | _DIGITS).items()})
+_TANWEEN_ALEF = ("\u0627\u064B", "\u064B\u0627")
 _ARABIC_ELONGATION = re.compile(r"(.)\1{2,}|([اوي])\2")
 
 _LATIN_TABLE = str.maketrans({ord(k): v for k, v in _DIGITS.items()} | dict.fromkeys(map(ord, _APOSTROPHES), None))
@@ -79,8 +84,11 @@ def normalise_arabic(word: str) -> str:
     """The match key of a word in Arabic script."""
     if _PRESENTATION_FORMS.search(word):
         word = unicodedata.normalize("NFKC", word)
+    if word.endswith(_TANWEEN_ALEF):
+        word = word[:-2]
     word = word.translate(_ARABIC_TABLE)
-    return _ARABIC_ELONGATION.sub(lambda m: m.group(1) or m.group(2), word)
+    word = _ARABIC_ELONGATION.sub(lambda m: m.group(1) or m.group(2), word)
+    return word[:-1] if len(word) > 3 and word[-1] == "ا" else word
 
 
 def normalise_latin(word: str) -> str:
