@@ -7,19 +7,21 @@ by checking that each case a caller was told was recorded went all the way to it
 import signal
 import threading
 import time
+from contextlib import contextmanager
 
+import psycopg2
 import pytest
 
 from tests.conftest import ARTIFACTS
-from tests.integration.conftest import free_port_base
-from tests.support.faults import CASE, Bench
+from tests.support.faults import CASE, CONSUMERS, CRITICAL_CASE, Bench
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def bench(keys_file):
-    made = Bench(keys_file, ARTIFACTS / "logs" / "test_faults", free_port_base())
+    made = Bench(keys_file, ARTIFACTS / "logs" / "test_faults", free_ports(6))
     try:
         made.start()
         yield made
@@ -91,3 +93,60 @@ def test_services_reconnect_after_postgresql_restarts_mid_flow_and_nothing_ackno
     assert fresh.stack.any_exited() == {} and fresh.pids() == pids, "no service was restarted"
     print(f"{len(acknowledged)} cases acknowledged across two PostgreSQL restarts; "
           f"{len(refused)} answers refused or lost during them, each retried with its Idempotency-Key")
+
+
+@contextmanager
+def inbox_locked(bench, schema):
+    """Holds every handler of `schema` inside its transaction: recording an event as processed waits for
+    this lock, so a message delivered now stays in flight, unacknowledged, until the lock goes."""
+    conn = psycopg2.connect(bench.database_url, connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"LOCK TABLE {schema}.processed_events IN EXCLUSIVE MODE")
+        yield
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def handlers_waiting(bench):
+    """How many handlers are stuck on a lock in PostgreSQL right now."""
+    with psycopg2.connect(bench.database_url, connect_timeout=5) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = 'sanad'"
+                    " AND query ILIKE '%%processed_events%%'")
+        return cur.fetchone()[0]
+
+
+def wait_for(check, timeout=30, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("queue", list(CONSUMERS))
+def test_a_service_killed_in_the_middle_of_a_message_handles_it_once_after_restarting(fresh, queue):
+    process, schema = CONSUMERS[queue]
+    case = CRITICAL_CASE if process.endswith("-critical") else CASE
+    with inbox_locked(fresh, schema):
+        created = fresh.submit(case)
+        wait_for(lambda: handlers_waiting(fresh) > 0, what=f"{process} handling the case's event")
+        assert fresh.kill(process, signal.SIGKILL) == -signal.SIGKILL
+    fresh.restart(process)
+
+    fresh.wait_processed([created])
+    fresh.assert_once_in_effect([created])
+
+
+def test_notify_killed_while_a_webhook_is_in_flight_sends_it_again_under_the_same_webhook_id(fresh):
+    fresh.partner.delay = 3.0
+    created = fresh.submit(CASE)
+    wait_for(lambda: fresh.partner.arrivals_for(created["reference"]), what="a webhook in flight")
+    assert fresh.kill("notify", signal.SIGKILL) == -signal.SIGKILL
+    fresh.partner.delay = 0.0
+    fresh.restart("notify")
+
+    # The killed attempt's lease must run out before another takes the delivery up.
+    fresh.wait_processed([created], timeout=120)
+    fresh.assert_once_in_effect([created])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg2
 
-from tests.support.private_rabbitmq import free_port
+from tests.support.ports import free_ports
 
 
 def _bin(name):
@@ -31,7 +31,7 @@ class PrivatePostgres:
         self.start_timeout = start_timeout
         self.dir = Path(tempfile.mkdtemp(prefix="sanad-postgres-"))
         self.data = self.dir / "data"
-        self.port = free_port()
+        self.port = free_ports()
         self.as_user = []
         if os.geteuid() == 0:
             owner = pwd.getpwnam("postgres")

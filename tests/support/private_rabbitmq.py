@@ -18,13 +18,9 @@ from pathlib import Path
 
 from kombu import Connection
 
+from tests.support.ports import free_ports
+
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # the real script: Debian's wrapper would su to rabbitmq
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(port):
@@ -38,8 +34,8 @@ class PrivateRabbitMQ:
         self.start_timeout = start_timeout
         self.dir = Path(tempfile.mkdtemp(prefix="sanad-rabbitmq-"))
         self.node = f"sanad-fault-{secrets.token_hex(4)}@localhost"
-        self.port = free_port()
-        dist_port = free_port()
+        self.port = free_ports(2)
+        dist_port = self.port + 1
         (self.dir / "rabbitmq.conf").write_text(
             f"listeners.tcp.local = 127.0.0.1:{self.port}\n"
             "loopback_users = none\n"
