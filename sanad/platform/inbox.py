@@ -6,15 +6,22 @@ acknowledged, so the queue keeps flowing. Any other failure returns the message 
 pause (the database may be restarting); after MAX_ATTEMPTS failures of the same event it is set aside too,
 rather than blocking its queue for ever. Callers consume with requeue_on_error=True: nameko's default
 acknowledges a message whose handler raised, which loses it.
+
+A message that cannot even be decoded (broken JSON, bytes that are not UTF-8, a content type the service
+refuses) never reaches a handler: kombu acknowledges it and writes its raw body into the log, so it is
+lost without a trace an operator would look at, and whatever it held is in the log. Importing this module
+makes every nameko consumer of the process set such a message aside instead, body unlogged.
 """
 import json
 import logging
 import time
 
 import eventlet
+from nameko.messaging import QueueConsumer
 
 from sanad.contracts.events import ContractError, parse
 from sanad.platform import metrics
+from sanad.platform.database import database_of
 from sanad.platform.pool import CONNECTION_ERRORS
 
 log = logging.getLogger(__name__)
@@ -92,6 +99,33 @@ def _dead_letter(pool, queue, body, event, reason, detail):
     metrics.DEAD_LETTERS.labels(queue=queue, reason=reason).inc()
     metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="dead_lettered").inc()
     log.error("set aside a message from %s: %s", queue, reason)
+
+
+def set_aside_undecodable(queue_consumer, message, exc):
+    """kombu's decode-error callback for a nameko consumer: record the message in dead_letters (without
+    its body, which is not JSON and may hold anything) and acknowledge it. If the database is away, the
+    message goes back to the queue after a pause and is set aside once it can be recorded."""
+    queue = _queue_of(queue_consumer, message)
+    detail = f"{type(exc).__name__} ({message.content_type or 'no content type'})"
+    try:
+        _dead_letter(database_of(queue_consumer.container).pool, queue, None, None, "undecodable", detail)
+    except CONNECTION_ERRORS:
+        log.warning("database unavailable while setting aside an undecodable message from %s", queue)
+        eventlet.sleep(RETRY_PAUSE)
+        message.requeue()
+        return
+    message.ack()
+
+
+def _queue_of(queue_consumer, message):
+    tag = message.delivery_info.get("consumer_tag")
+    for provider, consumer in list(queue_consumer._consumers.items()):
+        if tag in consumer._active_tags.values():
+            return provider.queue.name
+    return message.delivery_info.get("routing_key") or "unknown"
+
+
+QueueConsumer.on_decode_error = set_aside_undecodable
 
 
 def _is_json(body):

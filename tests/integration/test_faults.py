@@ -4,6 +4,7 @@ random while cases keep arriving. The six real service processes run against a R
 PostgreSQL cluster of this module's own (the machine's shared ones are never touched), and every test ends
 by checking that each case a caller was told was recorded went all the way to its partners, once in effect.
 """
+import json
 import signal
 import threading
 import time
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 
 import psycopg2
 import pytest
+from kombu import Connection
 
 from tests.conftest import ARTIFACTS
 from tests.support.faults import CASE, CONSUMERS, CRITICAL_CASE, Bench
@@ -150,3 +152,37 @@ def test_notify_killed_while_a_webhook_is_in_flight_sends_it_again_under_the_sam
     # The killed attempt's lease must run out before another takes the delivery up.
     fresh.wait_processed([created], timeout=120)
     fresh.assert_once_in_effect([created])
+
+
+POISON = {
+    "a contract breach": (json.dumps({"id": "not-a-uuid", "type": "case.received", "version": 1, "data": {}}),
+                          "application/json"),
+    "not a JSON object": (json.dumps(["case.received"]), "application/json"),
+    "broken JSON": ("{\"id\": ", "application/json"),
+    "not UTF-8": (b"\xff\xfe{}", "application/json"),
+    "a refused content type": (b"\x80\x04K\x01.", "application/x-python-serialize"),
+}
+
+
+@pytest.mark.parametrize("poison", list(POISON))
+def test_a_poison_message_is_set_aside_with_its_reason_an_alert_rises_and_the_queue_keeps_flowing(fresh, poison):
+    body, content_type = POISON[poison]
+    pids = fresh.pids()
+    before = {queue: fresh.metric("sanad_dead_letters_total", process, f'queue="{queue}"')
+              for queue, (process, _) in CONSUMERS.items()}
+    with Connection(fresh.rabbit.uri, transport_options={"confirm_publish": True}) as connection:
+        producer = connection.Producer()
+        for queue in CONSUMERS:
+            producer.publish(body, exchange="", routing_key=queue, content_type=content_type,
+                             content_encoding="binary" if isinstance(body, bytes) else "utf-8", delivery_mode=2)
+
+    for queue, (process, schema) in CONSUMERS.items():
+        wait_for(lambda: fresh.metric("sanad_dead_letters_total", process, f'queue="{queue}"') > before[queue],
+                 what=f"the dead-letter alert metric of {queue} rising")
+        reasons = [r["reason"] for r in fresh.rows(schema, "SELECT reason FROM dead_letters WHERE queue = %(q)s",
+                                                    {"q": queue})]
+        assert reasons and all(reason.strip() for reason in reasons)
+    after = [fresh.submit(CASE), fresh.submit(CRITICAL_CASE)]
+    fresh.wait_processed(after)
+    fresh.assert_once_in_effect(after)
+    assert fresh.stack.any_exited() == {} and fresh.pids() == pids
