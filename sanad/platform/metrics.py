@@ -18,3 +18,15 @@ EVENTS_PUBLISHED = Counter("sanad_events_published_total", "Events relayed from 
 PUBLISH_FAILURES = Counter("sanad_outbox_publish_failures_total", "Failed attempts to relay the outbox.")
 OUTBOX_PENDING = Gauge("sanad_outbox_pending", "Events in the outbox not yet published.")
 OUTBOX_OLDEST_AGE = Gauge("sanad_outbox_oldest_age_seconds", "Age of the oldest unpublished event (0 if none).")
+
+# Measured in the background by sanad.platform.observability.Probe, from the process's own schema and the
+# queues it consumes (a passive declare: no management API needed).
+QUEUE_MESSAGES_READY = Gauge(
+    "sanad_queue_messages_ready", "Messages waiting in a queue this process consumes (consumer lag).", ["queue"],
+)
+QUEUE_CONSUMERS = Gauge("sanad_queue_consumers", "Consumers attached to a queue this process consumes.", ["queue"])
+DEAD_LETTERS_STORED = Gauge(
+    "sanad_dead_letters_stored", "Messages kept in the schema's dead_letters table, awaiting a person.", ["schema"],
+)
+DEPENDENCY_UP = Gauge("sanad_dependency_up", "1 when the process reached the dependency on its last probe.",
+                      ["dependency"])

@@ -179,10 +179,11 @@ def test_sanad_service_runs_its_nameko_service_with_its_config_and_port(name):
 
 
 @pytest.mark.parametrize("name", sorted(SANAD_SERVICES))
-def test_sanad_service_healthcheck_asks_its_own_health_endpoint(name):
+def test_sanad_service_healthcheck_asks_its_own_readiness_endpoint(name):
     healthcheck = services()[name].get("healthcheck")
     assert healthcheck and not healthcheck.get("disable"), f"{name} has no healthcheck"
-    assert "/health" in " ".join(healthcheck["test"])
+    command = " ".join(healthcheck["test"])
+    assert "127.0.0.1:{port}/ready" in command and "SANAD_WEB_ADDRESS" in command
 
 
 def test_rabbitmq_and_postgres_have_healthchecks_their_dependants_can_wait_for():
