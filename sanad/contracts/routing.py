@@ -30,6 +30,11 @@ TRIAGE_CASE_RECEIVED = _queue("triage.case_received", "case.received.*")
 # never waits behind a backlog of normal ones.
 REFERRAL_CASE_TRIAGED = _queue("referral.case_triaged", "case.triaged.normal")
 REFERRAL_CASE_TRIAGED_CRITICAL = _queue("referral.case_triaged.critical", "case.triaged.critical")
+# Referral treats a webhook notify gave up on as an offer the partner never got, and escalates it.
+REFERRAL_NOTIFICATION_EXHAUSTED = _queue("referral.notification_exhausted", "notification.exhausted.normal")
+REFERRAL_NOTIFICATION_EXHAUSTED_CRITICAL = _queue(
+    "referral.notification_exhausted.critical", "notification.exhausted.critical",
+)
 NOTIFY_REFERRAL_CREATED = _queue("notify.referral_created", "referral.created.normal")
 NOTIFY_REFERRAL_CREATED_CRITICAL = _queue("notify.referral_created.critical", "referral.created.critical")
 
@@ -42,6 +47,8 @@ ALL_QUEUES = (
     TRIAGE_CASE_RECEIVED,
     REFERRAL_CASE_TRIAGED,
     REFERRAL_CASE_TRIAGED_CRITICAL,
+    REFERRAL_NOTIFICATION_EXHAUSTED,
+    REFERRAL_NOTIFICATION_EXHAUSTED_CRITICAL,
     NOTIFY_REFERRAL_CREATED,
     NOTIFY_REFERRAL_CREATED_CRITICAL,
     INTAKE_CASE_STATUS,

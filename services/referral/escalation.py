@@ -55,6 +55,16 @@ class Decision:
     next_deadline_at: object   # when the offer left standing escalates again, or None: the chain ends
 
 
+# The policies `sanad migrate` installs (version 1 in escalation_policies). Version 0 here stands in for a
+# level whose row is missing, so a lost row can never stop a referral from being chased.
+DEFAULT_POLICIES = {
+    "critical": Policy("critical", ack_seconds=5 * 60, max_reoffers=3, version=0),
+    "high": Policy("high", ack_seconds=30 * 60, max_reoffers=3, version=0),
+    "medium": Policy("medium", ack_seconds=4 * 3600, max_reoffers=2, version=0),
+    "low": Policy("low", ack_seconds=72 * 3600, max_reoffers=1, version=0),
+}
+
+
 def first_deadline(policy, offered_at):
     return offered_at + timedelta(seconds=policy.ack_seconds)
 

@@ -1,54 +1,518 @@
-"""Referral's use cases, each taking its dependencies as arguments."""
+"""Referral's use cases, each taking its dependencies as arguments.
+
+Every state change and the events announcing it are written in one transaction (the caller's cursor);
+time comes in as `now`, so tests move the clock instead of sleeping.
+"""
+import logging
 import uuid
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 from sanad.contracts.events import new_event
 from sanad.contracts.vocabulary import lane_for
-from services.referral import sql
-from services.referral.matching import Partner, referable_services, route
+from sanad.platform.pool import CONNECTION_ERRORS
+from services.referral import escalation, lifecycle, sql
+from services.referral.directory import PartnerEntry, ServiceTerms, partner_from_row
+from services.referral.escalation import Chain, Policy
+from services.referral.matching import (
+    NO_PREFERENCES, family_contact_asked, may_refer_anyway, rank, referable_services, route,
+)
+
+log = logging.getLogger(__name__)
 
 PRODUCER = "referral"
+REFER_ANYWAY_REASONS = ("no_partner_matched", "partner_agreed_by_phone", "urgent_risk", "victim_request", "other")
+# A deadline whose escalation raised is retried after this pause, and set aside after this many failures.
+DEADLINE_RETRY_SECONDS = 5
+DEADLINE_MAX_FAILURES = 5
 
 
-def refer_case(cur, event, outbox, now=None):
-    """Offer each consented need of a triaged case to the best partner; say so when none can take it."""
-    data = event.data
-    now = now or datetime.now(timezone.utc)
-    lane = lane_for(data["level"])
-    services = referable_services(data["needs"], data["consents"])
-    if not services:
-        return []
-    cur.execute(sql.PARTNERS_FOR, {"services": services, "governorate": data["governorate"]})
-    partners = [Partner(**{**row, "services": tuple(row["services"]),
-                           "governorates": tuple(row["governorates"])}) for row in cur.fetchall()]
-    routing = route(data["needs"], data["consents"], data["governorate"], partners)
-    created = []
-    for match in routing.matches:
-        referral_id = uuid.uuid4()
-        cur.execute(sql.INSERT_REFERRAL, {
-            "id": referral_id, "case_id": data["case_id"], "reference": data["reference"],
-            "partner_id": match.partner.id, "service": match.service, "level": data["level"], "now": now,
-        })
-        if cur.fetchone() is None:
-            continue  # this need of this case was referred already
-        outbox.add(cur, new_event("referral.created", {
-            "referral_id": referral_id, "case_id": data["case_id"], "reference": data["reference"],
-            "partner_id": match.partner.id, "partner_name": match.partner.name, "service": match.service,
-            "level": data["level"], "governorate": data["governorate"], "created_at": now,
-        }, producer=PRODUCER, correlation_id=event.correlation_id, lane=lane))
-        created.append(match.service)
-    if routing.unmatched:
-        outbox.add(cur, new_event("case.unmatched", {
-            "case_id": data["case_id"], "reference": data["reference"], "level": data["level"],
-            "governorate": data["governorate"], "services": list(routing.unmatched),
-        }, producer=PRODUCER, correlation_id=event.correlation_id, lane=lane))
-    return created
+class NotFound(Exception):
+    pass
+
+
+class Refusal(Exception):
+    """A request the rules forbid, naming the field and a code."""
+
+    def __init__(self, code, field_name, message):
+        super().__init__(message)
+        self.code = code
+        self.field = field_name
+        self.message = message
+
+
+class InvalidEntry(Exception):
+    def __init__(self, problems):
+        super().__init__(f"directory entry has problems: {sorted(problems)}")
+        self.problems = problems
+
+
+@dataclass
+class Effects:
+    """What a use case did, for the service's metrics once the transaction has committed."""
+    created: list = field(default_factory=list)        # (service, lane)
+    escalated: list = field(default_factory=list)      # (reason, lane)
+    status_changes: list = field(default_factory=list)  # (status, changed_by)
+
+
+def _utcnow(now):
+    return now or datetime.now(timezone.utc)
+
+
+# The directory ------------------------------------------------------------------------------------------
+
+def create_partner(cur, entry, now=None):
+    problems = entry.problems()
+    if problems:
+        raise InvalidEntry(problems)
+    partner_id = uuid.uuid4()
+    cur.execute(sql.INSERT_PARTNER, {
+        "id": partner_id, "name": entry.name.strip(), "description": entry.description, "address": entry.address,
+        "confidential_address": entry.confidential_address, "phone": entry.phone, "email": entry.email,
+        "website": entry.website, "accepting": entry.accepting,
+    })
+    for terms in entry.services:
+        _store_service(cur, partner_id, terms)
+    return partner_id
 
 
 def add_partner(cur, name, services, governorates, accepting=True):
-    partner_id = uuid.uuid4()
-    cur.execute(sql.INSERT_PARTNER, {
-        "id": partner_id, "name": name, "services": list(services), "governorates": list(governorates),
-        "accepting": accepting,
+    """A partner offering `services` in `governorates` around the clock (the short form the CLI's
+    defaults and the tests use)."""
+    terms = tuple(ServiceTerms(service=s, governorates=tuple(governorates), contacts_family=s == "mediation")
+                  for s in services)
+    return create_partner(cur, PartnerEntry(name=name, services=terms, accepting=accepting))
+
+
+def _store_service(cur, partner_id, terms):
+    cur.execute(sql.UPSERT_SERVICE, {
+        "id": uuid.uuid4(), "partner_id": partner_id, "service": terms.service,
+        "governorates": list(terms.governorates), "languages": list(terms.languages),
+        "staff_genders": list(terms.staff_genders), "always_open": terms.always_open, "min_age": terms.min_age,
+        "max_age": terms.max_age, "eligibility": terms.eligibility, "contacts_family": terms.contacts_family,
     })
-    return partner_id
+    service_id = cur.fetchone()["id"]
+    cur.execute(sql.DELETE_HOURS, {"service_id": service_id})
+    for hours in terms.hours:
+        cur.execute(sql.INSERT_HOURS, {"service_id": service_id, "weekday": hours.weekday, "opens": hours.opens,
+                                       "closes": hours.closes})
+
+
+def set_service(cur, partner_id, terms, now=None):
+    """Add or replace the terms on which a partner offers one service."""
+    problems = terms.problems()
+    if problems:
+        raise InvalidEntry(problems)
+    cur.execute(sql.TOUCH_PARTNER, {"id": partner_id, "now": _utcnow(now)})
+    if cur.rowcount == 0:
+        raise NotFound(partner_id)
+    _store_service(cur, partner_id, terms)
+
+
+def remove_service(cur, partner_id, service, now=None):
+    cur.execute(sql.DELETE_SERVICE, {"partner_id": partner_id, "service": service})
+    if cur.fetchone() is None:
+        raise NotFound(partner_id)
+    cur.execute(sql.TOUCH_PARTNER, {"id": partner_id, "now": _utcnow(now)})
+
+
+def update_partner(cur, partner_id, changes, now=None):
+    """Change an organisation's own fields; `changes` holds only the fields to change."""
+    params = {"id": partner_id, "now": _utcnow(now)}
+    for name in ("description", "confidential_address", "active"):
+        params[name] = changes.get(name)
+    for name in ("address", "phone", "email", "website"):
+        params[f"set_{name}"] = name in changes
+        params[name] = changes.get(name)
+    cur.execute(sql.UPDATE_PARTNER, params)
+    if cur.fetchone() is None:
+        raise NotFound(partner_id)
+
+
+def set_accepting(cur, partner_id, accepting, by, now=None):
+    """Capacity: whether the partner takes new cases. Matching reads it at the next offer."""
+    cur.execute(sql.SET_ACCEPTING, {"id": partner_id, "accepting": accepting, "by": by, "now": _utcnow(now)})
+    if cur.fetchone() is None:
+        raise NotFound(partner_id)
+
+
+def directory(cur, partner_id=None):
+    cur.execute(sql.DIRECTORY, {"partner_id": partner_id})
+    return cur.fetchall()
+
+
+def load_offers(cur, services):
+    cur.execute(sql.OFFERS_FOR, {"services": list(services)})
+    return [partner_from_row(row) for row in cur.fetchall()]
+
+
+def explain_match(cur, service, governorate, now, preferences=NO_PREFERENCES, needs=None, consents=None):
+    """The ranking matching would make right now, with the reason each other partner is passed over."""
+    needs = [service] if needs is None else needs
+    consents = [service] if consents is None else consents
+    ranking = rank(service, governorate, load_offers(cur, [service]), now, preferences,
+                   family_contact_asked(service, needs, consents, preferences))
+    return ranking.explain()
+
+
+# Policies -----------------------------------------------------------------------------------------------
+
+def policies(cur):
+    cur.execute(sql.POLICIES)
+    return sorted(cur.fetchall(), key=lambda row: ("critical", "high", "medium", "low").index(row["level"]))
+
+
+def set_policy(cur, policy, by, now=None):
+    """Change a level's policy for chains that start from now on; running chains keep their snapshot."""
+    problems = policy.problems()
+    if problems:
+        raise InvalidEntry(problems)
+    cur.execute(sql.SET_POLICY, {"level": policy.level, "ack_seconds": policy.ack_seconds,
+                                 "max_reoffers": policy.max_reoffers, "by": by, "now": _utcnow(now)})
+    return cur.fetchone()
+
+
+def _policy_for(cur, level):
+    cur.execute(sql.POLICY_FOR, {"level": level})
+    row = cur.fetchone()
+    if row is None:
+        log.warning("no escalation policy row for level %s; using the built-in default", level)
+        return escalation.DEFAULT_POLICIES[level]
+    return Policy(level=row["level"], ack_seconds=row["ack_seconds"], max_reoffers=row["max_reoffers"],
+                  version=row["version"])
+
+
+# Offering -----------------------------------------------------------------------------------------------
+
+def _case_from_event(data, correlation_id):
+    return {key: data[key] for key in ("case_id", "reference", "level", "governorate", "needs", "consents")} | {
+        "correlation_id": correlation_id}
+
+
+def _case(cur, case_id):
+    cur.execute(sql.CASE_BY_ID, {"case_id": case_id})
+    return cur.fetchone()
+
+
+def refer_case(cur, event, outbox, now=None):
+    """Offer each consented need of a triaged case to the best partner. A need nobody can take goes to the
+    on-duty supervisor at once (referral.escalated, reason no_match), and case.unmatched tells intake."""
+    data, now, effects = event.data, _utcnow(now), Effects()
+    case = _case_from_event(data, event.correlation_id)
+    cur.execute(sql.UPSERT_CASE, {**case, "needs": list(case["needs"]), "consents": list(case["consents"]),
+                                  "now": now})
+    services = referable_services(case["needs"], case["consents"])
+    if not services:
+        return effects
+    routing = route(case["needs"], case["consents"], case["governorate"], load_offers(cur, services), now)
+    policy = _policy_for(cur, case["level"])
+    for match in routing.matches:
+        _offer(cur, outbox, case, match.service, match.partner, attempt=1, offered_by="matching",
+               chain=Chain(policy), chain_id=uuid.uuid4(), due_at=escalation.first_deadline(policy, now), now=now,
+               effects=effects)
+    if routing.unmatched:
+        outbox.add(cur, new_event("case.unmatched", {
+            "case_id": case["case_id"], "reference": case["reference"], "level": case["level"],
+            "governorate": case["governorate"], "services": list(routing.unmatched),
+        }, producer=PRODUCER, correlation_id=case["correlation_id"], lane=lane_for(case["level"])))
+        for service in routing.unmatched:
+            _announce(cur, outbox, case, service, "no_match", step=1, referral_id=None, reoffered_to=None,
+                      chain_id=None, new_referral_id=None, now=now, fired_by=PRODUCER, effects=effects)
+    return effects
+
+
+def _offer(cur, outbox, case, service, partner, attempt, offered_by, chain, chain_id, due_at, now, effects):
+    """Offer one need of a case to one partner, with the deadline for its acknowledgement. Returns the
+    referral id, or None when this attempt exists already (a repeated event)."""
+    referral_id, lane = uuid.uuid4(), lane_for(case["level"])
+    cur.execute(sql.INSERT_REFERRAL, {
+        "id": referral_id, "case_id": case["case_id"], "reference": case["reference"], "partner_id": partner.id,
+        "service": service, "level": case["level"], "governorate": case["governorate"], "attempt": attempt,
+        "offered_by": offered_by, "now": now,
+    })
+    if cur.fetchone() is None:
+        return None
+    _schedule(cur, referral_id, chain, chain_id, lane, due_at, now)
+    outbox.add(cur, new_event("referral.created", {
+        "referral_id": referral_id, "case_id": case["case_id"], "reference": case["reference"],
+        "partner_id": partner.id, "partner_name": partner.name, "service": service, "level": case["level"],
+        "governorate": case["governorate"], "created_at": now,
+    }, producer=PRODUCER, correlation_id=case["correlation_id"], lane=lane))
+    effects.created.append((service, lane))
+    return referral_id
+
+
+def _schedule(cur, referral_id, chain, chain_id, lane, due_at, now):
+    cur.execute(sql.INSERT_DEADLINE, {
+        "id": uuid.uuid4(), "referral_id": referral_id, "chain_id": chain_id, "lane": lane, "due_at": due_at,
+        "steps_taken": chain.steps_taken, "policy_level": chain.policy.level,
+        "policy_version": chain.policy.version, "ack_seconds": chain.policy.ack_seconds,
+        "max_reoffers": chain.policy.max_reoffers, "now": now,
+    })
+
+
+def _announce(cur, outbox, case, service, reason, step, referral_id, reoffered_to, chain_id, new_referral_id, now,
+              fired_by, effects):
+    lane = lane_for(case["level"])
+    event = new_event("referral.escalated", {
+        "referral_id": referral_id, "case_id": case["case_id"], "reference": case["reference"],
+        "level": case["level"], "service": service, "governorate": case["governorate"], "reason": reason,
+        "step": step, "reoffered_to": reoffered_to, "escalated_at": now,
+    }, producer=PRODUCER, correlation_id=case["correlation_id"], lane=lane)
+    cur.execute(sql.INSERT_ESCALATION, {
+        "id": uuid.uuid4(), "event_id": event.id, "chain_id": chain_id, "referral_id": referral_id,
+        "case_id": case["case_id"], "service": service, "level": case["level"], "reason": reason, "step": step,
+        "reoffered_to": reoffered_to, "new_referral_id": new_referral_id, "escalated_at": now, "fired_by": fired_by,
+    })
+    outbox.add(cur, event)
+    effects.escalated.append((reason, lane))
+
+
+# Escalating ---------------------------------------------------------------------------------------------
+
+def _chain_of(deadline):
+    policy = Policy(level=deadline["policy_level"], ack_seconds=deadline["ack_seconds"],
+                    max_reoffers=deadline["max_reoffers"], version=deadline["policy_version"])
+    return Chain(policy=policy, steps_taken=deadline["steps_taken"])
+
+
+def _chain_of_referral(cur, referral):
+    """The chain a referral belongs to, from its latest deadline (locked), and that chain's id. A referral
+    made before deadlines existed starts a chain under today's policy."""
+    cur.execute(sql.LATEST_DEADLINE_OF, {"referral_id": referral["id"]})
+    deadline = cur.fetchone()
+    if deadline is None:
+        return Chain(_policy_for(cur, referral["level"])), uuid.uuid4()
+    return _chain_of(deadline), deadline["chain_id"]
+
+
+def _lock_referral(cur, referral_id):
+    cur.execute(sql.LOCK_REFERRAL, {"id": referral_id})
+    return cur.fetchone()
+
+
+def _case_of_referral(cur, referral):
+    """Referral's record of the case; referrals older than that record stand in with what they know."""
+    case = _case(cur, referral["case_id"])
+    if case is not None:
+        return case
+    return {"case_id": referral["case_id"], "reference": referral["reference"], "level": referral["level"],
+            "governorate": referral["governorate"], "needs": [], "consents": [], "correlation_id": referral["case_id"]}
+
+
+def _next_partner(cur, case, service, now):
+    if service not in referable_services(case["needs"], case["consents"]):
+        return None  # consent withdrawn since, or a referral older than referral's case record
+    cur.execute(sql.PARTNERS_OFFERED, {"case_id": case["case_id"], "service": service})
+    offered = frozenset(row["partner_id"] for row in cur.fetchall())
+    ranking = rank(service, case["governorate"], load_offers(cur, [service]), now, NO_PREFERENCES,
+                   family_contact_asked(service, case["needs"], case["consents"], NO_PREFERENCES), exclude=offered)
+    return ranking.best
+
+
+def _escalate(cur, outbox, referral, chain, chain_id, reason, now, fired_by, effects):
+    """One escalation of a running offer: maybe withdraw it, maybe re-offer the need to the next partner,
+    maybe set the next deadline, and always page the supervisor."""
+    case = _case_of_referral(cur, referral)
+    service = referral["service"]
+    candidate = _next_partner(cur, case, service, now) if escalation.may_reoffer(chain, reason) else None
+    decision = escalation.decide(chain, reason, now, candidate)
+    if decision.withdraw_current and referral["status"] in lifecycle.OPEN:
+        _set_status(cur, outbox, referral, lifecycle.Change(referral["status"], "withdrawn", reason), "system", now,
+                    case["correlation_id"], effects)
+    new_referral_id = None
+    lane = lane_for(case["level"])
+    if decision.reoffer_to is not None:
+        cur.execute(sql.NEXT_ATTEMPT, {"case_id": case["case_id"], "service": service})
+        new_referral_id = _offer(cur, outbox, case, service, decision.reoffer_to, cur.fetchone()["attempt"], "reoffer",
+                                 escalation.advanced(chain, decision), chain_id, decision.next_deadline_at, now,
+                                 effects)
+    elif decision.next_deadline_at is not None:
+        _schedule(cur, referral["id"], escalation.advanced(chain, decision), chain_id, lane,
+                  decision.next_deadline_at, now)
+    _announce(cur, outbox, case, service, reason, decision.step, referral["id"],
+              decision.reoffer_to.id if decision.reoffer_to else None, chain_id, new_referral_id, now, fired_by,
+              effects)
+    return decision
+
+
+def escalate_due(pool, outbox, lanes, now=None, fired_by=PRODUCER, limit=100):
+    """Fire the deadlines due by `now` on `lanes`, critical first, one per transaction, so a failing one
+    never holds back the others. Returns the Effects and how late each deadline fired, by lane."""
+    now, effects, delays = _utcnow(now), Effects(), []
+    for _ in range(limit):
+        claimed = None
+        try:
+            with pool.transaction() as cur:
+                cur.execute(sql.CLAIM_DUE_DEADLINE, {"now": now, "lanes": list(lanes)})
+                claimed = cur.fetchone()
+                if claimed is None:
+                    break
+                fired = Effects()
+                _fire(cur, outbox, claimed, now, fired_by, fired)
+        except CONNECTION_ERRORS:
+            raise  # the database is away; the deadline stays pending and the next tick tries again
+        except Exception:
+            if claimed is None:
+                raise
+            log.exception("escalating deadline %s failed; it will be retried", claimed["id"])
+            _deadline_failed(pool, claimed["id"], now)
+            continue
+        effects.created += fired.created
+        effects.escalated += fired.escalated
+        effects.status_changes += fired.status_changes
+        delays.append((claimed["lane"], (now - claimed["due_at"]).total_seconds()))
+    return effects, delays
+
+
+def _fire(cur, outbox, deadline, now, fired_by, effects):
+    referral = _lock_referral(cur, deadline["referral_id"])
+    if referral["status"] != "offered":
+        # Answered in the same instant the deadline fell due: the answer wins, nobody is paged.
+        cur.execute(sql.FINISH_DEADLINE, {"id": deadline["id"], "status": "cancelled", "now": now})
+        return None
+    cur.execute(sql.FINISH_DEADLINE, {"id": deadline["id"], "status": "fired", "now": now})
+    return _escalate(cur, outbox, referral, _chain_of(deadline), deadline["chain_id"], "ack_timeout", now, fired_by,
+                     effects)
+
+
+def _deadline_failed(pool, deadline_id, now):
+    with pool.transaction() as cur:
+        cur.execute(sql.DEADLINE_FAILED, {"id": deadline_id, "now": now, "max_failures": DEADLINE_MAX_FAILURES,
+                                          "retry_at": now + timedelta(seconds=DEADLINE_RETRY_SECONDS)})
+        row = cur.fetchone()
+    if row and row["status"] == "failed":
+        log.error("deadline %s failed %s times and is set aside for a person to look at", deadline_id,
+                  row["failures"])
+
+
+def delivery_exhausted(cur, event, outbox, now=None, fired_by=PRODUCER):
+    """notify gave up delivering an offer: the partner never got it, so it goes to the next partner."""
+    now, effects = _utcnow(now), Effects()
+    referral = _lock_referral(cur, event.data["referral_id"])
+    if referral is None or referral["status"] != "offered":
+        return effects  # answered through the API all the same, or already moved on
+    chain, chain_id = _chain_of_referral(cur, referral)
+    cur.execute(sql.CANCEL_PENDING_DEADLINES, {"referral_id": referral["id"], "now": now})
+    _escalate(cur, outbox, referral, chain, chain_id, "delivery_exhausted", now, fired_by, effects)
+    return effects
+
+
+# The referral's life ------------------------------------------------------------------------------------
+
+def _set_status(cur, outbox, referral, change, changed_by, now, correlation_id, effects):
+    cur.execute(sql.SET_REFERRAL_STATUS, {
+        "id": referral["id"], "status": change.status, "note_code": change.note_code, "now": now,
+        "acknowledges": lifecycle.acknowledges(change.status),
+    })
+    outbox.add(cur, new_event("referral.status_changed", {
+        "referral_id": referral["id"], "case_id": referral["case_id"], "reference": referral["reference"],
+        "partner_id": referral["partner_id"], "status": change.status, "previous_status": change.previous,
+        "note_code": change.note_code, "changed_at": now, "changed_by": changed_by,
+    }, producer=PRODUCER, correlation_id=correlation_id, lane=lane_for(referral["level"])))
+    effects.status_changes.append((change.status, changed_by))
+
+
+def change_status(cur, outbox, referral_id, requested, note_code, changed_by, now=None, partner_id=None,
+                  fired_by=PRODUCER):
+    """A partner (only on its own referrals) or staff moves a referral along. An answer to the offer
+    cancels its pending deadline in the same transaction, so nobody is paged after it; a decline goes to
+    the next partner at once. Returns (changed, Effects); raises NotFound or lifecycle.TransitionRefused."""
+    now, effects = _utcnow(now), Effects()
+    referral = _lock_referral(cur, referral_id)
+    if referral is None or (partner_id is not None and referral["partner_id"] != partner_id):
+        raise NotFound(referral_id)
+    change = lifecycle.change(referral["status"], requested, changed_by, note_code)
+    if change is None:
+        return False, effects
+    case = _case_of_referral(cur, referral)
+    _set_status(cur, outbox, referral, change, changed_by, now, case["correlation_id"], effects)
+    if change.previous == "offered":
+        chain, chain_id = _chain_of_referral(cur, referral)
+        cur.execute(sql.CANCEL_PENDING_DEADLINES, {"referral_id": referral["id"], "now": now})
+        if change.status == "declined":
+            _escalate(cur, outbox, {**referral, "status": "declined"}, chain, chain_id, "declined", now, fired_by,
+                      effects)
+    return True, effects
+
+
+def refer_anyway(cur, outbox, case_id, service, partner_id, now=None, fired_by=PRODUCER):
+    """A supervisor's override: offer a need to a partner matching would not choose (closed, full, far
+    away, not fitting a preference). Never without consent, never family contact the victim did not ask
+    for. Starts a fresh chain under today's policy. Returns (referral id, Effects)."""
+    now, effects = _utcnow(now), Effects()
+    case = _case(cur, case_id)
+    if case is None:
+        raise NotFound(case_id)
+    cur.execute(sql.OFFER_OF, {"partner_id": partner_id, "service": service})
+    row = cur.fetchone()
+    if row is None:
+        raise Refusal("not_offered", "partner_id", "This partner does not offer that service (or is inactive).")
+    partner = partner_from_row(row)
+    forbidden = may_refer_anyway(service, case["needs"], case["consents"], partner)
+    if forbidden == "no_consent":
+        raise Refusal("no_consent", "service", "The victim did not consent to this service; nobody may refer it.")
+    if forbidden == "family_contact":
+        raise Refusal("family_contact", "partner_id",
+                      "This partner contacts the family, which the victim did not ask for.")
+    policy = _policy_for(cur, case["level"])
+    cur.execute(sql.NEXT_ATTEMPT, {"case_id": case_id, "service": service})
+    attempt = cur.fetchone()["attempt"]
+    chain_id = uuid.uuid4()
+    referral_id = _offer(cur, outbox, case, service, partner, attempt, "refer_anyway", Chain(policy), chain_id,
+                         escalation.first_deadline(policy, now), now, effects)
+    _announce(cur, outbox, case, service, "refer_anyway", step=1, referral_id=referral_id, reoffered_to=partner.id,
+              chain_id=chain_id, new_referral_id=referral_id, now=now, fired_by=fired_by, effects=effects)
+    return referral_id, effects
+
+
+# What people see ----------------------------------------------------------------------------------------
+
+def partner_view(row):
+    """What a partner needs to act on a referral, and nothing more: no case id, no name, no narrative.
+    Seam: the sealed personal details the victim consented to share with this partner arrive in a later
+    issue as a separate, audited read (GET /partner/v1/referrals/{id}/details), never folded in here."""
+    return {
+        "id": str(row["id"]), "reference": row["reference"], "level": row["level"], "service": row["service"],
+        "governorate": row["governorate"], "status": row["status"], "note_code": row["note_code"],
+        "offered_at": row["created_at"].isoformat(),
+        "acknowledge_by": row["acknowledge_by"].isoformat() if row["acknowledge_by"] else None,
+        "acknowledged_at": row["acknowledged_at"].isoformat() if row["acknowledged_at"] else None,
+        "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+def partner_referral(cur, referral_id, partner_id):
+    cur.execute(sql.PARTNER_REFERRAL, {"id": referral_id, "partner_id": partner_id})
+    row = cur.fetchone()
+    if row is None:
+        raise NotFound(referral_id)
+    return row
+
+
+def referral_row(cur, referral_id):
+    """A referral as partner_view shows it, whoever's it is (for staff, and after a partner's change)."""
+    cur.execute(sql.REFERRAL_VIEW, {"id": referral_id})
+    return cur.fetchone()
+
+
+def partner_referrals(cur, partner_id, status=None, limit=100):
+    cur.execute(sql.PARTNER_REFERRALS, {"partner_id": partner_id, "status": status, "limit": limit})
+    return cur.fetchall()
+
+
+def referral_owner(cur, referral_id):
+    cur.execute(sql.REFERRAL_OWNER, {"id": referral_id})
+    return cur.fetchone()
+
+
+def case_referrals(cur, case_id):
+    """A supervisor's view of one case: every offer and every escalation."""
+    case = _case(cur, case_id)
+    if case is None:
+        raise NotFound(case_id)
+    cur.execute(sql.REFERRALS_OF_CASE, {"case_id": case_id})
+    referrals = cur.fetchall()
+    cur.execute(sql.ESCALATIONS_OF_CASE, {"case_id": case_id})
+    return {"case_id": case_id, "reference": case["reference"], "level": case["level"],
+            "governorate": case["governorate"], "referrals": referrals, "escalations": cur.fetchall()}

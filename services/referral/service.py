@@ -1,23 +1,127 @@
-"""Referral: offers triaged cases to partner organisations.
+"""Referral: offers triaged cases to partner organisations and chases every offer until someone has it.
 
-Two service classes run the same handler as separate processes: one for the normal lane and one for
-the critical lane, so a critical case never waits behind a backlog of others.
+Two service classes run as separate processes: one for the normal lane and one for the critical lane,
+so a critical case never waits behind a backlog of others. Both serve the same partner callback API
+(/partner/v1, described by /partner/openapi.json) and admin API (/admin/v1) on their own ports.
+
+Acknowledgement deadlines are rows fired by timers, each deadline claimed with FOR UPDATE SKIP LOCKED:
+the critical process fires critical deadlines; the normal process fires normal ones and, on a timer and
+worker of their own, critical ones too, so critical deadlines are never queued behind normal ones and
+still fire if the critical process is down.
 """
+import os
+import uuid
+from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 
+from marshmallow import ValidationError
 from nameko.messaging import consume
-from prometheus_client import Counter
+from nameko.timer import timer
+from prometheus_client import Counter, Histogram
+from werkzeug.wrappers import Response
 
 from sanad.contracts import routing
 from sanad.platform.database import Database
+from sanad.platform.http import ApiError, JsonHttpHandler, json_response, read_json
 from sanad.platform.inbox import handle_event
+from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
-from services.referral import handlers
+from services.referral import access, handlers, lifecycle, schemas
+from services.referral.escalation import Policy
+
+PARTNER_OPENAPI = Path(__file__).with_name("partner_openapi.json")
+ESCALATION_TICK_SECONDS = 1.0
+
+PARTNER = ("partner",)
+ADMIN = ("admin",)
+SUPERVISION = ("supervisor", "admin")
+STAFF = ("counsellor", "supervisor", "admin")
 
 REFERRALS_CREATED = Counter(
     "sanad_referrals_created_total", "Referrals offered to partners, by service and lane.", ["service", "lane"],
 )
+ESCALATIONS = Counter(
+    "sanad_referral_escalations_total", "Escalations to the next partner and the on-duty supervisor.",
+    ["reason", "lane"],
+)
+ESCALATION_DELAY = Histogram(
+    "sanad_ack_deadline_delay_seconds", "How long after it fell due an acknowledgement deadline fired.", ["lane"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+STATUS_CHANGES = Counter(
+    "sanad_referral_status_changes_total", "Referral status changes, by new status and who made them.",
+    ["status", "changed_by"],
+)
+API_REFUSALS = Counter(
+    "sanad_referral_api_refusals_total", "Partner and admin API calls refused for their credentials.", ["reason"],
+)
+
+
+class HttpError(ApiError):
+    def __init__(self, status, code, message, fields=None, headers=None):
+        super().__init__(status, code, message, fields)
+        self.headers = headers or {}
+
+
+class ReferralHttpHandler(JsonHttpHandler):
+    """The platform's JSON errors, plus the headers an error asks for (WWW-Authenticate on a 401)."""
+
+    def response_from_exception(self, exc):
+        response = super().response_from_exception(exc)
+        for name, value in getattr(exc, "headers", {}).items():
+            response.headers[name] = value
+        return response
+
+
+def api(method, url):
+    return ReferralHttpHandler.decorator(method, url, expected_exceptions=ApiError)
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+def _uuid(value, name):
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        raise ApiError(404, "not_found", f"No {name.replace('_', ' ')} has this id.",
+                       {name: ["Not a valid UUID."]}) from None
+
+
+def _load(schema, data):
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", "Some fields need correcting.", exc.messages) from None
+
+
+def _body(request, schema):
+    return _load(schema, read_json(request))
+
+
+def _query(request, schema):
+    return _load(schema, request.args.to_dict(flat=True))
+
+
+def _record(effects):
+    for service, lane in effects.created:
+        REFERRALS_CREATED.labels(service=service, lane=lane).inc()
+    for reason, lane in effects.escalated:
+        ESCALATIONS.labels(reason=reason, lane=lane).inc()
+    for status, changed_by in effects.status_changes:
+        STATUS_CHANGES.labels(status=status, changed_by=changed_by).inc()
+
+
+def _transition_error(refused):
+    status = 409 if refused.code == "invalid_transition" else 422
+    return ApiError(status, refused.code, refused.message, {refused.field: [refused.message]})
+
+
+def _rows(rows):
+    return [{k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in row.items()} for row in rows]
 
 
 class ReferralService(Observable):
@@ -26,15 +130,310 @@ class ReferralService(Observable):
 
     db = Database("referral")
     outbox = Outbox()
+    keys = KeyFile()
+
+    # Events -------------------------------------------------------------------------------------------
 
     @consume(routing.REFERRAL_CASE_TRIAGED, requeue_on_error=True)
     def on_case_triaged(self, body):
-        self._refer(routing.REFERRAL_CASE_TRIAGED.name, body)
+        self._handle(routing.REFERRAL_CASE_TRIAGED.name, body, handlers.refer_case)
 
-    def _refer(self, queue, body):
-        created = handle_event(self.db, queue, body, partial(handlers.refer_case, outbox=self.outbox))
-        for service in created or ():
-            REFERRALS_CREATED.labels(service=service, lane=self.lane).inc()
+    @consume(routing.REFERRAL_NOTIFICATION_EXHAUSTED, requeue_on_error=True)
+    def on_notification_exhausted(self, body):
+        self._handle(routing.REFERRAL_NOTIFICATION_EXHAUSTED.name, body, self._delivery_exhausted)
+
+    def _delivery_exhausted(self, cur, event, outbox):
+        return handlers.delivery_exhausted(cur, event, outbox, fired_by=self._process())
+
+    def _handle(self, queue, body, handler):
+        effects = handle_event(self.db, queue, body, partial(handler, outbox=self.outbox))
+        if effects:
+            _record(effects)
+
+    # Deadlines ----------------------------------------------------------------------------------------
+
+    @timer(interval=ESCALATION_TICK_SECONDS)
+    def escalate_critical(self):
+        self._escalate(("critical",))
+
+    @timer(interval=ESCALATION_TICK_SECONDS)
+    def escalate_normal(self):
+        self._escalate(("normal",))
+
+    def _escalate(self, lanes):
+        effects, delays = handlers.escalate_due(self.db, self.outbox, lanes, fired_by=self._process())
+        _record(effects)
+        for lane, delay in delays:
+            ESCALATION_DELAY.labels(lane=lane).observe(max(0.0, delay))
+
+    def _process(self):
+        return f"{self.name}:{os.getpid()}"
+
+    # Who is calling -----------------------------------------------------------------------------------
+
+    def _authorise(self, request, roles, action, now):
+        try:
+            with self.db.transaction() as cur:
+                return access.authenticate(cur, self.keys.lookup, request.headers.get("Authorization"), now, roles)
+        except access.Refused as refused:
+            with self.db.transaction() as cur:
+                access.audit(cur, now, action, "refused", remote_addr=request.remote_addr, key_id=refused.key_id,
+                             detail={"reason": refused.reason, "method": request.method, "path": request.path})
+            API_REFUSALS.labels(reason=refused.reason).inc()
+            headers = {"WWW-Authenticate": 'Bearer realm="sanad"'} if refused.status == 401 else {}
+            raise HttpError(refused.status, refused.code, refused.message,
+                            {"Authorization": [refused.message]}, headers) from None
+
+    def _audit(self, now, action, outcome, principal, request, **details):
+        with self.db.transaction() as cur:
+            access.audit(cur, now, action, outcome, principal, request.remote_addr, **details)
+
+    # The partner callback API -------------------------------------------------------------------------
+
+    @api("GET", "/partner/openapi.json")
+    def partner_openapi(self, request):
+        return Response(PARTNER_OPENAPI.read_bytes(), mimetype="application/json")
+
+    @api("GET", "/partner/v1/referrals")
+    def partner_list_referrals(self, request):
+        now = _now()
+        principal = self._authorise(request, PARTNER, "referral.list", now)
+        query = _query(request, schemas.ReferralListSchema())
+        with self.db.transaction() as cur:
+            found = handlers.partner_referrals(cur, principal.partner_id, query["status"], query["limit"])
+            access.audit(cur, now, "referral.list", "ok", principal, request.remote_addr,
+                         detail={"status": query["status"], "count": len(found)})
+        return json_response(200, {"referrals": [handlers.partner_view(row) for row in found]})
+
+    @api("GET", "/partner/v1/referrals/<referral_id>")
+    def partner_get_referral(self, request, referral_id):
+        now = _now()
+        principal = self._authorise(request, PARTNER, "referral.read", now)
+        referral_id = _uuid(referral_id, "referral_id")
+        with self.db.transaction() as cur:
+            try:
+                row = handlers.partner_referral(cur, referral_id, principal.partner_id)
+            except handlers.NotFound:
+                row = None
+                self._audit_missing(cur, now, "referral.read", principal, request, referral_id)
+            else:
+                access.audit(cur, now, "referral.read", "ok", principal, request.remote_addr,
+                             referral_id=referral_id, case_id=row["case_id"])
+        if row is None:
+            raise self._not_found(referral_id)
+        return json_response(200, handlers.partner_view(row))
+
+    @api("POST", "/partner/v1/referrals/<referral_id>/status")
+    def partner_change_status(self, request, referral_id):
+        now = _now()
+        principal = self._authorise(request, PARTNER, "referral.status", now)
+        referral_id = _uuid(referral_id, "referral_id")
+        body = _body(request, schemas.StatusChangeSchema())
+        row = self._change_status(request, now, principal, referral_id, body, "partner", principal.partner_id)
+        return json_response(200, handlers.partner_view(row))
+
+    @api("PUT", "/partner/v1/capacity")
+    def partner_set_capacity(self, request):
+        now = _now()
+        principal = self._authorise(request, PARTNER, "partner.capacity", now)
+        body = _body(request, schemas.CapacitySchema())
+        with self.db.transaction() as cur:
+            handlers.set_accepting(cur, principal.partner_id, body["accepting"], "partner", now)
+            access.audit(cur, now, "partner.capacity", "ok", principal, request.remote_addr,
+                         detail={"accepting": body["accepting"]})
+        return json_response(200, {"accepting": body["accepting"]})
+
+    def _change_status(self, request, now, principal, referral_id, body, changed_by, partner_id):
+        try:
+            with self.db.transaction() as cur:
+                changed, effects = handlers.change_status(
+                    cur, self.outbox, referral_id, body["status"], body["note_code"], changed_by, now,
+                    partner_id=partner_id, fired_by=self._process())
+                access.audit(cur, now, "referral.status", "ok", principal, request.remote_addr,
+                             referral_id=referral_id, detail={"status": body["status"], "note_code": body["note_code"],
+                                                              "changed": changed})
+                row = handlers.referral_row(cur, referral_id)
+        except handlers.NotFound:
+            with self.db.transaction() as cur:
+                self._audit_missing(cur, now, "referral.status", principal, request, referral_id)
+            raise self._not_found(referral_id) from None
+        except lifecycle.TransitionRefused as refused:
+            self._audit(now, "referral.status", "conflict", principal, request, referral_id=referral_id,
+                        detail={"status": body["status"], "code": refused.code})
+            raise _transition_error(refused) from None
+        _record(effects)
+        return row
+
+    @staticmethod
+    def _audit_missing(cur, now, action, principal, request, referral_id):
+        """Another partner's referral is "not found" to the caller, and a refusal in the audit trail."""
+        owner = handlers.referral_owner(cur, referral_id)
+        outcome = "refused" if owner is not None else "not_found"
+        access.audit(cur, now, action, outcome, principal, request.remote_addr, referral_id=referral_id,
+                     case_id=owner and owner["case_id"])
+
+    @staticmethod
+    def _not_found(referral_id):
+        return ApiError(404, "not_found", "No referral of yours has this id.", {"referral_id": ["Not found."]})
+
+    # The admin API ------------------------------------------------------------------------------------
+
+    @api("GET", "/admin/v1/partners")
+    def admin_list_partners(self, request):
+        now = _now()
+        self._authorise(request, SUPERVISION, "directory.read", now)
+        with self.db.transaction() as cur:
+            return json_response(200, {"partners": _rows(handlers.directory(cur))})
+
+    @api("GET", "/admin/v1/partners/<partner_id>")
+    def admin_get_partner(self, request, partner_id):
+        now = _now()
+        self._authorise(request, SUPERVISION, "directory.read", now)
+        partner_id = _uuid(partner_id, "partner_id")
+        with self.db.transaction() as cur:
+            found = handlers.directory(cur, partner_id)
+        if not found:
+            raise ApiError(404, "not_found", "No partner has this id.", {"partner_id": ["Not found."]})
+        return json_response(200, _rows(found)[0])
+
+    @api("PATCH", "/admin/v1/partners/<partner_id>")
+    def admin_update_partner(self, request, partner_id):
+        now = _now()
+        principal = self._authorise(request, ADMIN, "directory.write", now)
+        partner_id = _uuid(partner_id, "partner_id")
+        changes = _body(request, schemas.PartnerPatchSchema())
+        try:
+            with self.db.transaction() as cur:
+                handlers.update_partner(cur, partner_id, changes, now)
+                if "accepting" in changes:
+                    handlers.set_accepting(cur, partner_id, changes["accepting"], principal.key_id, now)
+                access.audit(cur, now, "directory.write", "ok", principal, request.remote_addr, partner_id=partner_id,
+                             detail={"fields": sorted(changes)})
+                found = handlers.directory(cur, partner_id)
+        except handlers.NotFound:
+            raise ApiError(404, "not_found", "No partner has this id.", {"partner_id": ["Not found."]}) from None
+        return json_response(200, _rows(found)[0])
+
+    @api("PUT", "/admin/v1/partners/<partner_id>/services/<service>")
+    def admin_set_service(self, request, partner_id, service):
+        now = _now()
+        principal = self._authorise(request, ADMIN, "directory.write", now)
+        partner_id = _uuid(partner_id, "partner_id")
+        if service not in schemas.SERVICE_TYPES:
+            raise ApiError(404, "not_found", "No such service type.", {"service": ["Not a service type."]})
+        terms = _body(request, _TermsLoader(service))
+        try:
+            with self.db.transaction() as cur:
+                handlers.set_service(cur, partner_id, terms, now)
+                access.audit(cur, now, "directory.write", "ok", principal, request.remote_addr, partner_id=partner_id,
+                             detail={"service": service})
+                found = handlers.directory(cur, partner_id)
+        except handlers.NotFound:
+            raise ApiError(404, "not_found", "No partner has this id.", {"partner_id": ["Not found."]}) from None
+        return json_response(200, _rows(found)[0])
+
+    @api("DELETE", "/admin/v1/partners/<partner_id>/services/<service>")
+    def admin_remove_service(self, request, partner_id, service):
+        now = _now()
+        principal = self._authorise(request, ADMIN, "directory.write", now)
+        partner_id = _uuid(partner_id, "partner_id")
+        try:
+            with self.db.transaction() as cur:
+                handlers.remove_service(cur, partner_id, service, now)
+                access.audit(cur, now, "directory.write", "ok", principal, request.remote_addr, partner_id=partner_id,
+                             detail={"removed_service": service})
+        except handlers.NotFound:
+            raise ApiError(404, "not_found", "This partner does not offer that service.",
+                           {"service": ["Not found."]}) from None
+        return Response(status=204)
+
+    @api("GET", "/admin/v1/policies")
+    def admin_list_policies(self, request):
+        self._authorise(request, SUPERVISION, "policy.read", _now())
+        with self.db.transaction() as cur:
+            return json_response(200, {"policies": _rows(handlers.policies(cur))})
+
+    @api("PUT", "/admin/v1/policies/<level>")
+    def admin_set_policy(self, request, level):
+        now = _now()
+        principal = self._authorise(request, ADMIN, "policy.write", now)
+        if level not in schemas.RISK_LEVELS:
+            raise ApiError(404, "not_found", "No such risk level.", {"level": ["Not a risk level."]})
+        body = _body(request, schemas.PolicySchema())
+        with self.db.transaction() as cur:
+            saved = handlers.set_policy(cur, Policy(level, body["ack_seconds"], body["max_reoffers"]),
+                                        principal.actor_id, now)
+            access.audit(cur, now, "policy.write", "ok", principal, request.remote_addr, detail=_rows([saved])[0])
+        return json_response(200, _rows([saved])[0])
+
+    @api("GET", "/admin/v1/match")
+    def admin_explain_match(self, request):
+        now = _now()
+        self._authorise(request, SUPERVISION, "directory.match", now)
+        query = _query(request, schemas.MatchQuerySchema())
+        with self.db.transaction() as cur:
+            explained = handlers.explain_match(cur, query["service"], query["governorate"], query["at"] or now,
+                                               schemas.preferences(query))
+        return json_response(200, explained)
+
+    @api("GET", "/admin/v1/cases/<case_id>/referrals")
+    def admin_case_referrals(self, request, case_id):
+        now = _now()
+        principal = self._authorise(request, SUPERVISION, "case.read", now)
+        case_id = _uuid(case_id, "case_id")
+        try:
+            with self.db.transaction() as cur:
+                view = handlers.case_referrals(cur, case_id)
+                access.audit(cur, now, "case.read", "ok", principal, request.remote_addr, case_id=case_id)
+        except handlers.NotFound:
+            raise ApiError(404, "not_found", "Referral knows no case with this id.", {"case_id": ["Not found."]}) \
+                from None
+        view["referrals"], view["escalations"] = _rows(view["referrals"]), _rows(view["escalations"])
+        return json_response(200, view)
+
+    @api("POST", "/admin/v1/cases/<case_id>/refer-anyway")
+    def admin_refer_anyway(self, request, case_id):
+        now = _now()
+        principal = self._authorise(request, SUPERVISION, "referral.refer_anyway", now)
+        case_id = _uuid(case_id, "case_id")
+        body = _body(request, schemas.ReferAnywaySchema())
+        try:
+            with self.db.transaction() as cur:
+                referral_id, effects = handlers.refer_anyway(cur, self.outbox, case_id, body["service"],
+                                                             body["partner_id"], now, self._process())
+                access.audit(
+                    cur, now, "referral.refer_anyway", "ok", principal, request.remote_addr, referral_id=referral_id,
+                    case_id=case_id, partner_id=body["partner_id"],
+                    detail={"service": body["service"], "reason_code": body["reason_code"]},
+                    note_sealed=self.keys.data.seal_optional(body["note"], f"referral-audit:{case_id}:note"))
+        except handlers.NotFound:
+            raise ApiError(404, "not_found", "Referral knows no case with this id.", {"case_id": ["Not found."]}) \
+                from None
+        except handlers.Refusal as refusal:
+            self._audit(now, "referral.refer_anyway", "refused", principal, request, case_id=case_id,
+                        partner_id=body["partner_id"], detail={"service": body["service"], "code": refusal.code})
+            raise ApiError(422, refusal.code, refusal.message, {refusal.field: [refusal.message]}) from None
+        _record(effects)
+        return json_response(201, {"referral_id": str(referral_id)})
+
+    @api("POST", "/admin/v1/referrals/<referral_id>/status")
+    def admin_change_status(self, request, referral_id):
+        now = _now()
+        principal = self._authorise(request, STAFF, "referral.status", now)
+        referral_id = _uuid(referral_id, "referral_id")
+        body = _body(request, schemas.StatusChangeSchema())
+        row = self._change_status(request, now, principal, referral_id, body, "staff", None)
+        return json_response(200, handlers.partner_view(row))
+
+
+class _TermsLoader:
+    """Adapts schemas.service_terms to the schema.load interface _body expects."""
+
+    def __init__(self, service):
+        self.service = service
+
+    def load(self, data):
+        return schemas.service_terms(self.service, data)
 
 
 class CriticalReferralService(ReferralService):
@@ -43,4 +442,11 @@ class CriticalReferralService(ReferralService):
 
     @consume(routing.REFERRAL_CASE_TRIAGED_CRITICAL, requeue_on_error=True)
     def on_case_triaged(self, body):
-        self._refer(routing.REFERRAL_CASE_TRIAGED_CRITICAL.name, body)
+        self._handle(routing.REFERRAL_CASE_TRIAGED_CRITICAL.name, body, handlers.refer_case)
+
+    @consume(routing.REFERRAL_NOTIFICATION_EXHAUSTED_CRITICAL, requeue_on_error=True)
+    def on_notification_exhausted(self, body):
+        self._handle(routing.REFERRAL_NOTIFICATION_EXHAUSTED_CRITICAL.name, body, self._delivery_exhausted)
+
+    def escalate_normal(self):
+        """Not here: this process keeps to the critical lane."""

@@ -1,21 +1,254 @@
 """Every query referral runs, against its own schema."""
 
-PARTNERS_FOR = """
-    SELECT p.id, p.name, p.services, p.governorates, p.accepting,
-           (SELECT count(*) FROM referrals r
-            WHERE r.partner_id = p.id AND r.status IN ('offered', 'accepted', 'in_progress')) AS open_referrals
-    FROM partners p
-    WHERE p.accepting AND p.services && %(services)s
-      AND (%(governorate)s = ANY(p.governorates) OR 'nationwide' = ANY(p.governorates))
+# The directory -----------------------------------------------------------------------------------------
+
+INSERT_PARTNER = """
+    INSERT INTO partners (id, name, description, address, confidential_address, phone, email, website, accepting)
+    VALUES (%(id)s, %(name)s, %(description)s, %(address)s, %(confidential_address)s, %(phone)s, %(email)s,
+            %(website)s, %(accepting)s)
 """
-INSERT_REFERRAL = """
-    INSERT INTO referrals (id, case_id, reference, partner_id, service, level, created_at, updated_at)
-    VALUES (%(id)s, %(case_id)s, %(reference)s, %(partner_id)s, %(service)s, %(level)s, %(now)s, %(now)s)
-    ON CONFLICT (case_id, service) DO NOTHING
+PARTNER_BY_NAME = "SELECT id FROM partners WHERE name = %(name)s"
+PARTNER_BY_ID = """
+    SELECT id, name, description, address, confidential_address, phone, email, website, accepting, active,
+           accepting_changed_at, accepting_changed_by, created_at, updated_at
+    FROM partners WHERE id = %(id)s
+"""
+UPSERT_SERVICE = """
+    INSERT INTO partner_services (id, partner_id, service, governorates, languages, staff_genders, always_open,
+                                  min_age, max_age, eligibility, contacts_family)
+    VALUES (%(id)s, %(partner_id)s, %(service)s, %(governorates)s, %(languages)s, %(staff_genders)s,
+            %(always_open)s, %(min_age)s, %(max_age)s, %(eligibility)s, %(contacts_family)s)
+    ON CONFLICT (partner_id, service) DO UPDATE
+    SET governorates = EXCLUDED.governorates, languages = EXCLUDED.languages,
+        staff_genders = EXCLUDED.staff_genders, always_open = EXCLUDED.always_open, min_age = EXCLUDED.min_age,
+        max_age = EXCLUDED.max_age, eligibility = EXCLUDED.eligibility, contacts_family = EXCLUDED.contacts_family
     RETURNING id
 """
-INSERT_PARTNER = """
-    INSERT INTO partners (id, name, services, governorates, accepting)
-    VALUES (%(id)s, %(name)s, %(services)s, %(governorates)s, %(accepting)s)
+DELETE_SERVICE = "DELETE FROM partner_services WHERE partner_id = %(partner_id)s AND service = %(service)s RETURNING id"
+DELETE_HOURS = "DELETE FROM service_hours WHERE service_id = %(service_id)s"
+INSERT_HOURS = """
+    INSERT INTO service_hours (service_id, weekday, opens_at, closes_at)
+    VALUES (%(service_id)s, %(weekday)s, %(opens)s, %(closes)s)
 """
-ALL_PARTNERS = "SELECT id, name, services, governorates, accepting FROM partners ORDER BY name"
+TOUCH_PARTNER = "UPDATE partners SET updated_at = %(now)s WHERE id = %(id)s"
+UPDATE_PARTNER = """
+    UPDATE partners SET
+        description = coalesce(%(description)s, description),
+        address = CASE WHEN %(set_address)s THEN %(address)s ELSE address END,
+        confidential_address = coalesce(%(confidential_address)s, confidential_address),
+        phone = CASE WHEN %(set_phone)s THEN %(phone)s ELSE phone END,
+        email = CASE WHEN %(set_email)s THEN %(email)s ELSE email END,
+        website = CASE WHEN %(set_website)s THEN %(website)s ELSE website END,
+        active = coalesce(%(active)s, active),
+        updated_at = %(now)s
+    WHERE id = %(id)s
+    RETURNING id
+"""
+SET_ACCEPTING = """
+    UPDATE partners SET accepting = %(accepting)s, accepting_changed_at = %(now)s, accepting_changed_by = %(by)s,
+                        updated_at = %(now)s
+    WHERE id = %(id)s
+    RETURNING id
+"""
+
+_HOURS = """
+    coalesce((SELECT json_agg(json_build_object('weekday', h.weekday, 'opens', h.opens_at, 'closes', h.closes_at)
+                              ORDER BY h.weekday, h.opens_at)
+              FROM service_hours h WHERE h.service_id = ps.id), '[]'::json)
+"""
+_OPEN_REFERRALS = """
+    (SELECT count(*) FROM referrals r
+     WHERE r.partner_id = p.id AND r.status IN ('offered', 'accepted', 'in_progress'))
+"""
+# Every active partner offering one of the services, wherever it works: matching passes over those outside
+# the victim's governorate itself, so it can say so.
+OFFERS_FOR = f"""
+    SELECT p.id, p.name, ps.service, ps.governorates, p.accepting, ps.always_open, ps.staff_genders,
+           ps.languages, ps.min_age, ps.max_age, ps.contacts_family, {_HOURS} AS hours,
+           {_OPEN_REFERRALS} AS open_referrals
+    FROM partner_services ps JOIN partners p ON p.id = ps.partner_id
+    WHERE p.active AND ps.service = ANY(%(services)s)
+"""
+OFFER_OF = f"""
+    SELECT p.id, p.name, ps.service, ps.governorates, p.accepting, ps.always_open, ps.staff_genders,
+           ps.languages, ps.min_age, ps.max_age, ps.contacts_family, {_HOURS} AS hours,
+           {_OPEN_REFERRALS} AS open_referrals
+    FROM partner_services ps JOIN partners p ON p.id = ps.partner_id
+    WHERE p.id = %(partner_id)s AND p.active AND ps.service = %(service)s
+"""
+DIRECTORY = f"""
+    SELECT p.id, p.name, p.description, p.address, p.confidential_address, p.phone, p.email, p.website,
+           p.accepting, p.active, p.accepting_changed_at, {_OPEN_REFERRALS} AS open_referrals,
+           coalesce((SELECT json_agg(json_build_object(
+                         'service', ps.service, 'governorates', ps.governorates, 'languages', ps.languages,
+                         'staff_genders', ps.staff_genders, 'always_open', ps.always_open,
+                         'min_age', ps.min_age, 'max_age', ps.max_age, 'eligibility', ps.eligibility,
+                         'contacts_family', ps.contacts_family, 'hours', {_HOURS}) ORDER BY ps.service)
+                     FROM partner_services ps WHERE ps.partner_id = p.id), '[]'::json) AS services
+    FROM partners p
+    WHERE (%(partner_id)s::uuid IS NULL OR p.id = %(partner_id)s::uuid)
+    ORDER BY p.name
+"""
+
+# Cases and referrals -----------------------------------------------------------------------------------
+
+UPSERT_CASE = """
+    INSERT INTO cases (case_id, reference, level, governorate, needs, consents, correlation_id, triaged_at)
+    VALUES (%(case_id)s, %(reference)s, %(level)s, %(governorate)s, %(needs)s, %(consents)s, %(correlation_id)s,
+            %(now)s)
+    ON CONFLICT (case_id) DO UPDATE
+    SET level = EXCLUDED.level, needs = EXCLUDED.needs, consents = EXCLUDED.consents, triaged_at = EXCLUDED.triaged_at
+"""
+CASE_BY_ID = "SELECT * FROM cases WHERE case_id = %(case_id)s"
+INSERT_REFERRAL = """
+    INSERT INTO referrals (id, case_id, reference, partner_id, service, level, governorate, attempt, offered_by,
+                           created_at, updated_at)
+    VALUES (%(id)s, %(case_id)s, %(reference)s, %(partner_id)s, %(service)s, %(level)s, %(governorate)s,
+            %(attempt)s, %(offered_by)s, %(now)s, %(now)s)
+    ON CONFLICT (case_id, service, attempt) DO NOTHING
+    RETURNING id
+"""
+NEXT_ATTEMPT = """
+    SELECT coalesce(max(attempt), 0) + 1 AS attempt FROM referrals
+    WHERE case_id = %(case_id)s AND service = %(service)s
+"""
+PARTNERS_OFFERED = """
+    SELECT DISTINCT partner_id FROM referrals WHERE case_id = %(case_id)s AND service = %(service)s
+"""
+LOCK_REFERRAL = """
+    SELECT r.*, p.name AS partner_name FROM referrals r JOIN partners p ON p.id = r.partner_id
+    WHERE r.id = %(id)s FOR UPDATE OF r
+"""
+SET_REFERRAL_STATUS = """
+    UPDATE referrals
+    SET status = %(status)s, note_code = %(note_code)s, updated_at = %(now)s,
+        acknowledged_at = CASE WHEN %(acknowledges)s THEN coalesce(acknowledged_at, %(now)s) ELSE acknowledged_at END
+    WHERE id = %(id)s
+"""
+REFERRALS_OF_CASE = """
+    SELECT r.id, r.partner_id, p.name AS partner_name, r.service, r.level, r.status, r.note_code, r.attempt,
+           r.offered_by, r.created_at, r.updated_at, r.acknowledged_at,
+           (SELECT d.due_at FROM ack_deadlines d WHERE d.referral_id = r.id AND d.status = 'pending') AS acknowledge_by
+    FROM referrals r JOIN partners p ON p.id = r.partner_id
+    WHERE r.case_id = %(case_id)s ORDER BY r.service, r.attempt
+"""
+
+# Policies and deadlines --------------------------------------------------------------------------------
+
+POLICIES = "SELECT level, ack_seconds, max_reoffers, version, updated_at, updated_by FROM escalation_policies"
+POLICY_FOR = "SELECT level, ack_seconds, max_reoffers, version FROM escalation_policies WHERE level = %(level)s"
+SET_POLICY = """
+    INSERT INTO escalation_policies (level, ack_seconds, max_reoffers, version, updated_at, updated_by)
+    VALUES (%(level)s, %(ack_seconds)s, %(max_reoffers)s, 1, %(now)s, %(by)s)
+    ON CONFLICT (level) DO UPDATE
+    SET ack_seconds = EXCLUDED.ack_seconds, max_reoffers = EXCLUDED.max_reoffers,
+        version = escalation_policies.version + 1, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by
+    RETURNING level, ack_seconds, max_reoffers, version, updated_at, updated_by
+"""
+INSERT_DEADLINE = """
+    INSERT INTO ack_deadlines (id, referral_id, chain_id, lane, due_at, steps_taken, policy_level, policy_version,
+                               ack_seconds, max_reoffers, created_at)
+    VALUES (%(id)s, %(referral_id)s, %(chain_id)s, %(lane)s, %(due_at)s, %(steps_taken)s, %(policy_level)s,
+            %(policy_version)s, %(ack_seconds)s, %(max_reoffers)s, %(now)s)
+"""
+# One due deadline and its referral, both locked, or nothing. Critical deadlines first, whichever process
+# asks; a row another worker holds (or whose referral a partner is answering right now) is skipped, never
+# waited for, so two workers never fire the same deadline and an acknowledgement never deadlocks a timer.
+CLAIM_DUE_DEADLINE = """
+    SELECT d.id, d.referral_id, d.chain_id, d.lane, d.due_at, d.steps_taken, d.policy_level, d.policy_version,
+           d.ack_seconds, d.max_reoffers, d.failures
+    FROM ack_deadlines d JOIN referrals r ON r.id = d.referral_id
+    WHERE d.status = 'pending' AND d.due_at <= %(now)s AND d.lane = ANY(%(lanes)s)
+    ORDER BY (d.lane = 'critical') DESC, d.due_at
+    LIMIT 1
+    FOR UPDATE OF d, r SKIP LOCKED
+"""
+LATEST_DEADLINE_OF = """
+    SELECT id, referral_id, chain_id, lane, due_at, status, steps_taken, policy_level, policy_version, ack_seconds,
+           max_reoffers
+    FROM ack_deadlines WHERE referral_id = %(referral_id)s
+    ORDER BY created_at DESC, steps_taken DESC LIMIT 1
+    FOR UPDATE
+"""
+FINISH_DEADLINE = "UPDATE ack_deadlines SET status = %(status)s, finished_at = %(now)s WHERE id = %(id)s"
+CANCEL_PENDING_DEADLINES = """
+    UPDATE ack_deadlines SET status = 'cancelled', finished_at = %(now)s
+    WHERE referral_id = %(referral_id)s AND status = 'pending'
+    RETURNING id
+"""
+# A deadline whose escalation keeps failing is retried later rather than blocking those behind it; after
+# `max_failures` it is set aside as failed (and logged, and counted) for a person to look at.
+DEADLINE_FAILED = """
+    UPDATE ack_deadlines
+    SET failures = failures + 1, due_at = %(retry_at)s,
+        status = CASE WHEN failures + 1 >= %(max_failures)s THEN 'failed' ELSE status END,
+        finished_at = CASE WHEN failures + 1 >= %(max_failures)s THEN %(now)s ELSE finished_at END
+    WHERE id = %(id)s AND status = 'pending'
+    RETURNING failures, status
+"""
+INSERT_ESCALATION = """
+    INSERT INTO escalations (id, event_id, chain_id, referral_id, case_id, service, level, reason, step,
+                             reoffered_to, new_referral_id, escalated_at, fired_by)
+    VALUES (%(id)s, %(event_id)s, %(chain_id)s, %(referral_id)s, %(case_id)s, %(service)s, %(level)s, %(reason)s,
+            %(step)s, %(reoffered_to)s, %(new_referral_id)s, %(escalated_at)s, %(fired_by)s)
+"""
+ESCALATIONS_OF_CASE = """
+    SELECT referral_id, service, reason, step, reoffered_to, new_referral_id, escalated_at
+    FROM escalations WHERE case_id = %(case_id)s ORDER BY escalated_at, step
+"""
+
+# Keys and audit ----------------------------------------------------------------------------------------
+
+INSERT_API_KEY = """
+    INSERT INTO api_keys (key_id, role, partner_id, staff_name, digest, created_at)
+    VALUES (%(key_id)s, %(role)s, %(partner_id)s, %(staff_name)s, %(digest)s, %(now)s)
+"""
+KEY_BY_ID = """
+    SELECT k.key_id, k.role, k.partner_id, k.staff_name, k.digest, k.expires_at, k.revoked_at, k.last_used_at,
+           p.active AS partner_active
+    FROM api_keys k LEFT JOIN partners p ON p.id = k.partner_id
+    WHERE k.key_id = %(key_id)s
+"""
+# Written at most once a minute per key, so a busy partner does not turn every read into a write.
+TOUCH_KEY = """
+    UPDATE api_keys SET last_used_at = %(now)s
+    WHERE key_id = %(key_id)s AND (last_used_at IS NULL OR last_used_at < %(now)s - interval '1 minute')
+"""
+# Rotation: the partner's other live keys stop working at `until` (now, or after a grace period).
+EXPIRE_PARTNER_KEYS = """
+    UPDATE api_keys SET expires_at = %(until)s
+    WHERE partner_id = %(partner_id)s AND key_id <> %(keep)s AND revoked_at IS NULL
+      AND (expires_at IS NULL OR expires_at > %(until)s)
+    RETURNING key_id
+"""
+INSERT_AUDIT = """
+    INSERT INTO audit_log (at, actor_kind, actor_id, key_id, action, outcome, referral_id, case_id, partner_id,
+                           remote_addr, detail, note_sealed)
+    VALUES (%(at)s, %(actor_kind)s, %(actor_id)s, %(key_id)s, %(action)s, %(outcome)s, %(referral_id)s,
+            %(case_id)s, %(partner_id)s, %(remote_addr)s, %(detail)s, %(note_sealed)s)
+"""
+
+# The partner's view ------------------------------------------------------------------------------------
+
+_PARTNER_VIEW = """
+    SELECT r.id, r.reference, r.level, r.service, r.governorate, r.status, r.note_code, r.created_at,
+           r.updated_at, r.acknowledged_at, r.partner_id, r.case_id,
+           (SELECT d.due_at FROM ack_deadlines d WHERE d.referral_id = r.id AND d.status = 'pending') AS acknowledge_by
+    FROM referrals r
+"""
+REFERRAL_VIEW = _PARTNER_VIEW + " WHERE r.id = %(id)s"
+PARTNER_REFERRAL = _PARTNER_VIEW + " WHERE r.id = %(id)s AND r.partner_id = %(partner_id)s"
+PARTNER_REFERRALS = _PARTNER_VIEW + """
+    WHERE r.partner_id = %(partner_id)s AND (%(status)s::text IS NULL OR r.status = %(status)s::text)
+    ORDER BY r.created_at DESC LIMIT %(limit)s
+"""
+REFERRAL_OWNER = "SELECT partner_id, case_id FROM referrals WHERE id = %(id)s"
+
+ALL_PARTNERS = """
+    SELECT p.id, p.name, p.accepting, p.active,
+           coalesce(array_agg(ps.service ORDER BY ps.service) FILTER (WHERE ps.service IS NOT NULL), '{}') AS services,
+           coalesce((SELECT array_agg(DISTINCT g ORDER BY g) FROM partner_services s2, unnest(s2.governorates) g
+                     WHERE s2.partner_id = p.id), '{}') AS governorates
+    FROM partners p LEFT JOIN partner_services ps ON ps.partner_id = p.id
+    GROUP BY p.id ORDER BY p.name
+"""

@@ -1,11 +1,25 @@
-"""Referral offers consented needs to matching partners, once, and says when nobody can take one."""
-from nameko.testing.services import worker_factory
+"""Referral offers consented needs to matching partners, chases every offer until someone acknowledges it,
+and lets each partner see and change only its own referrals, audited. Deadlines are fired by calling the
+timer's use case with a moved clock: nothing here sleeps."""
+import json
+import re
+import uuid
+from datetime import datetime, timedelta, timezone
 
-from sanad.contracts.events import parse
+from nameko.testing.services import worker_factory
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from sanad.contracts.events import new_event, parse
+from sanad.platform.http import ApiError
+from services.referral import access, handlers
+from services.referral.directory import PartnerEntry, ServiceTerms, parse_hours
 from services.referral.handlers import add_partner
-from services.referral.service import CriticalReferralService, ReferralService
+from services.referral.service import CriticalReferralService, ReferralHttpHandler, ReferralService
 from tests.service.conftest import outbox_events, rows
 from tests.service.events import case_triaged
+
+PARTNER_ADDRESS = "10.20.30.40"
 
 
 def add_partners(pools):
@@ -15,41 +29,582 @@ def add_partners(pools):
     return local, national
 
 
-def test_each_consented_need_goes_to_the_best_partner(pools, outbox):
+def key_for(pools, keys, partner_id=None, role="partner", staff_name=None):
+    with pools["referral"].transaction() as cur:
+        _, key = access.issue_key(cur, keys.lookup, datetime.now(timezone.utc), role, partner_id=partner_id,
+                                  staff_name=staff_name)
+    return key
+
+
+def referral_service(pools, outbox, keys, cls=ReferralService):
+    return worker_factory(cls, db=pools["referral"], outbox=outbox, keys=keys)
+
+
+def call(service, entrypoint, method, path, *args, body=None, key=None, raw=None, query=None):
+    """Run an HTTP entrypoint as its handler would: (status, JSON body, response)."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+    request = Request(EnvironBuilder(method=method, path=path, data=data, headers=headers, query_string=query,
+                                     content_type="application/json",
+                                     environ_base={"REMOTE_ADDR": PARTNER_ADDRESS}).get_environ())
+    try:
+        response = getattr(service, entrypoint)(request, *args)
+    except ApiError as exc:
+        response = ReferralHttpHandler("GET", "/").response_from_exception(exc)
+    text = response.get_data()
+    return response.status_code, (json.loads(text) if text else None), response
+
+
+def events(pools, event_type=None):
+    found = [(key, parse(body)) for key, body in outbox_events(pools["referral"])]
+    return [(key, e) for key, e in found if event_type is None or e.type == event_type]
+
+
+def referrals(pools):
+    return rows(pools["referral"], "SELECT * FROM referrals ORDER BY attempt, created_at")
+
+
+def deadlines(pools):
+    return rows(pools["referral"], "SELECT * FROM ack_deadlines ORDER BY created_at, steps_taken")
+
+
+def audit(pools):
+    return rows(pools["referral"], "SELECT * FROM audit_log ORDER BY id")
+
+
+def escalate(pools, outbox, at, lanes=("critical", "normal")):
+    effects, _ = handlers.escalate_due(pools["referral"], outbox, lanes, now=at, fired_by="test")
+    return effects
+
+
+def two_counsellors(pools, keys):
+    """Two partners who can both take a counselling need in Dhi Qar: a local one (chosen first) and a
+    nationwide one (next)."""
+    with pools["referral"].transaction() as cur:
+        first = add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
+        second = add_partner(cur, "National Counselling Line", ["counselling"], ["nationwide"])
+    return (first, key_for(pools, keys, first)), (second, key_for(pools, keys, second))
+
+
+def offer_critical_case(pools, outbox, keys, **kwargs):
+    event = case_triaged(level="critical", **kwargs)
+    referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(event.to_message())
+    return event
+
+
+# Offering -------------------------------------------------------------------------------------------------
+
+def test_each_consented_need_goes_to_the_best_partner(pools, outbox, keys):
     local, national = add_partners(pools)
     event = case_triaged(needs=["counselling", "legal_aid", "shelter"], consents=["counselling", "legal_aid"])
-    worker_factory(ReferralService, db=pools["referral"], outbox=outbox).on_case_triaged(event.to_message())
+    referral_service(pools, outbox, keys).on_case_triaged(event.to_message())
 
-    referrals = {r["service"]: r["partner_id"] for r in rows(pools["referral"], "SELECT * FROM referrals")}
-    assert referrals == {"counselling": local, "legal_aid": national}, "no referral without consent"
-    events = [parse(body) for _, body in outbox_events(pools["referral"])]
-    assert [e.type for e in events] == ["referral.created", "referral.created"]
+    chosen = {r["service"]: r["partner_id"] for r in referrals(pools)}
+    assert chosen == {"counselling": local, "legal_aid": national}, "no referral without consent"
+    assert [e.type for _, e in events(pools)] == ["referral.created", "referral.created"]
 
 
-def test_a_critical_case_is_referred_on_the_critical_lane(pools, outbox):
+def test_a_critical_case_is_referred_on_the_critical_lane(pools, outbox, keys):
     add_partners(pools)
-    event = case_triaged(level="critical")
-    worker_factory(CriticalReferralService, db=pools["referral"], outbox=outbox).on_case_triaged(event.to_message())
+    offer_critical_case(pools, outbox, keys)
 
     [(routing_key, _)] = outbox_events(pools["referral"])
     assert routing_key == "referral.created.critical"
 
 
-def test_a_need_no_partner_can_take_is_announced_for_a_supervisor(pools, outbox):
+def test_a_need_nobody_can_take_goes_to_the_supervisor_at_once_and_intake_is_told(pools, outbox, keys):
     add_partners(pools)
-    event = case_triaged(needs=["content_removal"], consents=["content_removal"])
-    worker_factory(ReferralService, db=pools["referral"], outbox=outbox).on_case_triaged(event.to_message())
+    event = case_triaged(level="high", needs=["content_removal"], consents=["content_removal"])
+    referral_service(pools, outbox, keys).on_case_triaged(event.to_message())
 
-    [(routing_key, body)] = outbox_events(pools["referral"])
-    assert routing_key == "case.unmatched.normal"
-    assert parse(body).data["services"] == ["content_removal"]
+    (unmatched_key, unmatched), (escalated_key, escalated) = events(pools)
+    assert (unmatched_key, unmatched.data["services"]) == ("case.unmatched.normal", ["content_removal"])
+    assert escalated_key == "referral.escalated.normal"
+    assert escalated.data["reason"] == "no_match" and escalated.data["referral_id"] is None
+    assert (escalated.data["service"], escalated.data["step"], escalated.data["reoffered_to"]) == (
+        "content_removal", 1, None)
+    assert escalated.correlation_id == event.correlation_id
 
 
-def test_the_same_triaged_case_twice_is_referred_once(pools, outbox):
+def test_a_critical_case_nobody_can_take_pages_on_the_critical_lane(pools, outbox, keys):
+    offer_critical_case(pools, outbox, keys)
+    assert [key for key, _ in events(pools, "referral.escalated")] == ["referral.escalated.critical"]
+
+
+def test_the_same_triaged_case_twice_is_referred_once(pools, outbox, keys):
     add_partners(pools)
     message = case_triaged().to_message()
-    service = worker_factory(ReferralService, db=pools["referral"], outbox=outbox)
+    service = referral_service(pools, outbox, keys)
     service.on_case_triaged(message)
     service.on_case_triaged(message)
 
-    assert len(rows(pools["referral"], "SELECT id FROM referrals")) == 1
+    assert len(referrals(pools)) == 1
+    assert len(deadlines(pools)) == 1
+
+
+def test_a_partner_outside_its_hours_is_passed_over_for_one_open_around_the_clock(pools, outbox, keys):
+    office = ServiceTerms("counselling", ("dhi_qar",), always_open=False, hours=parse_hours("sun-thu 08:00-14:00"))
+    with pools["referral"].transaction() as cur:
+        handlers.create_partner(cur, PartnerEntry("Office Hours Centre", (office,)))
+        helpline = handlers.create_partner(cur, PartnerEntry("Helpline", (ServiceTerms("counselling", ("nationwide",)),)))
+    friday_night_in_nasiriyah = datetime(2024, 3, 8, 20, 0, tzinfo=timezone.utc)
+    sunday_morning_in_nasiriyah = datetime(2024, 3, 10, 6, 0, tzinfo=timezone.utc)
+    for at in (friday_night_in_nasiriyah, sunday_morning_in_nasiriyah):
+        with pools["referral"].transaction() as cur:
+            handlers.refer_case(cur, case_triaged(), outbox, now=at)
+
+    assert [r["partner_id"] for r in referrals(pools)][0] == helpline
+    office_id = rows(pools["referral"], "SELECT id FROM partners WHERE name = 'Office Hours Centre'")[0]["id"]
+    assert {r["partner_id"] for r in referrals(pools)} == {helpline, office_id}, "in its hours the local office wins"
+
+
+# Deadlines and escalation --------------------------------------------------------------------------------
+
+def test_an_offer_waits_for_acknowledgement_under_a_snapshot_of_its_level_s_policy(pools, outbox, keys):
+    two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+
+    [referral], [deadline] = referrals(pools), deadlines(pools)
+    assert deadline["referral_id"] == referral["id"] and deadline["status"] == "pending"
+    assert deadline["due_at"] == referral["created_at"] + timedelta(minutes=5)
+    assert (deadline["lane"], deadline["policy_level"], deadline["ack_seconds"], deadline["max_reoffers"]) == (
+        "critical", "critical", 300, 3)
+
+
+def test_an_unacknowledged_critical_offer_is_reoffered_to_the_next_partner_and_the_supervisor_paged(
+        pools, outbox, keys):
+    (first, _), (second, _) = two_counsellors(pools, keys)
+    event = offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    due = deadlines(pools)[0]["due_at"]
+
+    assert escalate(pools, outbox, due - timedelta(seconds=1)).escalated == [], "nothing fires early"
+    assert escalate(pools, outbox, due).escalated == [("ack_timeout", "critical")]
+
+    withdrawn, reoffer = referrals(pools)
+    assert (withdrawn["id"], withdrawn["partner_id"], withdrawn["status"], withdrawn["note_code"]) == (
+        offer["id"], first, "withdrawn", "ack_timeout")
+    assert (reoffer["partner_id"], reoffer["status"], reoffer["attempt"], reoffer["offered_by"]) == (
+        second, "offered", 2, "reoffer")
+
+    [(created_key, created)] = events(pools, "referral.created")[1:]
+    assert created_key == "referral.created.critical" and created.data["referral_id"] == reoffer["id"]
+    assert created.data["referral_id"] != offer["id"], "a re-offer is a new referral with a new id"
+    [(escalated_key, escalated)] = events(pools, "referral.escalated")
+    assert escalated_key == "referral.escalated.critical"
+    assert escalated.data == {
+        "referral_id": offer["id"], "case_id": event.data["case_id"], "reference": event.data["reference"],
+        "level": "critical", "service": "counselling", "governorate": "dhi_qar", "reason": "ack_timeout", "step": 1,
+        "reoffered_to": second, "escalated_at": due,
+    }
+    [(_, withdrawal)] = events(pools, "referral.status_changed")
+    assert (withdrawal.data["status"], withdrawal.data["changed_by"], withdrawal.data["note_code"]) == (
+        "withdrawn", "system", "ack_timeout")
+
+    fired, pending = deadlines(pools)
+    assert fired["status"] == "fired" and pending["referral_id"] == reoffer["id"]
+    assert (pending["chain_id"], pending["steps_taken"], pending["due_at"]) == (
+        fired["chain_id"], 1, due + timedelta(minutes=5))
+    assert escalate(pools, outbox, due).escalated == [], "a fired deadline never fires again"
+
+
+def test_with_nobody_left_the_offer_stands_and_the_supervisor_is_paged_until_the_chain_ends(pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        only = add_partner(cur, "Only Centre", ["counselling"], ["dhi_qar"])
+        handlers.set_policy(cur, handlers.Policy("critical", 60, 2), "test")
+    offer_critical_case(pools, outbox, keys)
+    clock = deadlines(pools)[0]["due_at"]
+    pages = []
+    while (pending := [d for d in deadlines(pools) if d["status"] == "pending"]):
+        clock = pending[0]["due_at"]
+        pages += escalate(pools, outbox, clock).escalated
+
+    assert pages == [("ack_timeout", "critical")] * 3, "max_reoffers pages, then one final page"
+    [referral] = referrals(pools)
+    assert (referral["partner_id"], referral["status"]) == (only, "offered"), "a late acknowledgement beats none"
+    assert [e.data["step"] for _, e in events(pools, "referral.escalated")] == [1, 2, 3]
+    assert all(e.data["reoffered_to"] is None for _, e in events(pools, "referral.escalated"))
+
+
+def test_an_acceptance_through_the_partner_api_cancels_the_deadline_so_nobody_is_paged(pools, outbox, keys):
+    (first, first_key), _ = two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    due = deadlines(pools)[0]["due_at"]
+
+    status, body, _ = call(referral_service(pools, outbox, keys), "partner_change_status", "POST",
+                           f"/partner/v1/referrals/{offer['id']}/status", str(offer["id"]),
+                           body={"status": "accepted"}, key=first_key)
+    assert status == 200 and body["status"] == "accepted" and body["acknowledge_by"] is None
+    assert escalate(pools, outbox, due + timedelta(hours=1)).escalated == []
+    assert [d["status"] for d in deadlines(pools)] == ["cancelled"]
+    assert events(pools, "referral.escalated") == []
+    [(key, accepted)] = events(pools, "referral.status_changed")
+    assert key == "referral.status_changed.critical"
+    assert (accepted.data["previous_status"], accepted.data["status"], accepted.data["changed_by"]) == (
+        "offered", "accepted", "partner")
+
+
+def test_a_policy_change_does_not_alter_an_escalation_already_running(pools, outbox, keys):
+    two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    due = deadlines(pools)[0]["due_at"]
+    with pools["referral"].transaction() as cur:
+        handlers.set_policy(cur, handlers.Policy("critical", 3600, 0), "test")
+
+    assert escalate(pools, outbox, due).escalated == [("ack_timeout", "critical")], "old deadline, old policy"
+    _, reoffer_deadline = deadlines(pools)
+    assert (reoffer_deadline["ack_seconds"], reoffer_deadline["max_reoffers"], reoffer_deadline["policy_version"]) == (
+        300, 3, 0), "version 0: the built-in default, as the tables are emptied before each test"
+    assert reoffer_deadline["due_at"] == due + timedelta(minutes=5)
+
+    later = offer_critical_case(pools, outbox, keys)
+    [newest] = rows(pools["referral"], "SELECT d.* FROM ack_deadlines d JOIN referrals r ON r.id = d.referral_id "
+                                       "WHERE r.case_id = %(case_id)s", {"case_id": later.data["case_id"]})
+    assert (newest["ack_seconds"], newest["policy_version"]) == (3600, 1), "new chains take the new policy"
+
+
+def test_a_decline_with_a_reason_goes_to_the_next_partner_at_once(pools, outbox, keys):
+    (first, first_key), (second, _) = two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+
+    status, body, _ = call(referral_service(pools, outbox, keys), "partner_change_status", "POST",
+                           "/", str(offer["id"]), body={"status": "declined", "note_code": "no_capacity"},
+                           key=first_key)
+    assert (status, body["status"], body["note_code"]) == (200, "declined", "no_capacity")
+    declined, reoffer = referrals(pools)
+    assert reoffer["partner_id"] == second and reoffer["status"] == "offered"
+    [(_, escalated)] = events(pools, "referral.escalated")
+    assert (escalated.data["reason"], escalated.data["reoffered_to"], escalated.data["step"]) == (
+        "declined", second, 1)
+    assert [d["status"] for d in deadlines(pools)] == ["cancelled", "pending"]
+
+
+def exhausted(referral):
+    return new_event("notification.exhausted", {
+        "delivery_id": uuid.uuid4(), "webhook_id": f"msg_{referral['id'].hex}", "referral_id": referral["id"],
+        "case_id": referral["case_id"], "partner_id": referral["partner_id"], "attempts": 8,
+        "last_status_code": 503, "last_error": None, "exhausted_at": datetime.now(timezone.utc),
+    }, producer="notify", lane="critical")
+
+
+def test_an_offer_notify_could_not_deliver_is_withdrawn_and_reoffered(pools, outbox, keys):
+    (first, _), (second, _) = two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+
+    referral_service(pools, outbox, keys, CriticalReferralService).on_notification_exhausted(
+        exhausted(offer).to_message())
+
+    undelivered, reoffer = referrals(pools)
+    assert (undelivered["status"], undelivered["note_code"]) == ("withdrawn", "delivery_exhausted")
+    assert reoffer["partner_id"] == second
+    [(key, escalated)] = events(pools, "referral.escalated")
+    assert (key, escalated.data["reason"]) == ("referral.escalated.critical", "delivery_exhausted")
+
+
+def test_an_exhausted_notification_for_an_offer_already_accepted_changes_nothing(pools, outbox, keys):
+    (_, first_key), _ = two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    service = referral_service(pools, outbox, keys)
+    call(service, "partner_change_status", "POST", "/", str(offer["id"]), body={"status": "accepted"}, key=first_key)
+
+    service.on_notification_exhausted(exhausted(offer).to_message())
+    assert [r["status"] for r in referrals(pools)] == ["accepted"]
+    assert events(pools, "referral.escalated") == []
+
+
+def test_critical_deadlines_fire_first_and_the_critical_process_fires_no_others(pools, outbox, keys):
+    two_counsellors(pools, keys)
+    referral_service(pools, outbox, keys).on_case_triaged(case_triaged(level="high").to_message())
+    offer_critical_case(pools, outbox, keys)
+    now = datetime.now(timezone.utc)
+    with pools["referral"].transaction() as cur:  # the normal one fell due first
+        cur.execute("UPDATE ack_deadlines SET due_at = %(at)s - CASE lane WHEN 'normal' THEN interval '1 minute' "
+                    "ELSE interval '0' END", {"at": now})
+
+    with pools["referral"].transaction() as cur:
+        cur.execute(handlers.sql.CLAIM_DUE_DEADLINE, {"now": now, "lanes": ["normal", "critical"]})
+        assert cur.fetchone()["lane"] == "critical"
+    assert escalate(pools, outbox, now, lanes=("critical",)).escalated == [("ack_timeout", "critical")]
+    assert [d["lane"] for d in deadlines(pools) if d["status"] == "pending" and d["due_at"] <= now] == ["normal"]
+    assert escalate(pools, outbox, now, lanes=("normal",)).escalated == [("ack_timeout", "normal")]
+
+
+def test_a_deadline_whose_referral_was_answered_in_the_same_instant_pages_nobody(pools, outbox, keys):
+    two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    with pools["referral"].transaction() as cur:  # an answer that slipped past the cancellation
+        cur.execute("UPDATE referrals SET status = 'accepted' WHERE id = %(id)s", {"id": offer["id"]})
+
+    assert escalate(pools, outbox, datetime.now(timezone.utc) + timedelta(hours=1)).escalated == []
+    assert [d["status"] for d in deadlines(pools)] == ["cancelled"]
+
+
+# The partner API ---------------------------------------------------------------------------------------
+
+def test_a_call_without_a_valid_key_is_refused_with_json_naming_the_header_and_audited(pools, outbox, keys):
+    local, _ = add_partners(pools)
+    service = referral_service(pools, outbox, keys)
+    real = key_for(pools, keys, local)
+    forged = real[:-4] + ("AAAA" if not real.endswith("AAAA") else "BBBB")
+    for key in (None, "not-a-key", forged):
+        status, body, response = call(service, "partner_list_referrals", "GET", "/partner/v1/referrals", key=key)
+        assert status == 401 and body["error"]["code"] == "unauthenticated"
+        assert "Authorization" in body["error"]["fields"]
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    refusals = audit(pools)
+    assert [(a["action"], a["outcome"], a["actor_kind"]) for a in refusals] == [
+        ("referral.list", "refused", "anonymous")] * 3
+    assert [a["detail"]["reason"] for a in refusals] == ["missing_or_malformed", "missing_or_malformed", "unknown_key"]
+    assert refusals[2]["key_id"] == real.split("_")[1] and refusals[2]["remote_addr"] == PARTNER_ADDRESS
+    assert forged not in json.dumps(refusals, default=str), "no key material in the audit trail"
+
+
+def test_a_partner_reads_only_what_it_needs_and_the_read_is_audited_with_where_from(pools, outbox, keys):
+    (first, first_key), _ = two_counsellors(pools, keys)
+    event = offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+
+    status, body, _ = call(referral_service(pools, outbox, keys), "partner_get_referral", "GET", "/",
+                           str(offer["id"]), key=first_key)
+    assert status == 200
+    assert set(body) == {"id", "reference", "level", "service", "governorate", "status", "note_code", "offered_at",
+                         "acknowledge_by", "acknowledged_at", "updated_at"}
+    assert (body["reference"], body["level"], body["service"], body["governorate"], body["status"]) == (
+        event.data["reference"], "critical", "counselling", "dhi_qar", "offered")
+    assert datetime.fromisoformat(body["acknowledge_by"]) == deadlines(pools)[0]["due_at"]
+    assert str(event.data["case_id"]) not in json.dumps(body), "the internal case id stays inside"
+    [read] = audit(pools)
+    assert (read["action"], read["outcome"], read["actor_kind"], read["actor_id"], read["remote_addr"]) == (
+        "referral.read", "ok", "partner", str(first), PARTNER_ADDRESS)
+    assert (read["referral_id"], read["case_id"]) == (offer["id"], event.data["case_id"])
+
+
+def test_a_partner_can_neither_see_nor_change_another_partner_s_referral_and_the_attempt_is_audited(
+        pools, outbox, keys):
+    _, (second, second_key) = two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    service = referral_service(pools, outbox, keys)
+
+    read = call(service, "partner_get_referral", "GET", "/", str(offer["id"]), key=second_key)
+    change = call(service, "partner_change_status", "POST", "/", str(offer["id"]), body={"status": "accepted"},
+                  key=second_key)
+    unknown = call(service, "partner_get_referral", "GET", "/", str(uuid.uuid4()), key=second_key)
+
+    assert [r[0] for r in (read, change, unknown)] == [404, 404, 404], "another's referral looks like none at all"
+    assert read[1] == unknown[1]
+    assert [r["status"] for r in referrals(pools)] == ["offered"]
+    assert [(a["action"], a["outcome"], a["actor_id"]) for a in audit(pools)] == [
+        ("referral.read", "refused", str(second)), ("referral.status", "refused", str(second)),
+        ("referral.read", "not_found", str(second))]
+    listed = call(service, "partner_list_referrals", "GET", "/partner/v1/referrals", key=second_key)
+    assert listed[1] == {"referrals": []}
+
+
+def test_a_partner_cannot_skip_steps_or_withdraw_and_each_error_names_the_field(pools, outbox, keys):
+    (_, first_key), _ = two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    service = referral_service(pools, outbox, keys)
+
+    def change(body=None, raw=None):
+        status, answer, _ = call(service, "partner_change_status", "POST", "/", str(offer["id"]), body=body, raw=raw,
+                                 key=first_key)
+        return status, answer["error"]["code"], sorted(answer["error"].get("fields", {}))
+
+    assert change({"status": "completed", "note_code": "support_given"}) == (409, "invalid_transition", ["status"])
+    assert change({"status": "withdrawn", "note_code": "reassigned"}) == (422, "status_not_allowed", ["status"])
+    assert change({"status": "declined"}) == (422, "note_code_required", ["note_code"])
+    assert change({"status": "declined", "note_code": "she is my cousin"})[2] == ["note_code"]
+    assert change({"status": "accepted", "colour": "red"}) == (422, "invalid_request", ["colour"])
+    assert change({}) == (422, "invalid_request", ["status"])
+    assert change(raw="[1, 2]")[:2] == (400, "invalid_json")
+    assert call(service, "partner_change_status", "POST", "/", "not-a-uuid", body={"status": "accepted"},
+                key=first_key)[1]["error"]["fields"] == {"referral_id": ["Not a valid UUID."]}
+    assert [r["status"] for r in referrals(pools)] == ["offered"]
+
+
+def test_accepting_twice_is_harmless_and_announced_once(pools, outbox, keys):
+    (_, first_key), _ = two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    service = referral_service(pools, outbox, keys)
+    for _ in range(2):
+        status, body, _ = call(service, "partner_change_status", "POST", "/", str(offer["id"]),
+                               body={"status": "accepted"}, key=first_key)
+        assert (status, body["status"]) == (200, "accepted")
+    assert len(events(pools, "referral.status_changed")) == 1
+
+
+def test_a_partner_walks_a_referral_to_completion_and_each_step_is_an_event(pools, outbox, keys):
+    (_, first_key), _ = two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    service = referral_service(pools, outbox, keys)
+    for body in ({"status": "accepted"}, {"status": "in_progress"},
+                 {"status": "completed", "note_code": "support_given"}):
+        assert call(service, "partner_change_status", "POST", "/", str(offer["id"]), body=body, key=first_key)[0] == 200
+    assert [(e.data["previous_status"], e.data["status"], e.data["note_code"])
+            for _, e in events(pools, "referral.status_changed")] == [
+        ("offered", "accepted", None), ("accepted", "in_progress", None), ("in_progress", "completed", "support_given")]
+
+
+def test_a_partner_that_stops_accepting_is_offered_nothing_new(pools, outbox, keys):
+    (first, first_key), (second, _) = two_counsellors(pools, keys)
+    service = referral_service(pools, outbox, keys)
+    status, body, _ = call(service, "partner_set_capacity", "PUT", "/partner/v1/capacity", body={"accepting": False},
+                           key=first_key)
+    assert (status, body) == (200, {"accepting": False})
+    assert call(service, "partner_set_capacity", "PUT", "/", body={"accepting": "no"}, key=first_key)[0] == 422
+
+    service.on_case_triaged(case_triaged().to_message())
+    [referral] = referrals(pools)
+    assert referral["partner_id"] == second
+    [partner] = rows(pools["referral"], "SELECT * FROM partners WHERE id = %(id)s", {"id": first})
+    assert (partner["accepting"], partner["accepting_changed_by"]) == (False, "partner")
+
+
+def test_a_rotated_key_takes_over_and_the_old_one_stops_after_its_grace_period(pools, outbox, keys):
+    (first, old_key), _ = two_counsellors(pools, keys)
+    now = datetime.now(timezone.utc)
+    with pools["referral"].transaction() as cur:
+        _, new_key, expiring = access.rotate_partner_key(cur, keys.lookup, now, first, grace_seconds=3600)
+    assert expiring == [old_key.split("_")[1]]
+
+    def works(key, at):
+        with pools["referral"].transaction() as cur:
+            try:
+                return access.authenticate(cur, keys.lookup, f"Bearer {key}", at, ("partner",)).partner_id == first
+            except access.Refused as refused:
+                return refused.reason
+
+    assert works(new_key, now) is True and works(old_key, now) is True
+    assert works(old_key, now + timedelta(hours=1)) == "expired_key"
+    assert works(new_key, now + timedelta(hours=1)) is True
+
+
+def test_a_staff_key_is_no_partner_key_and_a_partner_key_opens_no_admin_call(pools, outbox, keys):
+    (_, partner_key), _ = two_counsellors(pools, keys)
+    counsellor = key_for(pools, keys, role="counsellor", staff_name="amira")
+    service = referral_service(pools, outbox, keys)
+
+    assert call(service, "partner_list_referrals", "GET", "/", key=counsellor)[0] == 403
+    assert call(service, "admin_list_partners", "GET", "/", key=partner_key)[0] == 403
+    assert call(service, "admin_set_policy", "PUT", "/", "critical", body={"ack_seconds": 1, "max_reoffers": 0},
+                key=counsellor)[0] == 403
+    assert [a["detail"]["reason"] for a in audit(pools)] == ["wrong_role"] * 3
+
+
+# The admin API -------------------------------------------------------------------------------------------
+
+def test_refer_anyway_offers_to_a_partner_matching_passed_over_pages_and_audits_with_the_note_sealed(
+        pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        full = add_partner(cur, "Full Centre", ["counselling"], ["dhi_qar"], accepting=False)
+    supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
+    service = referral_service(pools, outbox, keys)
+    event = case_triaged(level="high")
+    service.on_case_triaged(event.to_message())
+    assert referrals(pools) == []
+
+    note = "Called the centre, they will take her despite being full"
+    status, body, _ = call(service, "admin_refer_anyway", "POST", "/", str(event.data["case_id"]), key=supervisor,
+                           body={"service": "counselling", "partner_id": str(full),
+                                 "reason_code": "partner_agreed_by_phone", "note": note})
+    assert status == 201
+    [referral] = referrals(pools)
+    assert (str(referral["id"]), referral["partner_id"], referral["offered_by"]) == (body["referral_id"], full,
+                                                                                     "refer_anyway")
+    reasons = [e.data["reason"] for _, e in events(pools, "referral.escalated")]
+    assert reasons == ["no_match", "refer_anyway"]
+    [record] = audit(pools)
+    assert (record["action"], record["actor_id"], record["detail"]["reason_code"]) == (
+        "referral.refer_anyway", "huda", "partner_agreed_by_phone")
+    assert note not in json.dumps(record, default=str)
+    assert keys.data.open(record["note_sealed"], f"referral-audit:{event.data['case_id']}:note") == note
+
+
+def test_refer_anyway_never_overrides_consent_and_the_refusal_is_audited(pools, outbox, keys):
+    local, _ = add_partners(pools)
+    supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
+    service = referral_service(pools, outbox, keys)
+    event = case_triaged(needs=["counselling", "shelter"], consents=["counselling"])
+    service.on_case_triaged(event.to_message())
+
+    status, body, _ = call(service, "admin_refer_anyway", "POST", "/", str(event.data["case_id"]), key=supervisor,
+                           body={"service": "shelter", "partner_id": str(local), "reason_code": "urgent_risk"})
+    assert (status, body["error"]["code"], list(body["error"]["fields"])) == (422, "no_consent", ["service"])
+    assert [r["service"] for r in referrals(pools)] == ["counselling"]
+    assert [(a["action"], a["outcome"]) for a in audit(pools)] == [("referral.refer_anyway", "refused")]
+
+
+def test_only_an_admin_changes_a_policy_and_the_new_version_is_kept(pools, outbox, keys):
+    admin = key_for(pools, keys, role="admin", staff_name="root")
+    service = referral_service(pools, outbox, keys)
+    status, body, _ = call(service, "admin_set_policy", "PUT", "/", "high", key=admin,
+                           body={"ack_seconds": 900, "max_reoffers": 4})
+    assert (status, body["ack_seconds"], body["max_reoffers"], body["version"]) == (200, 900, 4, 1)
+    assert call(service, "admin_set_policy", "PUT", "/", "high", key=admin,
+                body={"ack_seconds": 600, "max_reoffers": 4})[1]["version"] == 2
+    assert call(service, "admin_set_policy", "PUT", "/", "high", key=admin,
+                body={"ack_seconds": 0, "max_reoffers": 4})[1]["error"]["fields"] == {
+        "ack_seconds": ["Must be greater than or equal to 1 and less than or equal to 604800."]}
+    assert call(service, "admin_set_policy", "PUT", "/", "urgent", key=admin,
+                body={"ack_seconds": 9, "max_reoffers": 0})[0] == 404
+
+
+def test_the_admin_match_explains_who_comes_first_and_why_others_were_passed_over(pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        handlers.create_partner(cur, PartnerEntry("Zainab Centre", (ServiceTerms(
+            "counselling", ("dhi_qar",), staff_genders=("female",)),)))
+        handlers.create_partner(cur, PartnerEntry("Ahmed Centre", (ServiceTerms(
+            "counselling", ("dhi_qar",), staff_genders=("male",)),)))
+        handlers.create_partner(cur, PartnerEntry("Basra Centre", (ServiceTerms(
+            "counselling", ("basra",), staff_genders=("female",)),)))
+    supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
+    status, body, _ = call(referral_service(pools, outbox, keys), "admin_explain_match", "GET", "/admin/v1/match",
+                           key=supervisor, query="service=counselling&governorate=dhi_qar&staff_gender=female")
+    assert status == 200
+    assert [p["name"] for p in body["eligible"]] == ["Zainab Centre"]
+    assert {p["name"]: p["reason"] for p in body["passed_over"]} == {
+        "Ahmed Centre": "no_staff_gender", "Basra Centre": "outside_area"}
+
+
+def test_an_admin_sets_a_service_s_hours_and_staff_and_bad_terms_are_named_field_by_field(pools, outbox, keys):
+    local, _ = add_partners(pools)
+    admin = key_for(pools, keys, role="admin", staff_name="root")
+    service = referral_service(pools, outbox, keys)
+    terms = {"governorates": ["dhi_qar"], "staff_genders": ["female"], "languages": ["ar", "en"],
+             "hours": [{"weekday": 6, "opens": "08:00", "closes": "14:00"}]}
+    status, body, _ = call(service, "admin_set_service", "PUT", "/", str(local), "counselling", key=admin, body=terms)
+    assert status == 200
+    [counselling] = [s for s in body["services"] if s["service"] == "counselling"]
+    assert counselling["hours"] == [{"weekday": 6, "opens": "08:00:00", "closes": "14:00:00"}]
+    assert (counselling["always_open"], counselling["staff_genders"]) == (False, ["female"])
+
+    bad = {"governorates": ["atlantis"], "hours": [{"weekday": 9, "opens": "14:00", "closes": "08:00"}],
+           "colour": "red"}
+    status, body, _ = call(service, "admin_set_service", "PUT", "/", str(local), "counselling", key=admin, body=bad)
+    assert status == 422
+    assert set(body["error"]["fields"]) == {"governorates", "hours", "colour"}
+
+
+def test_the_partner_openapi_file_is_served_and_describes_exactly_the_partner_routes(pools, outbox, keys):
+    status, spec, _ = call(referral_service(pools, outbox, keys), "partner_openapi", "GET", "/partner/openapi.json")
+    assert status == 200 and spec["openapi"].startswith("3.")
+    routes = set()
+    for name in dir(ReferralService):
+        for entrypoint in getattr(getattr(ReferralService, name), "nameko_entrypoints", ()):
+            url = getattr(entrypoint, "url", "")
+            if url.startswith("/partner/v1/"):
+                routes.add((entrypoint.method.lower(), re.sub(r"<(\w+)>", r"{\1}", url)))
+    described = {(method, path) for path, item in spec["paths"].items() for method in item}
+    assert described == routes
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            assert "401" in operation["responses"], f"{method} {path} says what an unauthenticated call gets"

@@ -91,3 +91,11 @@ def test_reasons_that_do_not_escalate_a_running_offer_are_refused(now):
 def test_a_policy_names_each_field_it_cannot_accept():
     assert Policy("critical", 300, 3).problems() == {}
     assert set(Policy("urgent", 0, -1).problems()) == {"level", "ack_seconds", "max_reoffers"}
+
+
+def test_the_built_in_policies_match_the_issue_and_each_level_has_one():
+    from sanad.contracts.vocabulary import RISK_LEVELS
+    from services.referral.escalation import DEFAULT_POLICIES
+    assert set(DEFAULT_POLICIES) == set(RISK_LEVELS)
+    assert [DEFAULT_POLICIES[level].ack_seconds for level in ("critical", "high", "medium")] == [300, 1800, 14400]
+    assert all(policy.problems() == {} for policy in DEFAULT_POLICIES.values())
