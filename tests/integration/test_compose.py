@@ -343,6 +343,45 @@ def test_every_dashboard_panel_queries_a_named_metric_from_the_provisioned_sourc
     assert DASHBOARD_METRICS <= queried, f"no panel shows {sorted(DASHBOARD_METRICS - queried)}"
 
 
+REQUIRED_ROWS = ("Critical cases", "Partners", "Delivery health", "System health")
+
+
+def is_arabic(text):
+    return any("\u0600" <= ch <= "\u06ff" for ch in text)
+
+
+@pytest.mark.parametrize("path", dashboard_files(), ids=lambda path: path.name)
+def test_dashboard_has_rows_for_critical_cases_partners_delivery_and_system_health(path):
+    dashboard = json.loads(path.read_text(encoding="utf-8"))
+    rows = [panel["title"] for panel in dashboard["panels"] if panel.get("type") == "row"]
+    for required in REQUIRED_ROWS:
+        assert any(title.startswith(required) for title in rows), f"{path.name} has no row for {required}"
+
+
+@pytest.mark.parametrize("path", dashboard_files(), ids=lambda path: path.name)
+def test_every_dashboard_title_is_short_and_in_english_and_arabic(path):
+    dashboard = json.loads(path.read_text(encoding="utf-8"))
+    for panel in [*dashboard["panels"], *dashboard_panels(dashboard["panels"])]:
+        english, _, arabic = panel["title"].partition(" / ")
+        assert english and is_arabic(arabic), f"{panel['title']!r} is not 'English / عربي'"
+        assert len(panel["title"]) <= 90, f"{panel['title']!r} is too long for a panel"
+
+
+@pytest.mark.parametrize("path", dashboard_files(), ids=lambda path: path.name)
+def test_dashboard_panels_fit_the_grid_without_overlapping(path):
+    dashboard = json.loads(path.read_text(encoding="utf-8"))
+    taken = {}
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, f"{panel['title']!r} is wider than the grid"
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in taken, f"{panel['title']!r} overlaps {taken[(x, y)]!r}"
+                taken[(x, y)] = panel["title"]
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+
+
 @pytest.mark.parametrize(
     "expr, names",
     [
