@@ -1,9 +1,12 @@
 """`sanad`: the command line for those who run the system.
 
     sanad keys init            create the key file (development: .sanad/keys.json, mode 0600)
+    sanad keys rotate          add a new primary key to a ring (old keys still open what they sealed)
+    sanad keys reseal          re-encrypt stored values under the primary keys, so old keys can be retired
     sanad migrate              create the database and schemas, apply migrations, declare queues
     sanad run                  start all services in the foreground until Ctrl-C
     sanad user add             create a staff account (password read from stdin or prompted)
+    sanad token add / revoke   API tokens for machine clients, acting as a staff account
     sanad partner add / list   manage the partner directory and its webhook endpoints
     sanad triage score         score JSON Lines cases from stdin, as the triage service would
 """
@@ -11,6 +14,7 @@ import argparse
 import getpass
 import json
 import sys
+import uuid
 
 from kombu import Connection
 
@@ -50,12 +54,71 @@ def cmd_run(args, config):
 def cmd_user_add(args, config):
     from services.intake import accounts
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
-    errors = accounts.check_new_account(args.username, args.role, password)
+    errors = accounts.check_new_account(args.username, args.role, password, args.partner_id)
     if errors:
         raise CommandError("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items()))
     with Pool(config.database_url, size=1, schema="intake").transaction() as cur:
-        user_id = accounts.add_user(cur, args.username, args.display_name, args.role, password)
+        cur.execute("SELECT 1 FROM users WHERE username = %(username)s", {"username": args.username})
+        if cur.fetchone():
+            raise CommandError(f"username: an account called {args.username!r} exists already")
+        user_id = accounts.add_user(cur, args.username, args.display_name, args.role, password, args.partner_id)
     print(f"created {args.role} {args.username} ({user_id})")
+
+
+def cmd_token_add(args, config):
+    from datetime import datetime, timedelta, timezone
+
+    from services.intake import auth
+    lifetime = timedelta(days=args.days) if args.days else None
+    with Pool(config.database_url, size=1, schema="intake").transaction() as cur:
+        try:
+            token, token_id = auth.add_token(cur, args.username, args.label, datetime.now(timezone.utc), lifetime)
+        except LookupError as exc:
+            raise CommandError(f"username: {exc}") from None
+    print(token)
+    print(f"token {token_id} acts as {args.username}; it is shown only now. Send it as "
+          f"'Authorization: Bearer <token>'.", file=sys.stderr)
+
+
+def cmd_token_revoke(args, config):
+    from datetime import datetime, timezone
+
+    from services.intake import auth
+    with Pool(config.database_url, size=1, schema="intake").transaction() as cur:
+        if not auth.revoke_token(cur, args.token_id, datetime.now(timezone.utc)):
+            raise CommandError(f"token_id: no live token {args.token_id}")
+    print(f"revoked token {args.token_id}")
+
+
+def cmd_keys_rotate(args, config):
+    import dataclasses
+
+    from sanad.crypto import write_keys
+    keys = load_keys(config.keys_file)
+    ring = getattr(keys, args.ring).rotated()
+    write_keys(config.keys_file, dataclasses.replace(keys, **{args.ring: ring}))
+    print(f"{args.ring} ring: new primary key {ring.primary}; {len(ring.keys) - 1} older key(s) still open "
+          f"what they sealed")
+    print("Restart the services so they seal with the new key, then run `sanad keys reseal`.", file=sys.stderr)
+
+
+def cmd_keys_reseal(args, config):
+    """Each service that stores sealed values offers reseal(pool, ring) in its handlers module."""
+    import importlib
+    keys = load_keys(config.keys_file)
+    for schema in ("intake", "triage", "referral", "notify"):
+        module = importlib.import_module(f"services.{schema}.handlers")
+        reseal = getattr(module, "reseal", None)
+        if reseal is None:
+            print(f"{schema}: offers no reseal; values it sealed stay under their keys", file=sys.stderr)
+            continue
+        pool = Pool(config.database_url, size=1, schema=schema)
+        try:
+            changed = reseal(pool, keys.data)
+        finally:
+            pool.close()
+        print(f"{schema}: " + ", ".join(f"{table} {count}" for table, count in changed.items()))
+    print(f"every value found is now under data key {keys.data.primary}")
 
 
 def cmd_partner_add(args, config):
@@ -102,6 +165,11 @@ def build_parser():
 
     keys = commands.add_parser("keys", help="manage encryption keys").add_subparsers(dest="action", required=True)
     keys.add_parser("init", help="create the key file if there is none").set_defaults(func=cmd_keys_init)
+    keys_rotate = keys.add_parser("rotate", help="add a new primary key to a ring")
+    keys_rotate.add_argument("--ring", choices=("data", "transport"), default="data")
+    keys_rotate.set_defaults(func=cmd_keys_rotate)
+    keys.add_parser("reseal", help="re-encrypt stored values under the primary data key").set_defaults(
+        func=cmd_keys_reseal)
 
     commands.add_parser("migrate", help="create and upgrade the database and queues").set_defaults(func=cmd_migrate)
 
@@ -116,7 +184,19 @@ def build_parser():
     user_add.add_argument("--role", required=True, choices=("operator", "counsellor", "supervisor", "admin"))
     user_add.add_argument("--display-name")
     user_add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    user_add.add_argument("--partner-id", type=uuid.UUID, help="a counsellor's partner organisation")
     user_add.set_defaults(func=cmd_user_add)
+
+    token = commands.add_parser("token", help="API tokens for machine clients").add_subparsers(
+        dest="action", required=True)
+    token_add = token.add_parser("add", help="create a token acting as an account; prints it once")
+    token_add.add_argument("username")
+    token_add.add_argument("--label", required=True, help="what uses it, e.g. 'web form'")
+    token_add.add_argument("--days", type=int, help="expire after this many days (default: never)")
+    token_add.set_defaults(func=cmd_token_add)
+    token_revoke = token.add_parser("revoke", help="revoke a token by its id")
+    token_revoke.add_argument("token_id", type=uuid.UUID)
+    token_revoke.set_defaults(func=cmd_token_revoke)
 
     partner = commands.add_parser("partner", help="partner directory").add_subparsers(dest="action", required=True)
     partner_add = partner.add_parser("add", help="add a partner organisation and its webhook endpoint")

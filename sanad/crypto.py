@@ -69,6 +69,13 @@ class KeyRing:
     def needs_reseal(self, sealed: str) -> bool:
         return sealed.split(".", 2)[1] != self.primary
 
+    def resealed(self, sealed, context):
+        """`sealed` under the primary key: the same value if it is already, None stays None. For moving
+        stored values onto a new key after `rotated()`, so the old key can be retired."""
+        if sealed is None or not self.needs_reseal(sealed):
+            return sealed
+        return self.seal(self.open(sealed, context), context)
+
     def rotated(self) -> "KeyRing":
         new_id = f"k{len(self.keys) + 1}-{secrets.token_hex(2)}"
         return KeyRing(primary=new_id, keys={**self.keys, new_id: AESGCM.generate_key(bit_length=256)})

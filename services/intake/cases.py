@@ -1,9 +1,13 @@
 """Pure rules of the case record: references, checklist facts, and the status shown to operators."""
+import re
 import secrets
+
+from services.intake.vocabulary import AGE_BANDS
 
 # Crockford's base32 without I, L, O, U: easy to read out over a phone line.
 REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 REFERENCE_PREFIX = "SND"
+ADULT_AGE = 18
 FACT_FIELDS = ("victim_age", "material_published", "deadline_hours", "suicidal_thoughts", "threat_of_violence")
 
 
@@ -30,3 +34,48 @@ def case_status(case: dict, referrals: list, deliveries: list) -> str:
     if not case.get("consents"):
         return "triaged_no_referral_consent"
     return "referring"
+
+
+# Phones and ages ---------------------------------------------------------------------------------------
+
+# Arabic-Indic and Persian digits, as Iraqi keyboards type them.
+_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "0123456789" * 2)
+_PHONE_PUNCTUATION = re.compile(r"[\s\-().\u200e\u200f]")
+
+
+def canonical_phone(raw: str):
+    """One spelling per phone number, so a repeat caller's number hashes the same however it was typed:
+    "0770 123 4567", "+964 770 123 4567", "00964-770-1234567" and "٠٧٧٠١٢٣٤٥٦٧" are all +9647701234567.
+    None when the text is not a phone number."""
+    text = _PHONE_PUNCTUATION.sub("", raw.translate(_DIGITS))
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    if re.fullmatch(r"07\d{9}", text):  # an Iraqi mobile written nationally
+        text = "+964" + text[1:]
+    if re.fullmatch(r"\+?\d{7,15}", text):
+        return text
+    return None
+
+
+def age_band_of(age: int) -> str:
+    for band, (youngest, oldest) in AGE_BANDS.items():
+        if age >= youngest and (oldest is None or age <= oldest):
+            return band
+    raise ValueError(age)
+
+
+def age_for_triage(age, band):
+    """The age triage is told. An exact age as given; for a band of minors its oldest age, so a child
+    stays a child to triage without claiming more precision than a band has; otherwise unknown."""
+    if age is not None:
+        return age
+    if band is not None:
+        youngest, oldest = AGE_BANDS[band]
+        if oldest is not None and oldest < ADULT_AGE:
+            return oldest
+    return None
+
+
+def deadline_hours_at(deadline_at, now):
+    """Hours from `now` to a deadline, 0 for one already passed: the threat may be carried out now."""
+    return max(0.0, (deadline_at - now).total_seconds() / 3600)

@@ -1,13 +1,22 @@
-"""Intake's use cases, each taking its dependencies as arguments."""
+"""Intake's use cases, each taking its dependencies as arguments (a cursor inside the caller's
+transaction, the outbox, the key file, the acting staff member, the time)."""
+import base64
 import json
+import os
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+from psycopg2.extras import Json
 
 from sanad.contracts.events import new_event
-from sanad.contracts.sealing import evidence_context, narrative_context
-from services.intake import cases, sql
+from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
+from sanad.contracts.vocabulary import lane_for
+from services.intake import accounts, cases, permissions, sql
+from services.intake.vocabulary import field_context
 
 PRODUCER = "intake"
+QUEUE_LIMIT = 200
+RESEAL_BATCH = 200
 
 
 class DuplicateSubmission(Exception):
@@ -18,21 +27,94 @@ class DuplicateSubmission(Exception):
         self.case = case
 
 
-def record_case(cur, outbox, keys, fields, idempotency_key=None, now=None):
-    """Store a new case and its case.received event in the caller's transaction."""
+class Refused(Exception):
+    """A request the rules refuse. `kind` is not_found, forbidden or conflict; `field` names the field at
+    fault, if one is; `code` is a catalogue code."""
+
+    def __init__(self, kind, code, field=None):
+        super().__init__(code)
+        self.kind, self.code, self.field = kind, code, field
+
+
+def _now(now):
+    return now or datetime.now(timezone.utc)
+
+
+# Audit ------------------------------------------------------------------------------------------------
+
+def audit(cur, actor, action, case_id=None, detail=None, ip=None, now=None):
+    """Record who did what, when, from where, in the caller's transaction: the trail commits with the
+    change it describes or not at all. `detail` holds codes and levels only, never personal text."""
+    cur.execute(sql.INSERT_AUDIT, {
+        "at": _now(now), "actor_id": actor.id if actor else None, "actor_role": actor.role if actor else None,
+        "via": actor.via if actor else "cli", "action": action, "case_id": case_id, "detail": Json(detail or {}),
+        "ip": ip,
+    })
+
+
+def audit_trail(cur, case_id):
+    cur.execute(sql.AUDIT_OF_CASE, {"case_id": case_id})
+    return [{**row, "at": row["at"].isoformat()} for row in cur.fetchall()]
+
+
+# Recording a case -------------------------------------------------------------------------------------
+
+def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=None, now=None):
+    """Store a new case, its audit entry and its case.received event in the caller's transaction.
+    `fields` come from schemas.load_new_case. A case recorded in a staff session is held by whoever recorded
+    it; one posted by a machine client (an API token) joins the open queue."""
     if idempotency_key:
         cur.execute(sql.CASE_BY_IDEMPOTENCY_KEY, {"key": idempotency_key})
         existing = cur.fetchone()
         if existing:
             raise DuplicateSubmission(existing)
     case_id = uuid.uuid4()
-    received_at = now or datetime.now(timezone.utc)
+    received_at = _now(now)
+    contact = fields.get("safe_contact") or {}
+    phone = cases.canonical_phone(contact["phone"]) if contact.get("phone") else None
+    age, band = fields.get("victim_age"), fields.get("victim_age_band")
+    deadline_at, deadline_hours = fields.get("deadline_at"), fields.get("deadline_hours")
+    if deadline_at is not None:
+        deadline_hours = cases.deadline_hours_at(deadline_at, received_at)
+    elif deadline_hours is not None:
+        deadline_at = received_at + timedelta(hours=deadline_hours)
+    facts = {
+        "victim_age": cases.age_for_triage(age, band),
+        "material_published": fields.get("material_published"),
+        "deadline_hours": deadline_hours,
+        "suicidal_thoughts": fields.get("suicidal_thoughts"),
+        "threat_of_violence": fields.get("threat_of_violence"),
+    }
+
+    def sealed(name, value):
+        return keys.data.seal_optional(value, field_context(case_id, name))
+
     row = {
-        **fields,
+        **{name: fields.get(name) for name in (
+            "channel", "governorate", "caller_relation", "victim_gender", "district", "perpetrator",
+            "demand_amount", "demand_currency")},
+        **{name: list(fields.get(name) or ()) for name in (
+            "needs", "consents", "extortion_types", "platforms", "demands", "published_on")},
+        **{name: bool(fields.get(name)) for name in ("family_contact_allowed", "tribe_contact_allowed", "anonymous")},
+        "victim_age": age,
+        "victim_age_band": band or (cases.age_band_of(age) if age is not None else None),
+        "material_published": facts["material_published"],
+        "deadline_hours": deadline_hours,
+        "deadline_at": deadline_at,
+        "suicidal_thoughts": facts["suicidal_thoughts"],
+        "threat_of_violence": facts["threat_of_violence"],
         "id": case_id,
         "idempotency_key": idempotency_key,
         "received_at": received_at,
+        "recorded_by": actor.id if actor else None,
+        "assigned_to": actor.id if actor and actor.via == "session" else None,
         "narrative_sealed": keys.data.seal(fields["narrative"], narrative_context(case_id)),
+        "contact_name_sealed": sealed("contact_name", contact.get("name")),
+        "contact_phone_sealed": sealed("contact_phone", phone),
+        "contact_phone_hash": keys.lookup_hash(phone) if phone else None,
+        "contact_safe_times_sealed": sealed("contact_safe_times", contact.get("safe_times")),
+        "contact_code_word_sealed": sealed("contact_code_word", contact.get("code_word")),
+        "no_messages": contact.get("no_messages", True) is not False,
     }
     while True:
         row["reference"] = cases.new_reference()
@@ -45,47 +127,136 @@ def record_case(cur, outbox, keys, fields, idempotency_key=None, now=None):
             if existing:
                 raise DuplicateSubmission(existing)
         # otherwise the reference was taken: draw another
+    audit(cur, actor, "case_recorded", case_id, {"channel": row["channel"]}, ip, received_at)
     outbox.add(cur, new_event("case.received", {
         "case_id": case_id,
         "reference": row["reference"],
         "received_at": received_at,
-        "channel": fields["channel"],
-        "governorate": fields["governorate"],
-        "needs": fields["needs"],
-        "consents": fields["consents"],
-        "facts": cases.facts_of(fields),
+        "channel": row["channel"],
+        "governorate": row["governorate"],
+        "needs": row["needs"],
+        "consents": row["consents"],
+        "facts": facts,
         "sealed_narrative": keys.transport.seal(fields["narrative"], narrative_context(case_id)),
     }, producer=PRODUCER, correlation_id=case_id))
     return {"id": case_id, "reference": row["reference"]}
 
 
-def case_view(cur, case_id):
-    """What the API shows of a case: its risk, referrals and deliveries; no personal text."""
+# Reading cases ----------------------------------------------------------------------------------------
+
+def _viewer_params(viewer):
+    return {"viewer": viewer.id, "partner": viewer.partner_id}
+
+
+def check_visible(cur, case_id, viewer):
+    """Raise Refused unless `viewer` may see the case. It answers the same for a case that exists and one
+    that does not, so ids cannot be probed; the caller audits the attempt (service._record_refusal) in a
+    transaction of its own, since this one rolls back."""
+    cur.execute(sql.CASE_VISIBLE.format(visibility=sql.visibility(viewer.role)),
+                {"id": case_id, **_viewer_params(viewer)})
+    if cur.fetchone() is None:
+        raise Refused("not_found", "case_not_found")
+
+
+def case_view(cur, keys, case_id, viewer=None, ip=None, now=None):
+    """Everything a reader with the right to see a case is shown, personal fields opened; the read is
+    audited. Without a viewer (internal use) nothing is checked or audited."""
+    if viewer is not None:
+        check_visible(cur, case_id, viewer)
     cur.execute(sql.CASE_BY_ID, {"id": case_id})
     case = cur.fetchone()
     if case is None:
-        return None
+        raise Refused("not_found", "case_not_found")
     cur.execute(sql.REFERRALS_OF_CASE, {"case_id": case_id})
     referrals = cur.fetchall()
     cur.execute(sql.DELIVERIES_OF_CASE, {"case_id": case_id})
     deliveries = cur.fetchall()
+    cur.execute(sql.ESCALATIONS_OF_CASE, {"case_id": case_id})
+    escalations = cur.fetchall()
+    cur.execute(sql.OVERRIDES_OF_CASE, {"case_id": case_id})
+    overrides = cur.fetchall()
+
+    def opened(name):
+        return keys.data.open_optional(case[f"{name}_sealed"], field_context(case_id, name))
+
+    evidence = {}
+    if case["risk_evidence_sealed"]:
+        evidence = json.loads(keys.data.open(case["risk_evidence_sealed"], evidence_context(case_id)))
+    repeat = []
+    if case["contact_phone_hash"] and viewer is not None:
+        cur.execute(sql.OTHER_CASES_WITH_PHONE.format(visibility=sql.visibility(viewer.role)),
+                    {"phone_hash": case["contact_phone_hash"], "id": case_id, **_viewer_params(viewer)})
+        repeat = cur.fetchall()
+    if viewer is not None:
+        audit(cur, viewer, "case_viewed", case_id, None, ip, now)
     return {
         "id": case["id"],
         "reference": case["reference"],
         "received_at": case["received_at"].isoformat(),
+        "recorded_by": _person(case["recorded_by"], case["recorded_by_name"]),
+        "assigned_to": _person(case["assigned_to"], case["assigned_to_name"]),
+        "status": cases.case_status(case, referrals, deliveries),
         "channel": case["channel"],
+        "caller_relation": case["caller_relation"],
+        "victim_age": case["victim_age"],
+        "victim_age_band": case["victim_age_band"],
+        "victim_gender": case["victim_gender"],
         "governorate": case["governorate"],
+        "district": case["district"],
+        "extortion_types": case["extortion_types"],
+        "platforms": case["platforms"],
+        "perpetrator": case["perpetrator"],
+        "demands": case["demands"],
+        "demand_amount": None if case["demand_amount"] is None else str(case["demand_amount"]),
+        "demand_currency": case["demand_currency"],
+        "deadline_at": case["deadline_at"] and case["deadline_at"].isoformat(),
+        "deadline_hours": case["deadline_hours"],
+        "material_published": case["material_published"],
+        "published_on": case["published_on"],
         "needs": case["needs"],
         "consents": case["consents"],
-        "status": cases.case_status(case, referrals, deliveries),
+        "family_contact_allowed": case["family_contact_allowed"],
+        "tribe_contact_allowed": case["tribe_contact_allowed"],
+        "suicidal_thoughts": case["suicidal_thoughts"],
+        "threat_of_violence": case["threat_of_violence"],
+        "anonymous": case["anonymous"],
+        "narrative": opened("narrative"),
+        "safe_contact": {
+            "name": opened("contact_name"),
+            "phone": opened("contact_phone"),
+            "safe_times": opened("contact_safe_times"),
+            "code_word": opened("contact_code_word"),
+            "no_messages": case["no_messages"],
+        },
+        "repeat_caller": {
+            "other_cases": len(repeat),
+            "references": [row["reference"] for row in repeat if row["visible"]],
+        },
         "risk": None if not case["risk_level"] else {
             "level": case["risk_level"],
             "score": case["risk_score"],
-            "reasons": case["risk_reasons"],
+            "reasons": [{**reason, "evidence": evidence.get(reason["code"], [])}
+                        for reason in (case["risk_reasons"] or [])],
             "lexicon_version": case["lexicon_version"],
-            "assessed_at": case["triaged_at"].isoformat(),
+            "assessed_at": case["triaged_at"] and case["triaged_at"].isoformat(),
+            "overrides": [
+                {
+                    "previous_level": o["previous_level"],
+                    "level": o["level"],
+                    "reason": keys.data.open(o["reason_sealed"], override_reason_context(case_id)),
+                    "by": _person(o["overridden_by"], o["overridden_by_name"]),
+                    "role": o["role"],
+                    "at": o["overridden_at"].isoformat(),
+                }
+                for o in overrides
+            ],
         },
         "unmatched_services": case["unmatched_services"] or [],
+        "escalations": [
+            {**{k: esc[k] for k in ("referral_id", "service", "reason", "step", "reoffered_to")},
+             "escalated_at": esc["escalated_at"].isoformat()}
+            for esc in escalations
+        ],
         "referrals": [
             {
                 "id": ref["id"],
@@ -93,6 +264,9 @@ def case_view(cur, case_id):
                 "partner_name": ref["partner_name"],
                 "service": ref["service"],
                 "created_at": ref["created_at"].isoformat(),
+                "status": ref["status"] or "offered",
+                "note_code": ref["note_code"],
+                "status_changed_at": ref["status_changed_at"] and ref["status_changed_at"].isoformat(),
                 "deliveries": [
                     {
                         "webhook_id": d["webhook_id"],
@@ -111,6 +285,85 @@ def case_view(cur, case_id):
     }
 
 
+def _person(person_id, name):
+    return None if person_id is None else {"id": person_id, "name": name}
+
+
+def queue(cur, viewer, limit=QUEUE_LIMIT):
+    """The cases a viewer sees, most urgent first: critical, high, not yet assessed (it may be either),
+    medium, low; within a level the longest waiting first. Nothing personal, so a glance at the screen
+    from across a shared room gives nothing away."""
+    cur.execute(sql.QUEUE.format(visibility=sql.visibility(viewer.role)), {**_viewer_params(viewer), "limit": limit})
+    return [
+        {
+            "id": row["id"],
+            "reference": row["reference"],
+            "received_at": row["received_at"].isoformat(),
+            "channel": row["channel"],
+            "governorate": row["governorate"],
+            "district": row["district"],
+            "needs": row["needs"],
+            "risk_level": row["risk_level"],
+            "risk_score": row["risk_score"],
+            "status": cases.case_status(row, [None] * row["referral_count"],
+                                        [{"outcome": "delivered"}] if row["delivered"] else []),
+            "assigned_to": _person(row["assigned_to"], row["assigned_to_name"]),
+        }
+        for row in cur.fetchall()
+    ]
+
+
+# Changing a case --------------------------------------------------------------------------------------
+
+def override_risk(cur, outbox, keys, case_id, actor, level, reason, ip=None, now=None):
+    """Set a case's risk level by hand, with a reason. Intake shows the new level at once; triage keeps the
+    original assessment and announces the new level (case.triaged) on the lane it calls for."""
+    now = _now(now)
+    check_visible(cur, case_id, actor)
+    cur.execute(sql.CASE_FOR_UPDATE, {"id": case_id})
+    case = cur.fetchone()
+    if case["risk_level"] is None:
+        raise Refused("conflict", "not_triaged_yet")
+    if level == case["risk_level"]:
+        raise Refused("conflict", "same_level", "level")
+    if not permissions.may_override(actor.role, case["risk_level"], level):
+        raise Refused("forbidden", "lowering_needs_supervisor", "level")
+    context = override_reason_context(case_id)
+    cur.execute(sql.INSERT_OVERRIDE, {
+        "id": uuid.uuid4(), "case_id": case_id, "previous_level": case["risk_level"], "level": level,
+        "reason_sealed": keys.data.seal(reason, context), "overridden_by": actor.id, "role": actor.role,
+        "overridden_at": now,
+    })
+    cur.execute(sql.SET_RISK_LEVEL, {"id": case_id, "level": level})
+    audit(cur, actor, "risk_overridden", case_id, {"from": case["risk_level"], "to": level}, ip, now)
+    outbox.add(cur, new_event("case.risk_overridden", {
+        "case_id": case_id, "reference": case["reference"], "previous_level": case["risk_level"], "level": level,
+        "sealed_reason": keys.transport.seal(reason, context), "overridden_by": actor.id, "role": actor.role,
+        "overridden_at": now,
+    }, producer=PRODUCER, correlation_id=case_id, lane=lane_for(level), now=now))
+    return {"previous_level": case["risk_level"], "level": level}
+
+
+def assign_case(cur, case_id, actor, assignee, ip=None, now=None):
+    """Give a case to a staff member who works cases, or back to the open queue (assignee None)."""
+    check_visible(cur, case_id, actor)
+    cur.execute(sql.CASE_FOR_UPDATE, {"id": case_id})
+    case = cur.fetchone()
+    if not permissions.may_assign(actor.role, actor.id, case["assigned_to"], assignee):
+        raise Refused("forbidden", "assignment_not_allowed", "assignee")
+    if assignee is not None:
+        cur.execute(sql.USER_BY_ID, {"id": assignee})
+        user = cur.fetchone()
+        if user is None or not user["active"] or not permissions.may_record_cases(user["role"]):
+            raise Refused("conflict", "assignee_not_operator", "assignee")
+    cur.execute(sql.SET_ASSIGNEE, {"id": case_id, "assignee": assignee})
+    audit(cur, actor, "case_assigned", case_id,
+          {"from": case["assigned_to"] and str(case["assigned_to"]), "to": assignee and str(assignee)}, ip, now)
+    return {"assigned_to": assignee}
+
+
+# What other services report --------------------------------------------------------------------------
+
 def record_status(cur, event, keys):
     """Keep the operators' view of a case up to date with what the other services report."""
     data = event.data
@@ -128,3 +381,102 @@ def record_status(cur, event, keys):
         cur.execute(sql.RECORD_REFERRAL, data)
     elif event.type == "delivery.attempted":
         cur.execute(sql.RECORD_DELIVERY_ATTEMPT, data)
+    elif event.type == "referral.status_changed":
+        cur.execute(sql.RECORD_REFERRAL_STATUS, data)
+    elif event.type == "referral.escalated":
+        cur.execute(sql.RECORD_ESCALATION, data)
+
+
+# Staff accounts --------------------------------------------------------------------------------------
+
+def list_users(cur):
+    cur.execute(sql.ALL_USERS)
+    return [{**row, "created_at": row["created_at"].isoformat()} for row in cur.fetchall()]
+
+
+def create_user(cur, actor, fields, ip=None, now=None):
+    username = fields["username"]
+    errors = accounts.check_new_account(username, fields["role"], fields["password"], fields.get("partner_id"))
+    if errors:
+        field = sorted(errors)[0]
+        raise Refused("conflict", f"account_{field}", field)
+    cur.execute(sql.USER_BY_USERNAME, {"username": username})
+    if cur.fetchone() is not None:
+        raise Refused("conflict", "username_taken", "username")
+    user_id = accounts.add_user(cur, username, fields.get("display_name"), fields["role"], fields["password"],
+                                fields.get("partner_id"))
+    audit(cur, actor, "user_created", None, {"user_id": str(user_id), "role": fields["role"]}, ip, now)
+    return user_id
+
+
+def set_user_active(cur, actor, user_id, active, ip=None, now=None):
+    cur.execute(sql.SET_USER_ACTIVE, {"id": user_id, "active": active})
+    if cur.fetchone() is None:
+        raise Refused("not_found", "user_not_found")
+    if not active:
+        cur.execute(sql.END_SESSIONS_OF_USER, {"id": user_id})
+    audit(cur, actor, "user_activated" if active else "user_deactivated", None, {"user_id": str(user_id)}, ip, now)
+
+
+# The browser draft key --------------------------------------------------------------------------------
+
+def draft_key_context(user_id):
+    return f"user:{user_id}:draft_key"
+
+
+def draft_key(cur, keys, user_id) -> str:
+    """The key (base64, 256 bits) the browser encrypts this staff member's unsent case form with. One per
+    account, kept sealed here, so a draft left in a shared machine's browser opens only after its author
+    logs in again, on any later session."""
+    cur.execute(sql.DRAFT_KEY_OF_USER, {"id": user_id})
+    sealed = cur.fetchone()["draft_key_sealed"]
+    if sealed:
+        return keys.data.open(sealed, draft_key_context(user_id))
+    key = base64.b64encode(os.urandom(32)).decode()
+    cur.execute(sql.SET_DRAFT_KEY, {"id": user_id, "draft_key_sealed": keys.data.seal(key, draft_key_context(user_id))})
+    return key
+
+
+# Key rotation -----------------------------------------------------------------------------------------
+
+CASE_SEALED_COLUMNS = {
+    "narrative_sealed": lambda case_id: narrative_context(case_id),
+    "contact_name_sealed": lambda case_id: field_context(case_id, "contact_name"),
+    "contact_phone_sealed": lambda case_id: field_context(case_id, "contact_phone"),
+    "contact_safe_times_sealed": lambda case_id: field_context(case_id, "contact_safe_times"),
+    "contact_code_word_sealed": lambda case_id: field_context(case_id, "contact_code_word"),
+    "risk_evidence_sealed": lambda case_id: evidence_context(case_id),
+}
+
+
+def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
+    """Re-encrypt every sealed value of intake under `ring`'s primary key, a batch per transaction, so
+    the keys before it can be retired. Returns how many rows changed, by table. Safe to run again."""
+    changed = {"cases": 0, "case_overrides": 0, "users": 0}
+    for table, select, update, columns, context_of in (
+        ("cases", sql.CASES_TO_RESEAL, sql.UPDATE_CASE_SEALS, CASE_SEALED_COLUMNS, lambda row: row["id"]),
+        ("case_overrides", sql.OVERRIDES_TO_RESEAL, sql.UPDATE_OVERRIDE_SEAL,
+         {"reason_sealed": override_reason_context}, lambda row: row["case_id"]),
+    ):
+        after = uuid.UUID(int=0)
+        while True:
+            with pool.transaction() as cur:
+                cur.execute(select, {"after": after, "limit": batch})
+                rows = cur.fetchall()
+                for row in rows:
+                    values = {column: ring.resealed(row[column], context(context_of(row)))
+                              for column, context in columns.items()}
+                    if values != {column: row[column] for column in columns}:
+                        cur.execute(update, {"id": row["id"], **values})
+                        changed[table] += 1
+            if len(rows) < batch:
+                break
+            after = rows[-1]["id"]
+    with pool.transaction() as cur:
+        cur.execute(sql.USERS_TO_RESEAL)
+        for row in cur.fetchall():
+            value = ring.resealed(row["draft_key_sealed"], draft_key_context(row["id"]))
+            if value != row["draft_key_sealed"]:
+                cur.execute(sql.SET_DRAFT_KEY, {"id": row["id"], "draft_key_sealed": value})
+                changed["users"] += 1
+    return changed

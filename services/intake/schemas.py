@@ -1,40 +1,203 @@
-"""What the intake API accepts. Unknown fields are refused; every error names its field."""
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+"""What the intake API accepts. Unknown fields are refused; every error names its field.
 
-from sanad.contracts.vocabulary import CHANNELS, GOVERNORATES, SERVICE_TYPES
+Error messages are codes ("required", "range:0:120", "consent_without_need:legal_aid"), never English
+prose and never the value sent: the API renders them in the user's language from the catalogue
+(services.intake.i18n), and a value echoed back could be personal data.
+"""
+from datetime import timedelta
+
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
+
+from sanad.contracts.vocabulary import CHANNELS, GOVERNORATES, RISK_LEVELS, SERVICE_TYPES
+from services.intake import cases
+from services.intake.vocabulary import (
+    AGE_BANDS, CALLER_RELATIONS, CURRENCIES, DEMANDS, DHI_QAR_DISTRICTS, EXTORTION_TYPES, GENDERS, PERPETRATORS,
+    PLATFORMS,
+)
 
 MAX_NARRATIVE_CHARS = 20_000
+MAX_SHORT_TEXT = 200
+MAX_DEADLINE_AHEAD = timedelta(days=365)
+MAX_DEADLINE_PAST = timedelta(days=30)
+MAX_AMOUNT = 10 ** 12
+MAX_OVERRIDE_REASON = 2_000
+
+# Every built-in marshmallow message, as a code.
+CODES = {
+    "required": "required", "null": "required", "validator_failed": "invalid", "type": "invalid_object",
+    "unknown": "unknown_field", "special": "invalid_number", "too_large": "invalid_number",
+    "invalid_utf8": "invalid_string", "invalid_awareness": "invalid_datetime", "format": "invalid_datetime",
+}
+KIND_OF = {
+    fields.String: "invalid_string", fields.Integer: "invalid_integer", fields.Float: "invalid_number",
+    fields.Decimal: "invalid_number", fields.Boolean: "invalid_boolean", fields.List: "invalid_list",
+    fields.AwareDateTime: "invalid_datetime", fields.Nested: "invalid_object", fields.UUID: "invalid_uuid",
+}
 
 
-class NewCase(Schema):
+def coded(field_class, *args, **kwargs):
+    """A marshmallow field whose errors are codes."""
+    kwargs["error_messages"] = {**CODES, "invalid": KIND_OF[field_class], **kwargs.get("error_messages", {})}
+    return field_class(*args, **kwargs)
+
+
+def one_of(values):
+    return validate.OneOf(values, error="not_one_of")
+
+
+def length(maximum, minimum=None):
+    if minimum:
+        return validate.Length(min=minimum, max=maximum, error="length:{min}:{max}")
+    return validate.Length(max=maximum, error="too_long:{max}")
+
+
+def choice(values, **kwargs):
+    return coded(fields.String, validate=one_of(values), allow_none=True, load_default=None, **kwargs)
+
+
+def choices(values):
+    return coded(fields.List, coded(fields.String, validate=one_of(values)), load_default=list,
+                 validate=validate.Length(max=len(values), error="too_many:{max}"))
+
+
+def short_text(maximum=MAX_SHORT_TEXT):
+    return coded(fields.String, allow_none=True, load_default=None, validate=length(maximum))
+
+
+def flag(default=None):
+    return coded(fields.Boolean, allow_none=default is None, load_default=default)
+
+
+class CodedSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    narrative = fields.String(required=True, validate=validate.Length(min=1, max=MAX_NARRATIVE_CHARS))
-    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
-    governorate = fields.String(required=True, validate=validate.OneOf(GOVERNORATES))
-    needs = fields.List(fields.String(validate=validate.OneOf(SERVICE_TYPES)), load_default=list,
-                        validate=validate.Length(max=len(SERVICE_TYPES)))
-    consents = fields.List(fields.String(validate=validate.OneOf(SERVICE_TYPES)), load_default=list,
-                           validate=validate.Length(max=len(SERVICE_TYPES)))
-    victim_age = fields.Integer(strict=True, allow_none=True, load_default=None,
-                                validate=validate.Range(min=0, max=120))
-    material_published = fields.Boolean(allow_none=True, load_default=None)
-    deadline_hours = fields.Float(allow_none=True, load_default=None, allow_nan=False,
-                                  validate=validate.Range(min=0, max=24 * 365))
-    suicidal_thoughts = fields.Boolean(allow_none=True, load_default=None)
-    threat_of_violence = fields.Boolean(allow_none=True, load_default=None)
+    error_messages = {"unknown": "unknown_field", "type": "invalid_object"}
+
+    @pre_load
+    def blank_text_is_absent(self, data, **kwargs):
+        """A form's empty or blank text box means "not given", and text is stored trimmed."""
+        if not isinstance(data, dict):
+            return data
+        cleaned = {}
+        for name, value in data.items():
+            if isinstance(value, str):
+                value = value.strip() or None
+            cleaned[name] = value
+        return cleaned
+
+
+class SafeContact(CodedSchema):
+    """How to reach the victim without endangering her. Sealed at rest, all of it."""
+    name = short_text(100)
+    phone = short_text(40)
+    safe_times = short_text()
+    code_word = short_text(100)
+    no_messages = flag(default=True)
 
     @validates_schema
-    def consents_are_for_needs(self, data, **kwargs):
-        stray = sorted(set(data.get("consents", ())) - set(data.get("needs", ())))
+    def phone_is_a_phone_number(self, data, **kwargs):
+        if data.get("phone") is not None and cases.canonical_phone(data["phone"]) is None:
+            raise ValidationError("invalid_phone", "phone")
+
+
+class NewCase(CodedSchema):
+    narrative = coded(fields.String, required=True, validate=length(MAX_NARRATIVE_CHARS, minimum=1))
+    channel = coded(fields.String, required=True, validate=one_of(CHANNELS))
+    caller_relation = choice(CALLER_RELATIONS)
+    victim_age = coded(fields.Integer, strict=True, allow_none=True, load_default=None,
+                       validate=validate.Range(min=0, max=120, error="range:{min}:{max}"))
+    victim_age_band = choice(tuple(AGE_BANDS))
+    victim_gender = choice(GENDERS)
+    governorate = coded(fields.String, required=True, validate=one_of(GOVERNORATES))
+    district = choice(DHI_QAR_DISTRICTS)
+    extortion_types = choices(EXTORTION_TYPES)
+    platforms = choices(PLATFORMS)
+    perpetrator = choice(PERPETRATORS)
+    demands = choices(DEMANDS)
+    demand_amount = coded(fields.Decimal, allow_none=True, load_default=None, allow_nan=False, places=2,
+                          validate=validate.Range(min=0, max=MAX_AMOUNT, min_inclusive=False,
+                                                  error="amount_range:{max}"))
+    demand_currency = choice(CURRENCIES)
+    deadline_at = coded(fields.AwareDateTime, allow_none=True, load_default=None)
+    deadline_hours = coded(fields.Float, allow_none=True, load_default=None, allow_nan=False,
+                           validate=validate.Range(min=0, max=24 * 365, error="range:{min}:{max}"))
+    material_published = flag()
+    published_on = choices(PLATFORMS)
+    needs = choices(SERVICE_TYPES)
+    consents = choices(SERVICE_TYPES)
+    family_contact_allowed = flag(default=False)
+    tribe_contact_allowed = flag(default=False)
+    suicidal_thoughts = flag()
+    threat_of_violence = flag()
+    anonymous = flag(default=False)
+    safe_contact = coded(fields.Nested, SafeContact, allow_none=True, load_default=None)
+
+    @validates_schema
+    def fields_agree(self, data, **kwargs):
+        errors = {}
+        stray = sorted(set(data.get("consents") or ()) - set(data.get("needs") or ()))
         if stray:
-            raise ValidationError(f"Consent given for services not needed: {', '.join(stray)}.", "consents")
+            errors["consents"] = [f"consent_without_need:{','.join(stray)}"]
+        age, band = data.get("victim_age"), data.get("victim_age_band")
+        if age is not None and band is not None and cases.age_band_of(age) != band:
+            errors["victim_age_band"] = ["age_band_disagrees"]
+        if data.get("district") and data.get("governorate") != "dhi_qar":
+            errors["district"] = ["district_outside_dhi_qar"]
+        if data.get("demand_amount") is not None:
+            if "money" not in (data.get("demands") or ()):
+                errors["demand_amount"] = ["amount_without_money"]
+            elif data.get("demand_currency") is None:
+                errors["demand_currency"] = ["currency_required"]
+        if data.get("published_on") and data.get("material_published") is not True:
+            errors["published_on"] = ["published_on_without_published"]
+        if data.get("deadline_at") is not None and data.get("deadline_hours") is not None:
+            errors["deadline_hours"] = ["one_deadline_only"]
+        contact = data.get("safe_contact") or {}
+        if data.get("anonymous") and (contact.get("name") or contact.get("phone")):
+            errors["anonymous"] = ["anonymous_with_contact"]
+        if errors:
+            raise ValidationError(errors)
 
 
-def load_new_case(body: dict) -> dict:
-    """Validated case fields, or ValidationError whose messages are keyed by field."""
+def load_new_case(body, now) -> dict:
+    """Validated case fields, or ValidationError whose messages are keyed by field. `now` places a deadline
+    given as a moment: it may lie at most a year ahead and a month behind."""
     data = NewCase().load(body)
-    data["needs"] = list(dict.fromkeys(data["needs"]))
-    data["consents"] = list(dict.fromkeys(data["consents"]))
+    deadline_at = data["deadline_at"]
+    if deadline_at is not None and not (now - MAX_DEADLINE_PAST <= deadline_at <= now + MAX_DEADLINE_AHEAD):
+        raise ValidationError({"deadline_at": ["deadline_out_of_range"]})
+    for name in ("needs", "consents", "extortion_types", "platforms", "demands", "published_on"):
+        data[name] = list(dict.fromkeys(data[name]))
+    data["safe_contact"] = {**SafeContact().load({}), **(data["safe_contact"] or {})}
     return data
+
+
+class RiskOverride(CodedSchema):
+    level = coded(fields.String, required=True, validate=one_of(RISK_LEVELS))
+    reason = coded(fields.String, required=True, validate=length(MAX_OVERRIDE_REASON, minimum=3))
+
+
+class Assignment(CodedSchema):
+    assignee = coded(fields.UUID, required=True, allow_none=True)
+
+
+class NewUser(CodedSchema):
+    username = coded(fields.String, required=True, validate=length(50, minimum=2))
+    display_name = short_text(100)
+    role = coded(fields.String, required=True, validate=one_of(("operator", "counsellor", "supervisor", "admin")))
+    password = coded(fields.String, required=True, validate=length(200, minimum=12))
+    partner_id = coded(fields.UUID, allow_none=True, load_default=None)
+
+    @pre_load
+    def blank_text_is_absent(self, data, **kwargs):
+        # A password is taken as typed: spaces are part of it.
+        password = data.get("password") if isinstance(data, dict) else None
+        data = super().blank_text_is_absent(data, **kwargs)
+        if isinstance(password, str) and password:
+            data["password"] = password
+        return data
+
+
+def load(schema_class, body) -> dict:
+    return schema_class().load(body)

@@ -1,11 +1,22 @@
-"""Intake: the HTTP API (and, later, the operators' UI) that records cases."""
+"""Intake: the operators' UI and the JSON API it uses, which records cases and shows them to the staff
+allowed to see them.
+
+Every /api endpoint needs a staff session (cookie) or an API token (Authorization: Bearer), else it answers
+401 in JSON. A write from a session must carry its CSRF token (X-CSRF-Token header, or a csrf_token form
+field). Every read and change of a case is audited in the transaction that reads or changes it.
+"""
+import json
 import logging
+from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 
 from marshmallow import ValidationError
 from nameko.messaging import consume
 from prometheus_client import Counter
+from werkzeug.wrappers import Response
 
+from sanad import settings
 from sanad.contracts import routing
 from sanad.platform.database import Database
 from sanad.platform.http import ApiError, http, json_response, read_json
@@ -13,15 +24,78 @@ from sanad.platform.inbox import handle_event
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
-from services.intake import handlers
-from services.intake.schemas import load_new_case
+from services.intake import auth, handlers, i18n, pages, permissions, schemas, sql
 
 log = logging.getLogger(__name__)
 
 CASES_RECEIVED = Counter(
     "sanad_cases_received_total", "Cases recorded by intake.", ["channel", "governorate"],
 )
+LOGINS = Counter("sanad_logins_total", "Staff login attempts, by outcome.", ["outcome"])
 MAX_IDEMPOTENCY_KEY = 200
+MAX_QUEUE_LIMIT = 500
+LANGUAGE_COOKIE = "sanad_lang"
+POLL_HEADER = "X-Sanad-Poll"  # set by the queue's background refresh: not activity, see auth.py
+STATIC_DIR = Path(__file__).with_name("static")
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+REFUSAL_STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409}
+
+# No framing, no inline script, nothing from elsewhere; pages and answers holding personal data are
+# never cached, so the Back button on a shared machine shows nothing after logout or quick exit.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                               "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; "
+                               "object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+def _secured(response):
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def _json(status, payload, headers=None):
+    return _secured(json_response(status, payload, headers))
+
+
+def _html(page, status=200):
+    return _secured(Response(str(page), status=status, mimetype="text/html"))
+
+
+def _redirect(location, status=303):
+    return _secured(Response("", status=status, headers={"Location": location}))
+
+
+def _safe_next(path, default="/queue"):
+    """Only a path on this site: no scheme, no host, no "//evil" or "/\\evil"."""
+    if isinstance(path, str) and path.startswith("/") and not path.startswith(("//", "/\\")) and len(path) < 300:
+        return path
+    return default
+
+
+def _api_error(status, code, lang, fields=None):
+    return ApiError(status, code, i18n.error_message(code, lang), fields)
+
+
+def _refusal(exc, lang):
+    status = 422 if exc.kind == "conflict" and exc.field else REFUSAL_STATUS[exc.kind]
+    message = i18n.error_message(exc.code, lang)
+    return ApiError(status, exc.code, message, {exc.field: [message]} if exc.field else None)
+
+
+def _invalid(exc, lang):
+    return ApiError(422, "invalid_request", i18n.t("error.request_invalid", lang),
+                    i18n.field_errors(exc.messages, lang))
 
 
 class IntakeService(Observable):
@@ -31,37 +105,424 @@ class IntakeService(Observable):
     outbox = Outbox()
     keys = KeyFile()
 
+    # Who is asking ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _lang(request):
+        return i18n.preferred_language(request.cookies.get(LANGUAGE_COOKIE), request.headers.get("Accept-Language"))
+
+    @staticmethod
+    def _ip(request):
+        return request.remote_addr
+
+    def _principal(self, cur, request, now):
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            return auth.token_principal(cur, header[len("Bearer "):].strip(), now)
+        activity = request.headers.get(POLL_HEADER) != "1"
+        return auth.session_principal(cur, request.cookies.get(auth.SESSION_COOKIE), now, activity)
+
+    def _require(self, cur, request, now, lang, write=False):
+        """The staff member making an API request, or ApiError 401; writes from a session need its CSRF token."""
+        principal = self._principal(cur, request, now)
+        if principal is None:
+            raise _api_error(401, "unauthenticated", lang)
+        if write and principal.via == "session":
+            sent = request.headers.get("X-CSRF-Token") or (
+                request.form.get("csrf_token") if request.mimetype == "application/x-www-form-urlencoded" else None)
+            if not auth.same_secret(sent, principal.csrf_token):
+                raise _api_error(403, "csrf_failed", lang)
+        return principal
+
+    def _page_principal(self, request, now):
+        with self.db.transaction() as cur:
+            return self._principal(cur, request, now)
+
+    @staticmethod
+    def _to_login(request):
+        return _redirect(f"/login?next={request.full_path.rstrip('?')}" if request.method == "GET" else "/login")
+
+    # The JSON API ------------------------------------------------------------------------------------
+
+    @http("POST", "/api/session")
+    def api_login(self, request):
+        lang, now = self._lang(request), _now()
+        body = read_json(request)
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            message = i18n.error_message("required", lang)
+            raise ApiError(422, "invalid_request", i18n.t("error.request_invalid", lang),
+                           {name: [message] for name in ("username", "password")
+                            if not isinstance(body.get(name), str)})
+        with self.db.transaction() as cur:
+            outcome = auth.attempt_login(cur, self.keys, username, password, self._ip(request), now)
+            if outcome.user is not None:
+                cookie, csrf_token = auth.start_session(cur, outcome.user["id"], self._ip(request), now)
+                principal = auth.session_principal(cur, cookie, now)
+                handlers.audit(cur, principal, "login", ip=self._ip(request), now=now)
+        if outcome.locked:
+            LOGINS.labels(outcome="locked").inc()
+            raise _api_error(429, "locked", lang)
+        if outcome.user is None:
+            LOGINS.labels(outcome="failed").inc()
+            raise _api_error(401, "login_failed", lang)
+        LOGINS.labels(outcome="succeeded").inc()
+        response = _json(200, {"user": self._user_json(principal), "csrf_token": csrf_token})
+        self._set_session_cookie(response, cookie)
+        return response
+
+    @http("DELETE", "/api/session")
+    def api_logout(self, request):
+        lang = self._lang(request)
+        with self.db.transaction() as cur:
+            principal = self._require(cur, request, _now(), lang, write=True)
+            if principal.via == "session":
+                auth.end_session(cur, request.cookies.get(auth.SESSION_COOKIE))
+                handlers.audit(cur, principal, "logout", ip=self._ip(request))
+        response = _json(200, {"logged_out": True})
+        response.delete_cookie(auth.SESSION_COOKIE, path="/")
+        return response
+
+    @http("GET", "/api/me")
+    def api_me(self, request):
+        lang = self._lang(request)
+        with self.db.transaction() as cur:
+            principal = self._require(cur, request, _now(), lang)
+        return _json(200, {"user": self._user_json(principal), "csrf_token": principal.csrf_token})
+
+    @http("GET", "/api/me/draft-key")
+    def api_draft_key(self, request):
+        lang = self._lang(request)
+        with self.db.transaction() as cur:
+            principal = self._require(cur, request, _now(), lang)
+            if not permissions.may_record_cases(principal.role):
+                raise _api_error(403, "forbidden", lang)
+            key = handlers.draft_key(cur, self.keys, principal.id)
+        return _json(200, {"key": key, "algorithm": "AES-GCM", "user_id": str(principal.id)})
+
     @http("POST", "/api/cases")
     def create_case(self, request):
-        try:
-            fields = load_new_case(read_json(request))
-        except ValidationError as exc:
-            raise ApiError(422, "invalid_case", "Some fields need correcting.", exc.messages) from None
+        lang, now = self._lang(request), _now()
         key = request.headers.get("Idempotency-Key")
+        with self.db.transaction() as cur:
+            principal = self._require(cur, request, now, lang, write=True)
+        if not permissions.may_record_cases(principal.role):
+            raise _api_error(403, "forbidden", lang)
+        try:
+            fields = schemas.load_new_case(read_json(request), now)
+        except ValidationError as exc:
+            raise _invalid(exc, lang) from None
         if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
-            raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 characters.",
-                           {"Idempotency-Key": ["Must be 1 to 200 characters."]})
+            message = i18n.error_message("invalid_idempotency_key", lang)
+            raise ApiError(400, "invalid_idempotency_key", message, {"Idempotency-Key": [message]})
         try:
             with self.db.transaction() as cur:
-                created = handlers.record_case(cur, self.outbox, self.keys, fields, idempotency_key=key)
+                created = handlers.record_case(cur, self.outbox, self.keys, fields, principal,
+                                               idempotency_key=key, ip=self._ip(request), now=now)
         except handlers.DuplicateSubmission as dup:
-            return json_response(200, self._created_body(dup.case), {"Idempotent-Replayed": "true"})
+            return _json(200, self._created_body(dup.case), {"Idempotent-Replayed": "true"})
         CASES_RECEIVED.labels(channel=fields["channel"], governorate=fields["governorate"]).inc()
         body = self._created_body(created)
-        return json_response(201, body, {"Location": body["status_url"]})
+        return _json(201, body, {"Location": body["status_url"]})
+
+    @http("GET", "/api/cases")
+    def list_cases(self, request):
+        lang = self._lang(request)
+        limit = request.args.get("limit", str(handlers.QUEUE_LIMIT))
+        if not limit.isascii() or not limit.isdigit() or not 1 <= int(limit) <= MAX_QUEUE_LIMIT:
+            message = i18n.error_message(f"range:1:{MAX_QUEUE_LIMIT}", lang)
+            raise ApiError(422, "invalid_query", i18n.t("error.invalid_query", lang), {"limit": [message]})
+        with self.db.transaction() as cur:
+            principal = self._require(cur, request, _now(), lang)
+            if not permissions.may_see_cases(principal.role):
+                raise _api_error(403, "forbidden", lang)
+            rows = handlers.queue(cur, principal, int(limit))
+        return _json(200, {"cases": rows})
 
     @http("GET", "/api/cases/<uuid:case_id>")
     def get_case(self, request, case_id):
+        lang, now = self._lang(request), _now()
+        try:
+            with self.db.transaction() as cur:
+                principal = self._require(cur, request, now, lang)
+                view = handlers.case_view(cur, self.keys, case_id, principal, self._ip(request), now)
+        except handlers.Refused as exc:
+            self._record_refusal(request, case_id, exc, now)
+            raise _refusal(exc, lang) from None
+        return _json(200, view)
+
+    @http("POST", "/api/cases/<uuid:case_id>/risk-override")
+    def override_risk(self, request, case_id):
+        lang, now = self._lang(request), _now()
         with self.db.transaction() as cur:
-            view = handlers.case_view(cur, case_id)
-        if view is None:
-            raise ApiError(404, "not_found", "No case has this id.")
-        return json_response(200, view)
+            principal = self._require(cur, request, now, lang, write=True)
+        try:
+            body = schemas.load(schemas.RiskOverride, read_json(request))
+        except ValidationError as exc:
+            raise _invalid(exc, lang) from None
+        try:
+            with self.db.transaction() as cur:
+                result = handlers.override_risk(cur, self.outbox, self.keys, case_id, principal, body["level"],
+                                                body["reason"], self._ip(request), now)
+        except handlers.Refused as exc:
+            self._record_refusal(request, case_id, exc, now)
+            raise _refusal(exc, lang) from None
+        return _json(200, result)
+
+    @http("PUT", "/api/cases/<uuid:case_id>/assignment")
+    def assign_case(self, request, case_id):
+        lang, now = self._lang(request), _now()
+        with self.db.transaction() as cur:
+            principal = self._require(cur, request, now, lang, write=True)
+        try:
+            body = schemas.load(schemas.Assignment, read_json(request))
+        except ValidationError as exc:
+            raise _invalid(exc, lang) from None
+        try:
+            with self.db.transaction() as cur:
+                result = handlers.assign_case(cur, case_id, principal, body["assignee"], self._ip(request), now)
+        except handlers.Refused as exc:
+            self._record_refusal(request, case_id, exc, now)
+            raise _refusal(exc, lang) from None
+        return _json(200, {"assigned_to": result["assigned_to"] and str(result["assigned_to"])})
+
+    @http("GET", "/api/cases/<uuid:case_id>/audit")
+    def case_audit(self, request, case_id):
+        lang, now = self._lang(request), _now()
+        try:
+            with self.db.transaction() as cur:
+                principal = self._require(cur, request, now, lang)
+                if not permissions.may_see_audit(principal.role):
+                    raise _api_error(403, "forbidden", lang)
+                handlers.check_visible(cur, case_id, principal)
+                handlers.audit(cur, principal, "audit_viewed", case_id, ip=self._ip(request), now=now)
+                trail = handlers.audit_trail(cur, case_id)
+        except handlers.Refused as exc:
+            raise _refusal(exc, lang) from None
+        return _json(200, {"case_id": str(case_id), "entries": trail})
+
+    @http("GET", "/api/users")
+    def list_users(self, request):
+        lang = self._lang(request)
+        with self.db.transaction() as cur:
+            principal = self._require(cur, request, _now(), lang)
+            if not permissions.may_manage_users(principal.role):
+                raise _api_error(403, "forbidden", lang)
+            users = handlers.list_users(cur)
+        return _json(200, {"users": users})
+
+    @http("POST", "/api/users")
+    def create_user(self, request):
+        lang, now = self._lang(request), _now()
+        with self.db.transaction() as cur:
+            principal = self._require(cur, request, now, lang, write=True)
+        if not permissions.may_manage_users(principal.role):
+            raise _api_error(403, "forbidden", lang)
+        try:
+            body = schemas.load(schemas.NewUser, read_json(request))
+        except ValidationError as exc:
+            raise _invalid(exc, lang) from None
+        try:
+            with self.db.transaction() as cur:
+                user_id = handlers.create_user(cur, principal, body, self._ip(request), now)
+        except handlers.Refused as exc:
+            raise _refusal(exc, lang) from None
+        return _json(201, {"id": str(user_id), "username": body["username"], "role": body["role"]})
+
+    @http("PATCH", "/api/users/<uuid:user_id>")
+    def update_user(self, request, user_id):
+        lang, now = self._lang(request), _now()
+        with self.db.transaction() as cur:
+            principal = self._require(cur, request, now, lang, write=True)
+        if not permissions.may_manage_users(principal.role):
+            raise _api_error(403, "forbidden", lang)
+        body = read_json(request)
+        if set(body) != {"active"} or not isinstance(body["active"], bool):
+            fields = {name: [i18n.error_message("unknown_field", lang)] for name in body if name != "active"}
+            if not isinstance(body.get("active"), bool):
+                fields["active"] = [i18n.error_message("invalid_boolean", lang)]
+            raise ApiError(422, "invalid_request", i18n.t("error.request_invalid", lang), fields)
+        try:
+            with self.db.transaction() as cur:
+                handlers.set_user_active(cur, principal, user_id, body["active"], self._ip(request), now)
+        except handlers.Refused as exc:
+            raise _refusal(exc, lang) from None
+        return _json(200, {"id": str(user_id), "active": body["active"]})
+
+    @http("GET", "/api/openapi.json")
+    def openapi(self, request):
+        return _secured(Response(OPENAPI_FILE.read_bytes(), mimetype="application/json",
+                                 headers={"Cache-Control": "no-cache"}))
 
     @consume(routing.INTAKE_CASE_STATUS, requeue_on_error=True)
     def on_case_status(self, body):
         handler = partial(handlers.record_status, keys=self.keys)
         handle_event(self.db, routing.INTAKE_CASE_STATUS.name, body, handler)
+
+    # The pages --------------------------------------------------------------------------------------
+
+    @http("GET", "/")
+    def home(self, request):
+        principal = self._page_principal(request, _now())
+        if principal is None:
+            return _redirect("/login")
+        return _redirect("/users" if principal.role == "admin" else "/queue")
+
+    @http("GET", "/login")
+    def login_form(self, request):
+        lang = self._lang(request)
+        csrf = auth.new_secret()
+        message = "login.expired" if request.args.get("expired") else None
+        response = _html(pages.login_page(lang, csrf, _safe_next(request.args.get("next")), message))
+        self._set_cookie(response, auth.LOGIN_CSRF_COOKIE, csrf, path="/login")
+        return response
+
+    @http("POST", "/login")
+    def login_submit(self, request):
+        lang, now = self._lang(request), _now()
+        form = request.form
+        next_path = _safe_next(form.get("next"))
+        username = form.get("username", "")[:100]
+        if not auth.same_secret(form.get("csrf_token"), request.cookies.get(auth.LOGIN_CSRF_COOKIE)):
+            return self._login_again(lang, next_path, "error.csrf_failed", username, 403)
+        with self.db.transaction() as cur:
+            outcome = auth.attempt_login(cur, self.keys, username, form.get("password", ""), self._ip(request), now)
+            if outcome.user is not None:
+                cookie, _ = auth.start_session(cur, outcome.user["id"], self._ip(request), now)
+                handlers.audit(cur, auth.session_principal(cur, cookie, now), "login", ip=self._ip(request), now=now)
+        if outcome.user is None:
+            LOGINS.labels(outcome="locked" if outcome.locked else "failed").inc()
+            return self._login_again(lang, next_path, "login.locked" if outcome.locked else "login.failed",
+                                     username, 429 if outcome.locked else 401)
+        LOGINS.labels(outcome="succeeded").inc()
+        if outcome.user["role"] == "admin" and next_path == "/queue":
+            next_path = "/users"
+        response = _redirect(next_path)
+        self._set_session_cookie(response, cookie)
+        response.delete_cookie(auth.LOGIN_CSRF_COOKIE, path="/login")
+        return response
+
+    def _login_again(self, lang, next_path, message_key, username, status):
+        csrf = auth.new_secret()
+        response = _html(pages.login_page(lang, csrf, next_path, message_key, username), status)
+        self._set_cookie(response, auth.LOGIN_CSRF_COOKIE, csrf, path="/login")
+        return response
+
+    @http("POST", "/logout")
+    def logout(self, request):
+        now = _now()
+        with self.db.transaction() as cur:
+            principal = auth.session_principal(cur, request.cookies.get(auth.SESSION_COOKIE), now, activity=False)
+            if principal is not None and auth.same_secret(request.form.get("csrf_token"), principal.csrf_token):
+                auth.end_session(cur, request.cookies.get(auth.SESSION_COOKIE))
+                handlers.audit(cur, principal, "logout", ip=self._ip(request), now=now)
+        response = _redirect("/login")
+        response.delete_cookie(auth.SESSION_COOKIE, path="/")
+        return response
+
+    @http("GET", "/exit")
+    def quick_exit(self, request):
+        response = _html(pages.exit_page(self._lang(request)))
+        response.headers["Clear-Site-Data"] = '"cache"'
+        return response
+
+    @http("GET", "/lang/<string:code>")
+    def switch_language(self, request, code):
+        response = _redirect(_safe_next(request.args.get("next"), "/"))
+        self._set_cookie(response, LANGUAGE_COOKIE, i18n.language(code), max_age=365 * 24 * 3600)
+        return response
+
+    @http("GET", "/queue")
+    def queue_page(self, request):
+        lang, now = self._lang(request), _now()
+        with self.db.transaction() as cur:
+            principal = self._principal(cur, request, now)
+            if principal is None:
+                return self._to_login(request)
+            if not permissions.may_see_cases(principal.role):
+                return _html(pages.error_page(lang, principal, "error.forbidden"), 403)
+            rows = handlers.queue(cur, principal)
+            handlers.audit(cur, principal, "queue_viewed", ip=self._ip(request), now=now)
+        return _html(pages.queue_page(lang, principal, json.loads(json.dumps(rows, default=str))))
+
+    @http("GET", "/cases/new")
+    def new_case_page(self, request):
+        lang = self._lang(request)
+        principal = self._page_principal(request, _now())
+        if principal is None:
+            return self._to_login(request)
+        if not permissions.may_record_cases(principal.role):
+            return _html(pages.error_page(lang, principal, "error.forbidden"), 403)
+        return _html(pages.new_case_page(lang, principal))
+
+    @http("GET", "/cases/<uuid:case_id>")
+    def case_page(self, request, case_id):
+        lang, now = self._lang(request), _now()
+        try:
+            with self.db.transaction() as cur:
+                principal = self._principal(cur, request, now)
+                if principal is None:
+                    return self._to_login(request)
+                view = handlers.case_view(cur, self.keys, case_id, principal, self._ip(request), now)
+                trail, assignees = None, ()
+                if permissions.may_see_audit(principal.role):
+                    handlers.audit(cur, principal, "audit_viewed", case_id, ip=self._ip(request), now=now)
+                    trail = handlers.audit_trail(cur, case_id)
+                    assignees = [u for u in handlers.list_users(cur)
+                                 if u["active"] and permissions.may_record_cases(u["role"])]
+        except handlers.Refused as exc:
+            self._record_refusal(request, case_id, exc, now)
+            return _html(pages.error_page(lang, principal, "error.case_not_found"), 404)
+        view = json.loads(json.dumps(view, default=str))
+        for user in assignees:
+            user["id"] = str(user["id"])
+        return _html(pages.case_page(lang, principal, view, trail, assignees))
+
+    @http("GET", "/users")
+    def users_page(self, request):
+        lang = self._lang(request)
+        with self.db.transaction() as cur:
+            principal = self._principal(cur, request, _now())
+            if principal is None:
+                return self._to_login(request)
+            if not permissions.may_manage_users(principal.role):
+                return _html(pages.error_page(lang, principal, "error.forbidden"), 403)
+            users = handlers.list_users(cur)
+        return _html(pages.users_page(lang, principal, users))
+
+    @http("GET", "/static/<string:name>")
+    def static(self, request, name):
+        path = STATIC_DIR / name
+        if path.suffix not in STATIC_TYPES or path.parent != STATIC_DIR or not path.is_file():
+            raise ApiError(404, "not_found", "No such file.")
+        return _secured(Response(path.read_bytes(), mimetype=STATIC_TYPES[path.suffix],
+                                 headers={"Cache-Control": "no-cache"}))
+
+    # Helpers ----------------------------------------------------------------------------------------
+
+    def _record_refusal(self, request, case_id, refusal, now):
+        """A refused request rolls back; its audit entry must survive it, so it gets a transaction of its own
+        (written when the asker is known and the case exists: someone reached for a case not theirs)."""
+        with self.db.transaction() as cur:
+            principal = self._principal(cur, request, now)
+            if principal is None:
+                return
+            cur.execute(sql.CASE_EXISTS, {"id": case_id})
+            if cur.fetchone() is not None:
+                action = "case_read_denied" if refusal.kind == "not_found" else "case_change_refused"
+                handlers.audit(cur, principal, action, case_id, {"code": refusal.code}, self._ip(request), now)
+
+    def _set_cookie(self, response, name, value, path="/", max_age=None):
+        response.set_cookie(name, value, path=path, max_age=max_age, httponly=True, samesite="Strict",
+                            secure=not settings.from_environment().is_development)
+
+    def _set_session_cookie(self, response, cookie):
+        self._set_cookie(response, auth.SESSION_COOKIE, cookie, max_age=int(auth.SESSION_LIFETIME.total_seconds()))
+
+    @staticmethod
+    def _user_json(principal):
+        return {"id": str(principal.id), "username": principal.username, "display_name": principal.display_name,
+                "role": principal.role, "partner_id": principal.partner_id and str(principal.partner_id)}
 
     @staticmethod
     def _created_body(case):

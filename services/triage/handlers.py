@@ -1,14 +1,17 @@
 """Triage's use cases, each taking its dependencies as arguments."""
 import json
+import uuid
 from datetime import datetime, timezone
 
 from sanad.contracts.events import new_event
-from sanad.contracts.sealing import evidence_context, narrative_context
+from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
 from sanad.contracts.vocabulary import lane_for
 from services.triage import sql
-from services.triage.assessment import Assessment, CaseFacts, Reason
+from services.triage.assessment import LEVEL_CEILING, LEVEL_FLOOR, Assessment, CaseFacts, Reason
 
 ASSESSMENT_FAILED = "assessment_failed"
+OVERRIDE_REASON = {"code": "override", "source": "override"}
+RESEAL_BATCH = 200
 
 PRODUCER = "triage"
 
@@ -43,6 +46,9 @@ def triage_case(cur, event, outbox, keys, assessor, now=None):
         "lexicon_version": assessment.lexicon_version,
         "received_at": data["received_at"],
         "assessed_at": now or datetime.now(timezone.utc),
+        "governorate": data["governorate"],
+        "needs": data["needs"],
+        "consents": data["consents"],
     })
     if cur.fetchone() is None:
         return None  # already assessed under another event id (a replayed case.received)
@@ -60,3 +66,70 @@ def triage_case(cur, event, outbox, keys, assessor, now=None):
         "consents": data["consents"],
     }, producer=PRODUCER, correlation_id=event.correlation_id, lane=lane_for(assessment.level)))
     return assessment.level
+
+
+class NotYetAssessed(Exception):
+    """An override arrived for a case triage has not assessed (or assessed before overrides were kept).
+    Raised so the inbox returns the event to the queue and tries again."""
+
+
+def override_case(cur, event, outbox, keys, now=None):
+    """Record a staff override of a case's risk level, keeping the original assessment, and announce the
+    new level as case.triaged on the lane it calls for: the original reasons stay, with one more,
+    {code: override, source: override}; the score is the original moved into the new level's range."""
+    data = event.data
+    case_id = data["case_id"]
+    cur.execute(sql.ASSESSMENT_OF_CASE, {"case_id": case_id})
+    assessment = cur.fetchone()
+    if assessment is None or assessment["governorate"] is None:
+        raise NotYetAssessed(str(case_id))
+    context = override_reason_context(case_id)
+    reason = keys.transport.open(data["sealed_reason"], context)
+    cur.execute(sql.INSERT_OVERRIDE, {
+        "event_id": event.id, "case_id": case_id, "previous_level": data["previous_level"], "level": data["level"],
+        "reason_sealed": keys.data.seal(reason, context), "overridden_by": data["overridden_by"],
+        "role": data["role"], "overridden_at": data["overridden_at"],
+        "recorded_at": now or datetime.now(timezone.utc),
+    })
+    level = data["level"]
+    reasons = [r for r in assessment["reasons"] if r != OVERRIDE_REASON] + [OVERRIDE_REASON]
+    evidence = keys.data.open_optional(assessment["evidence_sealed"], evidence_context(case_id))
+    outbox.add(cur, new_event("case.triaged", {
+        "case_id": case_id,
+        "reference": assessment["reference"],
+        "received_at": assessment["received_at"],
+        "level": level,
+        "score": min(LEVEL_CEILING[level], max(LEVEL_FLOOR[level], assessment["score"])),
+        "reasons": reasons,
+        "sealed_evidence": keys.transport.seal_optional(evidence, evidence_context(case_id)),
+        "lexicon_version": assessment["lexicon_version"],
+        "governorate": assessment["governorate"],
+        "needs": assessment["needs"],
+        "consents": assessment["consents"],
+    }, producer=PRODUCER, correlation_id=event.correlation_id, lane=lane_for(level), now=now))
+    return level
+
+
+def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
+    """Re-encrypt triage's sealed values under `ring`'s primary key, a batch per transaction."""
+    changed = {"assessments": 0, "overrides": 0}
+    for table, select, update, id_column, column, context in (
+        ("assessments", sql.ASSESSMENTS_TO_RESEAL, sql.UPDATE_ASSESSMENT_SEAL, "case_id", "evidence_sealed",
+         evidence_context),
+        ("overrides", sql.OVERRIDES_TO_RESEAL, sql.UPDATE_OVERRIDE_SEAL, "event_id", "reason_sealed",
+         override_reason_context),
+    ):
+        after = uuid.UUID(int=0)
+        while True:
+            with pool.transaction() as cur:
+                cur.execute(select, {"after": after, "limit": batch})
+                rows = cur.fetchall()
+                for row in rows:
+                    value = ring.resealed(row[column], context(row["case_id"]))
+                    if value != row[column]:
+                        cur.execute(update, {"id": row[id_column], "sealed": value})
+                        changed[table] += 1
+            if len(rows) < batch:
+                break
+            after = rows[-1][id_column]
+    return changed

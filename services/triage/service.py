@@ -14,6 +14,7 @@ from services.triage import handlers
 from services.triage.risk_model import RiskModel
 
 CASES_TRIAGED = Counter("sanad_cases_triaged_total", "Cases assessed by triage, by risk level.", ["level"])
+RISK_OVERRIDES = Counter("sanad_risk_overrides_total", "Risk levels set by staff, by the new level.", ["level"])
 
 
 class TriageService(Observable):
@@ -30,3 +31,10 @@ class TriageService(Observable):
         level = handle_event(self.db, routing.TRIAGE_CASE_RECEIVED.name, body, handler)
         if level:
             CASES_TRIAGED.labels(level=level).inc()
+
+    @consume(routing.TRIAGE_RISK_OVERRIDDEN, requeue_on_error=True)
+    def on_risk_overridden(self, body):
+        handler = partial(handlers.override_case, outbox=self.outbox, keys=self.keys)
+        level = handle_event(self.db, routing.TRIAGE_RISK_OVERRIDDEN.name, body, handler)
+        if level:
+            RISK_OVERRIDES.labels(level=level).inc()

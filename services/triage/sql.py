@@ -2,9 +2,29 @@
 
 INSERT_ASSESSMENT = """
     INSERT INTO assessments (case_id, reference, event_id, level, score, reasons, evidence_sealed,
-                             lexicon_version, received_at, assessed_at)
+                             lexicon_version, received_at, assessed_at, governorate, needs, consents)
     VALUES (%(case_id)s, %(reference)s, %(event_id)s, %(level)s, %(score)s, %(reasons)s, %(evidence_sealed)s,
-            %(lexicon_version)s, %(received_at)s, %(assessed_at)s)
+            %(lexicon_version)s, %(received_at)s, %(assessed_at)s, %(governorate)s, %(needs)s, %(consents)s)
     ON CONFLICT (case_id) DO NOTHING
     RETURNING case_id
 """
+ASSESSMENT_OF_CASE = "SELECT * FROM assessments WHERE case_id = %(case_id)s FOR UPDATE"
+
+INSERT_OVERRIDE = """
+    INSERT INTO overrides (event_id, case_id, previous_level, level, reason_sealed, overridden_by, role,
+                           overridden_at, recorded_at)
+    VALUES (%(event_id)s, %(case_id)s, %(previous_level)s, %(level)s, %(reason_sealed)s, %(overridden_by)s,
+            %(role)s, %(overridden_at)s, %(recorded_at)s)
+"""
+
+# Key rotation
+ASSESSMENTS_TO_RESEAL = """
+    SELECT case_id, evidence_sealed FROM assessments WHERE case_id > %(after)s AND evidence_sealed IS NOT NULL
+    ORDER BY case_id LIMIT %(limit)s FOR UPDATE
+"""
+UPDATE_ASSESSMENT_SEAL = "UPDATE assessments SET evidence_sealed = %(sealed)s WHERE case_id = %(id)s"
+OVERRIDES_TO_RESEAL = """
+    SELECT event_id, case_id, reason_sealed FROM overrides WHERE event_id > %(after)s
+    ORDER BY event_id LIMIT %(limit)s FOR UPDATE
+"""
+UPDATE_OVERRIDE_SEAL = "UPDATE overrides SET reason_sealed = %(sealed)s WHERE event_id = %(id)s"

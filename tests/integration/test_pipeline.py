@@ -64,14 +64,28 @@ def partner(stack_env):
         yield receiver
 
 
+_CLIENT_LOCK = threading.Lock()
+
+
+def machine_client(stack):
+    """The Authorization header of an API token, made once per stack as an administrator would: an
+    operator account for the client, then `sanad token add` for it."""
+    with _CLIENT_LOCK:
+        if getattr(stack, "api_token", None) is None:
+            sanad_cli(stack.env, "user", "add", "pipeline-client", "--role", "operator", "--password-stdin",
+                      stdin=uuid.uuid4().hex + "\n")
+            stack.api_token = sanad_cli(stack.env, "token", "add", "pipeline-client", "--label", "pipeline tests").strip()
+    return {"Authorization": f"Bearer {stack.api_token}"}
+
+
 def post_case(stack, case, session=requests):
-    response = session.post(stack.url("intake") + "/api/cases", json=case, timeout=30)
+    response = session.post(stack.url("intake") + "/api/cases", json=case, headers=machine_client(stack), timeout=30)
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def case_status(stack, case_id):
-    response = requests.get(f"{stack.url('intake')}/api/cases/{case_id}", timeout=10)
+    response = requests.get(f"{stack.url('intake')}/api/cases/{case_id}", headers=machine_client(stack), timeout=10)
     assert response.status_code == 200
     return response.json()
 

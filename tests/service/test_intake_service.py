@@ -1,19 +1,52 @@
-"""Intake records cases atomically with their event, sealed, and refuses bad input by field."""
+"""Intake through its HTTP entrypoints on a real database: sessions and tokens, every role rule, CSRF,
+the failed-login limit, the full case record sealed at rest, the audit of every read and change, risk
+overrides, the status projection, key rotation, and the pages' escaping."""
+import dataclasses
 import json
+import re
+import uuid
+from datetime import datetime, timedelta, timezone
 
+import pytest
 from nameko.testing.services import worker_factory
 
-from sanad.contracts.events import parse
-from sanad.contracts.sealing import narrative_context
-from sanad.platform.http import ApiError
+from sanad.contracts.events import new_event, parse
+from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
+from sanad.platform.http import ApiError, JsonHttpHandler
+from services.intake import accounts, auth, handlers
 from services.intake.service import IntakeService
-from tests.service.conftest import json_request, outbox_events, rows
+from services.intake.vocabulary import field_context
+from tests.service import conftest
+from tests.service.conftest import outbox_events, rows
 
-NARRATIVE = "اسمها زينب، رقمها 07701234567، يهددها ينشر صورها"
-CASE = {
-    "narrative": NARRATIVE, "channel": "phone", "governorate": "dhi_qar",
-    "needs": ["counselling"], "consents": ["counselling"], "victim_age": 19,
+NARRATIVE = "اسمها زينب، يهددها ينشر صورها اذا ما تدفع"
+SECRETS = {  # each personal value, distinct, so a scan can find any of them anywhere
+    "narrative": NARRATIVE,
+    "name": "Umm-Ali-Marker",
+    "phone": "0770 123 4567",
+    "safe_times": "after-maghrib-marker",
+    "code_word": "pomegranate-marker",
 }
+CASE = {
+    "narrative": NARRATIVE, "channel": "phone", "governorate": "dhi_qar", "district": "shatrah",
+    "caller_relation": "parent", "victim_age_band": "15_17", "victim_gender": "female",
+    "extortion_types": ["sexual_images", "chats"], "platforms": ["instagram"], "perpetrator": "ex_partner",
+    "demands": ["money"], "demand_amount": "500", "demand_currency": "USD",
+    "material_published": True, "published_on": ["telegram"],
+    "needs": ["counselling", "legal_aid"], "consents": ["counselling"],
+    "suicidal_thoughts": None, "threat_of_violence": True,
+    "safe_contact": {"name": SECRETS["name"], "phone": SECRETS["phone"], "safe_times": SECRETS["safe_times"],
+                     "code_word": SECRETS["code_word"], "no_messages": True},
+}
+PASSWORD = "correct horse battery staple"
+STAFF_ADDRESS = "10.0.0.7"
+
+
+def json_request(*args, **kwargs):
+    """A request as it arrives from a staff machine on the hotline's network."""
+    request = conftest.json_request(*args, **kwargs)
+    request.remote_addr = STAFF_ADDRESS
+    return request
 
 
 def intake(pools, outbox, keys):
@@ -22,103 +55,546 @@ def intake(pools, outbox, keys):
 
 def call(service, method, *args):
     """Run an HTTP entrypoint as the JSON handler would, ApiErrors rendered as responses."""
-    from sanad.platform.http import JsonHttpHandler
     try:
         return getattr(service, method)(*args)
     except ApiError as exc:
         return JsonHttpHandler("GET", "/").response_from_exception(exc)
 
 
-def test_a_new_case_is_stored_sealed_with_its_event_in_the_same_transaction(pools, outbox, keys):
-    response = call(intake(pools, outbox, keys), "create_case", json_request("POST", "/api/cases", CASE))
+def body_of(response):
+    return json.loads(response.get_data())
 
-    assert response.status_code == 201
-    created = json.loads(response.get_data())
+
+@dataclasses.dataclass
+class Staff:
+    id: uuid.UUID
+    username: str
+    cookie: str
+    csrf: str
+
+    def headers(self, csrf=True, **extra):
+        headers = {"Cookie": f"{auth.SESSION_COOKIE}={self.cookie}", **extra}
+        if csrf:
+            headers["X-CSRF-Token"] = self.csrf
+        return headers
+
+
+def staff(pools, role, partner_id=None, now=None):
+    """An account of `role` with a live session."""
+    username = f"{role}-{uuid.uuid4().hex[:8]}"
+    with pools["intake"].transaction() as cur:
+        user_id = accounts.add_user(cur, username, username.title(), role, PASSWORD, partner_id)
+        cookie, csrf = auth.start_session(cur, user_id, "127.0.0.1", now or datetime.now(timezone.utc))
+    return Staff(user_id, username, cookie, csrf)
+
+
+def token_for(pools, username):
+    with pools["intake"].transaction() as cur:
+        token, token_id = auth.add_token(cur, username, "tests", datetime.now(timezone.utc))
+    return token, token_id
+
+
+def post_case(service, who, case=CASE, **headers):
+    return call(service, "create_case", json_request("POST", "/api/cases", case, {**who.headers(), **headers}))
+
+
+def get_case(service, who, case_id):
+    return call(service, "get_case", json_request("GET", f"/api/cases/{case_id}", headers=who.headers(csrf=False)),
+                uuid.UUID(str(case_id)))
+
+
+def audit_actions(pools, case_id):
+    return [row["action"] for row in rows(pools["intake"], "SELECT action FROM audit_log WHERE case_id = %(id)s "
+                                                          "ORDER BY id", {"id": case_id})]
+
+
+def triaged(case_id, reference, level="high", evidence=None, keys=None, at=None):
+    return new_event("case.triaged", {
+        "case_id": case_id, "reference": reference, "received_at": datetime.now(timezone.utc), "level": level,
+        "score": 60, "reasons": [{"code": "minor", "source": "checklist"}, {"code": "published", "source": "text"}],
+        "sealed_evidence": keys.transport.seal(json.dumps(evidence, ensure_ascii=False), evidence_context(case_id))
+        if evidence else None,
+        "lexicon_version": "test", "governorate": "dhi_qar", "needs": ["counselling"], "consents": ["counselling"],
+    }, "triage", now=at)
+
+
+# Who may ask at all ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,path,entrypoint,with_id", [
+    ("POST", "/api/cases", "create_case", False),
+    ("GET", "/api/cases", "list_cases", False),
+    ("GET", "/api/cases/{id}", "get_case", True),
+    ("POST", "/api/cases/{id}/risk-override", "override_risk", True),
+    ("PUT", "/api/cases/{id}/assignment", "assign_case", True),
+    ("GET", "/api/cases/{id}/audit", "case_audit", True),
+    ("GET", "/api/users", "list_users", False),
+    ("POST", "/api/users", "create_user", False),
+    ("GET", "/api/me", "api_me", False),
+    ("GET", "/api/me/draft-key", "api_draft_key", False),
+])
+def test_every_api_endpoint_answers_401_in_json_without_a_session_or_token(pools, outbox, keys, method, path,
+                                                                            entrypoint, with_id):
+    case_id = uuid.uuid4()
+    request = json_request(method, path.format(id=case_id), {} if method != "GET" else None,
+                           {"Cookie": f"{auth.SESSION_COOKIE}=made-up", "Authorization": "Basic eDp5"})
+    args = (request, case_id) if with_id else (request,)
+    response = call(intake(pools, outbox, keys), entrypoint, *args)
+    assert response.status_code == 401
+    assert body_of(response)["error"]["code"] == "unauthenticated"
+
+
+# Recording the full case ----------------------------------------------------------------------------------
+
+def test_an_operator_records_the_full_case_sealed_with_its_event_and_audit_in_one_transaction(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    response = post_case(intake(pools, outbox, keys), operator)
+
+    assert response.status_code == 201, response.get_data()
+    created = body_of(response)
     [case] = rows(pools["intake"], "SELECT * FROM cases")
-    assert str(case["id"]) == created["id"] and case["reference"] == created["reference"]
-    assert NARRATIVE not in json.dumps(case, default=str), "no plaintext narrative at rest"
+    assert str(case["id"]) == created["id"]
+    assert (case["recorded_by"], case["assigned_to"]) == (operator.id, operator.id)
+    assert case["district"] == "shatrah" and case["extortion_types"] == ["sexual_images", "chats"]
     assert keys.data.open(case["narrative_sealed"], narrative_context(case["id"])) == NARRATIVE
+    assert keys.data.open(case["contact_phone_sealed"], field_context(case["id"], "contact_phone")) == "+9647701234567"
+    assert case["contact_phone_hash"] == keys.lookup_hash("+9647701234567")
+    assert audit_actions(pools, case["id"]) == ["case_recorded"]
 
-    [(routing_key, body)] = outbox_events(pools["intake"])
+    [(routing_key, message)] = outbox_events(pools["intake"])
     assert routing_key == "case.received.normal"
-    assert NARRATIVE not in json.dumps(body, ensure_ascii=False), "no plaintext narrative on the broker"
-    event = parse(body)
-    assert event.data["reference"] == created["reference"]
-    assert keys.transport.open(event.data["sealed_narrative"], narrative_context(case["id"])) == NARRATIVE
+    event = parse(message)
+    assert set(event.data) == {"case_id", "reference", "received_at", "channel", "governorate", "needs",
+                               "consents", "facts", "sealed_narrative"}, "case.received keeps its v1 fields only"
+    # A band of minors reaches triage as its oldest age, so a child stays a child.
+    assert event.data["facts"]["victim_age"] == 17
+    assert event.data["facts"]["threat_of_violence"] is True
+    text = json.dumps(message, ensure_ascii=False)
+    assert not any(value in text for value in SECRETS.values()), "nothing personal on the broker in plaintext"
+
+
+def test_a_deadline_given_as_a_baghdad_time_reaches_triage_as_hours_from_now(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    deadline = (datetime.now(timezone.utc) + timedelta(hours=6)).astimezone(timezone(timedelta(hours=3)))
+    post_case(intake(pools, outbox, keys), operator, {**CASE, "deadline_at": deadline.isoformat()})
+
+    [(_, message)] = outbox_events(pools["intake"])
+    assert 5.9 < parse(message).data["facts"]["deadline_hours"] <= 6
+
+
+def test_an_anonymous_case_needs_no_name_or_phone_and_refuses_them(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    anonymous = {"narrative": "لا تريد ذكر اسمها", "channel": "whatsapp", "governorate": "dhi_qar", "anonymous": True}
+    assert post_case(service, operator, anonymous).status_code == 201
+    refused = post_case(service, operator, {**anonymous, "safe_contact": {"phone": "07701234567"}},
+                        **{"Accept-Language": "en"})
+    assert refused.status_code == 422
+    assert body_of(refused)["error"]["fields"] == {"anonymous": ["An anonymous case has no name and no phone."]}
+
+
+def test_field_errors_are_in_the_users_language_name_each_field_and_write_nothing(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    bad = {**CASE, "channel": "fax", "victim_age": 300, "nickname": "x", "safe_contact": {"phone": "call me"},
+           "consents": ["shelter"]}
+    arabic = body_of(post_case(service, operator, bad))["error"]
+    english = body_of(post_case(service, operator, bad, **{"Accept-Language": "en-GB,en;q=0.8"}))["error"]
+
+    assert set(arabic["fields"]) == {"channel", "victim_age", "nickname", "safe_contact.phone"}
+    assert arabic["fields"]["channel"] == ["اختر من القائمة."]
+    assert english["fields"]["victim_age"] == ["Must be between 0 and 120."]
+    assert english["fields"]["safe_contact.phone"][0].startswith("Not a valid phone number")
+    assert "call me" not in json.dumps(english), "a refused value is never echoed back"
+    assert rows(pools["intake"], "SELECT id FROM cases") == [] and outbox_events(pools["intake"]) == []
 
 
 def test_the_same_idempotency_key_returns_the_first_case_and_stores_nothing_more(pools, outbox, keys):
+    operator = staff(pools, "operator")
     service = intake(pools, outbox, keys)
-    first = call(service, "create_case", json_request("POST", "/api/cases", CASE, {"Idempotency-Key": "call-17"}))
-    again = call(service, "create_case", json_request("POST", "/api/cases", CASE, {"Idempotency-Key": "call-17"}))
+    first = post_case(service, operator, **{"Idempotency-Key": "call-17"})
+    again = post_case(service, operator, **{"Idempotency-Key": "call-17"})
 
     assert (first.status_code, again.status_code) == (201, 200)
-    assert json.loads(first.get_data())["id"] == json.loads(again.get_data())["id"]
-    assert len(rows(pools["intake"], "SELECT id FROM cases")) == 1
-    assert len(outbox_events(pools["intake"])) == 1
+    assert body_of(first)["id"] == body_of(again)["id"]
+    assert len(rows(pools["intake"], "SELECT id FROM cases")) == 1 and len(outbox_events(pools["intake"])) == 1
 
 
-def test_invalid_fields_are_named_and_nothing_is_written(pools, outbox, keys):
-    bad = {**CASE, "channel": "fax", "victim_age": -3, "consents": ["shelter"], "nickname": "x"}
-    response = call(intake(pools, outbox, keys), "create_case", json_request("POST", "/api/cases", bad))
+# Who sees what -------------------------------------------------------------------------------------------
 
-    assert response.status_code == 422
-    fields = json.loads(response.get_data())["error"]["fields"]
-    assert {"channel", "victim_age", "nickname"} <= set(fields)
+def test_an_operator_cannot_read_a_case_held_by_another_and_the_attempt_is_audited(pools, outbox, keys):
+    owner, other = staff(pools, "operator"), staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    case_id = body_of(post_case(service, owner))["id"]
+
+    refused = get_case(service, other, case_id)
+    missing = get_case(service, other, uuid.uuid4())
+
+    assert refused.status_code == 404 and missing.status_code == 404
+    assert body_of(refused) == body_of(missing), "a case one may not see looks like no case at all"
+    assert NARRATIVE not in refused.get_data(as_text=True)
+    assert get_case(service, owner, case_id).status_code == 200
+    trail = rows(pools["intake"], "SELECT actor_id, action FROM audit_log WHERE case_id = %(id)s ORDER BY id",
+                 {"id": case_id})
+    assert [(r["actor_id"], r["action"]) for r in trail] == [
+        (owner.id, "case_recorded"), (other.id, "case_read_denied"), (owner.id, "case_viewed")]
+    queue = body_of(call(service, "list_cases", json_request("GET", "/api/cases", headers=other.headers())))
+    assert queue["cases"] == []
+
+
+def test_a_case_posted_by_a_machine_client_joins_the_open_queue_and_an_operator_may_take_it(pools, outbox, keys):
+    client, operator, late = staff(pools, "operator"), staff(pools, "operator"), staff(pools, "operator")
+    token, _ = token_for(pools, client.username)
+    service = intake(pools, outbox, keys)
+    created = call(service, "create_case", json_request("POST", "/api/cases", CASE,
+                                                        {"Authorization": f"Bearer {token}"}))
+    assert created.status_code == 201, "a token needs no CSRF token: it is not a cookie a browser sends by itself"
+    case_id = body_of(created)["id"]
+
+    assert [c["id"] for c in body_of(call(service, "list_cases", json_request(
+        "GET", "/api/cases", headers=operator.headers())))["cases"]] == [case_id]
+    taken = call(service, "assign_case", json_request("PUT", f"/api/cases/{case_id}/assignment",
+                                                      {"assignee": str(operator.id)}, operator.headers()),
+                 uuid.UUID(case_id))
+    assert taken.status_code == 200
+    assert get_case(service, late, case_id).status_code == 404, "once taken it leaves the open queue"
+    grab = call(service, "assign_case", json_request("PUT", f"/api/cases/{case_id}/assignment",
+                                                     {"assignee": str(late.id)}, late.headers()), uuid.UUID(case_id))
+    assert grab.status_code == 404
+
+
+def test_a_counsellor_sees_only_the_cases_referred_to_their_partner(pools, outbox, keys):
+    partner, elsewhere = uuid.uuid4(), uuid.uuid4()
+    operator, counsellor = staff(pools, "operator"), staff(pools, "counsellor", partner_id=partner)
+    service = intake(pools, outbox, keys)
+    ours, theirs = (body_of(post_case(service, operator)) for _ in range(2))
+    for case, partner_id in ((ours, partner), (theirs, elsewhere)):
+        service.on_case_status(new_event("referral.created", {
+            "referral_id": uuid.uuid4(), "case_id": uuid.UUID(case["id"]), "reference": case["reference"],
+            "partner_id": partner_id, "partner_name": "Centre", "service": "counselling", "level": "high",
+            "governorate": "dhi_qar", "created_at": datetime.now(timezone.utc)}, "referral").to_message())
+
+    assert get_case(service, counsellor, ours["id"]).status_code == 200
+    assert get_case(service, counsellor, theirs["id"]).status_code == 404
+    queue = body_of(call(service, "list_cases", json_request("GET", "/api/cases", headers=counsellor.headers())))
+    assert [c["id"] for c in queue["cases"]] == [ours["id"]]
+    assert post_case(service, counsellor).status_code == 403, "counsellors do not record cases"
+
+
+def test_a_supervisor_sees_every_case_and_its_audit_trail_which_others_may_not(pools, outbox, keys):
+    operator, supervisor = staff(pools, "operator"), staff(pools, "supervisor")
+    service = intake(pools, outbox, keys)
+    case_id = body_of(post_case(service, operator))["id"]
+    get_case(service, supervisor, case_id)
+
+    def trail(who):
+        return call(service, "case_audit", json_request("GET", f"/api/cases/{case_id}/audit", headers=who.headers()),
+                    uuid.UUID(case_id))
+
+    entries = body_of(trail(supervisor))["entries"]
+    assert [(e["actor_username"], e["action"], e["ip"]) for e in entries][:2] == [
+        (operator.username, "case_recorded", STAFF_ADDRESS), (supervisor.username, "case_viewed", STAFF_ADDRESS)]
+    assert trail(operator).status_code == 403
+
+
+def test_an_admin_manages_accounts_but_sees_no_case(pools, outbox, keys):
+    operator, admin = staff(pools, "operator"), staff(pools, "admin")
+    service = intake(pools, outbox, keys)
+    case_id = body_of(post_case(service, operator))["id"]
+
+    assert get_case(service, admin, case_id).status_code == 404
+    assert call(service, "list_cases", json_request("GET", "/api/cases", headers=admin.headers())).status_code == 403
+    created = call(service, "create_user", json_request("POST", "/api/users", {
+        "username": "amira.k", "role": "operator", "password": PASSWORD}, admin.headers()))
+    assert created.status_code == 201
+    assert call(service, "create_user", json_request("POST", "/api/users", {
+        "username": "x.y", "role": "operator", "password": PASSWORD}, operator.headers())).status_code == 403
+    disabled = call(service, "update_user", json_request("PATCH", f"/api/users/{operator.id}", {"active": False},
+                                                        admin.headers()), operator.id)
+    assert disabled.status_code == 200
+    assert get_case(service, operator, case_id).status_code == 401, "disabling an account ends its sessions"
+
+
+# Sessions, CSRF, tokens, the login limit -------------------------------------------------------------
+
+def test_a_write_from_a_session_without_its_csrf_token_is_refused_and_writes_nothing(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    for headers in (operator.headers(csrf=False), operator.headers(csrf=False, **{"X-CSRF-Token": "guess"})):
+        response = call(service, "create_case", json_request("POST", "/api/cases", CASE, headers))
+        assert response.status_code == 403
+        assert body_of(response)["error"]["code"] == "csrf_failed"
     assert rows(pools["intake"], "SELECT id FROM cases") == []
-    assert outbox_events(pools["intake"]) == []
 
 
-def test_a_body_that_is_not_json_is_refused_with_a_clear_error(pools, outbox, keys):
+def test_a_session_ends_after_an_idle_hour_and_background_polling_does_not_keep_it_alive(pools):
+    start = datetime(2026, 3, 10, 20, 0, tzinfo=timezone.utc)
+    operator = staff(pools, "operator", now=start)
+    with pools["intake"].transaction() as cur:
+        assert auth.session_principal(cur, operator.cookie, start + timedelta(minutes=50), activity=False)
+        assert auth.session_principal(cur, operator.cookie, start + timedelta(minutes=61)) is None
+    busy = staff(pools, "operator", now=start)
+    with pools["intake"].transaction() as cur:
+        for minutes in range(50, 12 * 60, 50):
+            assert auth.session_principal(cur, busy.cookie, start + timedelta(minutes=minutes)), minutes
+        assert auth.session_principal(cur, busy.cookie, start + timedelta(hours=12, minutes=1)) is None, \
+            "however active, a session ends with the shift"
+
+
+def test_login_sets_a_session_cookie_that_is_httponly_and_samesite_strict_and_secure_outside_development(
+        pools, outbox, keys, monkeypatch):
+    operator = staff(pools, "operator")
     service = intake(pools, outbox, keys)
-    as_text = call(service, "create_case", json_request("POST", "/api/cases", raw="narrative=x",
-                                                        content_type="text/plain"))
-    broken = call(service, "create_case", json_request("POST", "/api/cases", raw=b"{\"narrative\": "))
-    not_utf8 = call(service, "create_case", json_request("POST", "/api/cases", raw=b"{\"narrative\": \"\xff\"}"))
+    response = call(service, "api_login", json_request("POST", "/api/session",
+                                                       {"username": operator.username, "password": PASSWORD}))
+    assert response.status_code == 200
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    with pools["intake"].transaction() as cur:
+        stored = rows(pools["intake"], "SELECT token_hash FROM sessions")
+        value = re.search(rf"{auth.SESSION_COOKIE}=([^;]+)", cookie).group(1)
+        assert value not in json.dumps(stored), "only a hash of the cookie is stored"
+    monkeypatch.setenv("SANAD_ENV", "production")
+    again = call(service, "api_login", json_request("POST", "/api/session",
+                                                    {"username": operator.username, "password": PASSWORD}))
+    assert "Secure" in again.headers["Set-Cookie"]
 
-    assert as_text.status_code == 415
-    assert json.loads(broken.get_data())["error"]["code"] == "invalid_json"
-    assert json.loads(not_utf8.get_data())["error"]["code"] == "invalid_encoding"
 
-
-def test_the_status_view_shows_risk_referrals_and_deliveries_but_no_narrative(pools, outbox, keys):
-    import uuid
-    from datetime import datetime, timezone
-
-    from sanad.contracts.events import new_event
+def test_five_failed_logins_lock_the_name_even_against_the_right_password(pools, outbox, keys):
+    operator = staff(pools, "operator")
     service = intake(pools, outbox, keys)
-    created = json.loads(call(service, "create_case", json_request("POST", "/api/cases", CASE)).get_data())
+
+    def login(password):
+        return call(service, "api_login", json_request("POST", "/api/session",
+                                                       {"username": operator.username, "password": password}))
+
+    assert [login("wrong password!").status_code for _ in range(5)] == [401] * 5
+    locked = login(PASSWORD)
+    assert locked.status_code == 429 and body_of(locked)["error"]["code"] == "locked"
+    assert operator.username not in json.dumps(rows(pools["intake"], "SELECT * FROM login_failures"), default=str)
+    with pools["intake"].transaction() as cur:
+        later = datetime.now(timezone.utc) + auth.LOGIN_WINDOW + timedelta(seconds=1)
+        assert auth.attempt_login(cur, keys, operator.username, PASSWORD, "127.0.0.1", later).user is not None
+
+
+def test_an_unknown_name_and_a_wrong_password_get_the_same_answer(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    wrong = call(service, "api_login", json_request("POST", "/api/session",
+                                                    {"username": operator.username, "password": "not it at all"}))
+    unknown = call(service, "api_login", json_request("POST", "/api/session",
+                                                      {"username": "nobody", "password": "not it at all"}))
+    assert (wrong.status_code, body_of(wrong)) == (unknown.status_code, body_of(unknown))
+
+
+def test_a_revoked_or_expired_token_opens_nothing(pools, outbox, keys):
+    client = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    token, token_id = token_for(pools, client.username)
+    with pools["intake"].transaction() as cur:
+        expiring, _ = auth.add_token(cur, client.username, "short", datetime.now(timezone.utc) - timedelta(days=2),
+                                     timedelta(days=1))
+        auth.revoke_token(cur, token_id, datetime.now(timezone.utc))
+    for bearer in (token, expiring):
+        response = call(service, "list_cases", json_request("GET", "/api/cases", headers={
+            "Authorization": f"Bearer {bearer}"}))
+        assert response.status_code == 401
+
+
+# Overrides ---------------------------------------------------------------------------------------------
+
+def test_raising_the_risk_level_is_open_to_the_operator_and_lowering_it_takes_a_supervisor(pools, outbox, keys):
+    operator, supervisor = staff(pools, "operator"), staff(pools, "supervisor")
+    service = intake(pools, outbox, keys)
+    created = body_of(post_case(service, operator))
+    case_id = uuid.UUID(created["id"])
+
+    def override(who, level, reason="قالت إنها كتبت رسالة وداع"):
+        return call(service, "override_risk", json_request("POST", f"/api/cases/{case_id}/risk-override",
+                                                           {"level": level, "reason": reason}, who.headers()), case_id)
+
+    assert override(operator, "critical").status_code == 409, "nothing to override before triage"
+    service.on_case_status(triaged(case_id, created["reference"], "medium", keys=keys).to_message())
+    assert override(operator, "critical").status_code == 200
+    lowered = override(operator, "high")
+    assert lowered.status_code == 403 and "level" in body_of(lowered)["error"]["fields"]
+    assert override(supervisor, "high").status_code == 200
+
+    events = [(key, parse(body)) for key, body in outbox_events(pools["intake"])
+              if body["type"] == "case.risk_overridden"]
+    assert [(key, e.data["previous_level"], e.data["level"]) for key, e in events] == [
+        ("case.risk_overridden.critical", "medium", "critical"), ("case.risk_overridden.normal", "critical", "high")]
+    assert keys.transport.open(events[0][1].data["sealed_reason"], override_reason_context(case_id)).startswith("قالت")
+    assert "وداع" not in json.dumps([body for _, body in outbox_events(pools["intake"])], ensure_ascii=False)
+    view = body_of(get_case(service, supervisor, case_id))
+    assert view["risk"]["level"] == "high"
+    assert [(o["previous_level"], o["level"]) for o in view["risk"]["overrides"]] == [
+        ("medium", "critical"), ("critical", "high")]
+    assert audit_actions(pools, case_id).count("risk_overridden") == 2
+    assert "case_change_refused" in audit_actions(pools, case_id)
+
+
+# The status projection ---------------------------------------------------------------------------------
+
+def test_the_case_view_shows_reasons_with_their_words_referral_statuses_deliveries_and_escalations(
+        pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    created = body_of(post_case(service, operator))
     case_id = uuid.UUID(created["id"])
     now = datetime.now(timezone.utc)
     referral_id, partner_id, delivery_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    status_later = new_event("referral.status_changed", {
+        "referral_id": referral_id, "case_id": case_id, "reference": created["reference"], "partner_id": partner_id,
+        "status": "accepted", "previous_status": "offered", "note_code": None, "changed_at": now + timedelta(minutes=2),
+        "changed_by": "partner"}, "referral")
+    status_earlier = new_event("referral.status_changed", {
+        **status_later.data, "status": "offered", "previous_status": "offered", "changed_at": now}, "referral")
     for event in (
-        new_event("case.triaged", {
-            "case_id": case_id, "reference": created["reference"], "received_at": now, "level": "high",
-            "score": 70, "reasons": [{"code": "minor", "source": "checklist"}], "sealed_evidence": None,
-            "lexicon_version": "test", "governorate": "dhi_qar", "needs": ["counselling"],
-            "consents": ["counselling"]}, "triage"),
+        triaged(case_id, created["reference"], "high", {"published": ["ينشر صورها"]}, keys),
+        status_later,  # before intake has heard of the referral, and before an older change
         new_event("referral.created", {
             "referral_id": referral_id, "case_id": case_id, "reference": created["reference"],
             "partner_id": partner_id, "partner_name": "Centre", "service": "counselling", "level": "high",
             "governorate": "dhi_qar", "created_at": now}, "referral"),
+        status_earlier,
         new_event("delivery.attempted", {
             "delivery_id": delivery_id, "webhook_id": "msg_1", "referral_id": referral_id, "case_id": case_id,
-            "partner_id": partner_id, "attempt": 1, "outcome": "delivered", "status_code": 204,
-            "latency_ms": 3.5, "attempted_at": now, "next_attempt_at": None}, "notify"),
+            "partner_id": partner_id, "attempt": 1, "outcome": "delivered", "status_code": 204, "latency_ms": 3.5,
+            "attempted_at": now, "next_attempt_at": None}, "notify"),
+        new_event("referral.escalated", {
+            "referral_id": None, "case_id": case_id, "reference": created["reference"], "level": "high",
+            "service": "legal_aid", "governorate": "dhi_qar", "reason": "no_match", "step": 1, "reoffered_to": None,
+            "escalated_at": now}, "referral"),
     ):
         service.on_case_status(event.to_message())
 
-    response = call(service, "get_case", json_request("GET", f"/api/cases/{case_id}"), case_id)
-    view = json.loads(response.get_data())
+    view = body_of(get_case(service, operator, case_id))
     assert view["status"] == "referred"
     assert view["risk"]["level"] == "high"
-    assert view["referrals"][0]["deliveries"][0]["outcome"] == "delivered"
-    assert NARRATIVE not in response.get_data(as_text=True)
+    assert {r["code"]: r["evidence"] for r in view["risk"]["reasons"]} == {"minor": [], "published": ["ينشر صورها"]}
+    [referral] = view["referrals"]
+    assert referral["status"] == "accepted", "the latest status change wins whatever order they arrive in"
+    assert referral["deliveries"][0]["outcome"] == "delivered"
+    assert [(e["service"], e["reason"]) for e in view["escalations"]] == [("legal_aid", "no_match")]
+    assert view["narrative"] == NARRATIVE and view["safe_contact"]["code_word"] == SECRETS["code_word"]
 
 
-def test_an_unknown_case_is_a_404_in_json(pools, outbox, keys):
-    import uuid
-    missing = uuid.uuid4()
-    response = call(intake(pools, outbox, keys), "get_case", json_request("GET", f"/api/cases/{missing}"), missing)
-    assert response.status_code == 404
-    assert json.loads(response.get_data())["error"]["code"] == "not_found"
+def test_a_repeat_caller_is_found_by_phone_however_it_was_typed(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    first = body_of(post_case(service, operator))
+    second = body_of(post_case(service, operator, {**CASE, "safe_contact": {"phone": "+964 ٧٧٠-١٢٣-٤٥٦٧"}}))
+
+    view = body_of(get_case(service, operator, second["id"]))
+    assert view["repeat_caller"] == {"other_cases": 1, "references": [first["reference"]]}
+
+
+# Nothing personal at rest in plaintext -----------------------------------------------------------------
+
+TEXT_COLUMNS = """
+    SELECT table_schema, table_name, column_name FROM information_schema.columns
+    WHERE table_schema IN ('intake', 'triage') AND data_type IN ('text', 'jsonb', 'ARRAY', 'character varying')
+"""
+
+
+def test_the_database_holds_no_plaintext_of_any_encrypted_field_in_any_column(pools, outbox, keys):
+    operator, supervisor = staff(pools, "operator"), staff(pools, "supervisor")
+    service = intake(pools, outbox, keys)
+    created = body_of(post_case(service, operator))
+    case_id = uuid.UUID(created["id"])
+    service.on_case_status(triaged(case_id, created["reference"], "medium", {"published": ["evidence-marker"]},
+                                   keys).to_message())
+    override_reason = "override-reason-marker"
+    call(service, "override_risk", json_request("POST", f"/api/cases/{case_id}/risk-override",
+                                                {"level": "critical", "reason": override_reason},
+                                                supervisor.headers()), case_id)
+    call(service, "api_draft_key", json_request("GET", "/api/me/draft-key", headers=operator.headers()))
+    get_case(service, supervisor, case_id)
+
+    markers = [*SECRETS.values(), "+9647701234567", "7701234567", "evidence-marker", override_reason, "زينب"]
+    found = []
+    for column in rows(pools["intake"], TEXT_COLUMNS):
+        query = (f'SELECT "{column["column_name"]}"::text AS value FROM '
+                 f'"{column["table_schema"]}"."{column["table_name"]}"')
+        for row in rows(pools["intake"], query):
+            found += [(column["table_name"], column["column_name"], marker)
+                      for marker in markers if row["value"] and marker in row["value"]]
+    assert found == []
+    sealed = rows(pools["intake"], "SELECT narrative_sealed, contact_code_word_sealed FROM cases")[0]
+    assert all(value.startswith("s1.") for value in sealed.values())
+
+
+# Key rotation -----------------------------------------------------------------------------------------
+
+def test_rows_sealed_before_a_rotation_open_after_it_and_after_reseal_are_all_under_the_new_key(
+        pools, outbox, keys):
+    operator, supervisor = staff(pools, "operator"), staff(pools, "supervisor")
+    old_service = intake(pools, outbox, keys)
+    created = body_of(post_case(old_service, operator))
+    case_id = uuid.UUID(created["id"])
+    old_service.on_case_status(triaged(case_id, created["reference"], "medium", {"published": ["x"]}, keys).to_message())
+    call(old_service, "override_risk", json_request("POST", f"/api/cases/{case_id}/risk-override",
+                                                    {"level": "high", "reason": "raised"}, supervisor.headers()), case_id)
+    rotated = dataclasses.replace(keys, data=keys.data.rotated())
+    new_service = intake(pools, outbox, rotated)
+
+    assert body_of(get_case(new_service, operator, case_id))["narrative"] == NARRATIVE, "old rows open after rotation"
+    changed = handlers.reseal(pools["intake"], rotated.data)
+    assert changed == {"cases": 1, "case_overrides": 1, "users": 0}
+    [case] = rows(pools["intake"], "SELECT * FROM cases")
+    sealed = [value for column, value in case.items() if column.endswith("_sealed") and value]
+    assert len(sealed) == 6 and not any(rotated.data.needs_reseal(value) for value in sealed)
+    view = body_of(get_case(new_service, operator, case_id))
+    assert view["narrative"] == NARRATIVE and view["risk"]["overrides"][0]["reason"] == "raised"
+    retired = dataclasses.replace(rotated, data=dataclasses.replace(
+        rotated.data, keys={rotated.data.primary: rotated.data.keys[rotated.data.primary]}))
+    assert body_of(get_case(intake(pools, outbox, retired), operator, case_id))["safe_contact"]["phone"] == \
+        "+9647701234567", "after reseal the old key can be retired"
+    assert handlers.reseal(pools["intake"], rotated.data) == {"cases": 0, "case_overrides": 0, "users": 0}
+
+
+def test_the_draft_key_is_one_per_account_and_stays_the_same_across_sessions(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+
+    def key(who):
+        return body_of(call(service, "api_draft_key", json_request("GET", "/api/me/draft-key", headers=who.headers())))
+
+    first = key(operator)
+    with pools["intake"].transaction() as cur:
+        cookie, csrf = auth.start_session(cur, operator.id, "127.0.0.1", datetime.now(timezone.utc))
+    assert key(Staff(operator.id, operator.username, cookie, csrf)) == first
+    assert key(staff(pools, "operator"))["key"] != first["key"]
+
+
+# Pages ------------------------------------------------------------------------------------------------
+
+def test_pages_escape_what_people_typed_and_send_no_inline_script(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    injected = {**CASE, "narrative": "<script>alert(1)</script>' OR 1=1; --",
+                "safe_contact": {"name": '"><img src=x onerror=alert(2)>'}}
+    case_id = uuid.UUID(body_of(post_case(service, operator, injected))["id"])
+
+    page = service.case_page(json_request("GET", f"/cases/{case_id}", headers=operator.headers()), case_id)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(2)&gt;" in html
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/app.js" defer>']
+
+
+def test_pages_are_arabic_right_to_left_by_default_and_english_on_request(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    arabic = service.new_case_page(json_request("GET", "/cases/new", headers=operator.headers())).get_data(as_text=True)
+    english = service.new_case_page(json_request("GET", "/cases/new", headers=operator.headers(
+        Cookie=f"{auth.SESSION_COOKIE}={operator.cookie}; sanad_lang=en"))).get_data(as_text=True)
+    assert '<html lang="ar" dir="rtl">' in arabic and "تسجيل حالة جديدة" in arabic
+    assert '<html lang="en" dir="ltr">' in english and "Record a new case" in english
+
+
+def test_a_page_asked_for_without_a_session_sends_to_the_login_page(pools, outbox, keys):
+    response = intake(pools, outbox, keys).queue_page(json_request("GET", "/queue"))
+    assert response.status_code == 303 and response.headers["Location"].startswith("/login?next=/queue")

@@ -1,5 +1,6 @@
 """Triage assesses each case once, seals the words behind its reasons, and picks the lane by level."""
 import json
+import uuid
 
 from nameko.testing.services import worker_factory
 
@@ -69,3 +70,67 @@ def test_a_case_the_model_cannot_score_goes_to_a_person_as_critical(pools, outbo
     [(routing_key, body)] = outbox_events(pools["triage"])
     assert routing_key == "case.triaged.critical"
     assert parse(body).data["reasons"] == [{"code": "assessment_failed", "source": "text"}]
+
+
+# Overrides -------------------------------------------------------------------------------------------
+
+def risk_overridden(keys, case_id, level, previous, reason="she has the pills with her now"):
+    from datetime import datetime, timezone
+
+    from sanad.contracts.events import new_event
+    from sanad.contracts.sealing import override_reason_context
+    from sanad.contracts.vocabulary import lane_for
+    return new_event("case.risk_overridden", {
+        "case_id": case_id, "reference": "SND-TEST-0001", "previous_level": previous, "level": level,
+        "sealed_reason": keys.transport.seal(reason, override_reason_context(case_id)),
+        "overridden_by": uuid.uuid4(), "role": "operator", "overridden_at": datetime.now(timezone.utc),
+    }, producer="intake", lane=lane_for(level))
+
+
+def test_an_override_keeps_the_original_assessment_and_announces_the_new_level_on_its_lane(pools, outbox, keys):
+    received = case_received(keys, "he wants money or he will post the video", needs=("counselling", "legal_aid"),
+                             consents=("legal_aid",))
+    case_id = received.data["case_id"]
+    service = triage(pools, outbox, keys)
+    service.on_case_received(received.to_message())
+    [original] = rows(pools["triage"], "SELECT * FROM assessments")
+
+    service.on_risk_overridden(risk_overridden(keys, case_id, "critical", original["level"]).to_message())
+
+    [kept] = rows(pools["triage"], "SELECT * FROM assessments")
+    assert kept == original, "the original assessment is untouched"
+    [override] = rows(pools["triage"], "SELECT * FROM overrides")
+    assert (override["previous_level"], override["level"]) == (original["level"], "critical")
+    assert "pills" not in json.dumps(override, default=str), "the reason is sealed at rest"
+    (_, first), (routing_key, body) = outbox_events(pools["triage"])
+    assert routing_key == "case.triaged.critical"
+    announced = parse(body)
+    assert announced.data["level"] == "critical" and 75 <= announced.data["score"] <= 100
+    assert announced.data["reasons"][-1] == {"code": "override", "source": "override"}
+    assert announced.data["reasons"][:-1] == parse(first).data["reasons"]
+    assert (announced.data["needs"], announced.data["consents"]) == (["counselling", "legal_aid"], ["legal_aid"])
+    assert "pills" not in json.dumps(body)
+
+
+def test_an_override_lowering_a_case_goes_on_the_normal_lane(pools, outbox, keys):
+    received = case_received(keys, SUICIDAL, suicidal_thoughts=True)
+    service = triage(pools, outbox, keys)
+    service.on_case_received(received.to_message())
+    service.on_risk_overridden(risk_overridden(keys, received.data["case_id"], "high", "critical").to_message())
+
+    routing_key, body = outbox_events(pools["triage"])[-1]
+    assert routing_key == "case.triaged.normal" and parse(body).data["level"] == "high"
+    assert parse(body).data["score"] <= 74
+
+
+def test_an_override_of_a_case_not_yet_assessed_is_returned_to_the_queue_not_lost(pools, outbox, keys):
+    import pytest
+
+    from services.triage.handlers import NotYetAssessed
+    event = risk_overridden(keys, uuid.uuid4(), "critical", None)
+    with pytest.raises(NotYetAssessed):
+        triage(pools, outbox, keys).on_risk_overridden(event.to_message())
+
+    assert rows(pools["triage"], "SELECT * FROM processed_events") == [], "not marked handled: it will come again"
+    [failure] = rows(pools["triage"], "SELECT * FROM handler_failures")
+    assert failure["event_id"] == event.id

@@ -1,12 +1,21 @@
 """Intake's pure rules: what a new case may contain, references, case status, new staff accounts."""
 import math
+import uuid
+from datetime import datetime, timezone
 
 import pytest
 from marshmallow import ValidationError
 
 from services.intake.accounts import check_new_account
 from services.intake.cases import REFERENCE_ALPHABET, case_status, facts_of, new_reference
-from services.intake.schemas import MAX_NARRATIVE_CHARS, load_new_case
+from services.intake.schemas import MAX_NARRATIVE_CHARS
+from services.intake.schemas import load_new_case as load_at
+
+NOW = datetime(2026, 3, 10, 21, 0, tzinfo=timezone.utc)
+
+
+def load_new_case(body):
+    return load_at(body, NOW)
 
 NARRATIVE = "Someone on Instagram has my photos and wants 1000 dollars by Thursday or he sends them to my family."
 
@@ -23,11 +32,15 @@ def errors_of(payload):
 
 # load_new_case: the shape of a new case
 
-def test_minimal_case_loads_with_empty_needs_and_unknown_facts():
+def test_minimal_case_loads_with_empty_needs_unknown_facts_and_the_safe_defaults():
     assert load_new_case(body()) == {
         "narrative": NARRATIVE, "channel": "phone", "governorate": "dhi_qar", "needs": [], "consents": [],
         "victim_age": None, "material_published": None, "deadline_hours": None, "suicidal_thoughts": None,
-        "threat_of_violence": None,
+        "threat_of_violence": None, "caller_relation": None, "victim_age_band": None, "victim_gender": None,
+        "district": None, "extortion_types": [], "platforms": [], "perpetrator": None, "demands": [],
+        "demand_amount": None, "demand_currency": None, "deadline_at": None, "published_on": [],
+        "family_contact_allowed": False, "tribe_contact_allowed": False, "anonymous": False,
+        "safe_contact": {"name": None, "phone": None, "safe_times": None, "code_word": None, "no_messages": True},
     }
 
 
@@ -45,7 +58,7 @@ def test_full_case_loads_every_field_as_given():
 
 @pytest.mark.parametrize("field", ["nickname", "phone", "victim_name", "risk_level"])
 def test_unknown_field_is_refused_naming_it(field):
-    assert errors_of(body(**{field: "x"})) == {field: ["Unknown field."]}
+    assert errors_of(body(**{field: "x"})) == {field: ["unknown_field"]}
 
 
 @pytest.mark.parametrize("field", ["narrative", "channel", "governorate"])
@@ -267,12 +280,18 @@ def test_case_status_walks_forward_as_intake_hears_more():
 # New staff accounts
 
 def test_acceptable_account_has_no_errors():
-    assert check_new_account("amira.k", "counsellor", "correct horse battery") == {}
+    assert check_new_account("amira.k", "counsellor", "correct horse battery", uuid.uuid4()) == {}
 
 
-@pytest.mark.parametrize("role", ["operator", "counsellor", "supervisor", "admin"])
-def test_each_role_is_accepted(role):
+@pytest.mark.parametrize("role", ["operator", "supervisor", "admin"])
+def test_each_role_without_a_partner_is_accepted(role):
     assert check_new_account("staff_01", role, "x" * 12) == {}
+
+
+def test_a_counsellor_is_accepted_with_their_partner_and_refused_without_one():
+    assert check_new_account("staff_01", "counsellor", "x" * 12, uuid.uuid4()) == {}
+    assert set(check_new_account("staff_01", "counsellor", "x" * 12)) == {"partner_id"}
+    assert set(check_new_account("staff_01", "operator", "x" * 12, uuid.uuid4())) == {"partner_id"}
 
 
 @pytest.mark.parametrize("username", ["a", "Amira", "amira k", ".amira", "-amira", "أميرة", "a" * 51, "", None],
