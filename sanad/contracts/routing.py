@@ -37,15 +37,14 @@ REFERRAL_NOTIFICATION_EXHAUSTED_CRITICAL = _queue(
 )
 NOTIFY_REFERRAL_CREATED = _queue("notify.referral_created", "referral.created.normal")
 NOTIFY_REFERRAL_CREATED_CRITICAL = _queue("notify.referral_created.critical", "referral.created.critical")
+# The supervisors' pager: escalations, on the lane of the case's level.
+NOTIFY_REFERRAL_ESCALATED = _queue("notify.referral_escalated", "referral.escalated.normal")
+NOTIFY_REFERRAL_ESCALATED_CRITICAL = _queue("notify.referral_escalated.critical", "referral.escalated.critical")
 
 # Intake keeps the case status operators see: risk, referrals, deliveries.
 INTAKE_CASE_STATUS = _queue(
     "intake.case_status", "case.triaged.*", "case.unmatched.*", "referral.created.*", "delivery.attempted.*",
-    "referral.status_changed.*", "referral.escalated.*",
 )
-
-# Triage keeps the original assessment of a case whose level staff overrode, and announces the new level.
-TRIAGE_RISK_OVERRIDDEN = _queue("triage.risk_overridden", "case.risk_overridden.*")
 
 ALL_QUEUES = (
     TRIAGE_CASE_RECEIVED,
@@ -55,8 +54,9 @@ ALL_QUEUES = (
     REFERRAL_NOTIFICATION_EXHAUSTED_CRITICAL,
     NOTIFY_REFERRAL_CREATED,
     NOTIFY_REFERRAL_CREATED_CRITICAL,
+    NOTIFY_REFERRAL_ESCALATED,
+    NOTIFY_REFERRAL_ESCALATED_CRITICAL,
     INTAKE_CASE_STATUS,
-    TRIAGE_RISK_OVERRIDDEN,
 )
 
 

@@ -1,77 +1,196 @@
 """Notify's use cases, each taking its dependencies as arguments."""
 import json
+import logging
+import os
 import random
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sanad import webhooks
 from sanad.contracts.events import new_event
-from services.notify import payloads, policy, sql
+from services.notify import payloads, policy, sql, urls
+from services.notify.settings import NotifySettings, from_environment
+
+log = logging.getLogger(__name__)
 
 PRODUCER = "notify"
-LEASE_SECONDS = 60
-SWEEP_BATCH = 20
+PARTNER, ONCALL = "partner", "oncall"
 
 
-def secret_context(partner_id) -> str:
-    return f"endpoint:{partner_id}:secret"
+@dataclass(frozen=True)
+class Dispatch:
+    """What an attempt needs from the outside: settings, the HTTP sender and DNS, and the attempt pool."""
+    settings: NotifySettings
+    send: object     # send(url, body, headers) -> (policy.Result, latency ms, excerpt)
+    resolve: object  # resolve(host, port) -> [address, ...]
+    pool: object     # dispatch.AttemptPool
 
 
-def register_endpoint(cur, keys, partner_id, url, secret):
+@dataclass(frozen=True)
+class Attempted:
+    """What one attempt came to, for the service's metrics."""
+    outcome: str             # delivered, retrying, failed
+    target: str              # partner or oncall
+    endpoint_disabled: bool  # this failure disabled the endpoint
+
+
+def secret_context(endpoint_id) -> str:
+    return f"endpoint:{endpoint_id}:secret"
+
+
+def _utc_now():
+    return datetime.now(timezone.utc)
+
+
+# Endpoints ---------------------------------------------------------------------------------------------------
+
+def check_url_for_registration(url, url_policy=None, resolve=None):
+    """Refuse (urls.UnsafeUrl) a URL notify would never send to. A host that does not resolve yet is
+    accepted: it is checked again before every send, when it must resolve to a public address."""
+    if url_policy is None:
+        url_policy = from_environment(os.environ).urls
+    if resolve is None:
+        from services.notify.sender import Sender
+        resolve = Sender.resolve
+    try:
+        urls.check_url(url, url_policy, resolve)
+    except urls.UnresolvableHost:
+        log.warning("registered a webhook URL whose host does not resolve yet")
+
+
+def register_endpoint(cur, keys, partner_id, url, secret, url_policy=None, resolve=None, now=None):
+    """Record where a partner receives webhooks, with its first secret sealed at rest."""
     webhooks.secret_bytes(secret)  # refuse a malformed secret before storing it
-    cur.execute(sql.INSERT_ENDPOINT, {
-        "partner_id": partner_id, "url": url,
-        "secret_sealed": keys.data.seal(secret, secret_context(partner_id)),
-    })
+    check_url_for_registration(url, url_policy, resolve)
+    cur.execute(sql.INSERT_ENDPOINT, {"partner_id": partner_id, "url": url})
+    _add_secret(cur, keys, partner_id, secret, now or _utc_now())
 
 
-def schedule_delivery(cur, event, now=None):
-    """Record the webhook offering a new referral, due at once. Returns the delivery id, or None when
-    this referral already has one."""
-    data = event.data
-    now = now or datetime.now(timezone.utc)
-    delivery_id = uuid.uuid4()
-    cur.execute(sql.INSERT_DELIVERY, {
-        "id": delivery_id,
-        "webhook_id": f"msg_{data['referral_id'].hex}",
-        "referral_id": data["referral_id"],
-        "case_id": data["case_id"],
-        "partner_id": data["partner_id"],
-        "lane": event.lane,
-        "payload": json.dumps(payloads.referral_offered(data, now)),
+def register_oncall_endpoint(cur, keys, url, secret, name=None, url_policy=None, resolve=None, now=None):
+    """Record an endpoint the on-duty supervisors are paged at. Returns its id."""
+    webhooks.secret_bytes(secret)
+    check_url_for_registration(url, url_policy, resolve)
+    endpoint_id = uuid.uuid4()
+    cur.execute(sql.INSERT_ONCALL_ENDPOINT, {"id": endpoint_id, "name": name, "url": url})
+    _add_secret(cur, keys, endpoint_id, secret, now or _utc_now())
+    return endpoint_id
+
+
+def rotate_secret(cur, keys, endpoint_id, secret, overlap, now=None):
+    """Sign with `secret` from now on, and with the secrets in use until `overlap` (a timedelta) has
+    passed, so the partner can switch without losing a webhook. Returns when the old secrets expire."""
+    now = now or _utc_now()
+    webhooks.secret_bytes(secret)
+    cur.execute(sql.ENDPOINT, {"id": endpoint_id})
+    if cur.fetchone() is None:
+        raise LookupError(f"no webhook endpoint {endpoint_id}")
+    until = now + overlap
+    cur.execute(sql.EXPIRE_SECRETS, {"endpoint_id": endpoint_id, "until": until})
+    _add_secret(cur, keys, endpoint_id, secret, now)
+    return until
+
+
+def _add_secret(cur, keys, endpoint_id, secret, now):
+    cur.execute(sql.INSERT_SECRET, {
+        "endpoint_id": endpoint_id, "secret_sealed": keys.data.seal(secret, secret_context(endpoint_id)),
         "now": now,
     })
-    row = cur.fetchone()
-    return row and row["id"]
 
 
-def claim(pool, claim_sql, params, now=None):
+def set_endpoint_enabled(cur, endpoint_id, enabled, reason=None, now=None):
+    """Enable or disable an endpoint by hand. Enabling a partner's endpoint forgets its failures."""
+    params = {"id": endpoint_id, "enabled": enabled, "reason": reason or "disabled by hand", "now": now or _utc_now()}
+    cur.execute(sql.SET_PARTNER_ENDPOINT_ENABLED, params)
+    if cur.fetchone() is None:
+        cur.execute(sql.SET_ONCALL_ENDPOINT_ENABLED, params)
+        if cur.fetchone() is None:
+            raise LookupError(f"no webhook endpoint {endpoint_id}")
+
+
+# Scheduling --------------------------------------------------------------------------------------------------
+
+def schedule_offer(cur, event, public_url, now=None):
+    """Record the webhook offering a new referral to its partner, due at once. Returns [(delivery id,
+    endpoint id)], empty when this referral has its delivery already."""
+    data = event.data
+    now = now or _utc_now()
+    return _insert_delivery(cur, now, {
+        "id": uuid.uuid4(),
+        "webhook_id": f"msg_{data['referral_id'].hex}",
+        "kind": "referral.offered", "target": PARTNER, "endpoint_id": data["partner_id"],
+        "referral_id": data["referral_id"], "case_id": data["case_id"], "partner_id": data["partner_id"],
+        "lane": event.lane,
+        "payload": payloads.referral_offered(data, now, public_url),
+    })
+
+
+def schedule_pages(cur, event, now=None):
+    """Record one page per enabled on-call endpoint for an escalation, on the escalation's lane. With no
+    endpoint to page, raise an alert instead: the supervisors must hear of it somehow."""
+    data = event.data
+    now = now or _utc_now()
+    cur.execute(sql.ENABLED_ONCALL_ENDPOINTS)
+    endpoints = [row["id"] for row in cur.fetchall()]
+    if not endpoints:
+        raise_alert(cur, "no_pager_endpoint", now, case_reference=data["reference"],
+                    detail=f"escalation ({data['reason']}, step {data['step']}) with no on-call endpoint to page")
+        log.error("an escalation found no on-call endpoint to page (event %s)", event.id)
+        return []
+    scheduled = []
+    body = payloads.referral_escalated(data, now)
+    for endpoint_id in endpoints:
+        scheduled += _insert_delivery(cur, now, {
+            "id": uuid.uuid4(),
+            # Stable for this escalation and endpoint, so a redelivered event cannot page twice.
+            "webhook_id": f"msg_{uuid.uuid5(event.id, str(endpoint_id)).hex}",
+            "kind": "referral.escalated", "target": ONCALL, "endpoint_id": endpoint_id,
+            "referral_id": data["referral_id"], "case_id": data["case_id"], "partner_id": None,
+            "lane": event.lane, "payload": body,
+        })
+    return scheduled
+
+
+def _insert_delivery(cur, now, row):
+    payloads.encode(row["payload"])  # refuse an oversized body here, not at every attempt
+    cur.execute(sql.INSERT_DELIVERY, {**row, "payload": json.dumps(row["payload"]), "now": now})
+    inserted = cur.fetchone()
+    return [(inserted["id"], inserted["endpoint_id"])] if inserted else []
+
+
+# Claiming ----------------------------------------------------------------------------------------------------
+
+def claim_one(pool, delivery_id, settings, now=None):
     with pool.transaction() as cur:
-        cur.execute(claim_sql, {**params, "now": now or datetime.now(timezone.utc), "lease": LEASE_SECONDS})
+        cur.execute(sql.CLAIM_BY_ID, {"id": delivery_id, "now": now or _utc_now(), "lease": settings.lease_seconds})
         return cur.fetchall()
 
 
-def claim_one(pool, delivery_id):
-    return claim(pool, sql.CLAIM_BY_ID, {"id": delivery_id})
+def claim_due(pool, lane, limit, in_flight, settings, now=None):
+    """Up to `limit` due deliveries of `lane`, oldest first, none beyond an endpoint's free slots."""
+    if limit <= 0:
+        return []
+    with pool.transaction() as cur:
+        cur.execute(sql.CLAIM_DUE, {
+            "lane": lane, "limit": limit, "in_flight": json.dumps(in_flight),
+            "per_endpoint": settings.per_endpoint, "now": now or _utc_now(), "lease": settings.lease_seconds,
+        })
+        return cur.fetchall()
 
 
-def claim_due(pool, lane):
-    return claim(pool, sql.CLAIM_DUE, {"lane": lane, "limit": SWEEP_BATCH})
+# Attempting --------------------------------------------------------------------------------------------------
 
-
-def attempt(pool, outbox, keys, delivery, post, now=datetime.now, rand=random.random):
-    """Send one claimed delivery, record the attempt and what comes next, and announce it."""
-    if not delivery["enabled"]:
-        result, latency_ms, excerpt = policy.Result(None, "endpoint_disabled"), 0.0, ""
-    else:
-        secret = keys.data.open(delivery["secret_sealed"], secret_context(delivery["partner_id"]))
-        body = json.dumps(delivery["payload"], ensure_ascii=False, separators=(",", ":")).encode()
-        timestamp = int(now(timezone.utc).timestamp())
-        headers = webhooks.signed_headers([secret], delivery["webhook_id"], timestamp, body)
-        result, latency_ms, excerpt = post(delivery["url"], body, headers)
-    attempted_at = now(timezone.utc)
-    next_at = policy.next_attempt_at(result, delivery["attempts"], attempted_at, rand)
+def attempt(pool, outbox, keys, delivery, dispatch, now=_utc_now, rand=random.random) -> Attempted | None:
+    """Send one claimed delivery, record the attempt and what comes next, and announce it. After the last
+    attempt: a dead letter, `notification.exhausted` (partners) or an alert (the pager), and a partner's
+    endpoint that keeps failing is disabled. Returns None when the lease was lost meanwhile."""
+    settings = dispatch.settings
+    result, latency_ms, excerpt = _send(keys, delivery, dispatch, now)
+    attempted_at = now()
+    round_attempt = delivery["attempts"] - delivery["round_start"]
+    next_at = policy.next_attempt_at(result, round_attempt, attempted_at, rand, settings.retry)
     outcome = policy.outcome(result, next_at)
+    disabled = False
     with pool.transaction() as cur:
         cur.execute(sql.FINISH_ATTEMPT, {
             "delivery_id": delivery["id"], "attempt": delivery["attempts"], "attempted_at": attempted_at,
@@ -85,11 +204,145 @@ def attempt(pool, outbox, keys, delivery, post, now=datetime.now, rand=random.ra
             "outcome": outcome, "status_code": result.status_code, "error": result.error,
             "latency_ms": latency_ms, "response_excerpt": excerpt or None,
         })
-        outbox.add(cur, new_event("delivery.attempted", {
-            "delivery_id": delivery["id"], "webhook_id": delivery["webhook_id"],
-            "referral_id": delivery["referral_id"], "case_id": delivery["case_id"],
-            "partner_id": delivery["partner_id"], "attempt": delivery["attempts"], "outcome": outcome,
-            "status_code": result.status_code, "latency_ms": latency_ms, "attempted_at": attempted_at,
-            "next_attempt_at": next_at,
-        }, producer=PRODUCER, correlation_id=delivery["case_id"]))
-    return outcome
+        if delivery["target"] == PARTNER:
+            _announce_attempt(cur, outbox, delivery, result, outcome, latency_ms, attempted_at, next_at)
+        if outcome == "delivered" and delivery["target"] == PARTNER:
+            cur.execute(sql.RESET_EXHAUSTED, {"endpoint_id": delivery["endpoint_id"]})
+        if outcome == "failed":
+            disabled = _bury(cur, outbox, delivery, result, attempted_at, settings)
+    return Attempted(outcome, delivery["target"], disabled)
+
+
+def _send(keys, delivery, dispatch, now):
+    if delivery["url"] is None:
+        return policy.Result(None, "no_endpoint"), 0.0, ""
+    if not delivery["enabled"]:
+        return policy.Result(None, "endpoint_disabled"), 0.0, ""
+    try:
+        urls.check_url(delivery["url"], dispatch.settings.urls, dispatch.resolve)
+    except urls.UnsafeUrl:
+        return policy.Result(None, "url_refused"), 0.0, ""
+    except urls.UnresolvableHost:
+        return policy.Result(None, "connection_error"), 0.0, ""
+    secrets = [keys.data.open(sealed, secret_context(delivery["endpoint_id"]))
+               for sealed in delivery["secrets_sealed"]]
+    if not secrets:
+        return policy.Result(None, "no_secret"), 0.0, ""
+    body = payloads.encode(delivery["payload"])
+    timestamp = int(now().timestamp())
+    headers = webhooks.signed_headers(secrets, delivery["webhook_id"], timestamp, body)
+    return dispatch.send(delivery["url"], body, headers)
+
+
+def _announce_attempt(cur, outbox, delivery, result, outcome, latency_ms, attempted_at, next_at):
+    outbox.add(cur, new_event("delivery.attempted", {
+        "delivery_id": delivery["id"], "webhook_id": delivery["webhook_id"],
+        "referral_id": delivery["referral_id"], "case_id": delivery["case_id"],
+        "partner_id": delivery["partner_id"], "attempt": delivery["attempts"], "outcome": outcome,
+        "status_code": result.status_code, "latency_ms": latency_ms, "attempted_at": attempted_at,
+        "next_attempt_at": next_at,
+    }, producer=PRODUCER, correlation_id=delivery["case_id"], lane=delivery["lane"]))
+
+
+def _bury(cur, outbox, delivery, result, now, settings) -> bool:
+    """The last attempt failed. Returns True when this disabled the partner's endpoint."""
+    last_error = policy.failure_summary(result)
+    cur.execute(sql.INSERT_DEAD_DELIVERY, {
+        "delivery_id": delivery["id"], "attempts": delivery["attempts"], "last_error": last_error, "now": now,
+    })
+    reference = delivery["payload"]["data"].get("case_reference")
+    if delivery["target"] == ONCALL:
+        raise_alert(cur, "pager_exhausted", now, endpoint_id=delivery["endpoint_id"], delivery_id=delivery["id"],
+                    case_reference=reference,
+                    detail=f"page not delivered after {delivery['attempts']} attempts ({last_error})")
+        log.error("page %s to on-call endpoint %s not delivered after %s attempts (%s)",
+                  delivery["id"], delivery["endpoint_id"], delivery["attempts"], last_error)
+        return False
+    outbox.add(cur, new_event("notification.exhausted", {
+        "delivery_id": delivery["id"], "webhook_id": delivery["webhook_id"],
+        "referral_id": delivery["referral_id"], "case_id": delivery["case_id"],
+        "partner_id": delivery["partner_id"], "attempts": delivery["attempts"],
+        "last_status_code": result.status_code, "last_error": result.error, "exhausted_at": now,
+    }, producer=PRODUCER, correlation_id=delivery["case_id"], lane=delivery["lane"]))
+    log.warning("delivery %s to partner endpoint %s exhausted after %s attempts (%s)",
+                delivery["id"], delivery["endpoint_id"], delivery["attempts"], last_error)
+    cur.execute(sql.COUNT_EXHAUSTED, {"endpoint_id": delivery["endpoint_id"]})
+    counted = cur.fetchone()
+    if counted is None or not counted["enabled"] or not policy.should_disable(
+            counted["consecutive_exhausted"], settings.disable_after):
+        return False
+    reason = f"{counted['consecutive_exhausted']} deliveries in a row exhausted; last: {last_error}"
+    cur.execute(sql.DISABLE_ENDPOINT, {"endpoint_id": delivery["endpoint_id"], "reason": reason, "now": now})
+    if cur.fetchone() is None:
+        return False
+    raise_alert(cur, "endpoint_disabled", now, endpoint_id=delivery["endpoint_id"], delivery_id=delivery["id"],
+                case_reference=reference, detail=f"partner endpoint disabled: {reason}")
+    log.error("disabled partner webhook endpoint %s: %s", delivery["endpoint_id"], reason)
+    return True
+
+
+# Alerts ------------------------------------------------------------------------------------------------------
+
+def raise_alert(cur, kind, now, detail, endpoint_id=None, delivery_id=None, case_reference=None):
+    cur.execute(sql.INSERT_ALERT, {
+        "kind": kind, "endpoint_id": endpoint_id, "delivery_id": delivery_id, "case_reference": case_reference,
+        "detail": detail, "now": now,
+    })
+    return cur.fetchone()["id"]
+
+
+def open_alerts_by_kind(pool) -> dict:
+    with pool.transaction() as cur:
+        cur.execute(sql.OPEN_ALERTS_BY_KIND)
+        return {row["kind"]: row["open"] for row in cur.fetchall()}
+
+
+def acknowledge_alert(cur, alert_id, by, now=None) -> bool:
+    cur.execute(sql.ACKNOWLEDGE_ALERT, {"id": alert_id, "by": by, "now": now or _utc_now()})
+    return cur.fetchone() is not None
+
+
+def list_alerts(cur, include_acknowledged=False):
+    cur.execute(sql.LIST_ALERTS, {"all": include_acknowledged})
+    return cur.fetchall()
+
+
+# Replay ------------------------------------------------------------------------------------------------------
+
+def replay(cur, dead=False, chosen=(), now=None):
+    """Send again, under their own webhook-ids, every dead delivery not yet replayed (`dead`) or the
+    deliveries chosen by delivery id or webhook-id. Each starts a fresh round of attempts, taken up by
+    the notify process of its lane within a second. Returns (replayed, skipped): rows with id, webhook_id
+    and lane; skipped ones also say why (still being tried, endpoint disabled, unknown)."""
+    now = now or _utc_now()
+    replayed = []
+    if dead:
+        cur.execute(sql.REPLAY_DEAD, {"now": now})
+        replayed += cur.fetchall()
+    chosen = [str(value) for value in chosen]
+    if chosen:
+        cur.execute(sql.REPLAY_CHOSEN, {"ids": chosen, "now": now})
+        replayed += cur.fetchall()
+    replayed_ids = [row["id"] for row in replayed]
+    cur.execute(sql.MARK_REPLAYED, {"delivery_ids": replayed_ids, "now": now})
+    skipped = []
+    if chosen:
+        cur.execute(sql.NOT_REPLAYED, {"ids": chosen, "replayed": replayed_ids})
+        for row in cur.fetchall():
+            why = "still being tried" if row["status"] == "pending" else (
+                "endpoint disabled or removed" if not row["endpoint_enabled"] else "not replayable")
+            skipped.append({**row, "why": why})
+        found = {str(row["id"]) for row in replayed + skipped} | {row["webhook_id"] for row in replayed + skipped}
+        skipped += [{"id": None, "webhook_id": None, "asked": value, "why": "no such delivery"}
+                    for value in chosen if value not in found]
+    return replayed, skipped
+
+
+def list_dead(cur):
+    cur.execute(sql.LIST_DEAD)
+    return cur.fetchall()
+
+
+def list_endpoints(cur, target=None, now=None):
+    cur.execute(sql.LIST_ENDPOINTS, {"target": target, "now": now or _utc_now()})
+    return cur.fetchall()

@@ -3,7 +3,8 @@
 The schedule follows the Standard Webhooks recommendation: immediately, then 5 s, 5 min, 30 min, 2 h,
 5 h, 10 h and 10 h again, each with +-10% jitter so retries to a recovering partner do not arrive in a
 herd. 2xx is success. Timeouts, connection errors, 429 and 5xx are retried (Retry-After, when longer,
-wins); any other answer will not change by asking again, so the delivery stops there.
+wins); any other answer (other 4xx, a TLS failure, a redirect, a refused URL) will not change by asking
+again, so the delivery stops there.
 """
 import re
 from dataclasses import dataclass
@@ -15,6 +16,24 @@ MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 JITTER = 0.1
 MAX_RETRY_AFTER = 24 * 3600
 DELTA_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() also admits "²"
+
+# An endpoint whose deliveries were exhausted this many times in a row, with no success in between, is
+# disabled: by then it has failed for a day and a half (or refused outright, three times).
+DISABLE_AFTER_EXHAUSTED = 3
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When to try again: `delays[n - 1]` seconds after attempt n, +-`jitter` of it."""
+    delays: tuple = RETRY_DELAYS
+    jitter: float = JITTER
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.delays) + 1
+
+
+STANDARD = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -51,11 +70,12 @@ def retry_after_seconds(value, now):
     return max(0, min((moment - now).total_seconds(), MAX_RETRY_AFTER))
 
 
-def next_attempt_at(result: Result, attempt: int, now, random):
-    """When to try again after `attempt` (1-based) came to `result`; None when there is no next try."""
-    if is_success(result) or not is_retryable(result) or attempt >= MAX_ATTEMPTS:
+def next_attempt_at(result: Result, attempt: int, now, random, policy: RetryPolicy = STANDARD):
+    """When to try again after `attempt` (1-based within its round) came to `result`; None when there is
+    no next try."""
+    if is_success(result) or not is_retryable(result) or attempt >= policy.max_attempts:
         return None
-    delay = RETRY_DELAYS[attempt - 1] * (1 + JITTER * (2 * random() - 1))
+    delay = policy.delays[attempt - 1] * (1 + policy.jitter * (2 * random() - 1))
     requested = retry_after_seconds(result.retry_after, now)
     if requested is not None:
         delay = max(delay, requested)
@@ -66,3 +86,14 @@ def outcome(result: Result, next_at) -> str:
     if is_success(result):
         return "delivered"
     return "retrying" if next_at is not None else "failed"
+
+
+def should_disable(consecutive_exhausted: int, threshold: int = DISABLE_AFTER_EXHAUSTED) -> bool:
+    return consecutive_exhausted >= threshold
+
+
+def failure_summary(result: Result) -> str:
+    """A short code for why the last attempt failed, for dead letters and alerts (never the partner's words)."""
+    if result.status_code is not None:
+        return f"status {result.status_code}"
+    return result.error or "unknown"

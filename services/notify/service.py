@@ -1,12 +1,17 @@
-"""Notify: delivers signed webhooks to partners, retrying on the policy's schedule.
+"""Notify: delivers signed webhooks to partners and pages the on-duty supervisors, retrying on the
+policy's schedule.
 
 Two service classes run as separate processes: one for the normal lane and one for the critical lane,
-each consuming its own queue and retrying only its own deliveries, so a critical webhook never waits
-behind a backlog or behind the retries of a failing partner.
+each consuming its own queues and retrying only its own deliveries, so a critical webhook never waits
+behind a backlog or behind the retries of a failing partner. Within a process, attempts run side by side
+in a bounded pool, a few slots at most per endpoint, so one slow partner holds up only its own webhooks.
 """
+import time
+from functools import partial
+
 from nameko.messaging import consume
 from nameko.timer import timer
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from sanad.contracts import routing
 from sanad.platform.database import Database
@@ -14,11 +19,27 @@ from sanad.platform.inbox import handle_event
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
-from services.notify import handlers, sender
+from services.notify import handlers
+from services.notify.dependencies import Webhooks
+
+SWEEP_INTERVAL = 1
+SWEEP_SECONDS = 5  # one sweep keeps claiming as slots free up, for at most this long
+ALERT_KINDS = ("endpoint_disabled", "pager_exhausted", "no_pager_endpoint")
 
 DELIVERIES = Counter(
     "sanad_webhook_deliveries_total", "Webhook delivery attempts, by outcome and lane.", ["outcome", "lane"],
 )
+EXHAUSTED = Counter(
+    "sanad_webhook_exhausted_total", "Webhooks whose every attempt failed (dead letters), by lane and target.",
+    ["lane", "target"],
+)
+ENDPOINTS_DISABLED = Counter(
+    "sanad_webhook_endpoints_disabled_total", "Partner endpoints disabled because their deliveries kept failing.",
+)
+OPEN_ALERTS = Gauge(
+    "sanad_notify_open_alerts", "Alerts for the supervisors not yet acknowledged (sanad alerts), by kind.", ["kind"],
+)
+IN_FLIGHT = Gauge("sanad_webhook_attempts_in_flight", "Webhook attempts running in this process.", ["lane"])
 
 
 class NotifyService(Observable):
@@ -28,31 +49,67 @@ class NotifyService(Observable):
     db = Database("notify")
     outbox = Outbox()
     keys = KeyFile()
+    webhooks = Webhooks()
 
     @consume(routing.NOTIFY_REFERRAL_CREATED, requeue_on_error=True)
     def on_referral_created(self, body):
-        self._deliver_new(routing.NOTIFY_REFERRAL_CREATED.name, body)
+        self._offer(routing.NOTIFY_REFERRAL_CREATED.name, body)
 
-    @timer(interval=1)
+    @consume(routing.NOTIFY_REFERRAL_ESCALATED, requeue_on_error=True)
+    def on_referral_escalated(self, body):
+        self._page(routing.NOTIFY_REFERRAL_ESCALATED.name, body)
+
+    @timer(interval=SWEEP_INTERVAL)
     def retry_due(self):
-        """Deliveries whose time has come: retries, and any a crash left behind."""
-        while True:
-            claimed = handlers.claim_due(self.db, self.lane)
+        """Deliveries whose time has come: retries, replays, and any a crash or a full pool left behind."""
+        pool, settings = self.webhooks.pool, self.webhooks.settings
+        stop_at = time.monotonic() + SWEEP_SECONDS
+        while time.monotonic() < stop_at:
+            room = pool.free()
+            if room == 0:
+                pool.wait_for_room(timeout=stop_at - time.monotonic())
+                continue
+            claimed = handlers.claim_due(self.db, self.lane, room, pool.in_flight(), settings)
             for delivery in claimed:
-                self._attempt(delivery)
-            if len(claimed) < handlers.SWEEP_BATCH:
-                return
+                pool.run(delivery["endpoint_id"], self._attempt, delivery)
+            IN_FLIGHT.labels(lane=self.lane).set(pool.size - pool.free())
+            if len(claimed) < room:
+                break
+        self._count_open_alerts()
 
-    def _deliver_new(self, queue, body):
-        delivery_id = handle_event(self.db, queue, body, handlers.schedule_delivery)
-        if delivery_id:
-            for delivery in handlers.claim_one(self.db, delivery_id):
-                self._attempt(delivery)
+    def _offer(self, queue, body):
+        scheduled = handle_event(self.db, queue, body,
+                                 partial(handlers.schedule_offer, public_url=self.webhooks.settings.public_url))
+        self._start(scheduled)
+
+    def _page(self, queue, body):
+        self._start(handle_event(self.db, queue, body, handlers.schedule_pages))
+
+    def _start(self, scheduled):
+        """Attempt new deliveries at once where the pool has room; the sweep takes up the rest."""
+        pool = self.webhooks.pool
+        for delivery_id, endpoint_id in scheduled or ():
+            if pool.has_room_for(endpoint_id):
+                pool.run(endpoint_id, self._claim_and_attempt, delivery_id)
+
+    def _claim_and_attempt(self, delivery_id):
+        for delivery in handlers.claim_one(self.db, delivery_id, self.webhooks.settings):
+            self._attempt(delivery)
 
     def _attempt(self, delivery):
-        outcome = handlers.attempt(self.db, self.outbox, self.keys, delivery, sender.post)
-        if outcome:
-            DELIVERIES.labels(outcome=outcome, lane=self.lane).inc()
+        attempted = handlers.attempt(self.db, self.outbox, self.keys, delivery, self.webhooks)
+        if attempted is None:
+            return
+        DELIVERIES.labels(outcome=attempted.outcome, lane=self.lane).inc()
+        if attempted.outcome == "failed":
+            EXHAUSTED.labels(lane=self.lane, target=attempted.target).inc()
+        if attempted.endpoint_disabled:
+            ENDPOINTS_DISABLED.inc()
+
+    def _count_open_alerts(self):
+        open_alerts = handlers.open_alerts_by_kind(self.db)
+        for kind in set(ALERT_KINDS) | set(open_alerts):
+            OPEN_ALERTS.labels(kind=kind).set(open_alerts.get(kind, 0))
 
 
 class CriticalNotifyService(NotifyService):
@@ -61,4 +118,8 @@ class CriticalNotifyService(NotifyService):
 
     @consume(routing.NOTIFY_REFERRAL_CREATED_CRITICAL, requeue_on_error=True)
     def on_referral_created(self, body):
-        self._deliver_new(routing.NOTIFY_REFERRAL_CREATED_CRITICAL.name, body)
+        self._offer(routing.NOTIFY_REFERRAL_CREATED_CRITICAL.name, body)
+
+    @consume(routing.NOTIFY_REFERRAL_ESCALATED_CRITICAL, requeue_on_error=True)
+    def on_referral_escalated(self, body):
+        self._page(routing.NOTIFY_REFERRAL_ESCALATED_CRITICAL.name, body)

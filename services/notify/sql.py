@@ -1,33 +1,121 @@
 """Every query notify runs, against its own schema."""
 
+# Every endpoint a webhook can go to: partners' (keyed by partner id) and the on-call pager's.
+_WITH_ENDPOINTS = """
+    WITH webhook_endpoints AS (
+        SELECT 'partner' AS target, partner_id AS id, url, enabled FROM endpoints
+        UNION ALL
+        SELECT 'oncall' AS target, id, url, enabled FROM oncall_endpoints
+    )"""
+
+# Endpoints and their secrets -----------------------------------------------------------------------------
+
 INSERT_ENDPOINT = """
-    INSERT INTO endpoints (partner_id, url, secret_sealed) VALUES (%(partner_id)s, %(url)s, %(secret_sealed)s)
+    INSERT INTO endpoints (partner_id, url) VALUES (%(partner_id)s, %(url)s)
 """
-INSERT_DELIVERY = """
-    INSERT INTO deliveries (id, webhook_id, referral_id, case_id, partner_id, lane, payload, next_attempt_at,
-                            created_at)
-    VALUES (%(id)s, %(webhook_id)s, %(referral_id)s, %(case_id)s, %(partner_id)s, %(lane)s, %(payload)s,
-            %(now)s, %(now)s)
-    ON CONFLICT (referral_id) DO NOTHING
-    RETURNING id
+INSERT_ONCALL_ENDPOINT = """
+    INSERT INTO oncall_endpoints (id, name, url) VALUES (%(id)s, %(name)s, %(url)s)
+"""
+INSERT_SECRET = """
+    INSERT INTO endpoint_secrets (endpoint_id, secret_sealed, created_at)
+    VALUES (%(endpoint_id)s, %(secret_sealed)s, %(now)s)
+"""
+ENDPOINT = _WITH_ENDPOINTS + " SELECT target, id, url, enabled FROM webhook_endpoints WHERE id = %(id)s"
+# The secrets in use now keep signing until the overlap ends; one that expires sooner keeps its expiry.
+EXPIRE_SECRETS = """
+    UPDATE endpoint_secrets SET expires_at = %(until)s
+    WHERE endpoint_id = %(endpoint_id)s AND (expires_at IS NULL OR expires_at > %(until)s)
+"""
+ACTIVE_SECRET_COUNT = """
+    SELECT count(*) AS active FROM endpoint_secrets
+    WHERE endpoint_id = %(endpoint_id)s AND (expires_at IS NULL OR expires_at > %(now)s)
+"""
+LIST_ENDPOINTS = _WITH_ENDPOINTS + """
+    SELECT w.target, w.id, w.url, w.enabled, e.consecutive_exhausted, e.disabled_at, e.disabled_reason,
+           (SELECT count(*) FROM endpoint_secrets s
+            WHERE s.endpoint_id = w.id AND (s.expires_at IS NULL OR s.expires_at > %(now)s)) AS active_secrets
+    FROM webhook_endpoints w LEFT JOIN endpoints e ON w.target = 'partner' AND e.partner_id = w.id
+    WHERE %(target)s::text IS NULL OR w.target = %(target)s
+    ORDER BY w.target, w.url
+"""
+ENABLED_ONCALL_ENDPOINTS = "SELECT id FROM oncall_endpoints WHERE enabled ORDER BY created_at"
+SET_PARTNER_ENDPOINT_ENABLED = """
+    UPDATE endpoints SET enabled = %(enabled)s, consecutive_exhausted = 0,
+        disabled_at = CASE WHEN %(enabled)s THEN NULL ELSE %(now)s END,
+        disabled_reason = CASE WHEN %(enabled)s THEN NULL ELSE %(reason)s END
+    WHERE partner_id = %(id)s
+    RETURNING partner_id
+"""
+SET_ONCALL_ENDPOINT_ENABLED = """
+    UPDATE oncall_endpoints SET enabled = %(enabled)s WHERE id = %(id)s RETURNING id
 """
 
-# A claim is a lease: the attempt that holds it may run outside any transaction, and if its process dies
-# the lease runs out and another worker takes the delivery up, under the same webhook-id.
-_CLAIMED = """
+# An endpoint that keeps failing ----------------------------------------------------------------------------
+
+COUNT_EXHAUSTED = """
+    UPDATE endpoints SET consecutive_exhausted = consecutive_exhausted + 1
+    WHERE partner_id = %(endpoint_id)s
+    RETURNING consecutive_exhausted, enabled
+"""
+RESET_EXHAUSTED = """
+    UPDATE endpoints SET consecutive_exhausted = 0
+    WHERE partner_id = %(endpoint_id)s AND consecutive_exhausted > 0
+"""
+DISABLE_ENDPOINT = """
+    UPDATE endpoints SET enabled = false, disabled_at = %(now)s, disabled_reason = %(reason)s
+    WHERE partner_id = %(endpoint_id)s AND enabled
+    RETURNING partner_id
+"""
+
+# Deliveries ------------------------------------------------------------------------------------------------
+
+INSERT_DELIVERY = """
+    INSERT INTO deliveries (id, webhook_id, kind, target, endpoint_id, referral_id, case_id, partner_id, lane,
+                            payload, next_attempt_at, created_at)
+    VALUES (%(id)s, %(webhook_id)s, %(kind)s, %(target)s, %(endpoint_id)s, %(referral_id)s, %(case_id)s,
+            %(partner_id)s, %(lane)s, %(payload)s, %(now)s, %(now)s)
+    ON CONFLICT (webhook_id) DO NOTHING
+    RETURNING id, endpoint_id
+"""
+
+# A claim is a lease: the attempt that holds it runs outside any transaction, and if its process dies the
+# lease runs out and another worker takes the delivery up, under the same webhook-id. The lease outlasts
+# the longest attempt, and FOR UPDATE SKIP LOCKED with the lease re-checked on the locked row means two
+# workers never hold the same attempt.
+_CLAIMED = _WITH_ENDPOINTS + """
     UPDATE deliveries d SET lease_until = %(now)s + make_interval(secs => %(lease)s), attempts = d.attempts + 1
-    FROM endpoints e
-    WHERE d.id IN ({due}) AND e.partner_id = d.partner_id
-    RETURNING d.id, d.webhook_id, d.referral_id, d.case_id, d.partner_id, d.payload, d.attempts,
-              e.url, e.secret_sealed, e.enabled
+    WHERE d.id IN ({due})
+    RETURNING d.id, d.webhook_id, d.kind, d.target, d.endpoint_id, d.referral_id, d.case_id, d.partner_id,
+              d.lane, d.payload, d.attempts, d.round_start,
+              (SELECT e.url FROM webhook_endpoints e WHERE e.target = d.target AND e.id = d.endpoint_id) AS url,
+              (SELECT e.enabled FROM webhook_endpoints e WHERE e.target = d.target AND e.id = d.endpoint_id)
+                  AS enabled,
+              ARRAY(SELECT s.secret_sealed FROM endpoint_secrets s
+                    WHERE s.endpoint_id = d.endpoint_id AND (s.expires_at IS NULL OR s.expires_at > %(now)s)
+                    ORDER BY s.id DESC) AS secrets_sealed
 """
-_DUE = """
-    SELECT id FROM deliveries
-    WHERE status = 'pending' AND next_attempt_at <= %(now)s AND (lease_until IS NULL OR lease_until < %(now)s)
-"""
-CLAIM_BY_ID = _CLAIMED.format(due=_DUE + " AND id = %(id)s FOR UPDATE SKIP LOCKED")
-CLAIM_DUE = _CLAIMED.format(due=_DUE + " AND lane = %(lane)s ORDER BY next_attempt_at LIMIT %(limit)s "
-                                       "FOR UPDATE SKIP LOCKED")
+_IS_DUE = "{t}status = 'pending' AND {t}next_attempt_at <= %(now)s AND ({t}lease_until IS NULL OR {t}lease_until < %(now)s)"
+CLAIM_BY_ID = _CLAIMED.format(due=f"SELECT id FROM deliveries WHERE {_IS_DUE.format(t='')} AND id = %(id)s "
+                                  "FOR UPDATE SKIP LOCKED")
+# Oldest due first, but no more per endpoint than it has free slots in this process (`in_flight` maps an
+# endpoint id to its attempts running here), so one slow partner cannot take every slot.
+CLAIM_DUE = _CLAIMED.format(due=f"""
+    WITH busy AS (
+        SELECT key::uuid AS endpoint_id, value::int AS running FROM jsonb_each_text(%(in_flight)s::jsonb)
+    ), candidates AS MATERIALIZED (
+        SELECT r.id FROM (
+            SELECT id, endpoint_id, next_attempt_at,
+                   row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS nth
+            FROM deliveries WHERE {_IS_DUE.format(t='')} AND lane = %(lane)s
+        ) r LEFT JOIN busy b ON b.endpoint_id = r.endpoint_id
+        WHERE r.nth + coalesce(b.running, 0) <= %(per_endpoint)s
+        ORDER BY r.next_attempt_at LIMIT %(limit)s
+    )
+    SELECT d.id FROM deliveries d
+    WHERE d.id IN (SELECT id FROM candidates) AND {_IS_DUE.format(t='d.')}
+    FOR UPDATE OF d SKIP LOCKED
+""")
+
 
 INSERT_ATTEMPT = """
     INSERT INTO delivery_attempts (delivery_id, attempt, attempted_at, outcome, status_code, error, latency_ms,
@@ -36,10 +124,67 @@ INSERT_ATTEMPT = """
             %(latency_ms)s, %(response_excerpt)s)
     ON CONFLICT (delivery_id, attempt) DO NOTHING
 """
+# Guarded by the attempt number: if the lease ran out and another worker took the delivery over, this
+# worker's late result changes nothing.
 FINISH_ATTEMPT = """
     UPDATE deliveries
     SET status = %(status)s, next_attempt_at = coalesce(%(next_attempt_at)s, next_attempt_at),
         lease_until = NULL, finished_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE %(attempted_at)s END
-    WHERE id = %(delivery_id)s AND attempts = %(attempt)s
+    WHERE id = %(delivery_id)s AND attempts = %(attempt)s AND status = 'pending'
     RETURNING id
 """
+INSERT_DEAD_DELIVERY = """
+    INSERT INTO dead_deliveries (delivery_id, attempts, last_error, dead_at)
+    VALUES (%(delivery_id)s, %(attempts)s, %(last_error)s, %(now)s)
+"""
+
+# Replay ------------------------------------------------------------------------------------------------------
+
+# A replay starts a fresh round of attempts under the same webhook-id. A delivery still being tried is
+# left alone: clearing its lease could let a second worker send it while the first still is.
+_REPLAYED = _WITH_ENDPOINTS + """
+    UPDATE deliveries d
+    SET status = 'pending', next_attempt_at = %(now)s, lease_until = NULL, finished_at = NULL,
+        round_start = d.attempts
+    WHERE d.status <> 'pending' AND ({chosen})
+      AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.target = d.target AND e.id = d.endpoint_id AND e.enabled)
+    RETURNING d.id, d.webhook_id, d.lane
+"""
+REPLAY_DEAD = _REPLAYED.format(
+    chosen="d.status = 'failed' AND d.id IN (SELECT delivery_id FROM dead_deliveries WHERE replayed_at IS NULL)")
+REPLAY_CHOSEN = _REPLAYED.format(chosen="d.id::text = ANY(%(ids)s) OR d.webhook_id = ANY(%(ids)s)")
+MARK_REPLAYED = """
+    UPDATE dead_deliveries SET replayed_at = %(now)s
+    WHERE delivery_id = ANY(%(delivery_ids)s::uuid[]) AND replayed_at IS NULL
+"""
+NOT_REPLAYED = _WITH_ENDPOINTS + """
+    SELECT d.id, d.webhook_id, d.status, coalesce(e.enabled, false) AS endpoint_enabled
+    FROM deliveries d LEFT JOIN webhook_endpoints e ON e.target = d.target AND e.id = d.endpoint_id
+    WHERE (d.id::text = ANY(%(ids)s) OR d.webhook_id = ANY(%(ids)s)) AND NOT (d.id = ANY(%(replayed)s::uuid[]))
+"""
+LIST_DEAD = """
+    SELECT dd.id AS dead_id, d.id, d.webhook_id, d.kind, d.target, d.endpoint_id, d.lane, dd.attempts,
+           dd.last_error, dd.dead_at, d.payload -> 'data' ->> 'case_reference' AS case_reference
+    FROM dead_deliveries dd JOIN deliveries d ON d.id = dd.delivery_id
+    WHERE dd.replayed_at IS NULL
+    ORDER BY dd.dead_at
+"""
+
+# Alerts ------------------------------------------------------------------------------------------------------
+
+INSERT_ALERT = """
+    INSERT INTO alerts (kind, endpoint_id, delivery_id, case_reference, detail, raised_at)
+    VALUES (%(kind)s, %(endpoint_id)s, %(delivery_id)s, %(case_reference)s, %(detail)s, %(now)s)
+    RETURNING id
+"""
+LIST_ALERTS = """
+    SELECT id, kind, endpoint_id, delivery_id, case_reference, detail, raised_at, acknowledged_at, acknowledged_by
+    FROM alerts WHERE %(all)s OR acknowledged_at IS NULL
+    ORDER BY raised_at
+"""
+ACKNOWLEDGE_ALERT = """
+    UPDATE alerts SET acknowledged_at = %(now)s, acknowledged_by = %(by)s
+    WHERE id = %(id)s AND acknowledged_at IS NULL
+    RETURNING id
+"""
+OPEN_ALERTS_BY_KIND = "SELECT kind, count(*) AS open FROM alerts WHERE acknowledged_at IS NULL GROUP BY kind"

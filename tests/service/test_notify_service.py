@@ -1,75 +1,519 @@
-"""Notify signs each webhook as Standard Webhooks says, records every attempt, and retries on schedule."""
+"""Notify on a real database and real HTTP: signs each webhook as Standard Webhooks says (checked by the
+receiver with both reference libraries), records every attempt, retries on schedule, stops early on
+answers that will not change, buries what it cannot deliver, disables what keeps failing, pages the
+supervisors, rotates secrets and replays."""
+import json
+import subprocess
+import sys
+import threading
 import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+import pytest
 from nameko.testing.services import worker_factory
 
 from sanad import webhooks
-from sanad.contracts.events import parse
-from services.notify.handlers import register_endpoint
-from services.notify.service import NotifyService
+from sanad.contracts.events import new_event, parse
+from services.notify import handlers
+from services.notify.dispatch import AttemptPool
+from services.notify.handlers import Dispatch, register_endpoint, register_oncall_endpoint, rotate_secret
+from services.notify.policy import RetryPolicy
+from services.notify.sender import Sender
+from services.notify.service import CriticalNotifyService, NotifyService
+from services.notify.settings import NotifySettings
+from services.notify.urls import UnsafeUrl, UrlPolicy
 from tests.service.conftest import outbox_events, rows
 from tests.service.events import referral_created
-from tests.support.receiver import Receiver
+from tests.support.receiver import Receiver, Reply
+
+LOOPBACK_ALLOWED = UrlPolicy(require_https=False, allow_private=True)
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def notify(pools, outbox, keys):
-    return worker_factory(NotifyService, db=pools["notify"], outbox=outbox, keys=keys)
+def settings(**overrides):
+    return NotifySettings(**{"urls": LOOPBACK_ALLOWED, "public_url": "https://sanad.example.org",
+                             "connect_timeout": 2.0, "read_timeout": 2.0, "attempt_deadline": 5.0,
+                             "lease_seconds": 30.0, **overrides})
+
+
+def dispatch_for(config):
+    sender = Sender(config.urls, config.connect_timeout, config.read_timeout, config.attempt_deadline)
+    return Dispatch(settings=config, send=sender.post, resolve=sender.resolve,
+                    pool=AttemptPool(config.concurrency, config.per_endpoint))
+
+
+class Notify:
+    """The service under test with its real dependencies; `settle()` waits for its attempts to end."""
+
+    def __init__(self, pools, outbox, keys, service_class=NotifyService, **overrides):
+        self.dispatch = dispatch_for(settings(**overrides))
+        self.service = worker_factory(service_class, db=pools["notify"], outbox=outbox, keys=keys,
+                                      webhooks=self.dispatch)
+
+    def offer(self, event):
+        self.service.on_referral_created(event.to_message())
+        self.settle()
+
+    def page(self, event):
+        self.service.on_referral_escalated(event.to_message())
+        self.settle()
+
+    def sweep(self):
+        self.service.retry_due()
+        self.settle()
+
+    def settle(self):
+        assert self.dispatch.pool.wait(timeout=30), "attempts still running after 30 s"
 
 
 def register(pools, keys, url, secret):
     partner_id = uuid.uuid4()
     with pools["notify"].transaction() as cur:
-        register_endpoint(cur, keys, partner_id, url, secret)
+        register_endpoint(cur, keys, partner_id, url, secret, url_policy=LOOPBACK_ALLOWED)
     return partner_id
 
 
-def test_a_new_referral_is_delivered_signed_and_recorded(pools, outbox, keys):
+def delivery_of(pools, event):
+    [delivery] = rows(pools["notify"], "SELECT * FROM deliveries WHERE referral_id = %(id)s",
+                      {"id": event.data["referral_id"]})
+    return delivery
+
+
+def attempts_of(pools, delivery_id):
+    return rows(pools["notify"], "SELECT * FROM delivery_attempts WHERE delivery_id = %(id)s ORDER BY attempt",
+                {"id": delivery_id})
+
+
+def events_of_type(pools, event_type):
+    return [(key, parse(body)) for key, body in outbox_events(pools["notify"]) if body["type"] == event_type]
+
+
+def make_due(pools):
+    with pools["notify"].transaction() as cur:
+        cur.execute("UPDATE deliveries SET next_attempt_at = now() - interval '1 second' WHERE status = 'pending'")
+
+
+def escalated(level="critical", referral_id=None, reason="ack_timeout"):
+    case_id = uuid.uuid4()
+    return new_event("referral.escalated", {
+        "referral_id": referral_id if referral_id is not None else uuid.uuid4(), "case_id": case_id,
+        "reference": f"SND-{case_id.hex[:4].upper()}-TEST", "level": level, "service": "counselling",
+        "governorate": "dhi_qar", "reason": reason, "step": 2, "reoffered_to": None,
+        "escalated_at": datetime.now(timezone.utc),
+    }, producer="referral", lane="critical" if level == "critical" else "normal")
+
+
+# Delivering and retrying
+
+def test_a_new_referral_is_delivered_signed_minimal_and_recorded(pools, outbox, keys):
     secret = webhooks.generate_secret()
     with Receiver(secret) as receiver:
         partner_id = register(pools, keys, receiver.url, secret)
         event = referral_created(partner_id)
-        notify(pools, outbox, keys).on_referral_created(event.to_message())
+        Notify(pools, outbox, keys).offer(event)
 
         [payload] = receiver.payloads()
-        assert payload["data"]["referral_id"] == str(event.data["referral_id"])
         assert receiver.webhook_ids() == [f"msg_{event.data['referral_id'].hex}"]
-    [delivery] = rows(pools["notify"], "SELECT * FROM deliveries")
+        assert receiver.rejected == 0
+    referral_id = str(event.data["referral_id"])
+    assert payload["type"] == "referral.offered"
+    assert payload["data"] == {
+        "referral_id": referral_id, "case_reference": event.data["reference"], "risk_level": "medium",
+        "service": "counselling", "governorate": "dhi_qar",
+        "details_url": f"https://sanad.example.org/partner/v1/referrals/{referral_id}",
+    }
+    delivery = delivery_of(pools, event)
     assert (delivery["status"], delivery["attempts"]) == ("delivered", 1)
-    [attempt] = rows(pools["notify"], "SELECT * FROM delivery_attempts")
+    [attempt] = attempts_of(pools, delivery["id"])
     assert (attempt["outcome"], attempt["status_code"]) == ("delivered", 204)
-    [(_, body)] = outbox_events(pools["notify"])
-    assert parse(body).data["outcome"] == "delivered"
-    stored_secret = rows(pools["notify"], "SELECT secret_sealed FROM endpoints")[0]["secret_sealed"]
-    assert secret not in stored_secret, "webhook secrets are sealed at rest"
+    [(key, announced)] = events_of_type(pools, "delivery.attempted")
+    assert announced.data["outcome"] == "delivered" and key == "delivery.attempted.normal"
+    stored = rows(pools["notify"], "SELECT secret_sealed FROM endpoint_secrets")[0]["secret_sealed"]
+    assert secret not in stored, "webhook secrets are sealed at rest"
 
 
-def test_a_partner_answering_500_is_retried_later_under_the_same_webhook_id(pools, outbox, keys):
+def test_the_same_referral_event_twice_makes_one_delivery(pools, outbox, keys):
     secret = webhooks.generate_secret()
-    with Receiver(secret, respond=lambda webhook_id, payload: 503) as receiver:
-        partner_id = register(pools, keys, receiver.url, secret)
-        notify(pools, outbox, keys).on_referral_created(referral_created(partner_id).to_message())
+    with Receiver(secret) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        notify = Notify(pools, outbox, keys)
+        notify.offer(event)
+        notify.offer(event)
+        assert len(receiver.webhook_ids()) == 1
+    assert len(rows(pools["notify"], "SELECT id FROM deliveries")) == 1
 
-    [delivery] = rows(pools["notify"], "SELECT * FROM deliveries")
-    assert delivery["status"] == "pending"
-    assert delivery["next_attempt_at"] > delivery["created_at"]
-    [attempt] = rows(pools["notify"], "SELECT * FROM delivery_attempts")
-    assert (attempt["outcome"], attempt["status_code"]) == ("retrying", 503)
+
+def test_a_partner_answering_503_is_retried_later_under_the_same_webhook_id(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    answers = iter([503, 204])
+    with Receiver(secret, respond=lambda webhook_id, payload: next(answers)) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        notify = Notify(pools, outbox, keys)
+        notify.offer(event)
+        delivery = delivery_of(pools, event)
+        assert delivery["status"] == "pending"
+        assert delivery["next_attempt_at"] > delivery["created_at"]
+
+        notify.sweep()
+        assert delivery_of(pools, event)["status"] == "pending", "the retry waits for its time"
+        make_due(pools)
+        notify.sweep()
+
+        webhook_id = f"msg_{event.data['referral_id'].hex}"
+        assert receiver.attempts_for(webhook_id) == [503, 204]
+    assert [(a["outcome"], a["status_code"]) for a in attempts_of(pools, delivery["id"])] == [
+        ("retrying", 503), ("delivered", 204)]
+    assert delivery_of(pools, event)["status"] == "delivered"
+
+
+def test_retry_after_on_a_429_puts_the_next_attempt_no_sooner_than_asked(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: Reply(429, retry_after="600")) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        Notify(pools, outbox, keys).offer(event)
+    delivery = delivery_of(pools, event)
+    [attempt] = attempts_of(pools, delivery["id"])
+    assert (delivery["status"], attempt["status_code"]) == ("pending", 429)
+    assert delivery["next_attempt_at"] >= attempt["attempted_at"] + timedelta(seconds=600)
+
+
+@pytest.mark.parametrize("reply", [Reply(500), Reply(204, delay=3.0), Reply(drop=True)],
+                         ids=["500", "timeout", "dropped-connection"])
+def test_server_errors_timeouts_and_dropped_connections_are_retried(pools, outbox, keys, reply):
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: reply) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        Notify(pools, outbox, keys, read_timeout=1.0, attempt_deadline=3.0).offer(event)
+    delivery = delivery_of(pools, event)
+    [attempt] = attempts_of(pools, delivery["id"])
+    assert delivery["status"] == "pending" and attempt["outcome"] == "retrying"
 
 
 def test_a_delivery_whose_lease_ran_out_is_taken_up_by_the_sweep(pools, outbox, keys):
     secret = webhooks.generate_secret()
     with Receiver(secret) as receiver:
-        partner_id = register(pools, keys, receiver.url, secret)
-        event = referral_created(partner_id)
-        service = notify(pools, outbox, keys)
+        event = referral_created(register(pools, keys, receiver.url, secret))
         # A worker claimed the delivery and died before sending it.
-        from services.notify import handlers
         with pools["notify"].transaction() as cur:
-            handlers.schedule_delivery(cur, parse(event.to_message()))
+            handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
         with pools["notify"].transaction() as cur:
             cur.execute("UPDATE deliveries SET attempts = 1, lease_until = now() - interval '1 second'")
-        service.retry_due()
+        Notify(pools, outbox, keys).sweep()
 
         assert receiver.webhook_ids() == [f"msg_{event.data['referral_id'].hex}"]
-    [delivery] = rows(pools["notify"], "SELECT * FROM deliveries")
+    delivery = delivery_of(pools, event)
     assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
+
+
+def test_a_late_result_from_a_worker_that_lost_its_lease_changes_nothing(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        with pools["notify"].transaction() as cur:
+            handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
+        config = settings()
+        [stale] = handlers.claim_one(pools["notify"], delivery_of(pools, event)["id"], config)
+        with pools["notify"].transaction() as cur:  # the lease ran out and another worker claimed it
+            cur.execute("UPDATE deliveries SET attempts = attempts + 1")
+
+        assert handlers.attempt(pools["notify"], outbox, keys, stale, dispatch_for(config)) is None
+    assert attempts_of(pools, stale["id"]) == []
+    assert delivery_of(pools, event)["status"] == "pending"
+
+
+# Stopping early, dead letters, exhaustion
+
+def test_a_404_stops_at_once_buries_the_delivery_and_announces_it_exhausted(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: 404) as receiver:
+        partner_id = register(pools, keys, receiver.url, secret)
+        event = referral_created(partner_id, level="critical")
+        Notify(pools, outbox, keys, service_class=CriticalNotifyService).offer(event)
+    delivery = delivery_of(pools, event)
+    assert (delivery["status"], delivery["attempts"], delivery["lane"]) == ("failed", 1, "critical")
+    [dead] = rows(pools["notify"], "SELECT * FROM dead_deliveries")
+    assert (dead["delivery_id"], dead["last_error"], dead["replayed_at"]) == (delivery["id"], "status 404", None)
+    [(key, exhausted)] = events_of_type(pools, "notification.exhausted")
+    assert key == "notification.exhausted.critical", "referral-critical must hear of it on the critical lane"
+    assert exhausted.data["referral_id"] == event.data["referral_id"]
+    assert exhausted.data["partner_id"] == partner_id
+    assert (exhausted.data["attempts"], exhausted.data["last_status_code"]) == (1, 404)
+
+
+def test_a_tls_failure_stops_at_once(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as receiver:  # plain HTTP: a TLS handshake with it fails
+        event = referral_created(register(pools, keys, receiver.url.replace("http://", "https://"), secret))
+        Notify(pools, outbox, keys).offer(event)
+    delivery = delivery_of(pools, event)
+    [attempt] = attempts_of(pools, delivery["id"])
+    assert (delivery["status"], attempt["error"]) == ("failed", "tls_error")
+    assert len(events_of_type(pools, "notification.exhausted")) == 1
+
+
+def test_after_the_last_retry_the_delivery_is_dead_and_announced_exhausted_once(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: 503) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        notify = Notify(pools, outbox, keys, retry=RetryPolicy(delays=(0, 0)))
+        notify.offer(event)
+        notify.sweep()
+        notify.sweep()
+        notify.sweep()  # nothing left to try
+        assert receiver.attempts_for(f"msg_{event.data['referral_id'].hex}") == [503, 503, 503]
+    assert [a["outcome"] for a in attempts_of(pools, delivery_of(pools, event)["id"])] == [
+        "retrying", "retrying", "failed"]
+    assert delivery_of(pools, event)["status"] == "failed"
+    [(_, exhausted)] = events_of_type(pools, "notification.exhausted")
+    assert (exhausted.data["attempts"], exhausted.data["last_status_code"]) == (3, 503)
+    assert len(rows(pools["notify"], "SELECT * FROM dead_deliveries")) == 1
+
+
+def test_an_endpoint_whose_deliveries_keep_failing_is_disabled_and_the_supervisors_alerted(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: 410) as receiver:
+        partner_id = register(pools, keys, receiver.url, secret)
+        notify = Notify(pools, outbox, keys, disable_after=2)
+        first, second, third = (referral_created(partner_id) for _ in range(3))
+        notify.offer(first)
+        assert rows(pools["notify"], "SELECT enabled FROM endpoints")[0]["enabled"]
+        notify.offer(second)
+        [endpoint] = rows(pools["notify"], "SELECT * FROM endpoints")
+        assert not endpoint["enabled"] and "2 deliveries in a row" in endpoint["disabled_reason"]
+        [alert] = rows(pools["notify"], "SELECT * FROM alerts")
+        assert (alert["kind"], alert["endpoint_id"]) == ("endpoint_disabled", partner_id)
+
+        notify.offer(third)
+        assert len(receiver.requests) == 2, "a disabled endpoint is not contacted"
+    [attempt] = attempts_of(pools, delivery_of(pools, third)["id"])
+    assert (attempt["outcome"], attempt["error"]) == ("failed", "endpoint_disabled")
+    assert len(events_of_type(pools, "notification.exhausted")) == 3, "referral re-offers all three"
+    assert len(rows(pools["notify"], "SELECT * FROM alerts")) == 1
+
+
+def test_a_delivered_webhook_resets_the_count_of_failures_in_a_row(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    answers = iter([410, 204, 410])
+    with Receiver(secret, respond=lambda webhook_id, payload: next(answers)) as receiver:
+        partner_id = register(pools, keys, receiver.url, secret)
+        notify = Notify(pools, outbox, keys, disable_after=2)
+        for _ in range(3):
+            notify.offer(referral_created(partner_id))
+    [endpoint] = rows(pools["notify"], "SELECT * FROM endpoints")
+    assert endpoint["enabled"] and endpoint["consecutive_exhausted"] == 1
+
+
+# Outgoing URLs
+
+def test_a_private_address_is_refused_before_sending_when_not_allowed(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        Notify(pools, outbox, keys, urls=UrlPolicy(require_https=False, allow_private=False)).offer(event)
+        assert receiver.requests == []
+    [attempt] = attempts_of(pools, delivery_of(pools, event)["id"])
+    assert (attempt["outcome"], attempt["error"]) == ("failed", "url_refused")
+
+
+def test_a_name_resolving_to_a_private_address_is_refused_by_the_sender_itself(keys):
+    sender = Sender(UrlPolicy(require_https=False, allow_private=False), 2.0, 2.0, 5.0)
+    with Receiver(webhooks.generate_secret()) as receiver:
+        result, _, _ = sender.post(receiver.url.replace("127.0.0.1", "localhost"), b"{}", {})
+        assert receiver.requests == []
+    assert result.error == "url_refused"
+
+
+@pytest.mark.parametrize("url,policy", [
+    ("http://partner.example.org/hook", UrlPolicy(require_https=True, allow_private=False)),
+    ("https://127.0.0.1/hook", UrlPolicy(require_https=True, allow_private=False)),
+    ("https://169.254.169.254/latest/meta-data", UrlPolicy(require_https=True, allow_private=False)),
+    ("https://localhost/hook", UrlPolicy(require_https=False, allow_private=False)),
+], ids=["http-outside-development", "loopback", "cloud-metadata", "name-of-loopback"])
+def test_registration_refuses_urls_notify_would_never_send_to(pools, keys, url, policy):
+    with pytest.raises(UnsafeUrl), pools["notify"].transaction() as cur:
+        register_endpoint(cur, keys, uuid.uuid4(), url, webhooks.generate_secret(), url_policy=policy)
+    assert rows(pools["notify"], "SELECT * FROM endpoints") == []
+
+
+# Secret rotation
+
+def test_during_rotation_partners_verify_with_either_secret_and_after_it_only_the_new_one(pools, outbox, keys):
+    old, new = webhooks.generate_secret(), webhooks.generate_secret()
+    with Receiver(old) as receiver:
+        partner_id = register(pools, keys, receiver.url, old)
+        with pools["notify"].transaction() as cur:
+            rotate_secret(cur, keys, partner_id, new, overlap=timedelta(hours=24))
+        notify = Notify(pools, outbox, keys)
+        notify.offer(referral_created(partner_id))  # verified with the old secret
+        receiver.use_secret(new)
+        notify.offer(referral_created(partner_id))  # and with the new one
+        assert (len(receiver.received), receiver.rejected) == (2, 0)
+
+        with pools["notify"].transaction() as cur:  # the overlap has ended
+            cur.execute("UPDATE endpoint_secrets SET expires_at = now() - interval '1 second' "
+                        "WHERE expires_at IS NOT NULL")
+        receiver.use_secret(old)
+        notify.offer(referral_created(partner_id))
+        assert receiver.rejected == 1, "the old secret no longer signs"
+        receiver.use_secret(new)
+        notify.offer(referral_created(partner_id))
+        assert len(receiver.received) == 3
+
+
+def test_rotating_the_secret_of_an_unknown_endpoint_is_refused(pools, keys):
+    with pytest.raises(LookupError), pools["notify"].transaction() as cur:
+        rotate_secret(cur, keys, uuid.uuid4(), webhooks.generate_secret(), overlap=timedelta(hours=1))
+
+
+# Concurrency
+
+def test_a_slow_partner_does_not_hold_up_webhooks_to_others(pools, outbox, keys):
+    release = threading.Event()
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: Reply(204, hold=release)) as slow, \
+            Receiver(secret) as quick:
+        slow_partner, quick_partner = register(pools, keys, slow.url, secret), register(pools, keys, quick.url, secret)
+        notify = Notify(pools, outbox, keys, concurrency=4, per_endpoint=2, read_timeout=20.0,
+                        attempt_deadline=25.0, lease_seconds=60.0)
+        try:
+            for _ in range(5):
+                notify.service.on_referral_created(referral_created(slow_partner).to_message())
+            notify.service.retry_due()
+            assert slow.wait_until(lambda r: r.holding == 2, timeout=10)
+            notify.service.on_referral_created(referral_created(quick_partner).to_message())
+            assert quick.wait_for(lambda got: len(got) == 1, timeout=10), "held up behind the slow partner"
+            assert slow.holding == 2, "no more than its share of the slots went to the slow partner"
+        finally:
+            release.set()
+        notify.settle()
+        for _ in range(3):
+            notify.sweep()
+        assert len(slow.received) == 5
+
+
+CLAIMER = """
+import json, sys
+from services.notify import handlers
+from services.notify.settings import NotifySettings
+from sanad.platform.pool import Pool
+pool = Pool(sys.argv[1], size=1, schema="notify")
+settings = NotifySettings(per_endpoint=1000, lease_seconds=600)
+sys.stdin.readline()  # both claimers start together
+claimed = []
+while True:
+    rows = handlers.claim_due(pool, "normal", 3, {}, settings)
+    claimed += [str(row["id"]) for row in rows]
+    if not rows:
+        with pool.transaction() as cur:
+            cur.execute("SELECT count(*) AS left FROM deliveries WHERE lease_until IS NULL")
+            if cur.fetchone()["left"] == 0:
+                break
+print(json.dumps(claimed))
+"""
+
+
+def test_two_claimers_racing_on_the_real_database_never_claim_the_same_delivery(pools, database_url):
+    partner_id = uuid.uuid4()
+    with pools["notify"].transaction() as cur:
+        for _ in range(300):
+            handlers.schedule_offer(cur, parse(referral_created(partner_id).to_message()), "https://x.example")
+    claimers = [subprocess.Popen([sys.executable, "-c", CLAIMER, database_url], cwd=ROOT, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    for claimer in claimers:
+        claimer.stdin.write("go\n")
+        claimer.stdin.flush()
+    claimed = [json.loads(claimer.communicate(timeout=120)[0]) for claimer in claimers]
+    assert all(claimer.returncode == 0 for claimer in claimers)
+    assert set(claimed[0]).isdisjoint(claimed[1])
+    assert len(claimed[0]) + len(claimed[1]) == 300
+    assert claimed[0] and claimed[1], "both claimers took part"
+    assert rows(pools["notify"], "SELECT max(attempts) AS most FROM deliveries")[0]["most"] == 1
+
+
+# The supervisors' pager
+
+def test_an_escalation_pages_every_oncall_endpoint_minimally_on_its_lane(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as first, Receiver(secret) as second:
+        with pools["notify"].transaction() as cur:
+            for receiver in (first, second):
+                register_oncall_endpoint(cur, keys, receiver.url, secret, url_policy=LOOPBACK_ALLOWED)
+        event = escalated(level="critical")
+        notify = Notify(pools, outbox, keys, service_class=CriticalNotifyService)
+        notify.page(event)
+        notify.page(event)  # redelivered by the broker: no second page
+        [page] = first.payloads()
+        assert second.payloads() == [page]
+        assert first.webhook_ids() != second.webhook_ids()
+    assert page == {"type": "referral.escalated", "timestamp": page["timestamp"], "data": {
+        "case_reference": event.data["reference"], "risk_level": "critical", "service": "counselling",
+        "governorate": "dhi_qar", "reason": "ack_timeout", "step": 2}}
+    assert {row["lane"] for row in rows(pools["notify"], "SELECT lane FROM deliveries")} == {"critical"}
+    assert events_of_type(pools, "delivery.attempted") == []
+
+
+def test_an_escalation_for_a_referral_already_offered_still_pages(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as partner, Receiver(secret) as pager:
+        offer = referral_created(register(pools, keys, partner.url, secret))
+        with pools["notify"].transaction() as cur:
+            register_oncall_endpoint(cur, keys, pager.url, secret, url_policy=LOOPBACK_ALLOWED)
+        notify = Notify(pools, outbox, keys)
+        notify.offer(offer)
+        notify.page(escalated(level="high", referral_id=offer.data["referral_id"]))
+        assert len(partner.received) == 1 and len(pager.received) == 1
+
+
+def test_an_escalation_with_no_oncall_endpoint_raises_an_alert(pools, outbox, keys):
+    event = escalated(level="high", reason="no_match")
+    Notify(pools, outbox, keys).page(event)
+    [alert] = rows(pools["notify"], "SELECT * FROM alerts")
+    assert (alert["kind"], alert["case_reference"]) == ("no_pager_endpoint", event.data["reference"])
+
+
+def test_a_page_that_cannot_be_delivered_raises_an_alert_and_the_pager_stays_enabled(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: 401) as pager:
+        with pools["notify"].transaction() as cur:
+            pager_id = register_oncall_endpoint(cur, keys, pager.url, secret, url_policy=LOOPBACK_ALLOWED)
+        Notify(pools, outbox, keys, disable_after=1).page(escalated())
+    [alert] = rows(pools["notify"], "SELECT * FROM alerts")
+    assert (alert["kind"], alert["endpoint_id"]) == ("pager_exhausted", pager_id)
+    assert rows(pools["notify"], "SELECT enabled FROM oncall_endpoints")[0]["enabled"]
+    assert events_of_type(pools, "notification.exhausted") == []
+
+
+# Replay
+
+def test_replay_resends_dead_deliveries_under_their_own_webhook_id(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    answers = iter([404, 204])
+    with Receiver(secret, respond=lambda webhook_id, payload: next(answers)) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        notify = Notify(pools, outbox, keys)
+        notify.offer(event)
+        assert delivery_of(pools, event)["status"] == "failed"
+
+        with pools["notify"].transaction() as cur:
+            replayed, skipped = handlers.replay(cur, dead=True)
+        assert [row["webhook_id"] for row in replayed] == [f"msg_{event.data['referral_id'].hex}"] and not skipped
+        notify.sweep()
+        assert receiver.webhook_ids() == [f"msg_{event.data['referral_id'].hex}"]
+    delivery = delivery_of(pools, event)
+    assert (delivery["status"], delivery["attempts"], delivery["round_start"]) == ("delivered", 2, 1)
+    assert rows(pools["notify"], "SELECT replayed_at FROM dead_deliveries")[0]["replayed_at"] is not None
+    with pools["notify"].transaction() as cur:
+        assert handlers.replay(cur, dead=True) == ([], [])
+
+
+def test_replay_by_id_leaves_a_delivery_still_being_tried_alone_and_names_unknown_ones(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: 503) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        Notify(pools, outbox, keys).offer(event)
+    webhook_id = f"msg_{event.data['referral_id'].hex}"
+    with pools["notify"].transaction() as cur:
+        replayed, skipped = handlers.replay(cur, chosen=[webhook_id, "msg_unknown"])
+    assert replayed == []
+    assert sorted(row["why"] for row in skipped) == ["no such delivery", "still being tried"]

@@ -1,12 +1,10 @@
-"""Webhook delivery policy (when to retry, when to stop) and the payload a partner receives."""
-import json
+"""Webhook delivery policy: when to retry, when to stop, when to disable an endpoint."""
 import random as random_module
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
-from services.notify import payloads, policy
+from services.notify import policy
 from services.notify.policy import Result, is_retryable, is_success, next_attempt_at, outcome, retry_after_seconds
 
 # The Standard Webhooks schedule, written out here rather than read from the module under test.
@@ -199,52 +197,36 @@ def test_outcome_names_are_those_the_delivery_attempted_contract_accepts(now):
     assert set(DeliveryAttemptedV1().fields["outcome"].validate.choices) == names
 
 
-# The payload a partner receives
-
-NARRATIVE = "He has my photos and says he will send them to my brothers on Thursday unless I pay."
-
-
-def referral(**extra):
-    return {
-        "referral_id": uuid.UUID("1c7e2f0a-5b7d-4f3e-8c2a-6d9e0b1a2f34"),
-        "case_id": uuid.UUID("6b1f0c52-3c1e-4d8a-9a51-0f3e8f2b7c10"),
-        "reference": "SND-7K3Q-9F2M", "partner_id": uuid.UUID("a3d4e5f6-0718-4a2b-9c3d-4e5f60718293"),
-        "partner_name": "Basra Women's Legal Aid", "service": "legal_aid", "level": "critical",
-        "governorate": "basra", "created_at": datetime(2024, 3, 10, 9, 30, 2, tzinfo=timezone.utc),
-        **extra,
-    }
+@pytest.mark.parametrize("error", ["url_refused", "no_endpoint", "no_secret"])
+def test_a_refused_url_or_a_missing_endpoint_or_secret_stops_the_delivery(now, error):
+    assert next_attempt_at(failure(None, error), 1, now, no_jitter) is None
 
 
-def test_payload_has_the_standard_webhooks_shape_and_only_the_listed_fields(now):
-    body = payloads.referral_offered(referral(), now)
-    assert body == {
-        "type": "referral.offered",
-        "timestamp": "2024-03-10T09:30:00+00:00",
-        "data": {
-            "referral_id": "1c7e2f0a-5b7d-4f3e-8c2a-6d9e0b1a2f34", "case_reference": "SND-7K3Q-9F2M",
-            "risk_level": "critical", "service": "legal_aid", "governorate": "basra",
-        },
-    }
+# A shorter schedule, as the integration tests configure through the environment
+
+def test_a_configured_schedule_replaces_the_standard_one_and_sets_the_number_of_attempts(now):
+    short = policy.RetryPolicy(delays=(0.2, 0.5))
+    assert short.max_attempts == 3
+    assert next_attempt_at(failure(), 1, now, no_jitter, short) == now + timedelta(seconds=0.2)
+    assert next_attempt_at(failure(), 2, now, no_jitter, short) == now + timedelta(seconds=0.5)
+    assert next_attempt_at(failure(), 3, now, no_jitter, short) is None
 
 
-def test_payload_never_carries_the_narrative_a_name_or_a_phone_even_if_handed_them(now):
-    body = payloads.referral_offered(referral(
-        narrative=NARRATIVE, sealed_narrative="s1.k1.AAAA", name="Zainab Hussein", victim_name="Zainab Hussein",
-        phone="+9647701234567", caller_phone="07701234567",
-    ), now)
-    text = json.dumps(body, ensure_ascii=False)
-    for personal in (NARRATIVE, "s1.k1.AAAA", "Zainab", "7701234567"):
-        assert personal not in text
-    assert set(body["data"]) == {"referral_id", "case_reference", "risk_level", "service", "governorate"}
+def test_retry_after_still_wins_over_a_configured_schedule(now):
+    short = policy.RetryPolicy(delays=(0.2,))
+    assert next_attempt_at(failure(429, retry_after="2"), 1, now, no_jitter, short) == now + timedelta(seconds=2)
 
 
-def test_payload_does_not_reveal_internal_case_or_partner_ids(now):
-    text = json.dumps(payloads.referral_offered(referral(), now))
-    assert "6b1f0c52-3c1e-4d8a-9a51-0f3e8f2b7c10" not in text
-    assert "a3d4e5f6-0718-4a2b-9c3d-4e5f60718293" not in text
+# An endpoint that keeps failing
+
+def test_an_endpoint_is_disabled_at_the_threshold_of_exhausted_deliveries_in_a_row():
+    assert not policy.should_disable(policy.DISABLE_AFTER_EXHAUSTED - 1)
+    assert policy.should_disable(policy.DISABLE_AFTER_EXHAUSTED)
+    assert policy.should_disable(5, threshold=5) and not policy.should_disable(4, threshold=5)
 
 
-def test_payload_is_json_and_well_under_20_kb_even_when_the_input_is_huge(now):
-    body = payloads.referral_offered(referral(narrative="ب" * 20_000), now)
-    assert len(json.dumps(body, ensure_ascii=False).encode()) < 20 * 1024
-    assert len(json.dumps(body).encode()) < 1024
+@pytest.mark.parametrize("result,summary", [
+    (failure(503), "status 503"), (failure(None, "timeout"), "timeout"), (failure(None, None), "unknown"),
+])
+def test_a_failure_is_summed_up_as_a_code_never_the_partners_words(result, summary):
+    assert policy.failure_summary(result) == summary

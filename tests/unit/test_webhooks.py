@@ -1,4 +1,5 @@
-"""Our signing checked against the Standard Webhooks reference verifier, and against a vector computed here."""
+"""Our signing checked against the verifiers partners use unchanged (the Standard Webhooks reference library
+and Svix's), and against a vector computed here."""
 import base64
 import hashlib
 import hmac
@@ -7,6 +8,8 @@ import time
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from svix.webhooks import Webhook as SvixWebhook
+from svix.webhooks import WebhookVerificationError as SvixVerificationError
 
 from sanad import webhooks
 
@@ -94,6 +97,40 @@ def test_stale_timestamp_does_not_verify_even_with_a_correct_signature():
     headers = webhooks.signed_headers([secret], WEBHOOK_ID, _now() - 10 * 60, BODY)
     with pytest.raises(WebhookVerificationError, match="too old"):
         Webhook(secret).verify(BODY, headers)
+
+
+# Against Svix's verifier, which partners may use instead
+
+def test_signed_headers_verify_with_the_svix_library():
+    secret = webhooks.generate_secret()
+    headers = webhooks.signed_headers([secret], WEBHOOK_ID, _now(), BODY)
+    SvixWebhook(secret).verify(BODY, headers)  # raises unless it verifies
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["old-secret", "new-secret"])
+def test_during_rotation_svix_verifies_with_either_secret(which):
+    secrets_in_rotation = [webhooks.generate_secret(), webhooks.generate_secret()]
+    headers = webhooks.signed_headers(secrets_in_rotation, WEBHOOK_ID, _now(), BODY)
+    SvixWebhook(secrets_in_rotation[which]).verify(BODY, headers)
+
+
+def test_svix_refuses_a_wrong_secret_a_tampered_body_and_a_stale_timestamp():
+    secret = webhooks.generate_secret()
+    headers = webhooks.signed_headers([secret], WEBHOOK_ID, _now(), BODY)
+    with pytest.raises(SvixVerificationError):
+        SvixWebhook(webhooks.generate_secret()).verify(BODY, headers)
+    with pytest.raises(SvixVerificationError):
+        SvixWebhook(secret).verify(BODY.replace(b'"critical"', b'"low"'), headers)
+    stale = webhooks.signed_headers([secret], WEBHOOK_ID, _now() - 10 * 60, BODY)
+    with pytest.raises(SvixVerificationError):
+        SvixWebhook(secret).verify(BODY, stale)
+
+
+def test_svix_verifies_the_headers_as_an_http_server_hands_them_over_in_any_case():
+    secret = webhooks.generate_secret()
+    headers = webhooks.signed_headers([secret], WEBHOOK_ID, _now(), BODY)
+    SvixWebhook(secret).verify(BODY, {name.title(): value for name, value in headers.items()})
+    assert Webhook(secret).verify(BODY, {name.title(): value for name, value in headers.items()})
 
 
 # Against a known answer computed independently

@@ -1,0 +1,58 @@
+"""The attempt pool: bounded, with a share per endpoint, and never stuck by an attempt that fails."""
+import eventlet
+from eventlet.event import Event
+
+from services.notify.dispatch import AttemptPool
+
+
+def test_slots_are_taken_when_an_attempt_starts_and_given_back_when_it_ends():
+    pool = AttemptPool(size=3, per_endpoint=2)
+    gate = Event()
+    pool.run("a", gate.wait)
+    pool.run("b", gate.wait)
+    assert pool.free() == 1 and pool.in_flight() == {"a": 1, "b": 1}
+    gate.send()
+    assert pool.wait(timeout=5)
+    assert pool.free() == 3 and pool.in_flight() == {}
+
+
+def test_an_endpoint_gets_no_more_than_its_share_while_others_still_have_room():
+    pool = AttemptPool(size=4, per_endpoint=2)
+    gate = Event()
+    pool.run("slow", gate.wait)
+    pool.run("slow", gate.wait)
+    assert not pool.has_room_for("slow")
+    assert pool.has_room_for("other")
+    gate.send()
+    pool.wait(timeout=5)
+
+
+def test_a_full_pool_has_room_for_no_one():
+    pool = AttemptPool(size=2, per_endpoint=2)
+    gate = Event()
+    pool.run("a", gate.wait)
+    pool.run("b", gate.wait)
+    assert not pool.has_room_for("c")
+    gate.send()
+    pool.wait(timeout=5)
+
+
+def test_an_attempt_that_raises_gives_its_slot_back():
+    pool = AttemptPool(size=1, per_endpoint=1)
+
+    def broken():
+        raise RuntimeError("boom")
+
+    pool.run("a", broken)
+    assert pool.wait(timeout=5)
+    assert pool.has_room_for("a")
+
+
+def test_waiting_for_room_returns_as_soon_as_an_attempt_ends():
+    pool = AttemptPool(size=1, per_endpoint=1)
+    gate = Event()
+    pool.run("a", gate.wait)
+    eventlet.spawn_after(0.05, gate.send)
+    pool.wait_for_room(timeout=30)
+    eventlet.sleep(0)
+    assert pool.free() == 1
