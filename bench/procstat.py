@@ -41,16 +41,37 @@ def machine_cpu_seconds():
     return busy / CLOCK_TICKS
 
 
-class CpuMeter:
-    """CPU seconds used by each of some processes between start() and stop()."""
+def pids_whose_command_has(text):
+    """Processes whose command line contains `text`: PostgreSQL names each backend's database in its title."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
 
-    def __init__(self, pids):
+
+class CpuMeter:
+    """CPU seconds used between start() and stop() by each of some processes, by every process whose
+    command line contains each of `groups`' texts (a backend that appears meanwhile counts in full), and
+    by the whole machine (which on a shared machine includes other people's work)."""
+
+    def __init__(self, pids, groups=None):
         self.pids = dict(pids)  # name -> pid
+        self.groups = dict(groups or {})  # name -> text in the command line
         self.started = {}
+        self.group_started = {}
         self.machine_started = None
 
     def start(self):
         self.started = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.group_started = {name: {pid: cpu_seconds(pid) for pid in pids_whose_command_has(text)}
+                              for name, text in self.groups.items()}
         self.machine_started = machine_cpu_seconds()
         return self
 
@@ -59,5 +80,12 @@ class CpuMeter:
         for name, pid in self.pids.items():
             now, before = cpu_seconds(pid), self.started.get(name)
             used[name] = None if now is None or before is None else round(now - before, 3)
+        for name, text in self.groups.items():
+            total = 0.0
+            for pid in pids_whose_command_has(text):
+                now = cpu_seconds(pid)
+                if now is not None:
+                    total += now - (self.group_started[name].get(pid) or 0.0)
+            used[name] = round(total, 3)
         machine = round(machine_cpu_seconds() - self.machine_started, 3)
         return used, machine

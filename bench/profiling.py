@@ -24,8 +24,8 @@ DATABASE_CALL = re.compile(r"\.(execute|executemany|commit|rollback|fetchone|fet
 
 # (component, test on the frame's file path), first match wins.
 COMPONENTS = (
-    ("triage scoring (assessment, normalise)", lambda f: "/services/triage/" in f and "handlers" not in f
-     and "service" not in f),
+    ("triage scoring (assessment, normalise)", lambda f: f.endswith(("/triage/assessment.py",
+                                                                      "/triage/normalise.py"))),
     ("referral matching", lambda f: f.endswith("services/referral/matching.py")),
     ("webhook signing", lambda f: f.endswith("sanad/webhooks.py") or "/hmac.py" in f or "/hashlib" in f),
     ("AES-GCM sealing", lambda f: f.endswith("sanad/crypto.py") or "/cryptography/" in f),
@@ -41,6 +41,9 @@ COMPONENTS = (
     ("logging", lambda f: "/logging/" in f),
     ("Sanad handlers and plumbing", lambda f: "/services/" in f or "/sanad/" in f),
 )
+# The eventlet hub polling its sockets: py-spy does not always see it as idle, but nothing waits on it.
+IDLE = "idle (eventlet hub polling)"
+IDLE_FUNCTIONS = {"Hub.do_poll", "Hub.wait", "do_poll"}
 USE_CASES = ("record_case", "record_status", "triage_case", "refer_case", "schedule_delivery", "attempt",
              "claim_one", "_relay", "_sweep", "handle_event", "create_case")
 
@@ -55,8 +58,11 @@ def parse_frame(text):
 def component_of(stack):
     """The component a sample is charged to, from its innermost frame (see the module's docstring)."""
     function, file, line = parse_frame(stack[-1])
+    if function in IDLE_FUNCTIONS:
+        return IDLE
     if file and DATABASE_CALL.search(linecache.getline(file, line)):
         return "PostgreSQL (waiting in psycopg2)"
+    file = file if file.startswith("/") else f"/{file}"
     for name, test in COMPONENTS:
         if test(file):
             return name
@@ -64,19 +70,24 @@ def component_of(stack):
 
 
 def summarise(collapsed_text, top=12):
-    """Shares of samples by component, by use case (inclusive) and by innermost line."""
+    """Shares of the busy samples (idle ones left out) by component, by use case (inclusive) and by
+    innermost line, and the share of samples that were idle."""
     by_component = collections.Counter()
     by_use_case = collections.Counter()
     by_line = collections.Counter()
-    total = 0
+    total = idle = 0
     for row in collapsed_text.splitlines():
         stack_text, _, count_text = row.rpartition(" ")
         if not stack_text or not count_text.isdigit():
             continue
         count = int(count_text)
         stack = stack_text.split(";")
+        component = component_of(stack)
+        if component == IDLE:
+            idle += count
+            continue
         total += count
-        by_component[component_of(stack)] += count
+        by_component[component] += count
         functions = {parse_frame(frame)[0] for frame in stack}
         for use_case in USE_CASES:
             if use_case in functions:
@@ -87,7 +98,8 @@ def summarise(collapsed_text, top=12):
     def shares(counter, limit=None):
         return [{"what": k, "share": round(v / total, 3)} for k, v in counter.most_common(limit)] if total else []
 
-    return {"samples": total, "by_component": shares(by_component), "by_use_case": shares(by_use_case),
+    return {"busy_samples": total, "idle_share": round(idle / (idle + total), 3) if idle + total else None,
+            "by_component": shares(by_component), "by_use_case": shares(by_use_case),
             "top_lines": shares(by_line, top)}
 
 
@@ -108,7 +120,7 @@ def profile_under_load(benchmark, out_dir, seconds, rate=100):
     for name, pid in benchmark.env.service_pids.items():
         recorders[name] = subprocess.Popen(
             [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
-             "--format", "raw", "--nonblocking", "--output", str(out_dir / f"{name}.txt")],
+             "--format", "raw", "--nonblocking", "--full-filenames", "--output", str(out_dir / f"{name}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stop = threading.Event()
     sent = []

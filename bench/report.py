@@ -73,7 +73,10 @@ def markdown(results):
         f"| CPU ms per case, all six services (floor: its four hops) | "
         f"{_cell(_scaled(t['services_cpu_seconds_per_case']), 2)} | "
         f"{_cell(_scaled(s['floor']['cpu_seconds_per_message']), 2)} | {_cell(t['services_cpu_vs_floor'], 1)} |",
-        f"| CPU ms per case, whole machine (PostgreSQL, RabbitMQ, client) | "
+        f"| CPU ms per case, PostgreSQL backends of the benchmark's database | "
+        f"{_cell(_scaled(t['postgres_cpu_seconds_per_case']), 2)} | "
+        f"{_cell(_scaled(s['floor']['postgres_cpu_seconds_per_message']), 2)} | {_cell(t['postgres_cpu_vs_floor'], 1)} |",
+        f"| CPU ms per case, whole machine (shared: includes RabbitMQ, the client, others' work) | "
         f"{_cell(_scaled(t['machine_cpu_seconds_per_case']), 2)} | | |",
         f"| cases per second intake accepted during the flood | {_cell(t['intake_accepted_per_s'])} | | |",
         "",
@@ -83,6 +86,17 @@ def markdown(results):
     for name, memory in s["memory_mib"].items():
         lines.append(f"| {name} | {_cell(memory['rss'])} | {_cell(memory['peak_rss'])} | "
                      f"{_cell(_scaled(s['cpu_seconds_per_case'][name]), 2)} |")
+    profile = results.get("profile")
+    if profile:
+        lines += ["", f"Profile (py-spy, {profile['seconds']:.0f} s under a flood): where each service's busy "
+                  "time went.", "", "| service | busy | largest shares of busy samples |", "|---|---|---|"]
+        for name, summary in profile["services"].items():
+            if "error" in summary:
+                lines.append(f"| {name} | – | py-spy failed: {summary['error'][:80]} |")
+                continue
+            busy = None if summary["idle_share"] is None else 1 - summary["idle_share"]
+            parts = ", ".join(f"{c['what']} {c['share']:.0%}" for c in summary["by_component"][:4])
+            lines.append(f"| {name} | {_fmt(busy and busy * 100, 0)}% | {parts} |")
     lines += ["", "| target | met |", "|---|---|"]
     for name, met in s["targets"].items():
         lines.append(f"| {name.replace('_', ' ')} | {_fmt(met)} |")

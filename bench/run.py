@@ -24,14 +24,15 @@ from bench.environment import BenchEnvironment
 from bench.floor import Floor
 
 ROOT = Path(__file__).resolve().parents[1]
+POSTGRES = "postgres (backends of the benchmark's database)"
 RESULTS = ROOT / "bench" / "results"
 
 
 @dataclass
 class Config:
-    repetitions: int = 3
+    repetitions: int = 2
     critical_cases: int = 500       # per phase, alone and behind the backlog
-    critical_rate: float = 20.0     # critical cases (and floor messages) per second
+    critical_rate: float = 50.0     # critical cases (and floor messages) per second
     backlog_cases: int = 10_000     # normal cases submitted as fast as intake takes them
     concurrency: int = 16           # concurrent senders of a flood (operators at once)
     rate_seconds: float = 20.0      # how long normal cases are sent at 50% and at 90% of the throughput
@@ -76,7 +77,7 @@ class Benchmark:
         return {**stats.summary_ms(latencies), "sender_lag_ms": round(lag * 1000, 1)}, latencies
 
     def floor_throughput(self):
-        meter = procstat.CpuMeter(self.floor.pids).start()
+        meter = procstat.CpuMeter(self.floor.pids, self._postgres_group()).start()
         started = time.monotonic()
         sent = load.flood(self.floor.send, self.config.floor_messages, self.config.concurrency)
         if not self.floor.wait_for([m for m, _ in sent], self.config.drain_timeout):
@@ -84,11 +85,13 @@ class Benchmark:
         cpu, machine = meter.stop()
         finished = [self.floor.arrival(m) for m, _ in sent]
         count = len(sent)
+        postgres = cpu.pop(POSTGRES)
         return {
             "messages": count,
             "per_s": _round(stats.steady_rate(finished)),
             "overall_per_s": _round(count / (max(finished) - started)),
             "cpu_seconds_per_message": _round(sum(cpu.values()) / count, 6),
+            "postgres_cpu_seconds_per_message": _round(postgres / count, 6),
             "machine_cpu_seconds_per_message": _round(machine / count, 6),
         }
 
@@ -104,7 +107,7 @@ class Benchmark:
         """Flood intake with normal cases, then send the critical ones while the backlog drains."""
         cfg = self.config
         sampler = QueueSampler(self.env).start()
-        meter = procstat.CpuMeter(self.env.service_pids).start()
+        meter = procstat.CpuMeter(self.env.service_pids, self._postgres_group()).start()
         started = time.monotonic()
         backlog = load.flood(lambda i: self.client.post_case("normal"), cfg.backlog_cases, cfg.concurrency)
         submitted_at = time.monotonic()
@@ -112,6 +115,7 @@ class Benchmark:
                                    cfg.critical_rate)
         self._await(backlog + critical)
         cpu, machine = meter.stop()
+        postgres = cpu.pop(POSTGRES)
         memory = {name: procstat.memory_mib(pid) for name, pid in self.env.service_pids.items()}
         queues = sampler.stop()
 
@@ -138,6 +142,7 @@ class Benchmark:
             "cpu_seconds_per_case": {name: _round(s / cases, 6) if s is not None else None
                                      for name, s in cpu.items()},
             "services_cpu_seconds_per_case": _round(sum(s for s in cpu.values() if s) / cases, 6),
+            "postgres_cpu_seconds_per_case": _round(postgres / cases, 6),
             "machine_cpu_seconds_per_case": _round(machine / cases, 6),
         }
         return figures, latencies, throughput, memory, queues, under_backlog
@@ -172,6 +177,23 @@ class Benchmark:
 
     # Helpers ----------------------------------------------------------------------------------------
 
+    def _postgres_group(self):
+        """PostgreSQL's backends serving the benchmark's database (the stack's and the floor's)."""
+        database = self.env.database_url.rsplit("/", 1)[1]
+        return {POSTGRES: f" {database} "}
+
+    def _await_status_views(self, timeout=600):
+        """Wait until intake has recorded every status event, so case views show every stage."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.env.queue_depths().get("intake.case_status", 0) == 0:
+                    return True
+            except Exception:  # noqa: BLE001 -- the management API may be slow under load; ask again
+                pass
+            time.sleep(2)
+        return False
+
     def _await(self, submitted):
         missing = [c for c in submitted if self.receiver.first_arrival(c.reference) is None]
         deadline = time.monotonic() + self.config.drain_timeout
@@ -191,6 +213,7 @@ class Benchmark:
 
     def repetition(self, number):
         cfg = self.config
+        load_at_start = [round(v, 2) for v in os.getloadavg()]
         self.log(f"repetition {number}: floor latency ({cfg.critical_cases} messages at {cfg.critical_rate}/s)")
         floor_latency, floor_samples = self.floor_latency()
         self.log(f"repetition {number}: floor throughput ({cfg.floor_messages} messages)")
@@ -199,12 +222,16 @@ class Benchmark:
         alone, alone_samples, alone_cases = self.critical_alone()
         self.log(f"repetition {number}: {cfg.backlog_cases} normal cases, then the critical ones")
         backlogged, backlog_samples, throughput, memory, queues, backlogged_cases = self.critical_with_backlog()
+        load_after_flood = [round(v, 2) for v in os.getloadavg()]
         rates = {}
         for share in (50, 90):
             rate = (throughput["per_s"] or throughput["overall_per_s"]) * share / 100
             self.log(f"repetition {number}: normal cases at {share}% of {throughput['per_s']}/s")
             rates[f"normal_at_{share}pct"] = self.normal_at_rate(rate)
+        self.log(f"repetition {number}: waiting for intake's case views, then reading the stages")
+        self._await_status_views()
         return {
+            "load_average": {"at_start": load_at_start, "after_flood": load_after_flood},
             "floor": {"latency": floor_latency, "throughput": floor_throughput},
             "critical_alone": alone,
             "critical_with_backlog": backlogged,
@@ -292,6 +319,7 @@ def summarise(runs, config):
         **{f"latency_{p}": over_runs(("floor", "latency", p)) for p in ("p50_ms", "p95_ms", "p99_ms")},
         "throughput_per_s": over_runs(("floor", "throughput", "per_s")),
         "cpu_seconds_per_message": over_runs(("floor", "throughput", "cpu_seconds_per_message")),
+        "postgres_cpu_seconds_per_message": over_runs(("floor", "throughput", "postgres_cpu_seconds_per_message")),
     }}
     for phase in latency_phases:
         summary[phase] = {}
@@ -308,6 +336,9 @@ def summarise(runs, config):
         "services_cpu_seconds_per_case": over_runs(("throughput", "services_cpu_seconds_per_case")),
         "services_cpu_vs_floor": ratio_over_runs(("throughput", "services_cpu_seconds_per_case"),
                                                  ("floor", "throughput", "cpu_seconds_per_message")),
+        "postgres_cpu_seconds_per_case": over_runs(("throughput", "postgres_cpu_seconds_per_case")),
+        "postgres_cpu_vs_floor": ratio_over_runs(("throughput", "postgres_cpu_seconds_per_case"),
+                                                 ("floor", "throughput", "postgres_cpu_seconds_per_message")),
         "machine_cpu_seconds_per_case": over_runs(("throughput", "machine_cpu_seconds_per_case")),
     }
     names = runs[0]["memory_mib"].keys() if runs else ()

@@ -55,5 +55,5 @@ def spread(values):
     present = [v for v in values if v is not None]
     if not present:
         return {"median": None, "min": None, "max": None, "runs": list(values)}
-    return {"median": round(statistics.median(present), 3), "min": round(min(present), 3),
-            "max": round(max(present), 3), "runs": list(values)}
+    return {"median": round(statistics.median(present), 6), "min": round(min(present), 6),
+            "max": round(max(present), 6), "runs": list(values)}
