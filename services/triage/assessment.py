@@ -19,12 +19,13 @@ How a note is read:
 6. The level is the highest level of any reason, raised to critical when suicidal thoughts meet an acute
    stressor (deadline within 24 hours, material published, threat of violence, victim under 18).
 """
+import functools
 import hashlib
 import math
 import re
 import threading
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -152,11 +153,20 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Matcher:
+    """One compiled alternation of patterns over one stream, and the words its patterns can start with."""
+    stream: str
+    regex: re.Pattern
+    first_words: frozenset[tuple[str, str]]   # (exact|prefix|suffix|contains|number|digits|any, key)
+    id: int = -1
+
+
+@dataclass(frozen=True)
 class Group:
     code: str
     name: str
     policy: Policy
-    regexes: tuple[tuple[str, re.Pattern], ...]   # (stream, compiled alternation)
+    matchers: tuple[Matcher, ...]
     near: frozenset[str] = frozenset()
     within: int = 12
     maximum: float | None = None
@@ -265,17 +275,59 @@ class _Compiler:
             raise LexiconError("empty pattern")
         return "".join(self.token(part, stream) for part in parts)
 
-    def alternation(self, patterns: Iterable[str], stream: str, check_arabizi: bool = True) -> re.Pattern:
+    def alternation(self, patterns: Iterable[str], stream: str, check_arabizi: bool = True) -> Matcher:
         # Python's alternation takes the first branch that matches, not the longest: try longer phrases first.
-        alternatives = []
+        alternatives, first_words = [], set()
         for pattern in sorted(map(str, patterns), key=lambda p: -len(_elements(p))):
             if stream == ARABIZI_STREAM and check_arabizi:
-                self._check_distinctive(str(pattern))
-            try:
-                alternatives.append(self.sequence(str(pattern), stream))
-            except re.error as error:
-                raise LexiconError(f"pattern {pattern!r}: {error}") from error
-        return re.compile("(?:" + "|".join(alternatives) + ")(?= )")
+                self._check_distinctive(pattern)
+            alternatives.append(self.sequence(pattern, stream))
+            first_words |= self._first_words(_elements(pattern), stream)
+        try:
+            regex = re.compile("(?:" + "|".join(alternatives) + ")(?= )")
+        except re.error as error:
+            raise LexiconError(f"patterns do not compile: {error}") from error
+        return Matcher(stream, regex, frozenset(first_words))
+
+    def _first_words(self, elements: list[str], stream: str) -> set[tuple[str, str]]:
+        """The words a pattern can start with, as index keys (see _FirstWordIndex)."""
+        if not elements:
+            return {("any", "")}
+        head, rest = elements[0], elements[1:]
+        if head == "...":
+            return self._first_words(rest, stream)
+        if head.startswith("(") and head.endswith(")"):
+            return self._first_words([head[1:-1], *rest], stream) | self._first_words(rest, stream)
+        words = set()
+        for alternative in _split_outside_brackets(head, "/"):
+            if alternative.startswith("[") and alternative.endswith("]"):
+                for phrase in _split_outside_brackets(alternative[1:-1], "|"):
+                    words |= self._first_words([*_elements(phrase), *rest], stream)
+            elif alternative.startswith("@"):
+                for entry in self.sets.get(alternative[1:], ()):
+                    words |= self._first_words([*_elements(entry), *rest], stream)
+            else:
+                words.add(self._first_word(alternative, stream))
+        return words
+
+    def _first_word(self, spec: str, stream: str) -> tuple[str, str]:
+        if spec == _NUMBER:
+            return ("number", "")
+        if _NUMBER in spec:
+            head = spec.split(_NUMBER, 1)[0].strip("=+*")
+            return ("digits", "") if not head else ("prefix", self._key(head, stream))
+        spec = spec.lstrip("=+")
+        leading, trailing = spec.startswith("*"), spec.endswith("*") and len(spec) > 1
+        core = spec.strip("*")
+        if not core:
+            return ("any", "")
+        kind = "contains" if leading and trailing else "suffix" if leading else "prefix" if trailing else "exact"
+        return (kind, self._key(core, stream))
+
+    def _key(self, text: str, stream: str) -> str:
+        if _HAS_ARABIC.search(text):
+            return normalise_arabic(text)
+        return arabizi_skeleton(text) if stream == ARABIZI_STREAM else normalise_latin(text)
 
 
 def _split_outside_brackets(text: str, separator: str) -> list[str]:
@@ -328,7 +380,7 @@ def _read_yaml(path: Path) -> tuple[dict, bytes]:
 
 def _compile_sections(
     compiler: _Compiler, entry: Mapping, where: str, check_arabizi: bool = True
-) -> tuple[tuple[str, re.Pattern], ...]:
+) -> tuple[Matcher, ...]:
     """Compile the arabic/english/arabizi sections of a group. Short one-word Arabizi entries are refused
     unless the group only counts near another mention (check_arabizi=False)."""
     by_stream: dict[str, list[str]] = {}
@@ -339,7 +391,7 @@ def _compile_sections(
         by_stream.setdefault(stream, []).extend(patterns)
     try:
         return tuple(
-            (stream, compiler.alternation(patterns, stream, check_arabizi))
+            compiler.alternation(patterns, stream, check_arabizi)
             for stream, patterns in by_stream.items() if patterns
         )
     except LexiconError as error:
@@ -360,13 +412,14 @@ def _policy(entry: Mapping, defaults: Policy) -> Policy:
 class Lexicon:
     version: str
     codes: dict[str, CodeInfo]
-    idioms: tuple[tuple[str, re.Pattern], ...]
-    context: dict[str, tuple[tuple[str, re.Pattern], ...]]
+    idioms: tuple[Matcher, ...]
+    context: dict[str, tuple[Matcher, ...]]
     clause_breaks: frozenset[str]
     negation_window: int
     discount_codes: dict[str, str]
     groups: tuple[Group, ...]
     numbers: dict[str, int]
+    index: "_FirstWordIndex"
 
     @classmethod
     def load(cls, directory: Path) -> "Lexicon":
@@ -417,11 +470,17 @@ class Lexicon:
                     code=code,
                     name=str(entry.get("name", number)),
                     policy=_policy(entry, defaults),
-                    regexes=_compile_sections(compiler, entry, where, check_arabizi=not entry.get("near")),
+                    matchers=_compile_sections(compiler, entry, where, check_arabizi=not entry.get("near")),
                     near=frozenset(entry.get("near") or ()),
                     within=int(entry.get("within", 12)),
                     maximum=float(maximum) if maximum is not None else None,
                 ))
+        numbered = _Numbering()
+        idioms = numbered.all(idioms)
+        context = {kind: numbered.all(matchers) for kind, matchers in context.items()}
+        groups = [replace(group, matchers=numbered.all(group.matchers)) for group in groups]
+        number_words = {compiler._normalise_phrase(k, TEXT_STREAM): v for k, v in numbers.items()} | {
+            compiler._normalise_phrase(k, ARABIZI_STREAM): v for k, v in numbers.items()}
         lexicon = cls(
             version=f"{base_version}+{digest.hexdigest()[:12]}",
             codes=codes,
@@ -431,8 +490,8 @@ class Lexicon:
             negation_window=int(context_data.get("negation_window", 4)),
             discount_codes=discount_codes,
             groups=tuple(groups),
-            numbers={compiler._normalise_phrase(k, TEXT_STREAM): v for k, v in numbers.items()}
-            | {compiler._normalise_phrase(k, ARABIZI_STREAM): v for k, v in numbers.items()},
+            numbers=number_words,
+            index=_FirstWordIndex(numbered.matchers, number_words),
         )
         lexicon._check_references()
         return lexicon
@@ -456,6 +515,62 @@ class Lexicon:
                 raise LexiconError(f"the lexicon defines no level for {code!r}")
 
 
+class _Numbering:
+    """Gives every matcher of a lexicon its own id, for the first-word index."""
+
+    def __init__(self):
+        self.matchers: list[Matcher] = []
+
+    def all(self, matchers: Iterable[Matcher]) -> tuple[Matcher, ...]:
+        numbered = []
+        for matcher in matchers:
+            numbered.append(replace(matcher, id=len(self.matchers)))
+            self.matchers.append(numbered[-1])
+        return tuple(numbered)
+
+
+# Proclitics an Arabic word may carry in a note, stripped when looking a word up in the first-word index.
+_PROCLITICS = ("و", "ف", "ال", "بال", "كال", "لل", "ب", "ل", "ك", "وال", "وبال", "وكال", "ولل", "وب", "ول", "وك",
+               "فال", "فبال", "فلل", "فب", "فل", "فك")
+
+
+class _FirstWordIndex:
+    """Which matchers can start at a word. Trying every alternation at every word costs milliseconds a note;
+    a matcher is tried only where one of its patterns' first words (exact, prefix, suffix or infix, as the
+    wildcards say) can stand. The index may offer a matcher that then does not match, never the reverse."""
+
+    def __init__(self, matchers: Iterable[Matcher], number_words: Mapping[str, int]):
+        self.by_kind: dict[tuple[str, str], dict[str, set[int]]] = {}
+        for matcher in matchers:
+            for kind, key in matcher.first_words:
+                self.by_kind.setdefault((matcher.stream, kind), {}).setdefault(key, set()).add(matcher.id)
+        self.number_words = frozenset(number_words)
+        self.candidates = functools.lru_cache(maxsize=65536)(self._candidates)
+
+    def _candidates(self, stream: str, word: str) -> frozenset[int]:
+        def kind(name: str) -> dict[str, set[int]]:
+            return self.by_kind.get((stream, name), {})
+
+        found: set[int] = set()
+        forms = {word} | {word[len(p):] for p in _PROCLITICS if word.startswith(p) and len(word) > len(p) + 1}
+        exact, prefix, suffix = kind("exact"), kind("prefix"), kind("suffix")
+        for form in forms:
+            found.update(exact.get(form, ()))
+            for end in range(1, len(form) + 1):
+                found.update(prefix.get(form[:end], ()))
+        for start in range(len(word)):
+            found.update(suffix.get(word[start:], ()))
+        for key, ids in kind("contains").items():
+            if key in word:
+                found.update(ids)
+        if word.isdigit() or word in self.number_words:
+            found.update(*kind("number").values())
+        if word[:1].isdigit():
+            found.update(*kind("digits").values())
+        found.update(*kind("any").values())
+        return frozenset(found)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Reading a note
 
@@ -468,12 +583,14 @@ class _Mention:
 
 
 class _Streams:
-    """The note's tokens joined by spaces, once per stream, with each token's offset."""
+    """The note's tokens joined by spaces, once per stream, with each token's offset and the matchers that
+    can start at it."""
 
-    def __init__(self, note: Note, masked: frozenset[int] = frozenset()):
+    def __init__(self, note: Note, first_words: _FirstWordIndex, masked: frozenset[int] = frozenset()):
         self.note = note
         self.text: dict[str, str] = {}
         self.starts: dict[str, list[int]] = {}
+        self.positions: dict[str, dict[int, list[int]]] = {}
         for stream, words in ((TEXT_STREAM, note.keys), (ARABIZI_STREAM, note.skeletons)):
             if stream == ARABIZI_STREAM and not any(note.is_latin):
                 continue
@@ -489,19 +606,26 @@ class _Streams:
                 position += 1 + len(piece)
             self.starts[stream] = starts
             self.text[stream] = "".join(pieces) + " "
+            positions: dict[int, list[int]] = {}
+            for index, word in enumerate(words):
+                if index not in masked:
+                    for matcher_id in first_words.candidates(stream, word):
+                        positions.setdefault(matcher_id, []).append(index)
+            self.positions[stream] = positions
 
-    def find(self, regexes: Iterable[tuple[str, re.Pattern]]):
-        """Yield (first token, last token, match) for every match of the given stream regexes."""
-        for stream, regex in regexes:
-            text = self.text.get(stream)
+    def find(self, matchers: Iterable[Matcher]):
+        """Yield (first token, last token, match) for every match of the given matchers."""
+        for matcher in matchers:
+            text = self.text.get(matcher.stream)
             if text is None:
                 continue
-            starts = self.starts[stream]
-            for match in regex.finditer(text):
-                first = bisect_left(starts, match.start())
-                last = bisect_left(starts, match.end()) - 1
-                if first <= last:
-                    yield first, last, match
+            starts = self.starts[matcher.stream]
+            for position in self.positions[matcher.stream].get(matcher.id, ()):
+                match = matcher.regex.match(text, starts[position])
+                if match:
+                    last = bisect_left(starts, match.end()) - 1
+                    if position <= last:
+                        yield position, last, match
 
 
 class Assessor:
@@ -519,24 +643,38 @@ class Assessor:
         return self.lexicon.version
 
     def assess(self, facts: CaseFacts) -> Assessment:
-        mentions = self._read_narrative(facts.narrative or "") if facts.narrative else []
-        reasons = _text_reasons(mentions) + _checklist_reasons(facts)
-        return self._conclude(reasons)
+        reasons = self._text_reasons(facts.narrative) if facts.narrative else []
+        return self._conclude(reasons + _checklist_reasons(facts))
+
+    def _text_reasons(self, text: str) -> list[Reason]:
+        """One reason per code, quoting each stretch of the note behind it; overlapping mentions of one code
+        ("راح انتحر" and "انتحر الليلة") are quoted as one stretch."""
+        note = tokenise(text)
+        spans: dict[str, list[list[int]]] = {}
+        for mention in sorted(self._read_narrative(note), key=lambda m: (m.first, m.last)):
+            merged = spans.setdefault(mention.code, [])
+            if merged and mention.first <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], mention.last)
+            else:
+                merged.append([mention.first, mention.last])
+        return [
+            Reason(code, tuple(dict.fromkeys(note.quote(first, last) for first, last in stretches)), SOURCE_TEXT)
+            for code, stretches in spans.items()
+        ]
 
     # -- text ---------------------------------------------------------------------------------------------
 
-    def _read_narrative(self, text: str) -> list[tuple[str, str, int]]:
-        """The note's mentions in context, as (code, the original words, position of the first word)."""
+    def _read_narrative(self, note: Note) -> list[_Mention]:
+        """The note's mentions, each read in its context, less those a more serious mention covers."""
         lexicon = self.lexicon
-        note = tokenise(text)
         if not note.keys:
             return []
-        streams = _Streams(note)
+        streams = _Streams(note, lexicon.index)
         masked = frozenset(
             index for first, last, _ in streams.find(lexicon.idioms) for index in range(first, last + 1)
         )
         if masked:
-            streams = _Streams(note, masked)
+            streams = _Streams(note, lexicon.index, masked)
         clauses = self._clauses(note)
         markers = {
             kind: {index for first, last, _ in streams.find(regexes) for index in range(first, last + 1)}
@@ -557,7 +695,7 @@ class Assessor:
 
         raw: list[tuple[Group, int, int, re.Match]] = []
         for group in lexicon.groups:
-            for first, last, match in streams.find(group.regexes):
+            for first, last, match in streams.find(group.matchers):
                 if any(index in masked for index in range(first, last + 1)):
                     continue
                 if group.maximum is not None and not self._number_within(match, group.maximum):
@@ -575,9 +713,7 @@ class Assessor:
             mention = self._in_context(group, first, last, clauses, markers, clause_kinds)
             if mention is not None:
                 found.append(mention)
-        return [
-            (m.code, note.quote(m.first, m.last), m.first) for m in found if not self._subsumed(m, found)
-        ]
+        return [mention for mention in found if not self._subsumed(mention, found)]
 
     def _subsumed(self, mention: _Mention, mentions: list[_Mention]) -> bool:
         """True if another mention at least as serious covers the same words ("انتحر" inside "راح انتحر")."""
@@ -647,15 +783,6 @@ def _apply(target: str | None, code: str, first: int, last: int) -> _Mention | N
     if target == "drop":
         return None
     return _Mention(target or code, first, last)
-
-
-def _text_reasons(mentions: list[tuple[str, str, int]]) -> list[Reason]:
-    evidence: dict[str, list[str]] = {}
-    for code, quote, _ in sorted(mentions, key=lambda m: m[2]):
-        quotes = evidence.setdefault(code, [])
-        if quote not in quotes:
-            quotes.append(quote)
-    return [Reason(code, tuple(quotes), SOURCE_TEXT) for code, quotes in evidence.items()]
 
 
 def _checklist_reasons(facts: CaseFacts) -> list[Reason]:

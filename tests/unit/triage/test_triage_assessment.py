@@ -1,0 +1,353 @@
+"""The assessment: matching in every language form, context, the checklist, levels, scores and evidence."""
+import shutil
+
+import pytest
+
+from services.triage.assessment import (
+    DEFAULT_LEXICON_DIRECTORY,
+    LEVELS,
+    Assessment,
+    Assessor,
+    CaseFacts,
+    InvalidCaseFacts,
+    LexiconError,
+    Reason,
+    assess,
+    case_facts_from_mapping,
+    default_assessor,
+)
+
+
+def level_of(narrative: str, **checklist) -> str:
+    return assess(CaseFacts(narrative=narrative, **checklist)).level
+
+
+def codes_of(narrative: str, **checklist) -> set[str]:
+    return {reason.code for reason in assess(CaseFacts(narrative=narrative, **checklist)).reasons}
+
+
+def reason(assessment: Assessment, code: str) -> Reason:
+    return next(r for r in assessment.reasons if r.code == code)
+
+
+# -- idioms -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("idiom", [
+    "رح اموت من الضحك",
+    "قتلني الملل",
+    "اموت عليك",
+    "political suicide",
+    "the phone died",
+    "rumours would kill her reputation",
+    "this heat is killing me",
+    "I'm dying to know",
+    "amoot mn el d7k",
+    "التلفون مات",
+])
+def test_idioms_of_death_and_killing_are_no_risk(idiom):
+    assert level_of(idiom) == "low"
+
+
+def test_an_idiom_masks_only_its_own_words():
+    assert level_of("رح اموت من الضحك بس هي تكول اريد انتحر") == "critical"
+
+
+# -- suicide, in every language form ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("note", [
+    "راح اموت نفسي",
+    "اريد اخلص من حياتي",
+    "تريد تنتحر الليلة",
+    "قررت الانتحار",
+    "She says she will kill herself tonight",
+    "ra7 a2tel nafsi",
+    "عمرها 16 and she says رح انتحر if he posts",
+])
+def test_suicidal_intent_is_critical_in_every_language_form(note):
+    assert level_of(note) == "critical"
+
+
+@pytest.mark.parametrize("note", [
+    "ماكو داعي اعيش",
+    "تتمنى تموت",
+    "she wishes she was dead",
+    "abi amoot",
+    "mareed a3eesh",
+])
+def test_suicidal_thoughts_without_plan_are_high(note):
+    assert level_of(note) == "high"
+    assert "suicidal_thoughts" in codes_of(note)
+
+
+@pytest.mark.parametrize("note", ["اشرب سم", "اذبح نفسي", "اطب بالشط", "احرك نفسي", "احرق نفسي", "jump off the bridge"])
+def test_methods_are_critical(note):
+    assert level_of(note) == "critical"
+
+
+def test_clitics_on_arabic_words_are_matched():
+    assert level_of("وانتحرت") != "low"
+    assert "honour_threat" in codes_of("اهلي راح يكتلوني")
+    assert "honour_threat" in codes_of("اهلي راح يقتلوني")
+    assert "deadline_24h" in codes_of("يهددها، عطاها مهلة لباجر")
+
+
+def test_a_word_is_not_matched_inside_a_longer_word():
+    assert level_of("بسم الله، تسأل عن حماية الحساب") == "low"
+
+
+# -- negation and context -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("note", ["ما افكر انتحر", "ما راح انتحر", "I'm not going to kill myself", "ma afakir ant7ar"])
+def test_a_negated_suicide_mention_is_still_suicidal_thoughts(note):
+    assessment = assess(CaseFacts(narrative=note))
+    assert assessment.level == "high"
+    assert reason(assessment, "suicidal_thoughts").source == "text"
+
+
+def test_a_denial_while_talking_of_death_is_high():
+    assert level_of("تكول ما راح اموت نفسي، بس الموت ارحم") == "high"
+
+
+def test_an_oath_is_not_a_negation():
+    assert level_of("والله لا اموت نفسي اذا درى ابوي") == "critical"
+
+
+def test_after_ma_is_not_a_negation():
+    assert "published" in codes_of("ما عدها رغبة تعيش من بعد ما انتشرت الصور")
+
+
+def test_a_negated_or_conditional_publication_is_not_a_publication():
+    assert "published" not in codes_of("ما نشر لحد هسه بس يهدد")
+    assert "published" not in codes_of("اذا نشر الصور راح تروح للشرطة")
+    assert "published" in codes_of("نشر الصور بالفيس")
+
+
+def test_a_third_party_death_in_the_past_is_low_and_says_why():
+    assessment = assess(CaseFacts(narrative="my friend's cousin killed herself last year"))
+    assert assessment.level == "low"
+    assert reason(assessment, "third_party_mention").evidence == ("killed herself",)
+
+
+def test_a_news_item_is_low():
+    assert level_of("شافت خبر بالتلفزيون عن بنت انتحرت بسبب الابتزاز") == "low"
+
+
+def test_a_resolved_past_case_is_low():
+    assert level_of("انبتزت قبل سنتين والموضوع انحل") == "low"
+
+
+def test_an_attempt_in_the_past_is_an_earlier_attempt_but_a_present_one_is_critical():
+    assert codes_of("حاولت تنتحر قبل سنتين") == {"prior_attempt"}
+    assert level_of("حاولت تنتحر قبل سنتين") == "high"
+    assert level_of("شربت علبة حبوب قبل ساعة") == "critical"
+
+
+def test_present_risk_after_a_past_clause_is_not_made_past():
+    assert level_of("حاولت تنتحر قبل سنتين، بس هسه تريد تنتحر") == "critical"
+
+
+def test_someone_calling_about_a_current_victim_is_not_discounted():
+    assert level_of("صديقتي تريد تنتحر لان واحد يبتزها") == "critical"
+
+
+# -- other concepts -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("note, code", [
+    ("عمرها ١٥ ويهددها", "minor"),
+    ("بالسادس اعدادي ويبتزها واحد", "minor"),
+    ("Victim is a 16-year-old", "minor"),
+    ("نزل الفيديو بالتلكرام", "published"),
+    ("يريد الفلوس لباجر", "deadline_24h"),
+    ("gave her until tonight to pay", "deadline_24h"),
+    ("اخوها ضربها", "violence_threat"),
+    ("يريدون يزوجوها ابن عمها غصبا عنها", "forced_marriage"),
+    ("ما تاكل ولا تنام", "severe_distress"),
+    ("ابوها حابسها بالغرفة", "abduction"),
+    ("سامحوني كلكم", "farewell"),
+    ("غسل العار", "honour_threat"),
+    ("يبتزها بصورها", "extortion"),
+])
+def test_each_concept_is_recognised(note, code):
+    assert code in codes_of(note)
+
+
+def test_an_adult_age_is_not_a_minor():
+    assert "minor" not in codes_of("عمرها 22 وعندها 3 اطفال، يهددها")
+
+
+def test_a_deadline_beyond_a_day_is_not_within_24_hours():
+    assert "deadline_24h" not in codes_of("مهلة اسبوع حتى تدفع")
+    assert "deadline_24h" in codes_of("عطاها مهلة خلال 5 ساعات")
+    assert "deadline_24h" not in codes_of("عطاها مهلة خلال 48 ساعة")
+
+
+def test_tomorrow_counts_as_a_deadline_only_near_a_threat():
+    assert "deadline_24h" not in codes_of("راح تتصل باجر تسأل عن المحامي")
+    assert "deadline_24h" in codes_of("يهددها ينشر الصور باجر")
+
+
+# -- checklist and the level rules --------------------------------------------------------------------------
+
+def test_a_ticked_checkbox_raises_the_level_and_says_it_came_from_the_checklist():
+    assessment = assess(CaseFacts(narrative="تسأل عن حماية الحساب", suicidal_thoughts=True))
+    assert assessment.level == "high"
+    assert reason(assessment, "suicidal_thoughts") == Reason(
+        "suicidal_thoughts", ("suicidal_thoughts=true",), "checklist")
+
+
+def test_the_checklist_never_lowers_what_the_text_found():
+    facts = CaseFacts(narrative="راح انتحر الليلة", suicidal_thoughts=False, threat_of_violence=False,
+                      material_published=False, victim_age=30, deadline_hours=200)
+    assert assess(facts).level == "critical"
+
+
+def test_the_text_raises_a_level_the_checklist_left_low():
+    assert level_of("عمرها ١٧ ويهددها", victim_age=20) == "high"
+
+
+@pytest.mark.parametrize("stressor", [
+    {"victim_age": 15}, {"deadline_hours": 20}, {"material_published": True}, {"threat_of_violence": True},
+])
+def test_suicidal_thoughts_with_an_acute_stressor_are_critical(stressor):
+    assessment = assess(CaseFacts(narrative="", suicidal_thoughts=True, **stressor))
+    assert assessment.level == "critical"
+    assert "ideation_with_stressor" in {r.code for r in assessment.reasons}
+
+
+def test_suicidal_thoughts_in_the_text_with_a_stressor_in_the_text_are_critical():
+    assert level_of("ماكو داعي اعيش، نشر صوري بالفيس") == "critical"
+
+
+def test_checklist_facts_alone_give_their_levels():
+    assert assess(CaseFacts(victim_age=17)).level == "high"
+    assert assess(CaseFacts(deadline_hours=24)).level == "high"
+    assert assess(CaseFacts(deadline_hours=72)).level == "medium"
+    assert assess(CaseFacts()).level == "low"
+
+
+def test_extortion_alone_is_medium_and_a_general_question_is_low():
+    assert level_of("واحد يبتزها ويطلب 300 الف") == "medium"
+    assert level_of("تسأل عن الابتزاز الالكتروني") == "low"
+
+
+def test_scores_are_monotone_with_levels():
+    notes = ["", "تسأل عن الابتزاز", "يبتزها", "يبتزها، عمرها 15", "عمرها 15، نشر صورها، ما تاكل",
+             "راح انتحر", "راح انتحر، جمعت حبوب، اهلي يذبحوني، كتبت وصيتي"]
+    assessments = [assess(CaseFacts(narrative=n)) for n in notes]
+    ordered = sorted(assessments, key=lambda a: (LEVELS.index(a.level), a.score))
+    for lower, higher in zip(ordered, ordered[1:]):
+        if LEVELS.index(lower.level) < LEVELS.index(higher.level):
+            assert lower.score < higher.score
+    for a in assessments:
+        assert 0 <= a.score <= 100
+
+
+# -- evidence -----------------------------------------------------------------------------------------------
+
+def test_evidence_quotes_the_original_words_with_their_spelling_and_diacritics():
+    assessment = assess(CaseFacts(narrative="تكول: رااااح أنتحِر الليلة!!"))
+    assert reason(assessment, "suicidal_intent").evidence == ("رااااح أنتحِر الليلة",)
+
+
+def test_separate_mentions_of_one_code_are_quoted_separately():
+    assessment = assess(CaseFacts(narrative="يبتزها بالصور. بعدين صار يهددها"))
+    assert reason(assessment, "extortion").evidence == ("يبتزها", "يهددها")
+
+
+def test_evidence_of_a_negated_mention_includes_the_negation():
+    assessment = assess(CaseFacts(narrative="تكول ما افكر انتحر"))
+    assert reason(assessment, "suicidal_thoughts").evidence == ("ما افكر انتحر",)
+
+
+def test_evidence_of_arabizi_is_the_latin_text_as_typed():
+    assessment = assess(CaseFacts(narrative="Ra7 A2tel Nafsi!!"))
+    assert reason(assessment, "suicidal_intent").evidence == ("Ra7 A2tel Nafsi",)
+
+
+def test_to_dict_is_json_ready():
+    assessment = assess(CaseFacts(narrative="يبتزها", victim_age=15))
+    data = assessment.to_dict()
+    assert data["level"] == "high"
+    assert data["lexicon_version"] == default_assessor().lexicon_version
+    assert {"code": "minor", "evidence": ["victim_age=15"], "source": "checklist"} in data["reasons"]
+
+
+# -- reading case facts -------------------------------------------------------------------------------------
+
+def test_case_facts_treat_absent_and_null_fields_as_unknown():
+    assert case_facts_from_mapping({"id": 1}) == CaseFacts()
+    assert case_facts_from_mapping({"narrative": None, "victim_age": 15.0}) == CaseFacts(victim_age=15)
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"victim_age": "15"}, "victim_age"),
+    ({"victim_age": True}, "victim_age"),
+    ({"victim_age": 15.5}, "victim_age"),
+    ({"deadline_hours": "soon"}, "deadline_hours"),
+    ({"deadline_hours": -3}, "deadline_hours"),
+    ({"material_published": "yes"}, "material_published"),
+    ({"narrative": 7}, "narrative"),
+])
+def test_case_facts_name_the_field_they_cannot_read(data, field):
+    with pytest.raises(InvalidCaseFacts) as raised:
+        case_facts_from_mapping(data)
+    assert raised.value.field == field
+
+
+# -- the lexicon --------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def lexicon_copy(tmp_path):
+    directory = tmp_path / "lexicons"
+    shutil.copytree(DEFAULT_LEXICON_DIRECTORY, directory)
+    return directory
+
+
+def test_the_lexicon_version_is_the_index_version_and_a_content_hash(lexicon_copy):
+    version = Assessor.from_directory(lexicon_copy).lexicon_version
+    assert version == default_assessor().lexicon_version
+    assert version.startswith("1.0.0+") and len(version.split("+")[1]) == 12
+
+
+def test_the_lexicon_version_changes_when_any_listed_file_changes(lexicon_copy):
+    before = Assessor.from_directory(lexicon_copy).lexicon_version
+    farewell = lexicon_copy / "farewell.yaml"
+    farewell.write_text(farewell.read_text(encoding="utf-8") + "\n# reviewed\n", encoding="utf-8")
+    after = Assessor.from_directory(lexicon_copy)
+    assert after.lexicon_version != before
+    assert after.lexicon_version.split("+")[0] == before.split("+")[0]
+
+
+def test_a_new_lexicon_entry_takes_effect_and_is_versioned(lexicon_copy):
+    hopelessness = lexicon_copy / "hopelessness.yaml"
+    text = hopelessness.read_text(encoding="utf-8").replace(
+        '      - "hopeless/helpless/trapped"', '      - "hopeless/helpless/trapped"\n      - "checkmate"')
+    hopelessness.write_text(text, encoding="utf-8")
+    assessment = Assessor.from_directory(lexicon_copy).assess(CaseFacts(narrative="she said checkmate"))
+    assert assessment.level == "high"
+    assert assessment.lexicon_version != default_assessor().lexicon_version
+
+
+def test_a_broken_lexicon_is_refused_with_the_file_named(lexicon_copy):
+    (lexicon_copy / "farewell.yaml").write_text("concept: farewell\nlevel: urgent\n", encoding="utf-8")
+    with pytest.raises(LexiconError, match="farewell.yaml"):
+        Assessor.from_directory(lexicon_copy)
+
+
+def test_a_reference_to_an_unknown_set_is_refused(lexicon_copy):
+    plan = lexicon_copy / "suicide_plan.yaml"
+    plan.write_text(plan.read_text(encoding="utf-8").replace("@SELF_AR", "@SELVES_AR", 1), encoding="utf-8")
+    with pytest.raises(LexiconError, match="SELVES_AR"):
+        Assessor.from_directory(lexicon_copy)
+
+
+def test_a_one_word_arabizi_entry_that_is_also_an_english_word_is_refused(lexicon_copy):
+    farewell = lexicon_copy / "farewell.yaml"
+    farewell.write_text(farewell.read_text(encoding="utf-8").replace(
+        '"wasiyti/', '"wasiya/wasiyti/'), encoding="utf-8")
+    with pytest.raises(LexiconError, match="wasiya"):
+        Assessor.from_directory(lexicon_copy)
+
+
+def test_the_default_assessor_is_built_once():
+    assert default_assessor() is default_assessor()
