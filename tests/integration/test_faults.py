@@ -8,12 +8,16 @@ import json
 import signal
 import threading
 import time
+import uuid
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 
 import psycopg2
 import pytest
 from kombu import Connection
 
+from sanad.contracts import routing
+from sanad.contracts.events import new_event
 from tests.conftest import ARTIFACTS
 from tests.support.faults import CASE, CONSUMERS, CRITICAL_CASE, Bench
 from tests.support.ports import free_ports
@@ -186,3 +190,120 @@ def test_a_poison_message_is_set_aside_with_its_reason_an_alert_rises_and_the_qu
     fresh.wait_processed(after)
     fresh.assert_once_in_effect(after)
     assert fresh.stack.any_exited() == {} and fresh.pids() == pids
+
+
+def publish(bench, bodies):
+    """Publish message bodies (dicts with a type and a lane) to the exchange, as a relay would."""
+    with Connection(bench.rabbit.uri, transport_options={"confirm_publish": True}) as connection:
+        producer = connection.Producer()
+        for body in bodies:
+            producer.publish(body, exchange=routing.EXCHANGE, routing_key=f"{body['type']}.{body['lane']}",
+                             serializer="json", delivery_mode=2)
+
+
+def outbox_bodies(bench, schema, case_id):
+    return [row["body"] for row in bench.rows(
+        schema, "SELECT body FROM outbox WHERE body->'data'->>'case_id' = %(id)s ORDER BY created_at",
+        {"id": case_id})]
+
+
+def test_duplicated_and_replayed_events_have_one_effect(fresh):
+    created = fresh.submit(CASE)
+    fresh.wait_processed([created])
+    arrived = len(fresh.partner.arrivals_for(created["reference"]))
+    originals = [body for schema in ("intake", "triage", "referral", "notify")
+                 for body in outbox_bodies(fresh, schema, created["id"])]
+    assert {b["type"] for b in originals} >= {"case.received", "case.triaged", "referral.created",
+                                              "delivery.attempted"}
+    # Each event again, twice, under its own id (a relay that published and crashed before marking it
+    # sent), and once under a new id (an upstream handler that ran twice).
+    replayed = [{**body, "id": str(uuid.uuid4())} for body in originals]
+    duplicates_before = sum(fresh.metric("sanad_events_consumed_total", p, 'outcome="duplicate"')
+                            for p in fresh.stack.running)
+    publish(fresh, originals + originals + replayed)
+
+    wait_for(lambda: sum(fresh.metric("sanad_events_consumed_total", p, 'outcome="duplicate"')
+                         for p in fresh.stack.running) - duplicates_before >= 2 * len(originals),
+             what="every duplicate recognised")
+    replayed_ids = [r["id"] for r in replayed]
+    wait_for(lambda: sum(len(fresh.rows(schema, "SELECT 1 FROM processed_events WHERE event_id = ANY(%(ids)s::uuid[])",
+                                        {"ids": replayed_ids})) for schema in ("intake", "triage", "referral", "notify"))
+             >= len(replayed), what="every replayed event handled")
+    time.sleep(1.5)  # a second webhook, were one scheduled, would be on its way by now
+    fresh.assert_once_in_effect([created])
+    assert len(fresh.partner.arrivals_for(created["reference"])) == arrived, "no webhook was sent again"
+
+
+def test_events_arriving_out_of_order_never_move_a_case_backwards(fresh, keys):
+    created = fresh.submit({**CASE, "needs": [], "consents": []})  # nobody to refer to: only the test's events
+    wait_for(lambda: fresh.case_view(created["id"])["risk"], what="the case triaged")
+    now = datetime.now(timezone.utc)
+    referral_id, partner_id, delivery_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+    def triaged(level, at):
+        return new_event("case.triaged", {
+            "case_id": uuid.UUID(created["id"]), "reference": created["reference"], "received_at": now,
+            "level": level, "score": {"low": 10, "critical": 95}[level], "reasons": [], "sealed_evidence": None,
+            "lexicon_version": "test", "governorate": "dhi_qar", "needs": [], "consents": [],
+        }, producer="triage", lane="normal", now=at).to_message()
+
+    def attempted(attempt, outcome, at):
+        return new_event("delivery.attempted", {
+            "delivery_id": delivery_id, "webhook_id": f"msg_{referral_id.hex}", "referral_id": referral_id,
+            "case_id": uuid.UUID(created["id"]), "partner_id": partner_id, "attempt": attempt, "outcome": outcome,
+            "status_code": 204 if outcome == "delivered" else 503, "latency_ms": 5.0, "attempted_at": at,
+            "next_attempt_at": None if outcome == "delivered" else at + timedelta(seconds=5),
+        }, producer="notify", now=at).to_message()
+
+    referral = new_event("referral.created", {
+        "referral_id": referral_id, "case_id": uuid.UUID(created["id"]), "reference": created["reference"],
+        "partner_id": partner_id, "partner_name": "Test Partner", "service": "counselling", "level": "critical",
+        "governorate": "dhi_qar", "created_at": now,
+    }, producer="referral").to_message()
+    # Newest first: the reassessment, the successful second attempt, then what came before them.
+    publish(fresh, [triaged("critical", now + timedelta(hours=1)), attempted(2, "delivered", now + timedelta(seconds=6))])
+    wait_for(lambda: fresh.case_view(created["id"])["risk"]["level"] == "critical", what="the reassessment shown")
+    publish(fresh, [triaged("low", now - timedelta(hours=1)), attempted(1, "retrying", now), referral])
+
+    def settled():
+        view = fresh.case_view(created["id"])
+        return view if view["referrals"] and len(view["referrals"][0]["deliveries"]) == 2 else None
+    wait_for(settled, what="every event handled")
+    view = settled()
+    assert view["risk"]["level"] == "critical", "an older assessment must not replace a newer one"
+    assert view["status"] == "referred", "a late 'retrying' must not undo a delivery"
+    assert [d["attempt"] for d in view["referrals"][0]["deliveries"]] == [1, 2]
+
+
+@pytest.mark.parametrize("process", ["notify", "notify-critical"])
+def test_sigterm_lets_a_webhook_in_flight_finish_and_publishes_what_it_recorded(fresh, process):
+    fresh.partner.delay = 2.0
+    created = fresh.submit(CRITICAL_CASE if process.endswith("-critical") else CASE)
+    wait_for(lambda: fresh.partner.arrivals_for(created["reference"]), what="a webhook in flight")
+    assert fresh.kill(process, signal.SIGTERM) == 0
+
+    unfinished = fresh.rows("notify", """
+        SELECT count(*) AS n FROM deliveries WHERE case_id = %(id)s AND status <> 'delivered'""",
+                            {"id": created["id"]})[0]["n"]
+    unsent = fresh.rows("notify", """
+        SELECT count(*) AS n FROM outbox WHERE sent_at IS NULL AND body->'data'->>'case_id' = %(id)s""",
+                        {"id": created["id"]})[0]["n"]
+    fresh.partner.delay = 0.0
+    fresh.restart(process)
+    fresh.wait_processed([created])
+    fresh.assert_once_in_effect([created])
+    assert unfinished == 0, "the webhooks in flight finished, and were recorded, before the process exited"
+    assert unsent == 0, "what the stopping service recorded was published before it exited"
+    assert len(fresh.partner.arrivals_for(created["reference"])) == 2, "nothing was sent twice"
+
+
+def test_sigterm_with_a_handler_waiting_on_the_database_finishes_it_or_returns_it_to_the_queue(fresh):
+    with inbox_locked(fresh, "triage"):
+        created = fresh.submit(CASE)
+        wait_for(lambda: handlers_waiting(fresh) > 0, what="triage handling the case")
+        fresh.stack.signal("triage", signal.SIGTERM)
+        time.sleep(1)
+    assert fresh.stack.wait("triage", timeout=30) == 0
+    fresh.restart("triage")
+    fresh.wait_processed([created])
+    fresh.assert_once_in_effect([created])
