@@ -18,17 +18,19 @@ from pathlib import Path
 from marshmallow import ValidationError
 from nameko.messaging import consume
 from nameko.timer import timer
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from werkzeug.wrappers import Response
 
 from sanad.contracts import routing
+from sanad.contracts.vocabulary import ESCALATION_REASONS, LANES, REFERRAL_STATUSES, RISK_LEVELS
 from sanad.platform.database import Database
 from sanad.platform.http import ApiError, JsonHttpHandler, json_response, read_json
 from sanad.platform.inbox import handle_event
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
-from services.referral import access, handlers, lifecycle, schemas
+from sanad.platform.pool import CONNECTION_ERRORS
+from services.referral import access, handlers, lifecycle, schemas, sql
 from services.referral.escalation import Policy
 
 PARTNER_OPENAPI = Path(__file__).with_name("partner_openapi.json")
@@ -46,6 +48,10 @@ ESCALATIONS = Counter(
     "sanad_referral_escalations_total", "Escalations to the next partner and the on-duty supervisor.",
     ["reason", "lane"],
 )
+# Created at zero, so Prometheus's increase() sees the first escalation of each kind (docs/operations.md).
+for _reason in ESCALATION_REASONS:
+    for _lane in LANES:
+        ESCALATIONS.labels(reason=_reason, lane=_lane)
 ESCALATION_DELAY = Histogram(
     "sanad_ack_deadline_delay_seconds", "How long after it fell due an acknowledgement deadline fired.", ["lane"],
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
@@ -56,6 +62,15 @@ STATUS_CHANGES = Counter(
 )
 API_REFUSALS = Counter(
     "sanad_referral_api_refusals_total", "Partner and admin API calls refused for their credentials.", ["reason"],
+)
+# Measured from the tables on a timer (issue 9): what no event can keep up to date.
+MEASURE_SECONDS = 5.0
+OVERDUE_GRACE_SECONDS = 30
+REFERRALS = Gauge("sanad_referrals", "Referrals by status and risk level, now.", ["status", "level"])
+OVERDUE = Gauge(
+    "sanad_referrals_overdue",
+    "Acknowledgement deadlines not fired 30 s after falling due, or whose escalation failed: the timers lag.",
+    ["lane"],
 )
 
 
@@ -168,6 +183,23 @@ class ReferralService(Observable):
 
     def _process(self):
         return f"{self.name}:{os.getpid()}"
+
+    @timer(interval=MEASURE_SECONDS)
+    def measure(self):
+        """Referrals by status, and deadlines the escalation timers are not keeping up with."""
+        try:
+            with self.db.transaction() as cur:
+                cur.execute(sql.REFERRALS_BY_STATUS)
+                counts = {(row["status"], row["level"]): row["referrals"] for row in cur.fetchall()}
+                cur.execute(sql.OVERDUE_DEADLINES, {"now": _now(), "grace": OVERDUE_GRACE_SECONDS})
+                overdue = {row["lane"]: row["overdue"] for row in cur.fetchall()}
+        except CONNECTION_ERRORS:
+            return  # sanad_dependency_up says so; the gauges keep their last values
+        for status in REFERRAL_STATUSES:
+            for level in RISK_LEVELS:
+                REFERRALS.labels(status=status, level=level).set(counts.get((status, level), 0))
+        for lane in LANES:
+            OVERDUE.labels(lane=lane).set(overdue.get(lane, 0))
 
     # Who is calling -----------------------------------------------------------------------------------
 

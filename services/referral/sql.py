@@ -252,3 +252,14 @@ ALL_PARTNERS = """
     FROM partners p LEFT JOIN partner_services ps ON ps.partner_id = p.id
     GROUP BY p.id ORDER BY p.name
 """
+
+# Gauges (issue 9) --------------------------------------------------------------------------------------
+
+REFERRALS_BY_STATUS = "SELECT status, level, count(*) AS referrals FROM referrals GROUP BY status, level"
+# A pending deadline well past due has not been fired; one whose escalation failed is retried later with a
+# new due_at, so it counts as soon as it has failed once.
+OVERDUE_DEADLINES = """
+    SELECT lane, count(*) AS overdue FROM ack_deadlines
+    WHERE status = 'pending' AND (due_at < %(now)s - make_interval(secs => %(grace)s) OR failures > 0)
+    GROUP BY lane
+"""

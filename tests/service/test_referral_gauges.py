@@ -1,0 +1,58 @@
+"""Referral's gauges (docs/operations.md): referrals by status, and acknowledgement deadlines the timers
+did not fire in time, which is what the CriticalReferralOverdue alert pages on."""
+from nameko.testing.services import worker_factory
+from prometheus_client import REGISTRY
+
+from services.referral.handlers import add_partner
+from services.referral.service import CriticalReferralService, ReferralService
+from tests.service.events import case_triaged
+
+
+def sample(name, **labels):
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def refer(pools, outbox, keys, level):
+    cls = CriticalReferralService if level == "critical" else ReferralService
+    service = worker_factory(cls, db=pools["referral"], outbox=outbox, keys=keys)
+    service.on_case_triaged(case_triaged(level=level).to_message())
+    return service
+
+
+def test_a_deadline_unfired_half_a_minute_after_it_fell_due_counts_as_overdue_on_its_lane(pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
+    service = refer(pools, outbox, keys, "critical")
+    refer(pools, outbox, keys, "medium")
+
+    service.measure()
+    assert sample("sanad_referrals_overdue", lane="critical") == 0
+    assert sample("sanad_referrals", status="offered", level="critical") == 1
+    assert sample("sanad_referrals", status="offered", level="medium") == 1
+
+    with pools["referral"].transaction() as cur:
+        cur.execute("UPDATE ack_deadlines SET due_at = now() - interval '10 seconds' WHERE lane = 'critical'")
+    service.measure()
+    assert sample("sanad_referrals_overdue", lane="critical") == 0, "within the grace the timer may still fire it"
+
+    with pools["referral"].transaction() as cur:
+        cur.execute("UPDATE ack_deadlines SET due_at = now() - interval '5 minutes' WHERE lane = 'critical'")
+    service.measure()
+    assert sample("sanad_referrals_overdue", lane="critical") == 1
+    assert sample("sanad_referrals_overdue", lane="normal") == 0
+
+
+def test_a_deadline_whose_escalation_failed_counts_as_overdue_although_retried_later(pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
+    service = refer(pools, outbox, keys, "critical")
+    with pools["referral"].transaction() as cur:
+        cur.execute("UPDATE ack_deadlines SET failures = 1, due_at = now() + interval '1 minute'")
+    service.measure()
+    assert sample("sanad_referrals_overdue", lane="critical") == 1
+
+
+def test_every_escalation_series_exists_at_zero_before_the_first_escalation():
+    for reason in ("ack_timeout", "declined", "delivery_exhausted", "no_match", "refer_anyway"):
+        for lane in ("normal", "critical"):
+            assert sample("sanad_referral_escalations_total", reason=reason, lane=lane) is not None
