@@ -15,8 +15,7 @@ Iraqi letters):
   folds all three;
 - elongation is collapsed: a letter typed three times or more counts once, and a doubled long vowel
   (ا و ي) counts once (انتحااار, موووت);
-- the accusative ending اً is dropped (حداً, صوراً), and so is a final ا on words of four letters or more,
-  where it is that ending typed without its tanween or the silent alef of plural verbs (نشروا, which
+- the accusative ending اً is dropped (حداً, صوراً), and so is the silent alef of plural verbs (نشروا, which
   Iraqis also write نشرو);
 - Arabic-Indic and Persian digits become ASCII digits.
 
@@ -88,7 +87,7 @@ def normalise_arabic(word: str) -> str:
         word = word[:-2]
     word = word.translate(_ARABIC_TABLE)
     word = _ARABIC_ELONGATION.sub(lambda m: m.group(1) or m.group(2), word)
-    return word[:-1] if len(word) > 3 and word[-1] == "ا" else word
+    return word[:-1] if len(word) > 3 and word.endswith("وا") else word
 
 
 def normalise_latin(word: str) -> str:
