@@ -40,16 +40,19 @@ class Submitted:
 
 
 class IntakeClient:
-    """One HTTP session per thread (keep-alive, like a browser tab per operator)."""
+    """One HTTP session per thread (keep-alive, like a browser tab per operator), authenticated with an
+    API token when intake asks for one (see BenchEnvironment.api_token)."""
 
-    def __init__(self, base_url):
+    def __init__(self, base_url, api_token=None):
         self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
         self._local = threading.local()
 
     def _session(self):
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            session.headers.update(self.headers)
             self._local.session = session
         return session
 

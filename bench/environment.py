@@ -5,6 +5,7 @@ import os
 import random
 import secrets
 import socket
+import uuid
 import subprocess
 import sys
 import tempfile
@@ -72,10 +73,10 @@ def free_port_base(count=6, attempts=50):
     raise RuntimeError("no free range of ports")
 
 
-def sanad_cli(env, *args):
+def sanad_cli(env, *args, stdin=None):
     sanad = Path(sys.executable).with_name("sanad")
     done = subprocess.run([str(sanad), *args], env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, input=stdin)
     if done.returncode != 0:
         raise RuntimeError(f"sanad {args[0]} {args[1]} failed: {done.stderr.strip()}")
     return done.stdout
@@ -104,6 +105,7 @@ class BenchEnvironment:
         self.extra_env = dict(extra_env or {})
         self.receiver = None
         self.stack = None
+        self.api_token = None
 
     @property
     def env(self):
@@ -131,10 +133,20 @@ class BenchEnvironment:
         for name, service in PARTNERS:
             sanad_cli(self.env, "partner", "add", "--name", name, "--service", service, "--governorate", "dhi_qar",
                       "--webhook-url", self.receiver.url, "--secret", secret)
+        self.api_token = self._make_api_token()
         self.stack = Stack(env=self.env, port_base=free_port_base(), log_dir=self.log_dir)
         self.stack.start()
         self.stack.wait_healthy(timeout=90)
         return self
+
+    def _make_api_token(self):
+        """An operator account and an API token acting as it, made as an administrator would, when this
+        version of Sanad has API tokens (earlier ones took cases without authentication)."""
+        if "token" not in sanad_cli(self.env, "--help"):
+            return None
+        sanad_cli(self.env, "user", "add", "bench-operator", "--role", "operator", "--password-stdin",
+                  stdin=uuid.uuid4().hex + "\n")
+        return sanad_cli(self.env, "token", "add", "bench-operator", "--label", "benchmark").strip()
 
     @property
     def service_pids(self):

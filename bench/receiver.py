@@ -12,11 +12,14 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class Arrival:
-    __slots__ = ("at", "reference", "level", "webhook_id")
+OFFER = "referral.offered"  # the webhook that first puts a case before a partner; others come later
 
-    def __init__(self, at, reference, level, webhook_id):
-        self.at, self.reference, self.level, self.webhook_id = at, reference, level, webhook_id
+
+class Arrival:
+    __slots__ = ("at", "reference", "level", "webhook_id", "type")
+
+    def __init__(self, at, reference, level, webhook_id, type_):
+        self.at, self.reference, self.level, self.webhook_id, self.type = at, reference, level, webhook_id, type_
 
 
 class PartnerReceiver:
@@ -51,11 +54,12 @@ class PartnerReceiver:
                     return
                 continue
             with self._changed:
-                for kind, at, reference, level, webhook_id in batch:
+                for kind, at, reference, level, webhook_id, type_ in batch:
                     if kind == "rejected":
                         self._rejected += 1
                         continue
-                    self._by_reference.setdefault(reference, []).append(Arrival(at, reference, level, webhook_id))
+                    self._by_reference.setdefault(reference, []).append(
+                        Arrival(at, reference, level, webhook_id, type_))
                     self._count += 1
                 self._changed.notify_all()
 
@@ -69,19 +73,23 @@ class PartnerReceiver:
         with self._lock:
             return self._rejected
 
+    def _offers(self, reference):
+        return [a.at for a in self._by_reference.get(reference, ()) if a.type == OFFER]
+
     def first_arrival(self, reference):
+        """When the first offer of this case reached a partner; None if none has."""
         with self._lock:
-            arrivals = self._by_reference.get(reference)
-            return min(a.at for a in arrivals) if arrivals else None
+            offers = self._offers(reference)
+            return min(offers) if offers else None
 
     def last_arrival(self, reference):
         with self._lock:
-            arrivals = self._by_reference.get(reference)
-            return max(a.at for a in arrivals) if arrivals else None
+            offers = self._offers(reference)
+            return max(offers) if offers else None
 
     def arrivals_of(self, reference):
         with self._lock:
-            return list(self._by_reference.get(reference, ()))
+            return [a for a in self._by_reference.get(reference, ()) if a.type == OFFER]
 
     def wait_for_count(self, predicate, timeout):
         """Wait until predicate(count of verified arrivals) holds; False if `timeout` passed first."""
@@ -115,11 +123,12 @@ def _serve(secret, arrivals, ready):
             try:
                 payload = verifier.verify(body, headers)
                 at = time.monotonic()
-                record = ("verified", at, payload["data"]["case_reference"], payload["data"]["risk_level"],
-                          headers["webhook-id"])
+                data = payload.get("data", {})
+                record = ("verified", at, data.get("case_reference"), data.get("risk_level"),
+                          headers["webhook-id"], payload.get("type"))
                 status = 204
             except Exception:  # noqa: BLE001 -- whatever fails verification is refused, as a partner would
-                record, status = ("rejected", time.monotonic(), None, None, None), 400
+                record, status = ("rejected", time.monotonic(), None, None, None, None), 400
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()

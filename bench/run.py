@@ -6,6 +6,7 @@ floor measured in the same repetition. See docs/performance.md for what each fig
 """
 import argparse
 import bisect
+import json
 import os
 import platform
 import shutil
@@ -53,7 +54,7 @@ class Benchmark:
     def __init__(self, config, environment, log=print):
         self.config = config
         self.env = environment
-        self.client = IntakeClient(environment.stack.url("intake"))
+        self.client = IntakeClient(environment.stack.url("intake"), environment.api_token)
         self.receiver = environment.receiver
         self.log = log
         self.floor = None
@@ -375,10 +376,19 @@ def _cores():
     return len(os.sched_getaffinity(0))
 
 
+def harness_version():
+    """The commit of the benchmark itself, and whether bench/ differs from it."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run(["git", "status", "--porcelain", "--", "bench"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.strip()
+    return {"commit": head or None, "bench_uncommitted_changes": bool(changed)}
+
+
 def git_commit():
     exported = os.environ.get("SANAD_BENCH_EXPORTED_COMMIT")
-    if exported:  # set by --at: this tree is an export of exactly that commit
-        return {"commit": exported, "uncommitted_changes": False}
+    if exported:  # set by --at: the services are an export of exactly that commit
+        return {"commit": exported, "uncommitted_changes": False,
+                "benchmark_from": json.loads(os.environ.get("SANAD_BENCH_HARNESS", "null"))}
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
@@ -435,8 +445,9 @@ def parse_args(argv):
                             metavar=field.name.upper())
     parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks that every phase runs")
     parser.add_argument("--out", type=Path, help="results folder (default bench/results/<UTC timestamp>)")
-    parser.add_argument("--at", metavar="REV", help="measure this commit, exported with `git archive` into a "
-                        "temporary folder, rather than the working tree (which others may be editing)")
+    parser.add_argument("--at", metavar="REV", help="measure the services of this commit, exported with "
+                        "`git archive` into a temporary folder (with this benchmark copied in), rather than the "
+                        "working tree, which others may be editing")
     return parser.parse_args(argv)
 
 
@@ -448,9 +459,13 @@ def run_at(revision, argv, out):
     try:
         archive = subprocess.Popen(["git", "archive", commit], cwd=ROOT, stdout=subprocess.PIPE)
         subprocess.run(["tar", "-x", "-C", str(export)], stdin=archive.stdout, check=True)
-        if archive.wait() != 0 or not (export / "bench" / "run.py").exists():
-            raise SystemExit(f"bench: {revision} cannot be exported, or has no benchmark")
-        env = {**os.environ, "PYTHONPATH": str(export), "SANAD_BENCH_EXPORTED_COMMIT": commit}
+        if archive.wait() != 0:
+            raise SystemExit(f"bench: {revision} cannot be exported")
+        # The instrument is this benchmark; what is measured is the services of `revision`.
+        shutil.rmtree(export / "bench", ignore_errors=True)
+        shutil.copytree(ROOT / "bench", export / "bench", ignore=shutil.ignore_patterns("results", "__pycache__"))
+        env = {**os.environ, "PYTHONPATH": str(export), "SANAD_BENCH_EXPORTED_COMMIT": commit,
+               "SANAD_BENCH_HARNESS": json.dumps(harness_version())}
         rest = []
         skip = False
         for arg in argv:

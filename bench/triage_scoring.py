@@ -1,0 +1,64 @@
+"""Benchmark: notes scored per second on one core, over the evaluation set repeated.
+
+Not a test: timings depend on the machine. Run it before and after a lexicon or matcher change:
+
+    .venv/bin/python bench/triage_scoring.py [--repeat 20] [--runs 7] [--cold]
+
+Each run scores the whole evaluation set `repeat` times in this one process (one core); the figure
+reported is the median over `runs` runs, after one warm-up run that also compiles the lexicon. The target
+is at least 2,000 notes a second.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.triage.assessment import case_facts_from_mapping, default_assessor  # noqa: E402
+
+EVALUATION_SET = ROOT / "tests" / "data" / "triage_eval.jsonl"
+TARGET = 2000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20, help="passes over the evaluation set per run")
+    parser.add_argument("--runs", type=int, default=7, help="timed runs; the median is reported")
+    parser.add_argument("--cold", action="store_true",
+                        help="forget the per-word index cache before every note (a worst case: real notes "
+                             "share most of their words, this set repeated shares all of them)")
+    args = parser.parse_args()
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    with EVALUATION_SET.open(encoding="utf-8") as lines:
+        facts = [case_facts_from_mapping(json.loads(line)) for line in lines if line.strip()]
+    notes = facts * args.repeat
+
+    started = time.perf_counter()
+    assessor = default_assessor()
+    print(f"lexicon {assessor.lexicon_version} compiled in {time.perf_counter() - started:.2f} s")
+    for case in facts:
+        assessor.assess(case)
+
+    forget = assessor.lexicon.index.candidates.cache_clear if args.cold else (lambda: None)
+    rates = []
+    for _ in range(args.runs):
+        started = time.perf_counter()
+        for case in notes:
+            forget()
+            assessor.assess(case)
+        rates.append(len(notes) / (time.perf_counter() - started))
+    median = statistics.median(rates)
+    print(f"{len(notes)} notes per run{' (cold word cache)' if args.cold else ''}, {args.runs} runs: "
+          f"median {median:,.0f} notes/s (min {min(rates):,.0f}, max {max(rates):,.0f}); target {TARGET:,}")
+    return 0 if median >= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
