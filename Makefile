@@ -8,8 +8,10 @@ run: setup-run
 	.venv/bin/sanad migrate
 	.venv/bin/sanad run
 
+# The browser tier runs in a pytest of its own: nameko's eventlet monkey-patching breaks Playwright.
 test: setup-test
-	PYTHONWARNINGS=ignore:::nameko.cli.commands .venv/bin/nameko test tests $(PYTEST_ARGS)
+	PYTHONWARNINGS=ignore:::nameko.cli.commands .venv/bin/nameko test tests --ignore=tests/browser $(PYTEST_ARGS)
+	.venv/bin/python -m pytest tests/browser -p no:pytest_nameko $(PYTEST_ARGS)
 
 # The benchmark (issue 8; docs/performance.md): its own database, vhost and stack on the local servers.
 # BENCH_ARGS passes options, e.g. BENCH_ARGS="--repetitions 5" or "--at HEAD" (see python -m bench --help).

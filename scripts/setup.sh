@@ -68,6 +68,9 @@ fi
 # Tools the tests need -------------------------------------------------------------------------------
 if [ "$mode" = test ]; then
   command -v docker-compose >/dev/null || apt_install docker-compose
+  # The browser tests drive Debian's Chromium with Playwright (no browser download); Noto gives it Arabic.
+  { command -v chromium >/dev/null && [ -d /usr/share/fonts/truetype/noto ]; } \
+    || apt_install chromium fonts-noto-core
   # promtool checks and unit-tests the alert rules; the prometheus binary runs in one integration test
   # on a loopback port of its own. The package would also start a server on :9090 at install time, so
   # it installs with service starts refused (policy-rc.d), and its boot-time service is disabled.

@@ -70,13 +70,16 @@ def _principal(row, via, csrf_token=None) -> Principal:
 def attempt_login(cur, keys, username, password, ip, now) -> LoginOutcome:
     """Check a name and password under the failed-login limit. A locked name answers "locked" whatever
     the password, so guessing cannot continue through the lock."""
-    name_hash = keys.lookup_hash("login:" + (username or "").strip().lower()[:100])
+    username = (username or "").strip().lower()[:100]
+    if "\x00" in username:  # no account has one, and PostgreSQL text cannot hold it
+        username = ""
+    name_hash = keys.lookup_hash("login:" + username)
     since = now - LOGIN_WINDOW
     cur.execute(sql.COUNT_LOGIN_FAILURES, {"username_hash": name_hash, "ip": ip, "since": since})
     counts = cur.fetchone()
     if counts["by_name"] >= MAX_FAILURES_PER_NAME or counts["by_address"] >= MAX_FAILURES_PER_ADDRESS:
         return LoginOutcome(user=None, locked=True)
-    cur.execute(sql.USER_BY_USERNAME, {"username": (username or "").strip().lower()})
+    cur.execute(sql.USER_BY_USERNAME, {"username": username})
     user = cur.fetchone()
     password_ok = accounts.verify_password(user["password_hash"] if user else _DUMMY_HASH, password or "")
     if user is None or not user["active"] or not password_ok:

@@ -60,8 +60,14 @@ def choices(values):
                  validate=validate.Length(max=len(values), error="too_many:{max}"))
 
 
+def no_nul(value):
+    """PostgreSQL text cannot hold NUL; refuse it as bad text rather than fail at the database."""
+    if "\x00" in value:
+        raise ValidationError("invalid_string")
+
+
 def short_text(maximum=MAX_SHORT_TEXT):
-    return coded(fields.String, allow_none=True, load_default=None, validate=length(maximum))
+    return coded(fields.String, allow_none=True, load_default=None, validate=[length(maximum), no_nul])
 
 
 def flag(default=None):
@@ -183,7 +189,7 @@ class Assignment(CodedSchema):
 
 
 class NewUser(CodedSchema):
-    username = coded(fields.String, required=True, validate=length(50, minimum=2))
+    username = coded(fields.String, required=True, validate=[length(50, minimum=2), no_nul])
     display_name = short_text(100)
     role = coded(fields.String, required=True, validate=one_of(("operator", "counsellor", "supervisor", "admin")))
     password = coded(fields.String, required=True, validate=length(200, minimum=12))
