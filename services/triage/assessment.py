@@ -420,6 +420,7 @@ class Lexicon:
     groups: tuple[Group, ...]
     numbers: dict[str, int]
     index: "_FirstWordIndex"
+    group_matchers: tuple[frozenset[int], ...]   # the matcher ids of each group, in group order
 
     @classmethod
     def load(cls, directory: Path) -> "Lexicon":
@@ -492,6 +493,7 @@ class Lexicon:
             groups=tuple(groups),
             numbers=number_words,
             index=_FirstWordIndex(numbered.matchers, number_words),
+            group_matchers=tuple(frozenset(m.id for m in group.matchers) for group in groups),
         )
         lexicon._check_references()
         return lexicon
@@ -613,6 +615,11 @@ class _Streams:
                         positions.setdefault(matcher_id, []).append(index)
             self.positions[stream] = positions
 
+    def groups_to_try(self, lexicon: "Lexicon") -> list[Group]:
+        """The groups with a matcher that can start somewhere in this note, in lexicon order."""
+        ids = {matcher_id for positions in self.positions.values() for matcher_id in positions}
+        return [group for position, group in enumerate(lexicon.groups) if lexicon.group_matchers[position] & ids]
+
     def find(self, matchers: Iterable[Matcher]):
         """Yield (first token, last token, match) for every match of the given matchers."""
         for matcher in matchers:
@@ -694,7 +701,7 @@ class Assessor:
                 kinds.add("third_party_past")
 
         raw: list[tuple[Group, int, int, re.Match]] = []
-        for group in lexicon.groups:
+        for group in streams.groups_to_try(lexicon):
             for first, last, match in streams.find(group.matchers):
                 if any(index in masked for index in range(first, last + 1)):
                     continue
