@@ -36,6 +36,17 @@ CREATE_TABLE = f"""
 INSERT_ROW = f"INSERT INTO {SCHEMA}.hop_rows (message_id, hop, body) VALUES (%s, %s, %s)"
 
 
+def connect(database_url, attempts=20):
+    """A connection, waiting a little when a shared server has no connection slot free."""
+    for attempt in range(attempts):
+        try:
+            return psycopg2.connect(database_url)
+        except psycopg2.OperationalError as exc:
+            if "too many clients" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+
+
 def hop_queue(hop):
     return Queue(f"bench.floor.hop{hop}", exchange=EXCHANGE, routing_key=f"hop{hop}", durable=True)
 
@@ -108,7 +119,7 @@ class Floor:
         """Start one message on its way; returns (message id, the moment its first commit was done)."""
         local = self._local
         if getattr(local, "db", None) is None:
-            local.db = psycopg2.connect(self.database_url)
+            local.db = connect(self.database_url)
             local.connection = Connection(self.amqp_uri, transport_options={"confirm_publish": True})
             local.producer = Producer(local.connection.default_channel, exchange=EXCHANGE)
         message_id = str(uuid.uuid4())
@@ -170,7 +181,7 @@ def _run_hop(amqp_uri, database_url, hop, workers, done, stop, ready):
 
 def _hop_worker(amqp_uri, database_url, hop, stop, pending, lock):
     last = hop == HOPS
-    db = psycopg2.connect(database_url)
+    db = connect(database_url)
     consuming = Connection(amqp_uri)
     publishing = Connection(amqp_uri, transport_options={"confirm_publish": True})
     producer = Producer(publishing.default_channel, exchange=EXCHANGE)

@@ -35,7 +35,7 @@ class Config:
     critical_cases: int = 500       # per phase, alone and behind the backlog
     critical_rate: float = 50.0     # critical cases (and floor messages) per second
     backlog_cases: int = 10_000     # normal cases submitted as fast as intake takes them
-    concurrency: int = 16           # concurrent senders of a flood (operators at once)
+    concurrency: int = 8            # concurrent senders of a flood (operators at once)
     rate_seconds: float = 20.0      # how long normal cases are sent at 50% and at 90% of the throughput
     floor_messages: int = 5_000     # messages in the floor's flood
     floor_workers: int = 1          # consumers per floor hop
