@@ -97,10 +97,6 @@ class InvalidCaseFacts(ValueError):
         self.field = field_name
 
 
-CASE_FACT_FIELDS = ("narrative", "victim_age", "material_published", "deadline_hours",
-                    "suicidal_thoughts", "threat_of_violence")
-
-
 def case_facts_from_mapping(data: Mapping[str, Any]) -> CaseFacts:
     """Read case facts from JSON-like data; absent or null fields are unknown. Raises InvalidCaseFacts."""
     narrative = data.get("narrative")
@@ -589,7 +585,6 @@ class _Streams:
     can start at it."""
 
     def __init__(self, note: Note, first_words: _FirstWordIndex, masked: frozenset[int] = frozenset()):
-        self.note = note
         self.text: dict[str, str] = {}
         self.starts: dict[str, list[int]] = {}
         self.positions: dict[str, dict[int, list[int]]] = {}

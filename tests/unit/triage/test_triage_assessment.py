@@ -349,5 +349,14 @@ def test_a_one_word_arabizi_entry_that_is_also_an_english_word_is_refused(lexico
         Assessor.from_directory(lexicon_copy)
 
 
+def test_every_lexicon_file_is_versioned_and_cites_its_sources():
+    import yaml
+    for path in sorted(DEFAULT_LEXICON_DIRECTORY.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert data.get("version"), path.name
+        if path.name != "index.yaml":
+            assert data.get("sources"), path.name
+
+
 def test_the_default_assessor_is_built_once():
     assert default_assessor() is default_assessor()
