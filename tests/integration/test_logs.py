@@ -15,6 +15,7 @@ from sanad.contracts import routing
 from sanad.launcher import PROCESSES
 from tests.conftest import ARTIFACTS
 from tests.integration.conftest import module_name, sanad_cli
+from tests.support.api_client import api_headers
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.integration
@@ -25,13 +26,16 @@ PHONE = "07701234567"
 PHONE_SPACED = "0770 123 4567"
 NARRATIVE = (f"اسمي {NAME_AR} ورقمي {PHONE}. My name is {NAME_LATIN}, call me on {PHONE_SPACED}; "
              "he says he will send the photos to my brother tonight.")
-SECRETS = (NAME_AR, NAME_LATIN, "Kadhim", PHONE, PHONE_SPACED, "4567", "photos to my brother", "اسمي")
+SECRETS = (NAME_AR, NAME_LATIN, "Kadhim", PHONE, PHONE_SPACED, "photos to my brother", "اسمي",
+           "my brother sleeps", "jasmine")
+SAFE_TIMES = "after nine when my brother sleeps"
 CASE = {
     "narrative": NARRATIVE,
     "channel": "phone",
     "governorate": "dhi_qar",
     "needs": ["counselling"],
     "consents": ["counselling"],
+    "safe_contact": {"name": NAME_LATIN, "phone": PHONE, "safe_times": SAFE_TIMES, "code_word": "jasmine"},
 }
 REQUIRED_KEYS = {"time", "level", "service", "logger", "message"}
 SERVICE_NAMES = {
@@ -68,13 +72,15 @@ def test_one_case_is_logged_as_json_with_its_correlation_id_and_nothing_personal
     with Receiver(secret) as partner:
         sanad_cli(stack_env, "partner", "add", "--name", "Logs Test Counselling", "--service", "counselling",
                   "--governorate", "dhi_qar", "--webhook-url", partner.url, "--secret", secret)
-        response = requests.post(stack.url("intake") + "/api/cases", json=CASE, timeout=30)
+        response = requests.post(stack.url("intake") + "/api/cases", json=CASE, headers=api_headers(stack),
+                                 timeout=30)
         assert response.status_code == 201, response.text
         created = response.json()
         assert partner.wait_for(lambda got: any(p["data"]["case_reference"] == created["reference"]
                                                 for _, _, p in got))
     # Personal data where it must not go: a query string, and an event that breaks its contract.
-    requests.get(f"{stack.url('intake')}/api/cases/{created['id']}?phone={PHONE}&name={NAME_LATIN}", timeout=10)
+    requests.get(f"{stack.url('intake')}/api/cases/{created['id']}?phone={PHONE}&name={NAME_LATIN}",
+                 headers=api_headers(stack), timeout=10)
     with Connection(stack_env["SANAD_AMQP_URI"]) as connection:
         connection.Producer().publish(
             {"id": str(uuid.uuid4()), "type": "case.received", "version": 1,
