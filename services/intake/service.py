@@ -354,6 +354,11 @@ class IntakeService(Observable):
         return _secured(Response(OPENAPI_FILE.read_bytes(), mimetype="application/json",
                                  headers={"Cache-Control": "no-cache"}))
 
+    @http("GET,POST,PUT,PATCH,DELETE", "/api/<path:rest>")
+    def api_not_found(self, request, rest):
+        """Any other /api address (a malformed case id, say) answers in JSON like the rest of the API."""
+        raise _api_error(404, "not_found", self._lang(request))
+
     @consume(routing.INTAKE_CASE_STATUS, requeue_on_error=True)
     def on_case_status(self, body):
         handler = partial(handlers.record_status, keys=self.keys)

@@ -113,7 +113,7 @@ def test_the_openapi_file_documents_every_api_route_the_service_serves():
     assert spec["openapi"].startswith("3.")
     served = set()
     for method, url in re.findall(r'@http\("([A-Z]+)", "(/api/[^"]+)"\)', SERVICE_FILE.read_text()):
-        if url == "/api/openapi.json":
+        if url in ("/api/openapi.json", "/api/<path:rest>"):
             continue
         served.add((method.lower(), re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", url)))
     documented = {(method, path) for path, item in spec["paths"].items() for method in item}
