@@ -360,14 +360,25 @@ def _elements(pattern: str) -> list[str]:
     return elements
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice: silently keeping the last one hides a reviewer's entry."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        duplicates = {key for key in keys if keys.count(key) > 1}
+        if duplicates:
+            raise LexiconError(f"line {node.start_mark.line + 1}: key given twice: {sorted(map(str, duplicates))}")
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(path: Path) -> tuple[dict, bytes]:
     try:
         raw = path.read_bytes()
     except OSError as error:
         raise LexiconError(f"cannot read {path}: {error}") from error
     try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as error:
+        data = yaml.load(raw, Loader=_StrictLoader)
+    except (yaml.YAMLError, LexiconError) as error:
         raise LexiconError(f"{path.name}: {error}") from error
     if not isinstance(data, dict):
         raise LexiconError(f"{path.name}: expected a mapping at the top level")
@@ -496,15 +507,15 @@ class Lexicon:
 
     def _check_references(self) -> None:
         for code in self.discount_codes.values():
-            if code not in self.codes:
+            if not isinstance(code, str) or code not in self.codes:
                 raise LexiconError(f"context.yaml: discount code {code!r} has no level")
         for group in self.groups:
             for target in (group.policy.when_negated, group.policy.when_past, group.policy.when_conditional):
                 if target not in (None, "drop") and target not in self.codes:
                     raise LexiconError(f"{group.code}: unknown code {target!r}")
             for kind in group.policy.discounted_by:
-                if kind not in self.discount_codes:
-                    raise LexiconError(f"{group.code}: unknown context {kind!r}")
+                if kind not in self.discount_codes or kind not in {*self.context, "third_party_past"}:
+                    raise LexiconError(f"{group.code}: context {kind!r} needs markers in kinds and a discount code")
             for code in group.near:
                 if code not in self.codes:
                     raise LexiconError(f"{group.code}: near refers to unknown code {code!r}")

@@ -334,6 +334,26 @@ def test_a_broken_lexicon_is_refused_with_the_file_named(lexicon_copy):
         Assessor.from_directory(lexicon_copy)
 
 
+def test_a_key_given_twice_is_refused(lexicon_copy):
+    context = lexicon_copy / "context.yaml"
+    context.write_text(context.read_text(encoding="utf-8") + "\nnegation_window: 3\n", encoding="utf-8")
+    with pytest.raises(LexiconError, match="context.yaml.*twice"):
+        Assessor.from_directory(lexicon_copy)
+
+
+def test_a_discount_without_markers_is_refused(lexicon_copy):
+    plan = lexicon_copy / "suicide_plan.yaml"
+    plan.write_text(plan.read_text(encoding="utf-8").replace("discounted_by: [", "discounted_by: [gossip, ", 1),
+                    encoding="utf-8")
+    with pytest.raises(LexiconError, match="gossip"):
+        Assessor.from_directory(lexicon_copy)
+
+
+def test_asking_about_doses_is_not_a_general_question():
+    assert level_of("She asked how many pills are lethal") == "critical"
+    assert level_of("تسأل شكد حبة لازم تشرب حتى تموت") == "critical"
+
+
 def test_a_reference_to_an_unknown_set_is_refused(lexicon_copy):
     plan = lexicon_copy / "suicide_plan.yaml"
     plan.write_text(plan.read_text(encoding="utf-8").replace("@SELF_AR", "@SELVES_AR", 1), encoding="utf-8")
