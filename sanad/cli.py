@@ -9,6 +9,9 @@
     sanad token add / revoke   API tokens for machine clients, acting as a staff account
     sanad partner add / list   manage the partner directory and its webhook endpoints
     sanad triage score         score JSON Lines cases from stdin, as the triage service would
+    sanad webhooks ...         webhook endpoints: list, rotate-secret, enable, disable, dead, replay
+    sanad oncall add / list    where the on-duty supervisors are paged
+    sanad alerts [ack]         what notify needs the supervisors to know, outside the webhook path
 """
 import argparse
 import getpass
@@ -207,6 +210,10 @@ def build_parser():
     partner_add.add_argument("--secret", help="an existing whsec_ secret (default: generate one)")
     partner_add.set_defaults(func=cmd_partner_add)
     partner.add_parser("list", help="list partners").set_defaults(func=cmd_partner_list)
+
+    # Webhook endpoints, replay, the supervisors' pager and alerts: services/notify/commands.py.
+    from services.notify import commands as notify_commands
+    notify_commands.add_to(commands)
 
     triage = commands.add_parser("triage", help="risk assessment tools").add_subparsers(dest="action", required=True)
     triage.add_parser("score", help="score JSON Lines cases from stdin").set_defaults(func=cmd_triage_score)

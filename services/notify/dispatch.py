@@ -16,8 +16,15 @@ class AttemptPool:
         self._threads = eventlet.GreenPool(size)
         self._in_flight = Counter()
         self._finished = Event()
+        self.closed = False
+
+    def close(self):
+        """Take no more attempts (the process is stopping); those running carry on."""
+        self.closed = True
 
     def free(self) -> int:
+        if self.closed:
+            return 0
         return self.size - sum(self._in_flight.values())
 
     def has_room_for(self, endpoint_id) -> bool:
@@ -36,7 +43,7 @@ class AttemptPool:
 
     def wait_for_room(self, timeout) -> None:
         """Return when an attempt finishes, or after `timeout` seconds."""
-        if self.free() > 0:
+        if self.free() > 0 or self.closed:
             return
         with eventlet.Timeout(timeout, False):
             self._finished.wait()

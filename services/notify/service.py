@@ -10,7 +10,6 @@ import time
 from functools import partial
 
 from nameko.messaging import consume
-from nameko.timer import timer
 from prometheus_client import Counter, Gauge
 
 from sanad.contracts import routing
@@ -20,7 +19,7 @@ from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
 from services.notify import handlers
-from services.notify.dependencies import Webhooks
+from services.notify.dependencies import Webhooks, sweep_timer
 
 SWEEP_INTERVAL = 1
 SWEEP_SECONDS = 5  # one sweep keeps claiming as slots free up, for at most this long
@@ -59,12 +58,12 @@ class NotifyService(Observable):
     def on_referral_escalated(self, body):
         self._page(routing.NOTIFY_REFERRAL_ESCALATED.name, body)
 
-    @timer(interval=SWEEP_INTERVAL)
+    @sweep_timer(interval=SWEEP_INTERVAL)
     def retry_due(self):
         """Deliveries whose time has come: retries, replays, and any a crash or a full pool left behind."""
         pool, settings = self.webhooks.pool, self.webhooks.settings
         stop_at = time.monotonic() + SWEEP_SECONDS
-        while time.monotonic() < stop_at:
+        while time.monotonic() < stop_at and not pool.closed:
             room = pool.free()
             if room == 0:
                 pool.wait_for_room(timeout=stop_at - time.monotonic())

@@ -1,7 +1,9 @@
 """Notify's settings, read from the environment. Pure: the environment is handed in.
 
 Defaults are the production schedule and limits; the integration tests shorten the schedule and the
-timeouts through these variables instead of sleeping for minutes.
+timeouts through these variables instead of sleeping for minutes. Private and loopback webhook addresses
+are refused outside development unless SANAD_ALLOW_PRIVATE_WEBHOOKS=1; in development (where receivers
+listen on loopback) they are allowed unless SANAD_ALLOW_PRIVATE_WEBHOOKS=0.
 """
 from dataclasses import dataclass
 
@@ -33,7 +35,8 @@ def from_environment(environ) -> NotifySettings:
     settings = NotifySettings(
         public_url=common.public_url,
         urls=UrlPolicy(require_https=not common.is_development,
-                       allow_private=environ.get("SANAD_ALLOW_PRIVATE_WEBHOOKS") == "1"),
+                       allow_private=_allow_private(environ.get("SANAD_ALLOW_PRIVATE_WEBHOOKS"),
+                                                   common.is_development)),
         retry=_retry_policy(environ.get("SANAD_WEBHOOK_RETRY_DELAYS")),
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
@@ -50,6 +53,16 @@ def from_environment(environ) -> NotifySettings:
     if settings.per_endpoint > settings.concurrency:
         raise ValueError("SANAD_WEBHOOK_PER_ENDPOINT must not exceed SANAD_WEBHOOK_CONCURRENCY")
     return settings
+
+
+def _allow_private(value, development):
+    """"1" allows private addresses, "0" refuses them; unset, development allows them (its receivers
+    listen on loopback) and anything else refuses them."""
+    if value in ("0", "1"):
+        return value == "1"
+    if value:
+        raise ValueError("SANAD_ALLOW_PRIVATE_WEBHOOKS is 1 (allow private addresses) or 0 (refuse them)")
+    return development
 
 
 def _retry_policy(value):

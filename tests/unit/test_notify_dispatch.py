@@ -56,3 +56,15 @@ def test_waiting_for_room_returns_as_soon_as_an_attempt_ends():
     pool.wait_for_room(timeout=30)
     eventlet.sleep(0)
     assert pool.free() == 1
+
+
+def test_a_closed_pool_takes_no_more_attempts_and_lets_running_ones_finish():
+    pool = AttemptPool(size=2, per_endpoint=2)
+    gate = Event()
+    finished = []
+    pool.run("a", lambda: finished.append(gate.wait()))
+    pool.close()
+    assert pool.free() == 0 and not pool.has_room_for("b")
+    gate.send("done")
+    assert pool.wait(timeout=5)
+    assert finished == ["done"]

@@ -6,22 +6,28 @@ from services.notify import policy
 from services.notify.settings import NotifySettings, from_environment
 
 
-def test_with_nothing_set_the_standard_schedule_and_limits_apply_and_private_addresses_are_refused():
+def test_with_nothing_set_the_standard_schedule_and_limits_apply():
     settings = from_environment({})
-    assert settings == NotifySettings()
     assert settings.retry == policy.STANDARD
-    assert not settings.urls.allow_private
     assert settings.lease_seconds > settings.attempt_deadline
+    assert (settings.concurrency, settings.per_endpoint) == (NotifySettings().concurrency,
+                                                             NotifySettings().per_endpoint)
 
 
-def test_outside_development_https_is_required():
-    assert from_environment({"SANAD_ENV": "production"}).urls.require_https
-    assert not from_environment({"SANAD_ENV": "development"}).urls.require_https
+def test_outside_development_https_is_required_and_private_addresses_refused():
+    production = from_environment({"SANAD_ENV": "production"})
+    assert production.urls.require_https and not production.urls.allow_private
 
 
-def test_private_addresses_are_allowed_only_by_the_explicit_switch():
-    assert from_environment({"SANAD_ALLOW_PRIVATE_WEBHOOKS": "1"}).urls.allow_private
-    assert not from_environment({"SANAD_ALLOW_PRIVATE_WEBHOOKS": "yes"}).urls.allow_private
+def test_in_development_plain_http_and_loopback_receivers_are_accepted():
+    development = from_environment({"SANAD_ENV": "development"})
+    assert not development.urls.require_https and development.urls.allow_private
+
+
+def test_the_explicit_switch_wins_either_way():
+    assert from_environment({"SANAD_ENV": "production", "SANAD_ALLOW_PRIVATE_WEBHOOKS": "1"}).urls.allow_private
+    assert not from_environment({"SANAD_ENV": "development",
+                                 "SANAD_ALLOW_PRIVATE_WEBHOOKS": "0"}).urls.allow_private
 
 
 def test_the_details_link_base_comes_from_the_public_url():
@@ -43,8 +49,9 @@ def test_tests_shorten_the_schedule_the_timeouts_and_the_lease_through_the_envir
     {"SANAD_WEBHOOK_CONCURRENCY": "many"},
     {"SANAD_WEBHOOK_TIMEOUT": "10", "SANAD_WEBHOOK_LEASE_SECONDS": "20"},
     {"SANAD_WEBHOOK_CONCURRENCY": "2", "SANAD_WEBHOOK_PER_ENDPOINT": "3"},
+    {"SANAD_ALLOW_PRIVATE_WEBHOOKS": "yes"},
 ], ids=["word-in-schedule", "negative-delay", "zero-timeout", "word-for-number", "lease-shorter-than-attempt",
-        "per-endpoint-above-pool"])
+        "per-endpoint-above-pool", "unclear-private-switch"])
 def test_settings_that_would_break_a_guarantee_are_refused_at_start(environ):
     with pytest.raises(ValueError):
         from_environment(environ)
