@@ -104,6 +104,11 @@ class Bench:
             "SANAD_AMQP_URI": self.rabbit.uri,
             "SANAD_KEYS_FILE": str(self.keys_file),
             "SANAD_ENV": "development",
+            "SANAD_ALLOW_PRIVATE_WEBHOOKS": "1",  # the partners' receiver listens on loopback
+            # An attempt cut short by a crash is taken up again when its lease runs out: shorter leases
+            # (and so shorter attempts) keep these tests quick.
+            "SANAD_WEBHOOK_TIMEOUT": "5",
+            "SANAD_WEBHOOK_LEASE_SECONDS": "15",
         }
         self.receiver.__enter__()
         for name, service in PARTNERS:
