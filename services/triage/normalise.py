@@ -136,7 +136,7 @@ def normalise_word(word: str) -> str:
 
 def normalise_text(text: str) -> str:
     """The match keys of all words of a text, space separated (for lexicon entries and tests)."""
-    return " ".join(normalise_word(m.group()) for m in _TOKEN.finditer(text))
+    return " ".join(key for key in (normalise_word(m.group()) for m in _TOKEN.finditer(text)) if key)
 
 
 @dataclass(frozen=True)
@@ -163,11 +163,14 @@ def tokenise(text: str) -> Note:
     clause, previous_end = 0, 0
     for match in _TOKEN.finditer(text):
         start, end = match.span()
+        word = match.group()
+        arabic_key = normalise_arabic(word) if _ARABIC_LETTER.match(word) else None
+        if arabic_key == "":
+            continue  # only marks or tatweel (a tatweel typed as a dash): no word to match
         if keys and _CLAUSE_BREAK.search(text, previous_end, start):
             clause += 1
-        word = match.group()
-        if _ARABIC_LETTER.match(word):
-            key = normalise_arabic(word)
+        if arabic_key is not None:
+            key = arabic_key
             keys.append(key)
             skeletons.append(key)
             latin.append(False)
