@@ -598,3 +598,21 @@ def test_pages_are_arabic_right_to_left_by_default_and_english_on_request(pools,
 def test_a_page_asked_for_without_a_session_sends_to_the_login_page(pools, outbox, keys):
     response = intake(pools, outbox, keys).queue_page(json_request("GET", "/queue"))
     assert response.status_code == 303 and response.headers["Location"].startswith("/login?next=/queue")
+
+
+def test_the_login_form_needs_its_own_csrf_cookie_and_then_opens_a_session(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    form = f"username={operator.username}&password={PASSWORD.replace(' ', '+')}&csrf_token=abc&next=//evil.example"
+
+    forged = service.login_submit(json_request("POST", "/login", raw=form,
+                                               content_type="application/x-www-form-urlencoded"))
+    assert forged.status_code == 403
+    assert not any(cookie.startswith(auth.SESSION_COOKIE) for cookie in forged.headers.getlist("Set-Cookie"))
+    sessions_before = len(rows(pools["intake"], "SELECT token_hash FROM sessions"))
+
+    signed = service.login_submit(json_request("POST", "/login", raw=form, content_type="application/x-www-form-urlencoded",
+                                               headers={"Cookie": f"{auth.LOGIN_CSRF_COOKIE}=abc"}))
+    assert signed.status_code == 303
+    assert signed.headers["Location"] == "/queue", "never a redirect off the site"
+    assert len(rows(pools["intake"], "SELECT token_hash FROM sessions")) == sessions_before + 1

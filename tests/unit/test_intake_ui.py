@@ -121,3 +121,12 @@ def test_the_openapi_file_documents_every_api_route_the_service_serves():
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             assert any(code.startswith("4") for code in operation["responses"]), (method, path)
+
+
+@pytest.mark.parametrize("asked,kept", [
+    ("/cases/new", "/cases/new"), ("//evil.example/x", "/queue"), ("/\\evil.example", "/queue"),
+    ("https://evil.example", "/queue"), (None, "/queue"), ("/" + "a" * 400, "/queue"),
+])
+def test_a_return_address_is_only_ever_a_path_on_this_site(asked, kept):
+    from services.intake.service import _safe_next
+    assert _safe_next(asked) == kept
