@@ -9,6 +9,7 @@
     sanad token add / revoke   API tokens for machine clients, acting as a staff account
     sanad partner add / list   manage the partner directory and its webhook endpoints
     sanad triage score         score JSON Lines cases from stdin, as the triage service would
+    sanad purge                drop the personal data of cases closed longer than the retention period
     sanad webhooks ...         webhook endpoints: list, rotate-secret, enable, disable, dead, replay
     sanad oncall add / list    where the on-duty supervisors are paged
     sanad alerts [ack]         what notify needs the supervisors to know, outside the webhook path
@@ -162,6 +163,44 @@ def cmd_triage_score(args, config):
     score_stream(sys.stdin, sys.stdout)
 
 
+DEFAULT_RETENTION_DAYS = 365
+MIN_RETENTION_DAYS = 30
+
+
+def cmd_purge(args, config):
+    """Each service says what it holds open and what it drops in services/<service>/retention.py."""
+    import importlib
+    import os
+    from datetime import datetime, timedelta, timezone
+
+    from sanad.platform.migrate import SCHEMAS
+    from sanad.platform.retention import purge_closed_cases
+    days = args.retention_days
+    if days is None:
+        days = int(os.environ.get("SANAD_RETENTION_DAYS", DEFAULT_RETENTION_DAYS))
+    if days < MIN_RETENTION_DAYS:
+        raise CommandError(f"retention-days: {days} is under the minimum of {MIN_RETENTION_DAYS} days")
+    now = datetime.now(timezone.utc)
+    cutoff = now - timedelta(days=days)
+    modules = {schema: importlib.import_module(f"services.{schema}.retention") for schema in SCHEMAS}
+    pools = {schema: Pool(config.database_url, size=1, schema=schema) for schema in SCHEMAS}
+    try:
+        keys = None if args.dry_run else load_keys(config.keys_file)
+        report = purge_closed_cases(pools, modules, keys, cutoff, now, dry_run=args.dry_run)
+    finally:
+        for pool in pools.values():
+            pool.close()
+    held = ", ".join(f"{service} {count}" for service, count in report.held_open.items() if count) or "none"
+    print(f"cases received before {cutoff:%Y-%m-%d} and not purged yet: {report.candidates}; "
+          f"still open (by service): {held}")
+    if args.dry_run:
+        print(f"would purge {report.purged} case(s); nothing changed")
+        return
+    print(f"purged {report.purged} case(s)")
+    for table, rows in sorted(report.changed.items()):
+        print(f"  {table}: {rows} row(s)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="sanad", description="Run and administer Sanad.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +256,13 @@ def build_parser():
 
     triage = commands.add_parser("triage", help="risk assessment tools").add_subparsers(dest="action", required=True)
     triage.add_parser("score", help="score JSON Lines cases from stdin").set_defaults(func=cmd_triage_score)
+
+    purge = commands.add_parser("purge", help="drop the personal data of cases closed longer than the retention "
+                                               "period; statistics stay")
+    purge.add_argument("--retention-days", type=int,
+                       help=f"default: SANAD_RETENTION_DAYS, or {DEFAULT_RETENTION_DAYS}; at least {MIN_RETENTION_DAYS}")
+    purge.add_argument("--dry-run", action="store_true", help="count what would be purged; change nothing")
+    purge.set_defaults(func=cmd_purge)
     return parser
 
 
