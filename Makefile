@@ -6,6 +6,8 @@ PYTEST_ARGS ?=
 run: setup-run
 	.venv/bin/sanad keys init
 	.venv/bin/sanad migrate
+	# A fictional Dhi Qar partner directory; partners already present (by name) are kept as they are.
+	.venv/bin/sanad partner seed deploy/seed/dhi_qar_partners.yaml
 	.venv/bin/sanad run
 
 # The browser tier runs in a pytest of its own: nameko's eventlet monkey-patching breaks Playwright.

@@ -7,7 +7,8 @@
     sanad run                  start all services in the foreground until Ctrl-C
     sanad user add             create a staff account (password read from stdin or prompted)
     sanad token add / revoke   API tokens for machine clients, acting as a staff account
-    sanad partner add / list   manage the partner directory and its webhook endpoints
+    sanad partner ...          the partner directory: add, list, show, rotate-key, capacity, seed
+    sanad referral ...         escalation policies; staff keys for the referral admin API
     sanad triage score         score JSON Lines cases from stdin, as the triage service would
     sanad purge                drop the personal data of cases closed longer than the retention period
     sanad webhooks ...         webhook endpoints: list, rotate-secret, enable, disable, dead, replay
@@ -16,7 +17,6 @@
 """
 import argparse
 import getpass
-import json
 import sys
 import uuid
 
@@ -24,7 +24,6 @@ from kombu import Connection
 
 from sanad import settings
 from sanad.contracts import routing
-from sanad.contracts.vocabulary import GOVERNORATES, NATIONWIDE, SERVICE_TYPES
 from sanad.crypto import ensure_keys, load_keys
 from sanad.platform.migrate import ensure_database, migrate
 from sanad.platform.pool import Pool
@@ -125,39 +124,6 @@ def cmd_keys_reseal(args, config):
     print(f"every value found is now under data key {keys.data.primary}")
 
 
-def cmd_partner_add(args, config):
-    from sanad import webhooks
-    from services.notify.handlers import register_endpoint
-    from services.referral.handlers import add_partner
-    secret = args.secret or webhooks.generate_secret()
-    keys = load_keys(config.keys_file)
-    # The directory entry and its endpoint live in two services' schemas. The endpoint commits first
-    # (inner block), then the entry: a failure in between leaves an unused endpoint, never a partner
-    # that referral would pick but notify could not reach.
-    with Pool(config.database_url, size=1, schema="referral").transaction() as cur:
-        cur.execute("SELECT 1 FROM partners WHERE name = %(name)s", {"name": args.name})
-        if cur.fetchone():
-            raise CommandError(f"name: a partner called {args.name!r} exists already")
-        partner_id = add_partner(cur, args.name, args.service, args.governorate)
-        with Pool(config.database_url, size=1, schema="notify").transaction() as notify_cur:
-            register_endpoint(notify_cur, keys, partner_id, args.webhook_url, secret)
-    print(json.dumps({"partner_id": str(partner_id), "webhook_url": args.webhook_url,
-                      "webhook_secret": secret}, indent=2))
-    if not args.secret:
-        print("Give the webhook secret to the partner over a safe channel; it is not shown again.",
-              file=sys.stderr)
-
-
-def cmd_partner_list(args, config):
-    from services.referral import sql
-    with Pool(config.database_url, size=1, schema="referral").transaction() as cur:
-        cur.execute(sql.ALL_PARTNERS)
-        for row in cur.fetchall():
-            state = "accepting" if row["accepting"] else "not accepting"
-            print(f"{row['id']}  {row['name']}  [{', '.join(row['services'])}]  "
-                  f"in {', '.join(row['governorates'])}  ({state})")
-
-
 def cmd_triage_score(args, config):
     from services.triage.replay import score_stream
     score_stream(sys.stdin, sys.stdout)
@@ -240,15 +206,9 @@ def build_parser():
     token_revoke.add_argument("token_id", type=uuid.UUID)
     token_revoke.set_defaults(func=cmd_token_revoke)
 
-    partner = commands.add_parser("partner", help="partner directory").add_subparsers(dest="action", required=True)
-    partner_add = partner.add_parser("add", help="add a partner organisation and its webhook endpoint")
-    partner_add.add_argument("--name", required=True)
-    partner_add.add_argument("--service", required=True, action="append", choices=SERVICE_TYPES)
-    partner_add.add_argument("--governorate", required=True, action="append", choices=GOVERNORATES + (NATIONWIDE,))
-    partner_add.add_argument("--webhook-url", required=True)
-    partner_add.add_argument("--secret", help="an existing whsec_ secret (default: generate one)")
-    partner_add.set_defaults(func=cmd_partner_add)
-    partner.add_parser("list", help="list partners").set_defaults(func=cmd_partner_list)
+    # The partner directory, partner API keys, staff keys and escalation policies: services/referral/commands.py.
+    from services.referral import commands as referral_commands
+    referral_commands.add_to(commands)
 
     # Webhook endpoints, replay, the supervisors' pager and alerts: services/notify/commands.py.
     from services.notify import commands as notify_commands

@@ -136,9 +136,14 @@ def set_accepting(cur, partner_id, accepting, by, now=None):
         raise NotFound(partner_id)
 
 
-def directory(cur, partner_id=None):
+def directory(cur, partner_id=None, reveal_confidential=True):
+    """Directory entries. A confidential address is withheld unless `reveal_confidential` (the CLI on
+    the server): a shelter's whereabouts must not leak through an API."""
     cur.execute(sql.DIRECTORY, {"partner_id": partner_id})
-    return cur.fetchall()
+    entries = cur.fetchall()
+    if not reveal_confidential:
+        entries = [{**e, "address": None} if e["confidential_address"] else e for e in entries]
+    return entries
 
 
 def load_offers(cur, services):

@@ -171,9 +171,12 @@ def family_contact_asked(service, needs, consents, preferences) -> bool:
     return preferences.family_contact
 
 
-def rank(service, governorate, partners, now=None, preferences=NO_PREFERENCES, family_contact_ok=False,
+def rank(service, governorate, partners, now=None, preferences=NO_PREFERENCES, family_contact_ok=None,
          exclude=frozenset()) -> Ranking:
-    """Rank the partners for one service. Consent is the caller's to check (see `route`)."""
+    """Rank the partners for one service. Consent is the caller's to check (see `route`), and so is
+    `family_contact_ok` for mediation; left out, it is the victim's family-contact preference."""
+    if family_contact_ok is None:
+        family_contact_ok = preferences.family_contact and service not in FAMILY_CONTACT_BY_NATURE
     eligible, passed_over = [], []
     for partner in partners:
         if service not in partner.services:

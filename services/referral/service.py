@@ -315,7 +315,7 @@ class ReferralService(Observable):
         now = _now()
         self._authorise(request, SUPERVISION, "directory.read", now)
         with self.db.transaction() as cur:
-            return json_response(200, {"partners": _rows(handlers.directory(cur))})
+            return json_response(200, {"partners": _rows(handlers.directory(cur, reveal_confidential=False))})
 
     @api("GET", "/admin/v1/partners/<partner_id>")
     def admin_get_partner(self, request, partner_id):
@@ -323,7 +323,7 @@ class ReferralService(Observable):
         self._authorise(request, SUPERVISION, "directory.read", now)
         partner_id = _uuid(partner_id, "partner_id")
         with self.db.transaction() as cur:
-            found = handlers.directory(cur, partner_id)
+            found = handlers.directory(cur, partner_id, reveal_confidential=False)
         if not found:
             raise ApiError(404, "not_found", "No partner has this id.", {"partner_id": ["Not found."]})
         return json_response(200, _rows(found)[0])
@@ -341,7 +341,7 @@ class ReferralService(Observable):
                     handlers.set_accepting(cur, partner_id, changes["accepting"], principal.key_id, now)
                 access.audit(cur, now, "directory.write", "ok", principal, request.remote_addr, partner_id=partner_id,
                              detail={"fields": sorted(changes)})
-                found = handlers.directory(cur, partner_id)
+                found = handlers.directory(cur, partner_id, reveal_confidential=False)
         except handlers.NotFound:
             raise ApiError(404, "not_found", "No partner has this id.", {"partner_id": ["Not found."]}) from None
         return json_response(200, _rows(found)[0])
@@ -359,7 +359,7 @@ class ReferralService(Observable):
                 handlers.set_service(cur, partner_id, terms, now)
                 access.audit(cur, now, "directory.write", "ok", principal, request.remote_addr, partner_id=partner_id,
                              detail={"service": service})
-                found = handlers.directory(cur, partner_id)
+                found = handlers.directory(cur, partner_id, reveal_confidential=False)
         except handlers.NotFound:
             raise ApiError(404, "not_found", "No partner has this id.", {"partner_id": ["Not found."]}) from None
         return json_response(200, _rows(found)[0])
