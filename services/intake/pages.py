@@ -132,7 +132,7 @@ def place(row, lang) -> str:
 def queue_row(row, lang) -> Safe:
     holder = row["assigned_to"]["name"] if row["assigned_to"] else t("queue.open", lang)
     return render(
-        '<tr data-id="{id}" data-level="{level}" class="level-{level}">'
+        '<tr data-id="{id}" data-reference="{reference}" data-level="{level}" class="level-{level}">'
         '<td><a href="/cases/{id}">{reference}</a></td><td>{risk}</td><td>{status}</td>'
         '<td><time datetime="{iso}">{received}</time></td><td>{place}</td><td>{needs}</td><td>{holder}</td></tr>',
         id=row["id"], level=row["risk_level"] or "none", reference=row["reference"],

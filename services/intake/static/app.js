@@ -284,6 +284,7 @@
     const level = item.risk_level || "none";
     const row = document.createElement("tr");
     row.dataset.id = item.id;
+    row.dataset.reference = item.reference;
     row.dataset.level = level;
     row.className = `level-${level}`;
     const link = document.createElement("a");
@@ -311,9 +312,12 @@
     const tbody = document.getElementById("queue-body");
     const empty = document.getElementById("queue-empty");
     const updated = document.getElementById("queue-updated");
-    const known = new Map([...tbody.querySelectorAll("tr")].map((row) => [row.dataset.id, row.dataset.level]));
     const saved = new URLSearchParams(window.location.search).get("saved");
     if (saved) announce(t("form.saved", saved));
+    // What the page showed is known; the case just saved is not, so its level is announced when it comes.
+    const known = new Map([...tbody.querySelectorAll("tr")]
+      .filter((row) => row.dataset.reference !== saved)
+      .map((row) => [row.dataset.id, row.dataset.level]));
 
     async function refresh() {
       try {
