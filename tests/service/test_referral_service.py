@@ -608,3 +608,45 @@ def test_the_partner_openapi_file_is_served_and_describes_exactly_the_partner_ro
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             assert "401" in operation["responses"], f"{method} {path} says what an unauthenticated call gets"
+
+
+def test_an_admin_edits_a_partner_and_a_confidential_address_never_leaves_through_the_api(pools, outbox, keys):
+    local, _ = add_partners(pools)
+    admin = key_for(pools, keys, role="admin", staff_name="root")
+    service = referral_service(pools, outbox, keys)
+    status, body, _ = call(service, "admin_update_partner", "PATCH", "/", str(local), key=admin, body={
+        "address": "Behind the old market, Nasiriyah", "confidential_address": True, "accepting": False})
+    assert (status, body["address"], body["confidential_address"], body["accepting"]) == (200, None, True, False)
+    listed = call(service, "admin_list_partners", "GET", "/", key=admin)[1]["partners"]
+    assert "old market" not in json.dumps(listed)
+    [stored] = rows(pools["referral"], "SELECT address FROM partners WHERE id = %(id)s", {"id": local})
+    assert stored["address"] == "Behind the old market, Nasiriyah", "kept for the operators on the server"
+
+    assert call(service, "admin_remove_service", "DELETE", "/", str(local), "shelter", key=admin)[0] == 204
+    assert call(service, "admin_remove_service", "DELETE", "/", str(local), "shelter", key=admin)[0] == 404
+    assert [s["service"] for s in call(service, "admin_get_partner", "GET", "/", str(local), key=admin)[1][
+        "services"]] == ["counselling"]
+    assert call(service, "admin_get_partner", "GET", "/", str(uuid.uuid4()), key=admin)[0] == 404
+
+
+def test_staff_move_a_referral_for_an_in_house_counsellor_and_a_supervisor_sees_the_case_s_whole_history(
+        pools, outbox, keys):
+    two_counsellors(pools, keys)
+    event = offer_critical_case(pools, outbox, keys)
+    escalate(pools, outbox, deadlines(pools)[0]["due_at"])
+    _, reoffer = referrals(pools)
+    counsellor = key_for(pools, keys, role="counsellor", staff_name="amira")
+    supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
+    service = referral_service(pools, outbox, keys)
+
+    status, body, _ = call(service, "admin_change_status", "POST", "/", str(reoffer["id"]), key=counsellor,
+                           body={"status": "accepted"})
+    assert (status, body["status"]) == (200, "accepted")
+    assert events(pools, "referral.status_changed")[-1][1].data["changed_by"] == "staff"
+
+    status, view, _ = call(service, "admin_case_referrals", "GET", "/", str(event.data["case_id"]), key=supervisor)
+    assert status == 200 and view["reference"] == event.data["reference"]
+    assert [(r["attempt"], r["status"]) for r in view["referrals"]] == [(1, "withdrawn"), (2, "accepted")]
+    assert [(e["reason"], e["step"]) for e in view["escalations"]] == [("ack_timeout", 1)]
+    assert call(service, "admin_case_referrals", "GET", "/", str(event.data["case_id"]), key=counsellor)[0] == 403
+    assert ("case.read", "ok", "huda") in [(a["action"], a["outcome"], a["actor_id"]) for a in audit(pools)]
