@@ -4,9 +4,10 @@ Not a test: timings depend on the machine. Run it before and after a lexicon or 
 
     .venv/bin/python bench/triage_scoring.py [--repeat 20] [--runs 7] [--cold]
 
-Each run scores the whole evaluation set `repeat` times in this one process (one core); the figure
-reported is the median over `runs` runs, after one warm-up run that also compiles the lexicon. The target
-is at least 2,000 notes a second.
+Each run scores the whole evaluation set `repeat` times in this one process, pinned to one core; the
+figure reported is the median over `runs` runs of notes per CPU second of this process, after one warm-up
+run that also compiles the lexicon. Wall-clock throughput is printed too; on an idle machine the two
+agree, on a busy one only the CPU figure measures the scorer. The target is at least 2,000 notes a second.
 """
 import argparse
 import json
@@ -52,16 +53,20 @@ def main() -> int:
         assessor.lexicon.index.candidates.cache_clear()
 
     forget = forget_words if args.cold else (lambda: None)
-    rates = []
+    # CPU time of this process is the figure: on a shared machine, wall time also counts the time other
+    # processes held the core. Wall time is printed next to it.
+    cpu_rates, wall_rates = [], []
     for _ in range(args.runs):
-        started = time.perf_counter()
+        cpu_started, wall_started = time.process_time(), time.perf_counter()
         for case in notes:
             forget()
             assessor.assess(case)
-        rates.append(len(notes) / (time.perf_counter() - started))
-    median = statistics.median(rates)
-    print(f"{len(notes)} notes per run{' (cold word cache)' if args.cold else ''}, {args.runs} runs: "
-          f"median {median:,.0f} notes/s (min {min(rates):,.0f}, max {max(rates):,.0f}); target {TARGET:,}")
+        cpu_rates.append(len(notes) / (time.process_time() - cpu_started))
+        wall_rates.append(len(notes) / (time.perf_counter() - wall_started))
+    median = statistics.median(cpu_rates)
+    print(f"{len(notes)} notes per run{' (cold word caches)' if args.cold else ''}, {args.runs} runs, one core: "
+          f"median {median:,.0f} notes per CPU second (min {min(cpu_rates):,.0f}, max {max(cpu_rates):,.0f}); "
+          f"wall clock median {statistics.median(wall_rates):,.0f} notes/s; target {TARGET:,}")
     return 0 if median >= TARGET else 1
 
 

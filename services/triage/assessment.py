@@ -150,7 +150,7 @@ class Policy:
 
 @dataclass(frozen=True)
 class Matcher:
-    """One compiled alternation of patterns over one stream, and the words its patterns can start with."""
+    """One compiled pattern over one stream, and the words it can start with."""
     stream: str
     regex: re.Pattern
     first_words: frozenset[tuple[str, str]]   # (exact|prefix|suffix|contains|number|digits|any, key)
@@ -271,19 +271,18 @@ class _Compiler:
             raise LexiconError("empty pattern")
         return "".join(self.token(part, stream) for part in parts)
 
-    def alternation(self, patterns: Iterable[str], stream: str, check_arabizi: bool = True) -> Matcher:
-        # Python's alternation takes the first branch that matches, not the longest: try longer phrases first.
-        alternatives, first_words = [], set()
-        for pattern in sorted(map(str, patterns), key=lambda p: -len(_elements(p))):
+    def matchers(self, patterns: Iterable[str], stream: str, check_arabizi: bool = True) -> list[Matcher]:
+        """One matcher per pattern: with the first-word index, each is tried only where it can start."""
+        matchers = []
+        for pattern in map(str, patterns):
             if stream == ARABIZI_STREAM and check_arabizi:
                 self._check_distinctive(pattern)
-            alternatives.append(self.sequence(pattern, stream))
-            first_words |= self._first_words(_elements(pattern), stream)
-        try:
-            regex = re.compile("(?:" + "|".join(alternatives) + ")(?= )")
-        except re.error as error:
-            raise LexiconError(f"patterns do not compile: {error}") from error
-        return Matcher(stream, regex, frozenset(first_words))
+            try:
+                regex = re.compile(self.sequence(pattern, stream) + "(?= )")
+            except re.error as error:
+                raise LexiconError(f"pattern {pattern!r} does not compile: {error}") from error
+            matchers.append(Matcher(stream, regex, frozenset(self._first_words(_elements(pattern), stream))))
+        return matchers
 
     def _first_words(self, elements: list[str], stream: str) -> set[tuple[str, str]]:
         """The words a pattern can start with, as index keys (see _FirstWordIndex)."""
@@ -398,8 +397,8 @@ def _compile_sections(
         by_stream.setdefault(stream, []).extend(patterns)
     try:
         return tuple(
-            compiler.alternation(patterns, stream, check_arabizi)
-            for stream, patterns in by_stream.items() if patterns
+            matcher for stream, patterns in by_stream.items()
+            for matcher in compiler.matchers(patterns, stream, check_arabizi)
         )
     except LexiconError as error:
         raise LexiconError(f"{where}: {error}") from error
