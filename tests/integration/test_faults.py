@@ -19,7 +19,7 @@ from kombu import Connection
 from sanad.contracts import routing
 from sanad.contracts.events import new_event
 from tests.conftest import ARTIFACTS
-from tests.support.faults import CASE, CONSUMERS, CRITICAL_CASE, Bench
+from tests.support.faults import CASE, CONSUMERS, CRITICAL_CASE, JOURNEY, Bench, declared_queues
 from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.integration
@@ -131,7 +131,11 @@ def wait_for(check, timeout=30, what="condition"):
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("queue", list(CONSUMERS))
+def test_every_queue_has_a_known_consumer():
+    assert set(declared_queues()) <= set(CONSUMERS)
+
+
+@pytest.mark.parametrize("queue", JOURNEY)
 def test_a_service_killed_in_the_middle_of_a_message_handles_it_once_after_restarting(fresh, queue):
     process, schema = CONSUMERS[queue]
     case = CRITICAL_CASE if process.endswith("-critical") else CASE
@@ -172,15 +176,17 @@ POISON = {
 def test_a_poison_message_is_set_aside_with_its_reason_an_alert_rises_and_the_queue_keeps_flowing(fresh, poison):
     body, content_type = POISON[poison]
     pids = fresh.pids()
-    before = {queue: fresh.metric("sanad_dead_letters_total", process, f'queue="{queue}"')
-              for queue, (process, _) in CONSUMERS.items()}
+    queues = declared_queues()
+    before = {queue: fresh.metric("sanad_dead_letters_total", CONSUMERS[queue][0], f'queue="{queue}"')
+              for queue in queues}
     with Connection(fresh.rabbit.uri, transport_options={"confirm_publish": True}) as connection:
         producer = connection.Producer()
-        for queue in CONSUMERS:
+        for queue in queues:
             producer.publish(body, exchange="", routing_key=queue, content_type=content_type,
                              content_encoding="binary" if isinstance(body, bytes) else "utf-8", delivery_mode=2)
 
-    for queue, (process, schema) in CONSUMERS.items():
+    for queue in queues:
+        process, schema = CONSUMERS[queue]
         wait_for(lambda: fresh.metric("sanad_dead_letters_total", process, f'queue="{queue}"') > before[queue],
                  what=f"the dead-letter alert metric of {queue} rising")
         reasons = [r["reason"] for r in fresh.rows(schema, "SELECT reason FROM dead_letters WHERE queue = %(q)s",

@@ -42,15 +42,28 @@ CRITICAL_CASE = {
     "deadline_hours": 6,
 }
 
-# Which process consumes each queue, and the schema it keeps its state in.
+# Which process consumes each queue, and the schema it keeps its state in. A queue added to the routing
+# without an entry here fails test_every_queue_has_a_known_consumer, so the fault tests keep covering all.
 CONSUMERS = {
-    routing.TRIAGE_CASE_RECEIVED.name: ("triage", "triage"),
-    routing.REFERRAL_CASE_TRIAGED.name: ("referral", "referral"),
-    routing.REFERRAL_CASE_TRIAGED_CRITICAL.name: ("referral-critical", "referral"),
-    routing.NOTIFY_REFERRAL_CREATED.name: ("notify", "notify"),
-    routing.NOTIFY_REFERRAL_CREATED_CRITICAL.name: ("notify-critical", "notify"),
-    routing.INTAKE_CASE_STATUS.name: ("intake", "intake"),
+    "triage.case_received": ("triage", "triage"),
+    "triage.risk_overridden": ("triage", "triage"),
+    "referral.case_triaged": ("referral", "referral"),
+    "referral.notification_exhausted": ("referral", "referral"),
+    "referral.case_triaged.critical": ("referral-critical", "referral"),
+    "referral.notification_exhausted.critical": ("referral-critical", "referral"),
+    "notify.referral_created": ("notify", "notify"),
+    "notify.referral_escalated": ("notify", "notify"),
+    "notify.referral_created.critical": ("notify-critical", "notify"),
+    "notify.referral_escalated.critical": ("notify-critical", "notify"),
+    "intake.case_status": ("intake", "intake"),
 }
+# The queues every case's journey passes through, with the process that takes it from each.
+JOURNEY = ("triage.case_received", "referral.case_triaged", "referral.case_triaged.critical",
+           "notify.referral_created", "notify.referral_created.critical", "intake.case_status")
+
+
+def declared_queues():
+    return [queue.name for queue in routing.ALL_QUEUES]
 
 
 class SlowPartner:
@@ -114,6 +127,10 @@ class Bench:
         for name, service in PARTNERS:
             self.cli("partner", "add", "--name", name, "--service", service, "--governorate", "dhi_qar",
                      "--webhook-url", self.receiver.url, "--secret", self.secret)
+        # A machine client, as an administrator would make one: an operator account and an API token for it.
+        self.cli("user", "add", "fault-bench", "--role", "operator", "--password-stdin", stdin=uuid.uuid4().hex + "\n")
+        token = self.cli("token", "add", "fault-bench", "--label", "fault tests").strip()
+        self.auth = {"Authorization": f"Bearer {token}"}
         self.pools = {schema: Pool(self.database_url, size=2, schema=schema) for schema in SCHEMAS}
         self.stack = Stack(env=self.env, port_base=self.port_base, log_dir=self.log_dir)
         self.stack.start()
@@ -130,11 +147,11 @@ class Bench:
             self.rabbit.close()
             self.postgres.close()
 
-    def cli(self, *args):
+    def cli(self, *args, stdin=None):
         """`sanad ...` run as an operator would, against this bench (from this checkout, not the one the
         virtualenv's console script was installed from)."""
         done = subprocess.run([sys.executable, "-m", "sanad.cli", *args], cwd=ROOT, env={**os.environ, **self.env},
-                              capture_output=True, text=True, timeout=60)
+                              input=stdin, capture_output=True, text=True, timeout=60)
         if done.returncode != 0:
             raise AssertionError(f"sanad {' '.join(args)} failed: {done.stderr}")
         return done.stdout
@@ -174,7 +191,7 @@ class Bench:
         while True:
             try:
                 response = requests.post(self.stack.url("intake") + "/api/cases", json=case, timeout=15,
-                                         headers={"Idempotency-Key": key})
+                                         headers={"Idempotency-Key": key, **self.auth})
                 if answers is not None:
                     answers.append((response.status_code, response.headers.get("Content-Type"), response.text))
                 if response.status_code in (200, 201):
@@ -189,7 +206,7 @@ class Bench:
             time.sleep(0.2)
 
     def case_view(self, case_id):
-        response = requests.get(f"{self.stack.url('intake')}/api/cases/{case_id}", timeout=10)
+        response = requests.get(f"{self.stack.url('intake')}/api/cases/{case_id}", headers=self.auth, timeout=10)
         response.raise_for_status()
         return response.json()
 
