@@ -13,6 +13,7 @@ from nameko.messaging import consume
 from prometheus_client import Counter, Gauge
 
 from sanad.contracts import routing
+from sanad.contracts.vocabulary import LANES
 from sanad.platform.database import Database
 from sanad.platform.inbox import handle_event
 from sanad.platform.keys import KeyFile
@@ -28,6 +29,10 @@ ALERT_KINDS = ("endpoint_disabled", "pager_exhausted", "no_pager_endpoint")
 DELIVERIES = Counter(
     "sanad_webhook_deliveries_total", "Webhook delivery attempts, by outcome and lane.", ["outcome", "lane"],
 )
+# Created at zero, so Prometheus's increase() sees the first failure on each lane (docs/operations.md).
+for _outcome in ("delivered", "retrying", "failed"):
+    for _lane in LANES:
+        DELIVERIES.labels(outcome=_outcome, lane=_lane)
 EXHAUSTED = Counter(
     "sanad_webhook_exhausted_total", "Webhooks whose every attempt failed (dead letters), by lane and target.",
     ["lane", "target"],

@@ -141,6 +141,7 @@ def test_prometheus_scrapes_all_six_processes(prometheus):
     'sanad_dead_letters_stored{job="triage", schema="triage"} == 0',
     'count(sanad_dependency_up == 1) == 12',
     'sanad_referral_escalations_total{reason="ack_timeout", lane="critical"} == 0',
+    'sanad_webhook_deliveries_total{job="notify-critical", outcome="failed", lane="critical"} == 0',
     'sanad_referrals_overdue{lane="critical"} == 0',
 ])
 def test_after_a_case_flows_through_prometheus_holds_the_series_the_dashboard_and_alerts_use(
