@@ -701,6 +701,9 @@ class Assessor:
                 continue
             for index in indexes:
                 clause_kinds.setdefault(clauses[index], set()).add(kind)
+                if kind == "resolved":
+                    # "he threatened her, but it turned out a lie and it's over": the ending is told after.
+                    clause_kinds.setdefault(clauses[index] - 1, set()).add(kind)
         for kinds in clause_kinds.values():
             if "third_party" in kinds and "past" in kinds:
                 kinds.add("third_party_past")
