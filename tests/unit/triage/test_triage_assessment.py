@@ -146,6 +146,25 @@ def test_present_risk_after_a_past_clause_is_not_made_past():
     assert level_of("حاولت تنتحر قبل سنتين، بس هسه تريد تنتحر") == "critical"
 
 
+def test_a_resolved_ending_told_in_the_next_clause_covers_the_threat_before_it():
+    assert level_of("واحد يهدده بس طلع كذب والموضوع انتهى") == "low"
+    assert level_of("القضية الاولى انحلت، بس هسه رجع يهددها") == "medium"
+
+
+def test_a_denial_of_thoughts_downgrades_the_act_to_thoughts_instead_of_reading_it_as_the_act():
+    assert level_of("Denies thoughts of self-harm, being blackmailed") == "high"
+    assert level_of("ما عندها افكار تأذي نفسها، بس يهددها") == "high"
+
+
+def test_drinking_hair_dye_is_a_method():
+    assert level_of("حاولت تشرب صبغ شعر البارحة") == "critical"
+    assert level_of("She has hair dye and wants to drink it") == "critical"
+
+
+def test_a_weapon_in_a_relative_s_hands_is_an_honour_threat():
+    assert "honour_threat" in codes_of("ابوها طلع المسدس وكال اذا طلع الحجي صحيح")
+
+
 def test_someone_calling_about_a_current_victim_is_not_discounted():
     assert level_of("صديقتي تريد تنتحر لان واحد يبتزها") == "critical"
 
