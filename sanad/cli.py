@@ -56,12 +56,13 @@ def cmd_run(args, config):
 
 def cmd_user_add(args, config):
     from services.intake import accounts
+    from services.intake import sql as intake_sql
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
     errors = accounts.check_new_account(args.username, args.role, password, args.partner_id)
     if errors:
         raise CommandError("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items()))
     with Pool(config.database_url, size=1, schema="intake").transaction() as cur:
-        cur.execute("SELECT 1 FROM users WHERE username = %(username)s", {"username": args.username})
+        cur.execute(intake_sql.USER_BY_USERNAME, {"username": args.username})
         if cur.fetchone():
             raise CommandError(f"username: an account called {args.username!r} exists already")
         user_id = accounts.add_user(cur, args.username, args.display_name, args.role, password, args.partner_id)
