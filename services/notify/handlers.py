@@ -3,12 +3,14 @@ import json
 import logging
 import os
 import random
+import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sanad import webhooks
 from sanad.contracts.events import new_event
+from sanad.platform.pool import CONNECTION_ERRORS
 from services.notify import payloads, policy, sql, urls
 from services.notify.settings import NotifySettings, from_environment
 
@@ -16,6 +18,7 @@ log = logging.getLogger(__name__)
 
 PRODUCER = "notify"
 PARTNER, ONCALL = "partner", "oncall"
+RECORD_RETRY_PAUSE = 0.5
 
 
 @dataclass(frozen=True)
@@ -180,36 +183,72 @@ def claim_due(pool, lane, limit, in_flight, settings, now=None):
 
 # Attempting --------------------------------------------------------------------------------------------------
 
-def attempt(pool, outbox, keys, delivery, dispatch, now=_utc_now, rand=random.random) -> Attempted | None:
+def attempt(pool, outbox, keys, delivery, dispatch, now=_utc_now, rand=random.random,
+            pause=time.sleep) -> Attempted | None:
     """Send one claimed delivery, record the attempt and what comes next, and announce it. After the last
     attempt: a dead letter, `notification.exhausted` (partners) or an alert (the pager), and a partner's
-    endpoint that keeps failing is disabled. Returns None when the lease was lost meanwhile."""
+    endpoint that keeps failing is disabled. Returns None when the lease was lost meanwhile.
+
+    The webhook has gone out when its result is recorded, so a database that blinks then is retried for
+    as long as the lease lasts: giving up sooner would send the same webhook again."""
     settings = dispatch.settings
     result, latency_ms, excerpt = _send(keys, delivery, dispatch, now)
     attempted_at = now()
     round_attempt = delivery["attempts"] - delivery["round_start"]
     next_at = policy.next_attempt_at(result, round_attempt, attempted_at, rand, settings.retry)
     outcome = policy.outcome(result, next_at)
+    tried = Tried(result, outcome, latency_ms, excerpt, attempted_at, next_at)
+    while True:
+        try:
+            return _record(pool, outbox, delivery, tried, settings)
+        except CONNECTION_ERRORS:
+            if now() + timedelta(seconds=RECORD_RETRY_PAUSE) >= delivery["lease_until"]:
+                raise
+            log.warning("database unavailable while recording attempt %s of delivery %s; trying again",
+                        delivery["attempts"], delivery["id"])
+            pause(RECORD_RETRY_PAUSE)
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One attempt's result and what follows from it, before it is recorded."""
+    result: policy.Result
+    outcome: str
+    latency_ms: float
+    excerpt: str
+    attempted_at: datetime
+    next_at: datetime | None
+
+
+def _record(pool, outbox, delivery, tried, settings) -> Attempted | None:
+    result, outcome = tried.result, tried.outcome
+    attempt_row = {
+        "delivery_id": delivery["id"], "attempt": delivery["attempts"], "attempted_at": tried.attempted_at,
+        "outcome": outcome, "status_code": result.status_code, "error": result.error,
+        "latency_ms": tried.latency_ms, "response_excerpt": tried.excerpt or None,
+    }
     disabled = False
     with pool.transaction() as cur:
         cur.execute(sql.FINISH_ATTEMPT, {
-            "delivery_id": delivery["id"], "attempt": delivery["attempts"], "attempted_at": attempted_at,
-            "next_attempt_at": next_at,
+            "delivery_id": delivery["id"], "attempt": delivery["attempts"], "attempted_at": tried.attempted_at,
+            "next_attempt_at": tried.next_at,
             "status": {"delivered": "delivered", "retrying": "pending", "failed": "failed"}[outcome],
         })
         if cur.fetchone() is None:
-            return None  # the lease ran out and another worker took this delivery over
-        cur.execute(sql.INSERT_ATTEMPT, {
-            "delivery_id": delivery["id"], "attempt": delivery["attempts"], "attempted_at": attempted_at,
-            "outcome": outcome, "status_code": result.status_code, "error": result.error,
-            "latency_ms": latency_ms, "response_excerpt": excerpt or None,
-        })
+            # The lease ran out and another worker took this delivery over: the try is kept on record,
+            # and the delivery is left to the worker that holds it now.
+            cur.execute(sql.INSERT_ATTEMPT, {**attempt_row, "outcome": "superseded"})
+            log.warning("attempt %s of delivery %s finished after its lease ran out; another worker has it",
+                        delivery["attempts"], delivery["id"])
+            return None
+        cur.execute(sql.INSERT_ATTEMPT, attempt_row)
         if delivery["target"] == PARTNER:
-            _announce_attempt(cur, outbox, delivery, result, outcome, latency_ms, attempted_at, next_at)
+            _announce_attempt(cur, outbox, delivery, result, outcome, tried.latency_ms, tried.attempted_at,
+                              tried.next_at)
         if outcome == "delivered" and delivery["target"] == PARTNER:
             cur.execute(sql.RESET_EXHAUSTED, {"endpoint_id": delivery["endpoint_id"]})
         if outcome == "failed":
-            disabled = _bury(cur, outbox, delivery, result, attempted_at, settings)
+            disabled = _bury(cur, outbox, delivery, result, tried.attempted_at, settings)
     return Attempted(outcome, delivery["target"], disabled)
 
 

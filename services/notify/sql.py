@@ -85,7 +85,7 @@ INSERT_DELIVERY = """
 _CLAIMED = _WITH_ENDPOINTS + """
     UPDATE deliveries d SET lease_until = %(now)s + make_interval(secs => %(lease)s), attempts = d.attempts + 1
     WHERE d.id IN ({due})
-    RETURNING d.id, d.webhook_id, d.kind, d.target, d.endpoint_id, d.referral_id, d.case_id, d.partner_id,
+    RETURNING d.id, d.webhook_id, d.kind, d.target, d.endpoint_id, d.referral_id, d.case_id, d.partner_id, d.lease_until,
               d.lane, d.payload, d.attempts, d.round_start,
               (SELECT e.url FROM webhook_endpoints e WHERE e.target = d.target AND e.id = d.endpoint_id) AS url,
               (SELECT e.enabled FROM webhook_endpoints e WHERE e.target = d.target AND e.id = d.endpoint_id)

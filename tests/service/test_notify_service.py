@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import psycopg2
 import pytest
 from nameko.testing.services import worker_factory
 
@@ -206,7 +207,7 @@ def test_a_delivery_whose_lease_ran_out_is_taken_up_by_the_sweep(pools, outbox, 
     assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
 
 
-def test_a_late_result_from_a_worker_that_lost_its_lease_changes_nothing(pools, outbox, keys):
+def test_a_late_result_from_a_worker_that_lost_its_lease_is_kept_on_record_and_changes_nothing_else(pools, outbox, keys):
     secret = webhooks.generate_secret()
     with Receiver(secret) as receiver:
         event = referral_created(register(pools, keys, receiver.url, secret))
@@ -218,7 +219,54 @@ def test_a_late_result_from_a_worker_that_lost_its_lease_changes_nothing(pools, 
             cur.execute("UPDATE deliveries SET attempts = attempts + 1")
 
         assert handlers.attempt(pools["notify"], outbox, keys, stale, dispatch_for(config)) is None
-    assert attempts_of(pools, stale["id"]) == []
+    [attempt] = attempts_of(pools, stale["id"])
+    assert (attempt["attempt"], attempt["outcome"], attempt["status_code"]) == (1, "superseded", 204)
+    assert delivery_of(pools, event)["status"] == "pending", "the delivery is the new holder's to finish"
+    assert outbox_events(pools["notify"]) == []
+
+
+class BlinkingPool:
+    """The real pool, whose next `failures` transactions fail as if the database had just restarted."""
+
+    def __init__(self, pool, failures):
+        self.pool, self.failures = pool, failures
+
+    def transaction(self):
+        if self.failures:
+            self.failures -= 1
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+        return self.pool.transaction()
+
+
+def test_a_database_blink_after_the_send_is_retried_so_the_webhook_is_not_sent_again(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        with pools["notify"].transaction() as cur:
+            handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
+        config = settings()
+        [claimed] = handlers.claim_one(pools["notify"], delivery_of(pools, event)["id"], config)
+        pauses = []
+        attempted = handlers.attempt(BlinkingPool(pools["notify"], failures=2), outbox, keys, claimed,
+                                     dispatch_for(config), pause=pauses.append)
+        assert len(receiver.requests) == 1
+    assert attempted.outcome == "delivered" and len(pauses) == 2
+    assert delivery_of(pools, event)["status"] == "delivered"
+
+
+def test_recording_gives_up_when_the_lease_would_run_out_and_leaves_the_delivery_to_the_next_worker(
+        pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        with pools["notify"].transaction() as cur:
+            handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
+        config = settings(lease_seconds=1.0)
+        [claimed] = handlers.claim_one(pools["notify"], delivery_of(pools, event)["id"], config)
+        later = claimed["lease_until"] + timedelta(seconds=1)
+        with pytest.raises(psycopg2.OperationalError):
+            handlers.attempt(BlinkingPool(pools["notify"], failures=1), outbox, keys, claimed,
+                             dispatch_for(config), now=lambda: later, pause=lambda seconds: None)
     assert delivery_of(pools, event)["status"] == "pending"
 
 
