@@ -364,8 +364,38 @@ def assign_case(cur, case_id, actor, assignee, ip=None, now=None):
 
 # What other services report --------------------------------------------------------------------------
 
+def stage_reached(cur, event):
+    """(stage, risk level, seconds since the case was received) when `event` is the first news of a case
+    reaching triage, a referral, a delivered webhook or a partner's answer; None otherwise. Read before
+    the event is recorded, in the same transaction."""
+    data = event.data
+    if event.type == "case.triaged":
+        stage, at = "triaged", event.occurred_at
+    elif event.type == "referral.created":
+        stage, at = "referred", data["created_at"]
+    elif event.type == "delivery.attempted" and data["outcome"] == "delivered":
+        stage, at = "first_delivery", data["attempted_at"]
+    elif event.type == "referral.status_changed" and data["status"] in sql.ANSWERED_STATUSES:
+        stage, at = "acknowledged", data["changed_at"]
+    else:
+        return None
+    cur.execute(sql.CASE_STAGES_REACHED, {"case_id": data["case_id"], "answered": list(sql.ANSWERED_STATUSES)})
+    case = cur.fetchone()
+    level = data["level"] if stage == "triaged" else case and case["risk_level"]
+    if case is None or case[stage] or not level:
+        return None
+    return stage, level, max(0.0, (at - case["received_at"]).total_seconds())
+
+
 def record_status(cur, event, keys):
-    """Keep the operators' view of a case up to date with what the other services report."""
+    """Keep the operators' view of a case up to date with what the other services report. Returns the
+    stage the case reached, if this is the first news of it (see stage_reached)."""
+    reached = stage_reached(cur, event)
+    _record_status(cur, event, keys)
+    return reached
+
+
+def _record_status(cur, event, keys):
     data = event.data
     if event.type == "case.triaged":
         context = evidence_context(data["case_id"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from marshmallow import ValidationError
 from nameko.messaging import consume
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Response
 
 from sanad import settings
@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 
 CASES_RECEIVED = Counter(
     "sanad_cases_received_total", "Cases recorded by intake.", ["channel", "governorate"],
+)
+CASE_TIME_TO_STAGE = Histogram(
+    "sanad_case_time_to_stage_seconds",
+    "Time from a case's receipt to the first news of each stage: triaged, referred, first_delivery, acknowledged.",
+    ["stage", "level"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600, 72 * 3600),
 )
 LOGINS = Counter("sanad_logins_total", "Staff login attempts, by outcome.", ["outcome"])
 MAX_IDEMPOTENCY_KEY = 200
@@ -362,7 +368,10 @@ class IntakeService(Observable):
     @consume(routing.INTAKE_CASE_STATUS, requeue_on_error=True)
     def on_case_status(self, body):
         handler = partial(handlers.record_status, keys=self.keys)
-        handle_event(self.db, routing.INTAKE_CASE_STATUS.name, body, handler)
+        reached = handle_event(self.db, routing.INTAKE_CASE_STATUS.name, body, handler)
+        if reached:
+            stage, level, seconds = reached
+            CASE_TIME_TO_STAGE.labels(stage=stage, level=level).observe(seconds)
 
     # The pages --------------------------------------------------------------------------------------
 

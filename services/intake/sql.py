@@ -224,3 +224,14 @@ UPDATE_OVERRIDE_SEAL = "UPDATE case_overrides SET reason_sealed = %(reason_seale
 USERS_TO_RESEAL = """
     SELECT id, draft_key_sealed FROM users WHERE draft_key_sealed IS NOT NULL ORDER BY id FOR UPDATE
 """
+
+# Time to each stage (issue 9): what intake knew of the case before the event it is handling.
+ANSWERED_STATUSES = ("accepted", "declined", "in_progress", "completed", "closed")
+CASE_STAGES_REACHED = """
+    SELECT received_at, risk_level, triaged_at IS NOT NULL AS triaged,
+           EXISTS (SELECT 1 FROM case_referrals r WHERE r.case_id = c.id) AS referred,
+           EXISTS (SELECT 1 FROM case_deliveries d WHERE d.case_id = c.id AND d.outcome = 'delivered') AS first_delivery,
+           EXISTS (SELECT 1 FROM case_referral_statuses s
+                   WHERE s.case_id = c.id AND s.status = ANY(%(answered)s)) AS acknowledged
+    FROM cases c WHERE c.id = %(case_id)s
+"""

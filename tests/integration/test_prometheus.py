@@ -131,6 +131,8 @@ def test_prometheus_scrapes_all_six_processes(prometheus):
     'sanad_referrals_created_total{service="counselling", lane="normal"} >= 1',
     'sanad_webhook_deliveries_total{outcome="delivered", lane="normal"} >= 1',
     'sanad_referrals{status="offered", level="medium"} >= 1',
+    'sanad_case_time_to_stage_seconds_count{stage="triaged", level="medium"} >= 1',
+    'sanad_case_time_to_stage_seconds_count{stage="first_delivery", level="medium"} >= 1',
     'sanad_events_consumed_total{job="triage", queue="triage.case_received", outcome="handled"} >= 1',
     'sanad_event_handling_seconds_count{job="notify", queue="notify.referral_created"} >= 1',
     'sanad_events_published_total{job="intake", type="case.received"} >= 1',
