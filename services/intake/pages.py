@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 from sanad.contracts.vocabulary import CHANNELS, GOVERNORATES, RISK_LEVELS, SERVICE_TYPES
 from services.intake import i18n
 from services.intake.i18n import label, t
-from services.intake.markup import Safe, attribute_json, esc, join, render
+from services.intake.markup import Safe, attribute_json, join, render
 from services.intake.vocabulary import (
     AGE_BANDS, CALLER_RELATIONS, CURRENCIES, DEMANDS, DHI_QAR_DISTRICTS, EXTORTION_TYPES, GENDERS, PERPETRATORS,
     PLATFORMS,
