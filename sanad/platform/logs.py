@@ -49,6 +49,8 @@ _QUERY = r"(?P<path>/[^\s?\"]*)\?[^\s\"]*"
 _MASKS = re.compile(rf"(?P<uuid>{_UUID})|(?P<email>{_EMAIL})|(?P<number>{_LONG_NUMBER})|(?P<arabic>{_ARABIC})"
                     rf"|(?P<query>{_QUERY})")
 _REPLACEMENTS = {"email": "[email]", "number": "[number]", "arabic": "[arabic text]"}
+# Scrapes and health checks answered 200: one every few seconds per process, and nothing to learn from.
+_PROBE_ACCESS = re.compile(r'"GET /(?:metrics|health|ready) HTTP/[0-9.]+" 200 ')
 
 
 def mask(text: str) -> str:
@@ -144,11 +146,14 @@ class LogContext(DependencyProvider):
 
 
 class PrivacyFilter(logging.Filter):
-    """Renders the message once, safely, and attaches the service and the worker's context."""
+    """Renders the message once, safely, and attaches the service and the worker's context. Drops the
+    access lines of successful scrapes and health checks."""
 
     def filter(self, record):
         record.msg = mask(_render(record))
         record.args = None
+        if record.name == "nameko.web.server" and _PROBE_ACCESS.search(record.msg):
+            return False
         record.service = service_name()
         context = _context.get() or {}
         for name in CONTEXT_FIELDS:

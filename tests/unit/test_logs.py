@@ -110,3 +110,13 @@ def test_event_context_takes_type_correlation_id_and_reference_from_a_valid_enve
 ])
 def test_event_context_keeps_nothing_from_a_malformed_body(body):
     assert event_context(body) == {}
+
+
+@pytest.mark.parametrize("line, kept", [
+    ('127.0.0.1 - - [28/Nov/2026 12:53:43] "GET /metrics HTTP/1.1" 200 5120 0.003', False),
+    ('127.0.0.1 - - [28/Nov/2026 12:53:43] "GET /ready HTTP/1.1" 200 177 0.030', False),
+    ('127.0.0.1 - - [28/Nov/2026 12:53:43] "GET /ready HTTP/1.1" 503 190 0.030', True),
+    ('127.0.0.1 - - [28/Nov/2026 12:53:44] "POST /api/cases HTTP/1.1" 201 338 0.007', True),
+])
+def test_successful_scrapes_and_health_checks_leave_no_access_line_and_everything_else_does(line, kept):
+    assert PrivacyFilter().filter(record(line, name="nameko.web.server")) is kept
