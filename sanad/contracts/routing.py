@@ -44,7 +44,11 @@ NOTIFY_REFERRAL_ESCALATED_CRITICAL = _queue("notify.referral_escalated.critical"
 # Intake keeps the case status operators see: risk, referrals, deliveries.
 INTAKE_CASE_STATUS = _queue(
     "intake.case_status", "case.triaged.*", "case.unmatched.*", "referral.created.*", "delivery.attempted.*",
+    "referral.status_changed.*", "referral.escalated.*",
 )
+
+# Triage keeps the original assessment of a case whose level staff overrode, and announces the new level.
+TRIAGE_RISK_OVERRIDDEN = _queue("triage.risk_overridden", "case.risk_overridden.*")
 
 ALL_QUEUES = (
     TRIAGE_CASE_RECEIVED,
@@ -57,6 +61,7 @@ ALL_QUEUES = (
     NOTIFY_REFERRAL_ESCALATED,
     NOTIFY_REFERRAL_ESCALATED_CRITICAL,
     INTAKE_CASE_STATUS,
+    TRIAGE_RISK_OVERRIDDEN,
 )
 
 
