@@ -5,6 +5,8 @@ PostgreSQL cluster of this module's own (the machine's shared ones are never tou
 by checking that each case a caller was told was recorded went all the way to its partners, once in effect.
 """
 import json
+import os
+import random
 import signal
 import threading
 import time
@@ -313,3 +315,76 @@ def test_sigterm_with_a_handler_waiting_on_the_database_finishes_it_or_returns_i
     fresh.restart("triage")
     fresh.wait_processed([created])
     fresh.assert_once_in_effect([created])
+
+
+CHAOS_CASES = 50
+CHAOS_SECONDS = 40
+
+
+class Chaos:
+    """Faults at random moments, from a seed printed so that a failing run can be replayed
+    (SANAD_FAULT_SEED=<seed>)."""
+
+    PROCESSES = ("intake", "triage", "referral", "referral-critical", "notify", "notify-critical")
+
+    def __init__(self, bench, seed):
+        self.bench = bench
+        self.random = random.Random(seed)
+        self.survived = []
+
+    def one(self, started):
+        fault = self.random.choice(("broker crash", "broker restart", "database crash", "database restart",
+                                    "SIGKILL", "SIGKILL", "SIGTERM"))
+        outage = self.random.uniform(0.5, 3.0)
+        target = self.random.choice(self.PROCESSES) if fault.startswith("SIG") else None
+        self.survived.append(f"{time.monotonic() - started:5.1f}s {fault}{' of ' + target if target else ''}"
+                             f" ({outage:.1f}s)")
+        if fault.startswith("broker"):
+            self.bench.rabbit.stop(kill=fault == "broker crash")
+            time.sleep(outage)
+            self.bench.rabbit.start()
+        elif fault.startswith("database"):
+            self.bench.postgres.stop("immediate" if fault == "database crash" else "fast")
+            time.sleep(outage)
+            self.bench.postgres.start()
+        else:
+            signum = signal.SIGKILL if fault == "SIGKILL" else signal.SIGTERM
+            self.bench.stack.signal(target, signum)
+            self.bench.stack.wait(target, timeout=60)
+            time.sleep(outage)
+            self.bench.restart(target, wait=False)
+
+
+def test_every_case_submitted_while_faults_strike_at_random_is_processed_exactly_once(fresh):
+    seed = int(os.environ.get("SANAD_FAULT_SEED") or random.randrange(2 ** 32))
+    print(f"\nchaos seed {seed} (replay with SANAD_FAULT_SEED={seed})")
+    chaos = Chaos(fresh, seed)
+    acknowledged = []
+    started = time.monotonic()
+
+    def submit_all():
+        for index in range(CHAOS_CASES):
+            acknowledged.append(fresh.submit(CRITICAL_CASE if index % 5 == 0 else CASE, timeout=180))
+            time.sleep(CHAOS_SECONDS / CHAOS_CASES)
+
+    submitter = threading.Thread(target=submit_all)
+    submitter.start()
+    try:
+        while submitter.is_alive() and time.monotonic() - started < CHAOS_SECONDS:
+            time.sleep(chaos.random.uniform(0.5, 2.5))
+            chaos.one(started)
+    finally:
+        submitter.join(timeout=240)
+    assert not submitter.is_alive(), "intake did not acknowledge every case"
+    assert fresh.stack.any_exited() == {}, "a service died on its own"
+    fresh.stack.wait_healthy(timeout=90)
+
+    fresh.wait_processed(acknowledged, timeout=240)
+    fresh.assert_once_in_effect(acknowledged)
+    assert len(acknowledged) == CHAOS_CASES
+    recorded = fresh.rows("intake", "SELECT count(*) AS n FROM cases WHERE idempotency_key IS NOT NULL "
+                                    "AND received_at >= now() - make_interval(secs => %(s)s)",
+                          {"s": time.monotonic() - started + 5})[0]["n"]
+    assert recorded == CHAOS_CASES, "a retried submission was recorded twice"
+    print(f"{CHAOS_CASES} cases submitted, {CHAOS_CASES} fully processed once, through {len(chaos.survived)} faults:")
+    print("\n".join(chaos.survived))
