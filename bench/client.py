@@ -36,10 +36,11 @@ class IntakeError(Exception):
 
 
 class Submitted:
-    __slots__ = ("reference", "case_id", "answered_at", "kind")
+    __slots__ = ("reference", "case_id", "sent_at", "answered_at", "kind")
 
-    def __init__(self, reference, case_id, answered_at, kind):
-        self.reference, self.case_id, self.answered_at, self.kind = reference, case_id, answered_at, kind
+    def __init__(self, reference, case_id, sent_at, answered_at, kind):
+        self.reference, self.case_id, self.kind = reference, case_id, kind
+        self.sent_at, self.answered_at = sent_at, answered_at
 
 
 class IntakeClient:
@@ -64,6 +65,7 @@ class IntakeClient:
         A 503 (the database out of connections on a shared machine) is retried a few times, as an
         operator's UI would; the case's latency still starts at its 201."""
         body = CRITICAL_CASE if kind == "critical" else NORMAL_CASE
+        sent_at = time.monotonic()
         for pause in RETRY_PAUSES:
             response = self._session().post(f"{self.base_url}/api/cases", json=body, timeout=60)
             answered_at = time.monotonic()
@@ -73,7 +75,7 @@ class IntakeClient:
         if response.status_code != 201:
             raise IntakeError(f"intake answered {response.status_code}: {response.text[:200]}")
         created = response.json()
-        return Submitted(created["reference"], created["id"], answered_at, kind)
+        return Submitted(created["reference"], created["id"], sent_at, answered_at, kind)
 
     def case_status(self, case_id):
         response = self._session().get(f"{self.base_url}/api/cases/{case_id}", timeout=30)

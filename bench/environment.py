@@ -12,13 +12,14 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
+import psycopg2
 import requests
 from kombu import Connection
 
 from sanad import webhooks
 from sanad.contracts import routing
 from sanad.crypto import Keys, write_keys
-from sanad.launcher import Stack
+from sanad.launcher import PROCESSES, Stack
 from sanad.platform.migrate import drop_database, ensure_database, migrate
 from bench.receiver import PartnerReceiver
 
@@ -47,6 +48,13 @@ class Rabbit:
     def delete_vhost(self, name):
         requests.delete(f"{RABBIT_MANAGEMENT}/vhosts/{self._vhost_path(name)}", auth=RABBIT_AUTH, timeout=30)
 
+    def message_stats(self, vhost):
+        """Messages published into and delivered out of the vhost since it was made (refreshed every few s)."""
+        response = requests.get(f"{RABBIT_MANAGEMENT}/vhosts/{self._vhost_path(vhost)}", auth=RABBIT_AUTH,
+                                timeout=10)
+        response.raise_for_status()
+        return response.json().get("message_stats", {})
+
     def queue_depths(self, vhost):
         """{queue: messages ready + unacknowledged}; the management API refreshes these every few seconds."""
         response = requests.get(f"{RABBIT_MANAGEMENT}/queues/{self._vhost_path(vhost)}", auth=RABBIT_AUTH,
@@ -55,7 +63,8 @@ class Rabbit:
         return {q["name"]: q.get("messages", 0) for q in response.json()}
 
 
-def free_port_base(count=6, attempts=50):
+def free_port_base(count=None, attempts=50):
+    count = count or max(p.port_offset for p in PROCESSES) + 1
     for _ in range(attempts):
         base = random.randrange(20000, 60000)
         sockets = []
@@ -154,6 +163,20 @@ class BenchEnvironment:
 
     def queue_depths(self):
         return self.rabbit.queue_depths(self.vhost)
+
+    def counters(self, since=None):
+        """Commits in the benchmark's database and messages through its vhost so far (or since `since`)."""
+        conn = psycopg2.connect(self.database_url)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+                commits = cur.fetchone()[0]
+        finally:
+            conn.close()
+        stats = self.rabbit.message_stats(self.vhost)
+        now = {"postgres_commits": commits, "broker_publishes": stats.get("publish", 0),
+               "broker_deliveries": stats.get("deliver_get", 0)}
+        return now if since is None else {k: v - since[k] for k, v in now.items()}
 
     def close(self):
         if self.stack is not None:

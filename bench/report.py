@@ -41,7 +41,8 @@ def markdown(results):
     cfg = results["config"]
     lines = [
         f"Sanad benchmark, {results['started_at']}, commit {str(results['git']['commit'])[:10]}"
-        f"{' (with uncommitted changes)' if results['git']['uncommitted_changes'] else ''}; "
+        f"{' (with uncommitted changes)' if results['git']['uncommitted_changes'] else ''}"
+        f"{''.join(f' + {p}' for p in results['git'].get('patches', []))}; "
         f"{results['machine']['cores']} cores, {results['machine']['cpu']}.",
         f"Medians of {cfg['repetitions']} repetitions (min–max in brackets); ratios are to the floor of the "
         "same repetition.",
@@ -63,8 +64,13 @@ def markdown(results):
     lines += [
         "",
         f"Critical cases measured behind the backlog: {_cell(backlog['measured_under_backlog'], 0)} of "
-        f"{cfg['critical_cases']}; normal cases still undelivered when the last critical one was answered: "
-        f"{_cell(backlog['backlog_pending_at_last_critical'], 0)} of {cfg['backlog_cases']}.",
+        f"{cfg['critical_cases']}, sent while {cfg['backlog_cases']:,} normal cases flooded intake; at each "
+        f"critical case's 201, normal cases accepted but not yet delivered (median): "
+        f"{_cell(backlog['normal_in_flight_at_critical'], 0)}, still waiting for intake to accept them: "
+        f"{_cell(backlog['normal_not_yet_accepted_at_critical'], 0)}. Intake answered the critical cases in "
+        f"{_cell(backlog['intake_answer_p99_ms'])} ms (p99), time the latencies above leave out. Intake's "
+        f"case views (what operators see) caught up "
+        f"{_cell(backlog['intake_views_behind_partners_s'])} s after the partners had every webhook.",
         "",
         "| throughput and cost | stack | floor | stack / floor |",
         "|---|---|---|---|",
@@ -79,6 +85,9 @@ def markdown(results):
         f"| CPU ms per case, whole machine (shared: includes RabbitMQ, the client, others' work) | "
         f"{_cell(_scaled(t['machine_cpu_seconds_per_case']), 2)} | | |",
         f"| cases per second intake accepted during the flood | {_cell(t['intake_accepted_per_s'])} | | |",
+        f"| PostgreSQL commits per case (floor: 5 per message) | {_cell(t['postgres_commits_per_case'])} | 5 | |",
+        f"| broker messages published / delivered per case (floor: 4 / 4) | "
+        f"{_cell(t['broker_publishes_per_case'])} / {_cell(t['broker_deliveries_per_case'])} | 4 / 4 | |",
         "",
         "| service process | RSS after the flood (MiB) | peak RSS (MiB) | CPU ms per case |",
         "|---|---|---|---|",

@@ -33,7 +33,7 @@ RESULTS = ROOT / "bench" / "results"
 class Config:
     repetitions: int = 2
     critical_cases: int = 500       # per phase, alone and behind the backlog
-    critical_rate: float = 50.0     # critical cases (and floor messages) per second
+    critical_rate: float = 10.0     # critical cases (and floor messages) per second
     backlog_cases: int = 10_000     # normal cases submitted as fast as intake takes them
     concurrency: int = 8            # concurrent senders of a flood (operators at once)
     rate_seconds: float = 20.0      # how long normal cases are sent at 50% and at 90% of the throughput
@@ -105,46 +105,74 @@ class Benchmark:
                 "sender_lag_ms": round(lag * 1000, 1)}, latencies, submitted
 
     def critical_with_backlog(self):
-        """Flood intake with normal cases, then send the critical ones while the backlog drains."""
+        """Flood intake with the normal backlog from `concurrency` operators at once; when a fifth of it
+        has been accepted, send the critical cases at their pace while the flood goes on and drains.
+        (Sent only after the whole flood, they would meet no backlog here: intake accepts cases no faster
+        than the rest of the pipeline carries them, so the backlog waits at intake's door.)"""
         cfg = self.config
         sampler = QueueSampler(self.env).start()
         meter = procstat.CpuMeter(self.env.service_pids, self._postgres_group()).start()
+        counters = self.env.counters()
+        head_start = threading.Event()
+        head = max(1, cfg.backlog_cases // 5)
+
+        def send_normal(i):
+            case = self.client.post_case("normal")
+            if i + 1 >= head:
+                head_start.set()
+            return case
+
+        flooding = Background(lambda: load.flood(send_normal, cfg.backlog_cases, cfg.concurrency))
         started = time.monotonic()
-        backlog = load.flood(lambda i: self.client.post_case("normal"), cfg.backlog_cases, cfg.concurrency)
-        submitted_at = time.monotonic()
+        head_start.wait()
         critical, lag = load.paced(lambda i: self.client.post_case("critical"), cfg.critical_cases,
                                    cfg.critical_rate)
+        backlog = flooding.result()
+        submitted_at = max(c.answered_at for c in backlog)
         self._await(backlog + critical)
+        delivered_at = time.monotonic()
         cpu, machine = meter.stop()
         postgres = cpu.pop(POSTGRES)
+        work = self.env.counters(since=counters)
         memory = {name: procstat.memory_mib(pid) for name, pid in self.env.service_pids.items()}
         queues = sampler.stop()
+        # Intake records each case's status from the same events; the next phases start when it has.
+        self.log("waiting for intake's case views to catch up")
+        views = self._await_status_views()
+        views_lag = None if views is None else round(time.monotonic() - delivered_at, 1)
 
-        backlog_done = sorted(self.receiver.last_arrival(c.reference) for c in backlog)
-        pending_at = [cfg.backlog_cases - bisect.bisect_right(backlog_done, c.answered_at) for c in critical]
-        under_backlog = [c for c, pending in zip(critical, pending_at) if pending > 0]
-        all_latencies = self._latencies(critical)
+        accepted = sorted(c.answered_at for c in backlog)
+        delivered = sorted(self.receiver.first_arrival(c.reference) for c in backlog)
+        in_flight = [bisect.bisect_right(accepted, c.answered_at) - bisect.bisect_right(delivered, c.answered_at)
+                     for c in critical]
+        waiting = [cfg.backlog_cases - bisect.bisect_right(accepted, c.answered_at) for c in critical]
+        under_backlog = [c for c in critical if c.answered_at < delivered[-1]]
         latencies = self._latencies(under_backlog)
         cases = len(backlog) + len(critical)
         figures = {
             **stats.summary_ms(latencies),
             **self._lane_check(critical),
-            "all_critical": stats.summary_ms(all_latencies),
-            "backlog_pending_at_first_critical": pending_at[0] if pending_at else None,
-            "backlog_pending_at_last_critical": pending_at[-1] if pending_at else None,
+            "all_critical": stats.summary_ms(self._latencies(critical)),
+            "intake_answer": stats.summary_ms([c.answered_at - c.sent_at for c in critical]),
+            "normal_in_flight_at_critical": {"median": stats.median_of(in_flight),
+                                             "min": min(in_flight, default=None)},
+            "normal_not_yet_accepted_at_critical": {"median": stats.median_of(waiting),
+                                                    "min": min(waiting, default=None)},
+            "intake_views_behind_partners_s": views_lag,
             "sender_lag_ms": round(lag * 1000, 1),
         }
         throughput = {
             "cases": len(backlog),
             "intake_accepted_per_s": _round(len(backlog) / (submitted_at - started)),
-            "per_s": _round(stats.steady_rate(backlog_done)),
-            "overall_per_s": _round(len(backlog) / (backlog_done[-1] - started)),
-            "drained_after_s": _round(backlog_done[-1] - started),
+            "per_s": _round(stats.steady_rate(delivered)),
+            "overall_per_s": _round(len(backlog) / (delivered[-1] - started)),
+            "drained_after_s": _round(delivered[-1] - started),
             "cpu_seconds_per_case": {name: _round(s / cases, 6) if s is not None else None
                                      for name, s in cpu.items()},
             "services_cpu_seconds_per_case": _round(sum(s for s in cpu.values() if s) / cases, 6),
             "postgres_cpu_seconds_per_case": _round(postgres / cases, 6),
             "machine_cpu_seconds_per_case": _round(machine / cases, 6),
+            **{f"{name}_per_case": _round(count / cases, 2) for name, count in work.items()},
         }
         return figures, latencies, throughput, memory, queues, under_backlog
 
@@ -183,17 +211,18 @@ class Benchmark:
         database = self.env.database_url.rsplit("/", 1)[1]
         return {POSTGRES: f" {database} "}
 
-    def _await_status_views(self, timeout=600):
-        """Wait until intake has recorded every status event, so case views show every stage."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def _await_status_views(self, timeout=900):
+        """Wait until intake has recorded every status event, so case views show every stage. Returns
+        how long that took (the operators' view lags the partners by this much), None past `timeout`."""
+        started = time.monotonic()
+        while time.monotonic() < started + timeout:
             try:
                 if self.env.queue_depths().get("intake.case_status", 0) == 0:
-                    return True
+                    return round(time.monotonic() - started, 1)
             except Exception:  # noqa: BLE001 -- the management API may be slow under load; ask again
                 pass
             time.sleep(2)
-        return False
+        return None
 
     def _await(self, submitted):
         missing = [c for c in submitted if self.receiver.first_arrival(c.reference) is None]
@@ -229,8 +258,7 @@ class Benchmark:
             rate = (throughput["per_s"] or throughput["overall_per_s"]) * share / 100
             self.log(f"repetition {number}: normal cases at {share}% of {throughput['per_s']}/s")
             rates[f"normal_at_{share}pct"] = self.normal_at_rate(rate)
-        self.log(f"repetition {number}: waiting for intake's case views, then reading the stages")
-        self._await_status_views()
+        self.log(f"repetition {number}: reading where the critical cases' time went")
         return {
             "load_average": {"at_start": load_at_start, "after_flood": load_after_flood},
             "floor": {"latency": floor_latency, "throughput": floor_throughput},
@@ -254,6 +282,27 @@ class Benchmark:
             return [self.repetition(n) for n in range(1, self.config.repetitions + 1)]
         finally:
             self.floor.stop()
+
+
+class Background:
+    """A function running in a thread of its own; result() waits for it and re-raises what it raised."""
+
+    def __init__(self, function):
+        self._outcome = {}
+        self._thread = threading.Thread(target=self._run, args=(function,), daemon=True)
+        self._thread.start()
+
+    def _run(self, function):
+        try:
+            self._outcome["value"] = function()
+        except BaseException as exc:  # noqa: BLE001 -- handed to whoever asks for the result
+            self._outcome["error"] = exc
+
+    def result(self):
+        self._thread.join()
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome["value"]
 
 
 class QueueSampler:
@@ -327,9 +376,15 @@ def summarise(runs, config):
         for p in ("p50_ms", "p95_ms", "p99_ms"):
             summary[phase][p] = over_runs((phase, p))
             summary[phase][f"{p}_vs_floor"] = ratio_over_runs((phase, p), ("floor", "latency", p))
-    summary["critical_with_backlog"]["backlog_pending_at_last_critical"] = over_runs(
-        ("critical_with_backlog", "backlog_pending_at_last_critical"))
+    summary["critical_with_backlog"]["normal_in_flight_at_critical"] = over_runs(
+        ("critical_with_backlog", "normal_in_flight_at_critical", "median"))
+    summary["critical_with_backlog"]["normal_not_yet_accepted_at_critical"] = over_runs(
+        ("critical_with_backlog", "normal_not_yet_accepted_at_critical", "median"))
+    summary["critical_with_backlog"]["intake_answer_p99_ms"] = over_runs(
+        ("critical_with_backlog", "intake_answer", "p99_ms"))
     summary["critical_with_backlog"]["measured_under_backlog"] = over_runs(("critical_with_backlog", "count"))
+    summary["critical_with_backlog"]["intake_views_behind_partners_s"] = over_runs(
+        ("critical_with_backlog", "intake_views_behind_partners_s"))
     summary["throughput"] = {
         "per_s": over_runs(("throughput", "per_s")),
         "per_s_vs_floor": ratio_over_runs(("throughput", "per_s"), ("floor", "throughput", "per_s")),
@@ -341,6 +396,9 @@ def summarise(runs, config):
         "postgres_cpu_vs_floor": ratio_over_runs(("throughput", "postgres_cpu_seconds_per_case"),
                                                  ("floor", "throughput", "postgres_cpu_seconds_per_message")),
         "machine_cpu_seconds_per_case": over_runs(("throughput", "machine_cpu_seconds_per_case")),
+        "postgres_commits_per_case": over_runs(("throughput", "postgres_commits_per_case")),
+        "broker_publishes_per_case": over_runs(("throughput", "broker_publishes_per_case")),
+        "broker_deliveries_per_case": over_runs(("throughput", "broker_deliveries_per_case")),
     }
     names = runs[0]["memory_mib"].keys() if runs else ()
     summary["memory_mib"] = {name: {"rss": over_runs(("memory_mib", name, "rss_mib")),
@@ -388,6 +446,7 @@ def git_commit():
     exported = os.environ.get("SANAD_BENCH_EXPORTED_COMMIT")
     if exported:  # set by --at: the services are an export of exactly that commit
         return {"commit": exported, "uncommitted_changes": False,
+                "patches": json.loads(os.environ.get("SANAD_BENCH_PATCHES", "[]")),
                 "benchmark_from": json.loads(os.environ.get("SANAD_BENCH_HARNESS", "null"))}
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -448,11 +507,14 @@ def parse_args(argv):
     parser.add_argument("--at", metavar="REV", help="measure the services of this commit, exported with "
                         "`git archive` into a temporary folder (with this benchmark copied in), rather than the "
                         "working tree, which others may be editing")
+    parser.add_argument("--patch", action="append", default=[], metavar="FILE",
+                        help="with --at: apply this patch to the export first (repeatable)")
     return parser.parse_args(argv)
 
 
-def run_at(revision, argv, out):
-    """Run this same benchmark command in an export of `revision`; the working tree is left alone."""
+def run_at(revision, argv, out, patches=()):
+    """Run this same benchmark command in an export of `revision`, with `patches` applied to it (an
+    experiment on the services: see bench/experiments/); the working tree is left alone."""
     commit = subprocess.run(["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.strip()
     export = Path(tempfile.mkdtemp(prefix=f"sanad-at-{commit[:10]}-"))
@@ -464,16 +526,19 @@ def run_at(revision, argv, out):
         # The instrument is this benchmark; what is measured is the services of `revision`.
         shutil.rmtree(export / "bench", ignore_errors=True)
         shutil.copytree(ROOT / "bench", export / "bench", ignore=shutil.ignore_patterns("results", "__pycache__"))
+        for patch in patches:
+            subprocess.run(["git", "apply", str(Path(patch).resolve())], cwd=export, check=True)
         env = {**os.environ, "PYTHONPATH": str(export), "SANAD_BENCH_EXPORTED_COMMIT": commit,
+               "SANAD_BENCH_PATCHES": json.dumps([Path(p).name for p in patches]),
                "SANAD_BENCH_HARNESS": json.dumps(harness_version())}
         rest = []
         skip = False
         for arg in argv:
             if skip:
                 skip = False
-            elif arg in ("--at", "--out"):
+            elif arg in ("--at", "--out", "--patch"):
                 skip = True
-            elif not arg.startswith(("--at=", "--out=")):
+            elif not arg.startswith(("--at=", "--out=", "--patch=")):
                 rest.append(arg)
         env["SANAD_BENCH_COMMAND"] = command_line(argv)
         return subprocess.run([sys.executable, "-m", "bench", *rest, "--out", str(out.resolve())], cwd=export,
@@ -487,7 +552,9 @@ def main(argv=None):
     args = parse_args(argv)
     out = args.out or RESULTS / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if args.at:
-        return run_at(args.at, argv, out)
+        return run_at(args.at, argv, out, args.patch)
+    if args.patch:
+        raise SystemExit("bench: --patch needs --at")
     config = Config.smoke() if args.smoke else Config()
     for field in fields(Config):
         value = getattr(args, field.name)

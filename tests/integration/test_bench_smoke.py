@@ -51,6 +51,8 @@ def test_throughput_cpu_and_memory_are_reported_for_the_stack_and_the_floor(smok
     assert summary["throughput"]["per_s"]["median"] > 0
     assert summary["floor"]["throughput_per_s"]["median"] > 0
     assert summary["throughput"]["per_s_vs_floor"]["median"] > 0
+    assert summary["throughput"]["postgres_commits_per_case"]["median"] > 0
+    assert summary["throughput"]["broker_publishes_per_case"]["median"] > 0
     assert set(summary["memory_mib"]) == {p.name for p in PROCESSES}
     for name, memory in summary["memory_mib"].items():
         assert memory["rss"]["median"] > 0 and memory["peak_rss"]["median"] >= memory["rss"]["median"], name
