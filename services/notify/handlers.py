@@ -36,6 +36,7 @@ class Attempted:
     outcome: str             # delivered, retrying, failed
     target: str              # partner or oncall
     endpoint_disabled: bool  # this failure disabled the endpoint
+    attempts: int            # attempts made in this round, this one included
 
 
 def secret_context(endpoint_id) -> str:
@@ -249,7 +250,7 @@ def _record(pool, outbox, delivery, tried, settings) -> Attempted | None:
             cur.execute(sql.RESET_EXHAUSTED, {"endpoint_id": delivery["endpoint_id"]})
         if outcome == "failed":
             disabled = _bury(cur, outbox, delivery, result, tried.attempted_at, settings)
-    return Attempted(outcome, delivery["target"], disabled)
+    return Attempted(outcome, delivery["target"], disabled, delivery["attempts"] - delivery["round_start"])
 
 
 def _send(keys, delivery, dispatch, now):
@@ -328,6 +329,17 @@ def raise_alert(cur, kind, now, detail, endpoint_id=None, delivery_id=None, case
         "detail": detail, "now": now,
     })
     return cur.fetchone()["id"]
+
+
+FAILING_AFTER = 3  # failed attempts in a row that make an endpoint "failing" on the dashboard
+
+
+def endpoint_states(pool, now=None) -> dict:
+    """{"enabled": n, "disabled": n, "failing": n} for partner endpoints; failing ones are enabled ones
+    whose last FAILING_AFTER attempts all failed."""
+    with pool.transaction() as cur:
+        cur.execute(sql.ENDPOINT_STATES, {"failing_after": FAILING_AFTER, "now": now or _utc_now()})
+        return dict(cur.fetchone())
 
 
 def open_alerts_by_kind(pool) -> dict:

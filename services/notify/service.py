@@ -10,7 +10,7 @@ import time
 from functools import partial
 
 from nameko.messaging import consume
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from sanad.contracts import routing
 from sanad.contracts.vocabulary import LANES
@@ -25,6 +25,7 @@ from services.notify.dependencies import Webhooks, sweep_timer
 SWEEP_INTERVAL = 1
 SWEEP_SECONDS = 5  # one sweep keeps claiming as slots free up, for at most this long
 ALERT_KINDS = ("endpoint_disabled", "pager_exhausted", "no_pager_endpoint")
+LANES = ("normal", "critical")
 
 DELIVERIES = Counter(
     "sanad_webhook_deliveries_total", "Webhook delivery attempts, by outcome and lane.", ["outcome", "lane"],
@@ -44,6 +45,21 @@ OPEN_ALERTS = Gauge(
     "sanad_notify_open_alerts", "Alerts for the supervisors not yet acknowledged (sanad alerts), by kind.", ["kind"],
 )
 IN_FLIGHT = Gauge("sanad_webhook_attempts_in_flight", "Webhook attempts running in this process.", ["lane"])
+ATTEMPTS_TAKEN = Histogram(
+    "sanad_webhook_attempts", "Attempts a delivery took until it finished, by lane and outcome.",
+    ["lane", "outcome"], buckets=(1, 2, 3, 4, 5, 6, 7, 8, 10, 15),
+)
+PARTNER_ENDPOINTS = Gauge(
+    "sanad_partner_endpoints", "Partner endpoints by state (failing: enabled, and the last 3 attempts to it "
+    "failed).", ["state"],
+)
+
+# Counters an alert watches exist at zero from the start: increase() misses a series' first increment.
+for _lane in LANES:
+    for _outcome in ("delivered", "retrying", "failed"):
+        DELIVERIES.labels(outcome=_outcome, lane=_lane)
+    for _target in ("partner", "oncall"):
+        EXHAUSTED.labels(lane=_lane, target=_target)
 
 
 class NotifyService(Observable):
@@ -79,7 +95,7 @@ class NotifyService(Observable):
             IN_FLIGHT.labels(lane=self.lane).set(pool.size - pool.free())
             if len(claimed) < room:
                 break
-        self._count_open_alerts()
+        self._measure()
 
     def _offer(self, queue, body):
         scheduled = handle_event(self.db, queue, body,
@@ -107,13 +123,18 @@ class NotifyService(Observable):
         DELIVERIES.labels(outcome=attempted.outcome, lane=self.lane).inc()
         if attempted.outcome == "failed":
             EXHAUSTED.labels(lane=self.lane, target=attempted.target).inc()
+        if attempted.outcome in ("delivered", "failed"):
+            ATTEMPTS_TAKEN.labels(lane=self.lane, outcome=attempted.outcome).observe(attempted.attempts)
         if attempted.endpoint_disabled:
             ENDPOINTS_DISABLED.inc()
 
-    def _count_open_alerts(self):
+    def _measure(self):
+        """The gauges alerts watch, read from notify's schema at every sweep."""
         open_alerts = handlers.open_alerts_by_kind(self.db)
         for kind in set(ALERT_KINDS) | set(open_alerts):
             OPEN_ALERTS.labels(kind=kind).set(open_alerts.get(kind, 0))
+        for state, count in handlers.endpoint_states(self.db).items():
+            PARTNER_ENDPOINTS.labels(state=state).set(count)
 
 
 class CriticalNotifyService(NotifyService):

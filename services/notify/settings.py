@@ -24,7 +24,6 @@ class NotifySettings:
     concurrency: int = 20                     # attempts in flight per process
     per_endpoint: int = 4                     # of which to any one endpoint, so a slow one cannot hog them
     disable_after: int = DISABLE_AFTER_EXHAUSTED
-    sweep_batch: int = 20
 
 
 def from_environment(environ) -> NotifySettings:

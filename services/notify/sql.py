@@ -187,4 +187,18 @@ ACKNOWLEDGE_ALERT = """
     WHERE id = %(id)s AND acknowledged_at IS NULL
     RETURNING id
 """
+# Partner endpoints by state. Failing: enabled, and the last FAILING_AFTER attempts to it (in the last
+# week) all failed.
+ENDPOINT_STATES = """
+    SELECT count(*) FILTER (WHERE e.enabled) AS enabled,
+           count(*) FILTER (WHERE NOT e.enabled) AS disabled,
+           count(*) FILTER (WHERE e.enabled AND (
+               SELECT count(*) = %(failing_after)s AND bool_and(recent.outcome <> 'delivered')
+               FROM (SELECT a.outcome FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id
+                     WHERE d.endpoint_id = e.partner_id AND d.target = 'partner'
+                       AND d.created_at > %(now)s - interval '7 days' AND a.outcome <> 'superseded'
+                     ORDER BY a.attempted_at DESC LIMIT %(failing_after)s) recent
+           )) AS failing
+    FROM endpoints e
+"""
 OPEN_ALERTS_BY_KIND = "SELECT kind, count(*) AS open FROM alerts WHERE acknowledged_at IS NULL GROUP BY kind"

@@ -352,6 +352,25 @@ def test_a_delivered_webhook_resets_the_count_of_failures_in_a_row(pools, outbox
     assert endpoint["enabled"] and endpoint["consecutive_exhausted"] == 1
 
 
+def test_an_endpoint_whose_last_three_attempts_failed_counts_as_failing_until_one_succeeds(pools, outbox, keys):
+    from prometheus_client import REGISTRY
+    secret = webhooks.generate_secret()
+    answers = iter([503, 503, 503, 204])
+    with Receiver(secret, respond=lambda webhook_id, payload: next(answers)) as receiver:
+        partner_id = register(pools, keys, receiver.url, secret)
+        notify = Notify(pools, outbox, keys, retry=RetryPolicy(delays=(0, 0, 0)))
+        notify.offer(referral_created(partner_id))
+        notify.sweep()
+        assert handlers.endpoint_states(pools["notify"]) == {"enabled": 1, "disabled": 0, "failing": 0}
+        notify.sweep()
+        assert handlers.endpoint_states(pools["notify"]) == {"enabled": 1, "disabled": 0, "failing": 1}
+        notify.sweep()
+        assert REGISTRY.get_sample_value("sanad_partner_endpoints", {"state": "failing"}) == 1
+        notify.sweep()
+        assert len(receiver.received) == 1
+    assert handlers.endpoint_states(pools["notify"])["failing"] == 0
+
+
 # Outgoing URLs
 
 def test_a_private_address_is_refused_before_sending_when_not_allowed(pools, outbox, keys):
@@ -565,3 +584,106 @@ def test_replay_by_id_leaves_a_delivery_still_being_tried_alone_and_names_unknow
         replayed, skipped = handlers.replay(cur, chosen=[webhook_id, "msg_unknown"])
     assert replayed == []
     assert sorted(row["why"] for row in skipped) == ["no such delivery", "still being tried"]
+
+
+# The operators' commands (sanad webhooks / oncall / alerts), run in-process against this database
+
+@pytest.fixture
+def sanad(monkeypatch, database_url, keys_file, capsys):
+    """Runs `sanad ARGS...` as an operator would; returns (exit code, stdout, stderr)."""
+    from sanad import cli
+    monkeypatch.setenv("SANAD_DATABASE_URL", database_url)
+    monkeypatch.setenv("SANAD_KEYS_FILE", str(keys_file))
+    monkeypatch.setenv("SANAD_ALLOW_PRIVATE_WEBHOOKS", "1")
+
+    def run(*args):
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def test_rotate_secret_from_the_command_line_signs_with_both_secrets_until_the_overlap_ends(
+        pools, outbox, keys, sanad):
+    old = webhooks.generate_secret()
+    with Receiver(old) as receiver:
+        partner_id = register(pools, keys, receiver.url, old)
+        code, out, err = sanad("webhooks", "rotate-secret", "--endpoint", str(partner_id), "--overlap-hours", "48")
+        assert code == 0
+        rotated = json.loads(out)
+        new = rotated["webhook_secret"]
+        assert new.startswith("whsec_") and new != old and "safe channel" in err
+        until = datetime.fromisoformat(rotated["previous_secrets_sign_until"])
+        assert timedelta(hours=47) < until - datetime.now(timezone.utc) <= timedelta(hours=48)
+
+        notify = Notify(pools, outbox, keys)
+        notify.offer(referral_created(partner_id))
+        receiver.use_secret(new)
+        notify.offer(referral_created(partner_id))
+        assert (len(receiver.received), receiver.rejected) == (2, 0)
+    code, out, _ = sanad("webhooks", "list")
+    assert code == 0 and f"{partner_id}" in out and "2 active secrets" in out
+
+
+def test_rotating_an_unknown_endpoint_from_the_command_line_says_so(sanad):
+    code, _, err = sanad("webhooks", "rotate-secret", "--endpoint", str(uuid.uuid4()))
+    assert code == 2 and "no webhook endpoint" in err
+
+
+def test_oncall_add_refuses_an_unsafe_url_and_registers_a_good_one(sanad, monkeypatch):
+    monkeypatch.setenv("SANAD_ENV", "production")
+    monkeypatch.setenv("SANAD_ALLOW_PRIVATE_WEBHOOKS", "0")
+    code, _, err = sanad("oncall", "add", "--url", "https://169.254.169.254/latest")
+    assert code == 1 and "private" in err
+    code, _, err = sanad("oncall", "add", "--url", "http://pager.example.org/hook")
+    assert code == 1 and "https" in err
+    code, out, _ = sanad("oncall", "add", "--url", "https://93.184.215.14/pager", "--name", "supervisors")
+    assert code == 0 and json.loads(out)["webhook_secret"].startswith("whsec_")
+    code, out, _ = sanad("oncall", "list")
+    assert "https://93.184.215.14/pager" in out
+
+
+def test_alerts_are_listed_and_acknowledged_from_the_command_line_and_counted_in_a_metric(
+        pools, outbox, keys, sanad):
+    from prometheus_client import REGISTRY
+    event = escalated(level="critical", reason="no_match")
+    notify = Notify(pools, outbox, keys, service_class=CriticalNotifyService)
+    notify.page(event)
+    notify.sweep()
+    assert REGISTRY.get_sample_value("sanad_notify_open_alerts", {"kind": "no_pager_endpoint"}) == 1
+
+    code, out, _ = sanad("alerts")
+    assert code == 0 and "no_pager_endpoint" in out and event.data["reference"] in out
+    alert_id = out.split()[0].lstrip("#")
+    assert sanad("alerts", "ack", alert_id, "--by", "supervisor on duty")[0] == 0
+    assert sanad("alerts", "ack", alert_id, "--by", "someone else")[0] == 2, "an alert is acknowledged once"
+    code, out, err = sanad("alerts")
+    assert out == "" and "no open alerts" in err
+    assert "acknowledged by supervisor on duty" in sanad("alerts", "list", "--all")[1]
+    notify.sweep()
+    assert REGISTRY.get_sample_value("sanad_notify_open_alerts", {"kind": "no_pager_endpoint"}) == 0
+
+
+def test_a_disabled_endpoint_is_enabled_again_and_its_dead_deliveries_replayed_from_the_command_line(
+        pools, outbox, keys, sanad):
+    secret = webhooks.generate_secret()
+    accepting = threading.Event()
+    with Receiver(secret, respond=lambda webhook_id, payload: 204 if accepting.is_set() else 410) as receiver:
+        partner_id = register(pools, keys, receiver.url, secret)
+        notify = Notify(pools, outbox, keys, disable_after=1)
+        event = referral_created(partner_id)
+        notify.offer(event)
+        assert "DISABLED" in sanad("webhooks", "list")[1]
+        assert f"msg_{event.data['referral_id'].hex}" in sanad("webhooks", "dead")[1]
+        code, _, err = sanad("webhooks", "replay", "--dead")
+        assert code == 0 and "0 replayed" in err, "nothing is sent to a disabled endpoint"
+
+        accepting.set()
+        assert sanad("webhooks", "enable", "--endpoint", str(partner_id))[0] == 0
+        code, out, _ = sanad("webhooks", "replay", "--dead")
+        assert code == 0 and f"msg_{event.data['referral_id'].hex}" in out
+        notify.sweep()
+        assert receiver.webhook_ids() == [f"msg_{event.data['referral_id'].hex}"]
+    assert sanad("webhooks", "replay")[0] == 2, "replay says which deliveries"
+    assert sanad("webhooks", "disable", "--endpoint", str(partner_id), "--reason", "partner asked")[0] == 0
+    assert "partner asked" in sanad("webhooks", "list")[1]
