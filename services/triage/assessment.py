@@ -426,7 +426,9 @@ class Lexicon:
     groups: tuple[Group, ...]
     numbers: dict[str, int]
     index: "_FirstWordIndex"
-    group_matchers: tuple[frozenset[int], ...]   # the matcher ids of each group, in group order
+    matchers: tuple[Matcher, ...]                 # all of them, by id
+    owners: tuple[tuple[str, Any], ...]           # by matcher id: ("idiom", None), ("context", kind), ("group", group)
+    idiom_ids: frozenset[int]
 
     @classmethod
     def load(cls, directory: Path) -> "Lexicon":
@@ -483,9 +485,9 @@ class Lexicon:
                     maximum=float(maximum) if maximum is not None else None,
                 ))
         numbered = _Numbering()
-        idioms = numbered.all(idioms)
-        context = {kind: numbered.all(matchers) for kind, matchers in context.items()}
-        groups = [replace(group, matchers=numbered.all(group.matchers)) for group in groups]
+        idioms = numbered.all(idioms, ("idiom", None))
+        context = {kind: numbered.all(matchers, ("context", kind)) for kind, matchers in context.items()}
+        groups = [numbered.group(group) for group in groups]
         number_words = {compiler._normalise_phrase(k, TEXT_STREAM): v for k, v in numbers.items()} | {
             compiler._normalise_phrase(k, ARABIZI_STREAM): v for k, v in numbers.items()}
         lexicon = cls(
@@ -499,7 +501,9 @@ class Lexicon:
             groups=tuple(groups),
             numbers=number_words,
             index=_FirstWordIndex(numbered.matchers, number_words),
-            group_matchers=tuple(frozenset(m.id for m in group.matchers) for group in groups),
+            matchers=tuple(numbered.matchers),
+            owners=tuple(numbered.owners),
+            idiom_ids=frozenset(m.id for m in idioms),
         )
         lexicon._check_references()
         return lexicon
@@ -524,17 +528,26 @@ class Lexicon:
 
 
 class _Numbering:
-    """Gives every matcher of a lexicon its own id, for the first-word index."""
+    """Gives every matcher of a lexicon its own id, and remembers what each belongs to."""
 
     def __init__(self):
         self.matchers: list[Matcher] = []
+        self.owners: list[tuple[str, Any]] = []
 
-    def all(self, matchers: Iterable[Matcher]) -> tuple[Matcher, ...]:
+    def all(self, matchers: Iterable[Matcher], owner: tuple[str, Any]) -> tuple[Matcher, ...]:
         numbered = []
         for matcher in matchers:
             numbered.append(replace(matcher, id=len(self.matchers)))
             self.matchers.append(numbered[-1])
+            self.owners.append(owner)
         return tuple(numbered)
+
+    def group(self, group: Group) -> Group:
+        first = len(self.matchers)
+        numbered = replace(group, matchers=self.all(group.matchers, ("group", None)))
+        for id_ in range(first, len(self.matchers)):
+            self.owners[id_] = ("group", numbered)
+        return numbered
 
 
 # Proclitics an Arabic word may carry in a note, stripped when looking a word up in the first-word index.
@@ -620,24 +633,21 @@ class _Streams:
                         positions.setdefault(matcher_id, []).append(index)
             self.positions[stream] = positions
 
-    def groups_to_try(self, lexicon: "Lexicon") -> list[Group]:
-        """The groups with a matcher that can start somewhere in this note, in lexicon order."""
-        ids = {matcher_id for positions in self.positions.values() for matcher_id in positions}
-        return [group for position, group in enumerate(lexicon.groups) if lexicon.group_matchers[position] & ids]
-
-    def find(self, matchers: Iterable[Matcher]):
-        """Yield (first token, last token, match) for every match of the given matchers."""
-        for matcher in matchers:
-            text = self.text.get(matcher.stream)
-            if text is None:
-                continue
-            starts = self.starts[matcher.stream]
-            for position in self.positions[matcher.stream].get(matcher.id, ()):
-                match = matcher.regex.match(text, starts[position])
-                if match:
-                    last = bisect_left(starts, match.end()) - 1
-                    if position <= last:
-                        yield position, last, match
+    def find(self, matchers: tuple[Matcher, ...], wanted=lambda matcher_id: True):
+        """Yield (matcher id, first token, last token, match) for every match in the note of a wanted matcher,
+        trying each only at the words the index offered it."""
+        for stream, positions in self.positions.items():
+            text, starts = self.text[stream], self.starts[stream]
+            for matcher_id, where in positions.items():
+                if not wanted(matcher_id):
+                    continue
+                regex = matchers[matcher_id].regex
+                for position in where:
+                    match = regex.match(text, starts[position])
+                    if match:
+                        last = bisect_left(starts, match.end()) - 1
+                        if position <= last:
+                            yield matcher_id, position, last, match
 
 
 class Assessor:
@@ -683,15 +693,21 @@ class Assessor:
             return []
         streams = _Streams(note, lexicon.index)
         masked = frozenset(
-            index for first, last, _ in streams.find(lexicon.idioms) for index in range(first, last + 1)
+            index
+            for _, first, last, _ in streams.find(lexicon.matchers, lexicon.idiom_ids.__contains__)
+            for index in range(first, last + 1)
         )
         if masked:
             streams = _Streams(note, lexicon.index, masked)
         clauses = self._clauses(note)
-        markers = {
-            kind: {index for first, last, _ in streams.find(regexes) for index in range(first, last + 1)}
-            for kind, regexes in lexicon.context.items()
-        }
+        markers: dict[str, set[int]] = {kind: set() for kind in lexicon.context}
+        raw: list[tuple[Group, int, int, re.Match]] = []
+        for matcher_id, first, last, match in streams.find(lexicon.matchers):
+            owner, what = lexicon.owners[matcher_id]
+            if owner == "context":
+                markers[what].update(range(first, last + 1))
+            elif owner == "group":
+                raw.append((what, first, last, match))
         # "بعد ما", "قبل ما" (after, before) are not negations.
         markers["negation"] = markers.get("negation", set()) - markers.pop("not_negation", set())
         markers.setdefault("conditional", set())
@@ -708,15 +724,11 @@ class Assessor:
             if "third_party" in kinds and "past" in kinds:
                 kinds.add("third_party_past")
 
-        raw: list[tuple[Group, int, int, re.Match]] = []
-        for group in streams.groups_to_try(lexicon):
-            for first, last, match in streams.find(group.matchers):
-                if any(index in masked for index in range(first, last + 1)):
-                    continue
-                if group.maximum is not None and not self._number_within(match, group.maximum):
-                    continue
-                raw.append((group, first, last, match))
-
+        raw = [
+            (group, first, last, match) for group, first, last, match in raw
+            if not any(index in masked for index in range(first, last + 1))
+            and (group.maximum is None or self._number_within(match, group.maximum))
+        ]
         ungated = [(g, f, l) for g, f, l, _ in raw if not g.near]
         found: list[_Mention] = []
         for group, first, last, _ in raw:
