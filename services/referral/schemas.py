@@ -107,9 +107,3 @@ class MatchQuerySchema(Schema):
 def preferences(query) -> Preferences:
     return Preferences(staff_gender=query["staff_gender"], language=query["language"],
                        victim_age=query["victim_age"], family_contact=query["family_contact"])
-
-
-def level(value):
-    if value not in RISK_LEVELS:
-        raise ValidationError({"level": [f"Must be one of: {', '.join(RISK_LEVELS)}."]})
-    return value

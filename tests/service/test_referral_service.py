@@ -146,7 +146,8 @@ def test_a_partner_outside_its_hours_is_passed_over_for_one_open_around_the_cloc
     office = ServiceTerms("counselling", ("dhi_qar",), always_open=False, hours=parse_hours("sun-thu 08:00-14:00"))
     with pools["referral"].transaction() as cur:
         handlers.create_partner(cur, PartnerEntry("Office Hours Centre", (office,)))
-        helpline = handlers.create_partner(cur, PartnerEntry("Helpline", (ServiceTerms("counselling", ("nationwide",)),)))
+        helpline = handlers.create_partner(cur, PartnerEntry("Helpline", (ServiceTerms("counselling",
+                                                                                       ("nationwide",)),)))
     friday_night_in_nasiriyah = datetime(2024, 3, 8, 20, 0, tzinfo=timezone.utc)
     sunday_morning_in_nasiriyah = datetime(2024, 3, 10, 6, 0, tzinfo=timezone.utc)
     for at in (friday_night_in_nasiriyah, sunday_morning_in_nasiriyah):
