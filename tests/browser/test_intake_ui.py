@@ -2,6 +2,7 @@
 encrypted), see it reach the queue with its risk level and be announced, open it and read the reasons and
 the words behind them; field errors in Arabic; English on request; quick exit ends the session."""
 import re
+import time
 
 from playwright.sync_api import expect
 
@@ -25,6 +26,7 @@ def test_an_operator_records_a_case_in_arabic_and_follows_it_from_the_queue_to_i
     expect(page.locator("html")).to_have_attribute("dir", "rtl")
     page.click("a[href='/cases/new']")
     expect(page.locator("h1")).to_have_text("تسجيل حالة جديدة")
+    expect(page.locator("#case-form")).to_have_attribute("data-ready", "true")
 
     page.click("#case-submit")
     expect(page.locator("[data-error-for=narrative]")).to_have_text("هذا الحقل مطلوب.")
@@ -53,6 +55,7 @@ def test_an_operator_records_a_case_in_arabic_and_follows_it_from_the_queue_to_i
     stored = page.evaluate("() => Object.values(window.localStorage).join(' ')")
     assert stored and "حبوب" not in stored and "0770" not in stored
     page.reload()
+    expect(page.locator("#case-form")).to_have_attribute("data-ready", "true")
     expect(page.locator("#draft-status")).to_have_text("استُعيدت مسودة غير محفوظة.")
     expect(page.locator("#f-narrative")).to_have_value(NARRATIVE)
     expect(page.locator("input[name=consents][value=counselling]")).to_be_checked()
@@ -80,12 +83,27 @@ def test_an_operator_records_a_case_in_arabic_and_follows_it_from_the_queue_to_i
     page.screenshot(path=str(screenshots / "case-ar.png"), full_page=True)
 
 
-def test_english_on_request_and_quick_exit_leaves_a_neutral_page_and_ends_the_session(page, staff, screenshots):
+def test_a_supervisor_overrides_a_level_in_english_and_quick_exit_ends_the_session(page, staff, screenshots):
     log_in(page, staff["supervisor"])
     page.click("a.lang")
     expect(page.locator("html")).to_have_attribute("dir", "ltr")
     expect(page.locator("h1")).to_have_text("Case queue")
-    page.screenshot(path=str(screenshots / "queue-en.png"), full_page=True)
+    csrf = page.locator("body").get_attribute("data-csrf")
+    created = page.request.post("/api/cases", headers={"X-CSRF-Token": csrf}, data={
+        "narrative": "He says he will send the chats to her brother unless she pays.", "channel": "phone",
+        "governorate": "dhi_qar"}).json()
+    deadline = time.monotonic() + TRIAGE_WAIT_MS / 1000
+    while page.request.get(f"/api/cases/{created['id']}").json()["risk"] is None:
+        assert time.monotonic() < deadline, "triage did not assess the case"
+        time.sleep(0.3)
+    page.goto(f"/cases/{created['id']}")
+    page.select_option("#o-level", "critical")
+    page.fill("#o-reason", "<b>She called back: her brother found out</b>")
+    page.click("#override-form button[type=submit]")
+    expect(page.locator(".risk-line .risk")).to_have_text("Critical")
+    expect(page.locator("ul.reasons, .risk-section").first).to_contain_text("<b>She called back")
+    expect(page.locator("table.audit")).to_contain_text("Overrode the risk level")
+    page.screenshot(path=str(screenshots / "case-en-override.png"), full_page=True)
 
     page.keyboard.press("Escape")
     expect(page).to_have_url(re.compile(r"/exit$"))

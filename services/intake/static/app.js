@@ -190,41 +190,34 @@
     }
   }
 
-  async function setUpCaseForm(form) {
+  function setUpCaseForm(form) {
     const status = document.getElementById("draft-status");
     const discard = document.getElementById("draft-discard");
     const summary = document.getElementById("form-errors");
     const storageKey = `sanad.draft.${userId}`;
     let idempotencyKey = crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random();
-    let cipher = null;
-    try { cipher = await draftCipher(); } catch (ignored) { cipher = null; }
-    if (!cipher) status.textContent = t("form.draft_unavailable");
-
-    if (cipher && window.localStorage.getItem(storageKey)) {
-      try {
-        const draft = await cipher.open(window.localStorage.getItem(storageKey));
-        restoreState(form, draft.state);
-        idempotencyKey = draft.idempotencyKey || idempotencyKey;
-        status.textContent = t("form.draft_restored");
-        discard.hidden = false;
-      } catch (ignored) {
-        window.localStorage.removeItem(storageKey);  // not ours, or tampered with: it cannot be opened
-      }
-    }
-
+    let touched = false;
     let timer = null;
+    // Listeners are in place at once; the key arrives when it arrives, and saving waits for it.
+    const cipherReady = draftCipher().catch(() => null);
+
     async function saveDraft() {
+      const cipher = await cipherReady;
       if (!cipher) return;
       window.localStorage.setItem(storageKey, await cipher.seal({ state: formState(form), idempotencyKey }));
       status.textContent = t("form.draft_saved");
       discard.hidden = false;
     }
-    form.addEventListener("input", (event) => {
-      clearFieldError(form, event.target, summary);
+
+    function edited(event) {
+      touched = true;
+      if (event.type === "input") clearFieldError(form, event.target, summary);
+      status.textContent = "";  // "saved" again only once this edit is saved
       window.clearTimeout(timer);
       timer = window.setTimeout(saveDraft, DRAFT_SAVE_DELAY_MS);
-    });
-    form.addEventListener("change", () => { window.clearTimeout(timer); timer = window.setTimeout(saveDraft, DRAFT_SAVE_DELAY_MS); });
+    }
+    form.addEventListener("input", edited);
+    form.addEventListener("change", edited);
     discard.addEventListener("click", () => {
       window.localStorage.removeItem(storageKey);
       form.reset();
@@ -259,6 +252,23 @@
         button.disabled = false;
         button.textContent = t("form.submit");
       }
+    });
+
+    cipherReady.then(async (cipher) => {
+      if (!cipher) {
+        status.textContent = t("form.draft_unavailable");
+      } else if (!touched && window.localStorage.getItem(storageKey)) {
+        try {
+          const draft = await cipher.open(window.localStorage.getItem(storageKey));
+          restoreState(form, draft.state);
+          idempotencyKey = draft.idempotencyKey || idempotencyKey;
+          status.textContent = t("form.draft_restored");
+          discard.hidden = false;
+        } catch (ignored) {
+          window.localStorage.removeItem(storageKey);  // not ours, or tampered with: it cannot be opened
+        }
+      }
+      form.dataset.ready = "true";
     });
   }
 
