@@ -7,8 +7,16 @@ from services.referral.directory import MAX_TEXT, STAFF_GENDERS, ServiceTerms
 from services.referral.handlers import REFER_ANYWAY_REASONS
 from services.referral.matching import Hours, Preferences
 
-STRICT_BOOLEAN = {"truthy": {True}, "falsy": {False}}
 ALL_NOTE_CODES = sorted({code for codes in lifecycle.NOTE_CODES.values() for code in codes})
+
+
+class StrictBoolean(fields.Boolean):
+    """true or false, and nothing that merely compares equal to them (1 == True in Python)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 def _text(max_length=MAX_TEXT, **kwargs):
@@ -21,7 +29,7 @@ class StatusChangeSchema(Schema):
 
 
 class CapacitySchema(Schema):
-    accepting = fields.Boolean(required=True, **STRICT_BOOLEAN)
+    accepting = StrictBoolean(required=True)
 
 
 class ReferralListSchema(Schema):
@@ -47,12 +55,12 @@ class ServiceTermsSchema(Schema):
                             validate=validate.Length(min=1, max=10))
     staff_genders = fields.List(fields.String(validate=validate.OneOf(STAFF_GENDERS)), load_default=[],
                                 validate=validate.Length(max=2))
-    always_open = fields.Boolean(load_default=False, **STRICT_BOOLEAN)
+    always_open = StrictBoolean(load_default=False)
     hours = fields.List(fields.Nested(HoursSchema), load_default=[], validate=validate.Length(max=50))
     min_age = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(min=0, max=120))
     max_age = fields.Integer(load_default=None, allow_none=True, strict=True, validate=validate.Range(min=0, max=120))
     eligibility = _text(load_default="")
-    contacts_family = fields.Boolean(load_default=False, **STRICT_BOOLEAN)
+    contacts_family = StrictBoolean(load_default=False)
 
 
 def service_terms(service, body) -> ServiceTerms:
@@ -74,12 +82,12 @@ def service_terms(service, body) -> ServiceTerms:
 class PartnerPatchSchema(Schema):
     description = _text()
     address = _text(allow_none=True)
-    confidential_address = fields.Boolean(**STRICT_BOOLEAN)
+    confidential_address = StrictBoolean()
     phone = _text(100, allow_none=True)
     email = _text(200, allow_none=True)
     website = _text(allow_none=True)
-    active = fields.Boolean(**STRICT_BOOLEAN)
-    accepting = fields.Boolean(**STRICT_BOOLEAN)
+    active = StrictBoolean()
+    accepting = StrictBoolean()
 
 
 class PolicySchema(Schema):

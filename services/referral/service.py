@@ -19,6 +19,7 @@ from marshmallow import ValidationError
 from nameko.messaging import consume
 from nameko.timer import timer
 from prometheus_client import Counter, Gauge, Histogram
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from sanad.contracts import routing
@@ -114,7 +115,15 @@ def _load(schema, data):
 
 
 def _body(request, schema):
-    return _load(schema, read_json(request))
+    """The request's JSON body loaded by `schema`. Errors about the body as a whole name it "body"."""
+    try:
+        body = read_json(request)
+    except ApiError as exc:
+        raise ApiError(exc.status, exc.code, exc.message, exc.fields or {"body": [exc.message]}) from None
+    except HTTPException as exc:  # too large, most likely
+        raise ApiError(exc.code, exc.name.lower().replace(" ", "_"), exc.description,
+                       {"body": [exc.description]}) from None
+    return _load(schema, body)
 
 
 def _query(request, schema):

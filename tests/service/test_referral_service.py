@@ -651,3 +651,35 @@ def test_staff_move_a_referral_for_an_in_house_counsellor_and_a_supervisor_sees_
     assert [(e["reason"], e["step"]) for e in view["escalations"]] == [("ack_timeout", 1)]
     assert call(service, "admin_case_referrals", "GET", "/", str(event.data["case_id"]), key=counsellor)[0] == 403
     assert ("case.read", "ok", "huda") in [(a["action"], a["outcome"], a["actor_id"]) for a in audit(pools)]
+
+
+def test_malformed_partner_calls_get_a_json_error_naming_the_field_never_a_500(pools, outbox, keys):
+    (_, key), _ = two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    service = referral_service(pools, outbox, keys)
+    rid = str(offer["id"])
+    status_call = ("partner_change_status", "POST", "/", rid)
+    capacity_call = ("partner_set_capacity", "PUT", "/")
+    list_call = ("partner_list_referrals", "GET", "/")
+    cases = [
+        (status_call, {"raw": ""}), (status_call, {"raw": "{"}), (status_call, {"raw": "null"}),
+        (status_call, {"raw": '"accepted"'}), (status_call, {"raw": "[" * 5000 + "]" * 5000}),
+        (status_call, {"raw": b"\xff\xfe{}"}), (status_call, {"body": {"status": None}}),
+        (status_call, {"body": {"status": 1}}), (status_call, {"body": {"status": "accepted", "note_code": 7}}),
+        (status_call, {"body": {"status": "ACCEPTED"}}), (status_call, {"body": {"status": "accepted" * 10_000}}),
+        (status_call, {"body": {"status": "declined", "note_code": ""}}), (status_call, {"body": {"": ""}}),
+        (capacity_call, {"body": {"accepting": 1}}), (capacity_call, {"body": {"accepting": "true"}}),
+        (capacity_call, {"body": {"accepting": None}}), (capacity_call, {"body": {}}),
+        (capacity_call, {"raw": "x" * 300_000}),
+        (list_call, {"query": "limit=abc"}), (list_call, {"query": "limit=0"}), (list_call, {"query": "limit=-1"}),
+        (list_call, {"query": "limit=99999999999999999999"}), (list_call, {"query": "status=lost"}),
+        (list_call, {"query": "colour=red"}),
+        (("partner_get_referral", "GET", "/", "x" * 5000), {}), (("partner_get_referral", "GET", "/", "%00"), {}),
+    ]
+    for (entrypoint, method, path, *args), options in cases:
+        status, body, response = call(service, entrypoint, method, path, *args, key=key, **options)
+        assert 400 <= status < 500, (entrypoint, options, status)
+        assert response.mimetype == "application/json"
+        assert body["error"]["fields"], (entrypoint, options, body)
+    assert [r["status"] for r in referrals(pools)] == ["offered"]
