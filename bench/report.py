@@ -20,6 +20,12 @@ def write(results, out_dir):
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
 
 
+def _cut_short(results):
+    if results.get("complete", True):
+        return ""
+    return f" (the run was cut short: {results['config']['repetitions']} were asked for)"
+
+
 def _fmt(value, digits=1):
     if value is None:
         return "–"
@@ -44,8 +50,8 @@ def markdown(results):
         f"{' (with uncommitted changes)' if results['git']['uncommitted_changes'] else ''}"
         f"{''.join(f' + {p}' for p in results['git'].get('patches', []))}; "
         f"{results['machine']['cores']} cores, {results['machine']['cpu']}.",
-        f"Medians of {cfg['repetitions']} repetitions (min–max in brackets); ratios are to the floor of the "
-        "same repetition.",
+        f"Medians of {len(results['runs'])} repetitions{_cut_short(results)}"
+        " (min–max in brackets); ratios are to the floor of the same repetition.",
         "",
         "| latency, 201 → verified webhook (ms) | p50 | p95 | p99 | p50 / floor | p99 / floor |",
         "|---|---|---|---|---|---|",

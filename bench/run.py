@@ -274,12 +274,18 @@ class Benchmark:
                           "critical_with_backlog": backlog_samples},
         }
 
-    def run(self):
+    def run(self, after_each=lambda runs: None):
+        """All repetitions; after_each(runs so far) is called as each ends, so a long run that is cut
+        short still leaves its finished repetitions behind."""
         self.floor = Floor(self.env.amqp_uri, self.env.database_url, self.config.floor_workers).start()
         try:
             self.log("warming up")
             self.warm_up()
-            return [self.repetition(n) for n in range(1, self.config.repetitions + 1)]
+            runs = []
+            for number in range(1, self.config.repetitions + 1):
+                runs.append(self.repetition(number))
+                after_each(runs)
+            return runs
         finally:
             self.floor.stop()
 
@@ -427,7 +433,7 @@ def machine_description():
         memory_kib = int(f.readline().split()[1])
     return {"cpu": cpu, "cores": _cores(), "memory_gib": round(memory_kib / 1024 ** 2, 1),
             "kernel": platform.release(), "python": platform.python_version(),
-            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
+            "load_average_when_written": [round(v, 2) for v in os.getloadavg()]}
 
 
 def _cores():
@@ -465,10 +471,26 @@ def run_benchmark(config, out_dir, database_url=None, amqp_uri=None, keys_file=N
     started = datetime.now(timezone.utc)
     environment = BenchEnvironment(out_dir / "logs", database_url, amqp_uri, keys_file, extra_env)
     log(f"starting the stack (logs in {out_dir / 'logs'})")
+
+    def results_of(runs, profile=None, rejected=None, complete=False):
+        return {
+            "command": os.environ.get("SANAD_BENCH_COMMAND") or command_line(sys.argv[1:]),
+            "started_at": started.isoformat(timespec="seconds"),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "complete": complete,
+            "config": asdict(config),
+            "git": git_commit(),
+            "machine": machine_description(),
+            "webhooks_rejected_by_partner": rejected,
+            "summary": summarise(runs, config),
+            "runs": runs,
+            "profile": profile,
+        }
+
     try:
         environment.open()
         benchmark = Benchmark(config, environment, log)
-        runs = benchmark.run()
+        runs = benchmark.run(after_each=lambda so_far: report.write(results_of(so_far), out_dir))
         profile = None
         if config.profile_seconds > 0:
             from bench import profiling
@@ -477,18 +499,7 @@ def run_benchmark(config, out_dir, database_url=None, amqp_uri=None, keys_file=N
         rejected = environment.receiver.rejected
     finally:
         environment.close()
-    results = {
-        "command": os.environ.get("SANAD_BENCH_COMMAND") or command_line(sys.argv[1:]),
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": asdict(config),
-        "git": git_commit(),
-        "machine": machine_description(),
-        "webhooks_rejected_by_partner": rejected,
-        "summary": summarise(runs, config),
-        "runs": runs,
-        "profile": profile,
-    }
+    results = results_of(runs, profile, rejected, complete=True)
     report.write(results, out_dir)
     return results
 
