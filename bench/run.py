@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -552,13 +553,27 @@ def run_at(revision, argv, out, patches=()):
             elif not arg.startswith(("--at=", "--out=", "--patch=")):
                 rest.append(arg)
         env["SANAD_BENCH_COMMAND"] = command_line(argv)
-        return subprocess.run([sys.executable, "-m", "bench", *rest, "--out", str(out.resolve())], cwd=export,
-                              env=env).returncode
+        child = subprocess.Popen([sys.executable, "-m", "bench", *rest, "--out", str(out.resolve())], cwd=export,
+                                 env=env)
+        try:
+            return child.wait()
+        except SystemExit:
+            child.terminate()  # the child stops its stack and drops what it made
+            child.wait()
+            raise
     finally:
         shutil.rmtree(export, ignore_errors=True)
 
 
+def stop_cleanly(signum, frame):
+    """SIGTERM and SIGINT end the run through its finally blocks: the stack stopped, the database and
+    vhost dropped (a shell's background job ignores SIGINT unless told otherwise)."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None):
+    signal.signal(signal.SIGTERM, stop_cleanly)
+    signal.signal(signal.SIGINT, stop_cleanly)
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     out = args.out or RESULTS / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
