@@ -1,10 +1,13 @@
-"""Where the services spend their time under load: py-spy samples every service process (without
-pausing it) while the benchmark floods intake, and the samples are summed by component.
+"""Where the services spend their time under load: py-spy samples every service process while the
+benchmark floods intake, and the samples are summed by component.
 
-py-spy sees Python frames only, so time inside psycopg2's C code is charged to the Python line that
-called it; a sample whose innermost line calls execute/commit/fetch is therefore counted as PostgreSQL.
-Idle samples (the eventlet hub waiting on its sockets) are left out, as py-spy does by default, so the
-shares are of the time a process was busy on the CPU or blocked in a call that does not yield.
+py-spy pauses each process for every sample (about 100 a second): without pausing (--nonblocking) it
+charged a third of intake's samples to one line of uuid.UUID.__init__, a stack read mid-switch between
+green threads. py-spy sees Python frames only, so time inside psycopg2's C code is charged to the Python
+line that called it: a sample whose innermost line calls execute/commit/fetch counts as "PostgreSQL
+calls". nameko's eventlet patches psycopg2 to yield while it waits for the server, so those samples are
+psycopg2 and libpq at work (sending, receiving, converting rows), not waits. Idle samples (the eventlet
+hub polling its sockets) are left out, so the shares are of the time a process was busy.
 """
 import collections
 import linecache
@@ -61,7 +64,7 @@ def component_of(stack):
     if function in IDLE_FUNCTIONS:
         return IDLE
     if file and DATABASE_CALL.search(linecache.getline(file, line)):
-        return "PostgreSQL (waiting in psycopg2)"
+        return "PostgreSQL calls (psycopg2, libpq)"
     file = file if file.startswith("/") else f"/{file}"
     for name, test in COMPONENTS:
         if test(file):
@@ -120,7 +123,7 @@ def profile_under_load(benchmark, out_dir, seconds, rate=100):
     for name, pid in benchmark.env.service_pids.items():
         recorders[name] = subprocess.Popen(
             [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
-             "--format", "raw", "--nonblocking", "--full-filenames", "--output", str(out_dir / f"{name}.txt")],
+             "--format", "raw", "--full-filenames", "--output", str(out_dir / f"{name}.txt")],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stop = threading.Event()
     sent = []
