@@ -2,8 +2,8 @@
 benchmark floods intake, and the samples are summed by component.
 
 py-spy pauses each process for every sample (about 100 a second): without pausing (--nonblocking) it
-charged a third of intake's samples to one line of uuid.UUID.__init__, a stack read mid-switch between
-green threads. py-spy sees Python frames only, so time inside psycopg2's C code is charged to the Python
+charged a third of intake's samples to one line of uuid.UUID.__init__ that does next to no work, most
+likely stacks read while eventlet was switching between green threads. py-spy sees Python frames only, so time inside psycopg2's C code is charged to the Python
 line that called it: a sample whose innermost line calls execute/commit/fetch counts as "PostgreSQL
 calls". nameko's eventlet patches psycopg2 to yield while it waits for the server, so those samples are
 psycopg2 and libpq at work (sending, receiving, converting rows), not waits. Idle samples (the eventlet
