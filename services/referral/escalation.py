@@ -65,6 +65,11 @@ DEFAULT_POLICIES = {
 }
 
 
+def more_urgent(level, than) -> bool:
+    """Whether risk `level` is more urgent than `than` (a case's level raised by staff, say)."""
+    return RISK_LEVELS.index(level) > RISK_LEVELS.index(than)
+
+
 def first_deadline(policy, offered_at):
     return offered_at + timedelta(seconds=policy.ack_seconds)
 

@@ -204,8 +204,12 @@ def refer_case(cur, event, outbox, now=None):
     on-duty supervisor at once (referral.escalated, reason no_match), and case.unmatched tells intake."""
     data, now, effects = event.data, _utcnow(now), Effects()
     case = _case_from_event(data, event.correlation_id)
+    cur.execute(sql.CASE_LEVEL_FOR_UPDATE, {"case_id": case["case_id"]})
+    previous = cur.fetchone()
     cur.execute(sql.UPSERT_CASE, {**case, "needs": list(case["needs"]), "consents": list(case["consents"]),
                                   "now": now})
+    if previous is not None and escalation.more_urgent(case["level"], previous["level"]):
+        _raise_level(cur, case, now)
     services = referable_services(case["needs"], case["consents"])
     if not services:
         return effects
@@ -224,6 +228,17 @@ def refer_case(cur, event, outbox, now=None):
             _announce(cur, outbox, case, service, "no_match", step=1, referral_id=None, reoffered_to=None,
                       chain_id=None, new_referral_id=None, now=now, fired_by=PRODUCER, effects=effects)
     return effects
+
+
+def _raise_level(cur, case, now):
+    """Staff raised the case's risk: what is already offered is chased on the new level's terms at once.
+    A lowered risk changes nothing that is running: a deadline is never pushed back."""
+    policy = _policy_for(cur, case["level"])
+    cur.execute(sql.RELEVEL_OPEN_REFERRALS, {"case_id": case["case_id"], "level": case["level"], "now": now})
+    cur.execute(sql.HASTEN_PENDING_DEADLINES, {
+        "case_id": case["case_id"], "level": policy.level, "version": policy.version,
+        "ack_seconds": policy.ack_seconds, "max_reoffers": policy.max_reoffers, "lane": lane_for(case["level"]),
+    })
 
 
 def _offer(cur, outbox, case, service, partner, attempt, offered_by, chain, chain_id, due_at, now, effects):

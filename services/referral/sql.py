@@ -92,12 +92,27 @@ DIRECTORY = f"""
 
 # Cases and referrals -----------------------------------------------------------------------------------
 
+CASE_LEVEL_FOR_UPDATE = "SELECT level FROM cases WHERE case_id = %(case_id)s FOR UPDATE"
 UPSERT_CASE = """
     INSERT INTO cases (case_id, reference, level, governorate, needs, consents, correlation_id, triaged_at)
     VALUES (%(case_id)s, %(reference)s, %(level)s, %(governorate)s, %(needs)s, %(consents)s, %(correlation_id)s,
             %(now)s)
     ON CONFLICT (case_id) DO UPDATE
     SET level = EXCLUDED.level, needs = EXCLUDED.needs, consents = EXCLUDED.consents, triaged_at = EXCLUDED.triaged_at
+"""
+# A case whose risk was raised: its open referrals take the new level, and the deadlines still running
+# are brought forward to the new level's policy (never pushed back), counted from each original offer.
+RELEVEL_OPEN_REFERRALS = """
+    UPDATE referrals SET level = %(level)s, updated_at = %(now)s
+    WHERE case_id = %(case_id)s AND status IN ('offered', 'accepted', 'in_progress')
+"""
+HASTEN_PENDING_DEADLINES = """
+    UPDATE ack_deadlines d
+    SET due_at = least(d.due_at, r.created_at + make_interval(secs => %(ack_seconds)s)), lane = %(lane)s,
+        policy_level = %(level)s, policy_version = %(version)s, ack_seconds = %(ack_seconds)s,
+        max_reoffers = greatest(d.max_reoffers, %(max_reoffers)s)
+    FROM referrals r
+    WHERE r.id = d.referral_id AND r.case_id = %(case_id)s AND d.status = 'pending'
 """
 CASE_BY_ID = "SELECT * FROM cases WHERE case_id = %(case_id)s"
 INSERT_REFERRAL = """

@@ -683,3 +683,27 @@ def test_malformed_partner_calls_get_a_json_error_naming_the_field_never_a_500(p
         assert response.mimetype == "application/json"
         assert body["error"]["fields"], (entrypoint, options, body)
     assert [r["status"] for r in referrals(pools)] == ["offered"]
+
+
+def test_a_case_raised_to_critical_is_chased_on_critical_terms_from_its_original_offer(pools, outbox, keys):
+    two_counsellors(pools, keys)
+    medium = case_triaged(level="medium")
+    service = referral_service(pools, outbox, keys)
+    service.on_case_triaged(medium.to_message())
+    [offer] = referrals(pools)
+    raised = new_event("case.triaged", {**medium.data, "level": "critical"}, producer="triage", lane="critical",
+                       correlation_id=medium.correlation_id)
+    referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(raised.to_message())
+
+    [relevelled] = referrals(pools)
+    [deadline] = deadlines(pools)
+    assert (relevelled["id"], relevelled["level"]) == (offer["id"], "critical"), "the same offer, not a second one"
+    assert deadline["due_at"] == offer["created_at"] + timedelta(minutes=5)
+    assert (deadline["lane"], deadline["policy_level"], deadline["ack_seconds"]) == ("critical", "critical", 300)
+    assert escalate(pools, outbox, deadline["due_at"], lanes=("critical",)).escalated == [("ack_timeout", "critical")]
+
+    lowered = new_event("case.triaged", {**medium.data, "level": "low"}, producer="triage",
+                        correlation_id=medium.correlation_id)
+    service.on_case_triaged(lowered.to_message())
+    assert [d["ack_seconds"] for d in deadlines(pools) if d["status"] == "pending"] == [300], \
+        "a lowered risk never slows down what is running"

@@ -99,3 +99,9 @@ def test_the_built_in_policies_match_the_issue_and_each_level_has_one():
     assert set(DEFAULT_POLICIES) == set(RISK_LEVELS)
     assert [DEFAULT_POLICIES[level].ack_seconds for level in ("critical", "high", "medium")] == [300, 1800, 14400]
     assert all(policy.problems() == {} for policy in DEFAULT_POLICIES.values())
+
+
+def test_urgency_follows_the_risk_levels_order():
+    from services.referral.escalation import more_urgent
+    assert more_urgent("critical", "medium") and more_urgent("high", "low")
+    assert not more_urgent("medium", "critical") and not more_urgent("high", "high")
