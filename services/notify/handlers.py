@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 PRODUCER = "notify"
 PARTNER, ONCALL = "partner", "oncall"
 RECORD_RETRY_PAUSE = 0.5
+RESEAL_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,25 @@ def _add_secret(cur, keys, endpoint_id, secret, now):
         "endpoint_id": endpoint_id, "secret_sealed": keys.data.seal(secret, secret_context(endpoint_id)),
         "now": now,
     })
+
+
+def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
+    """Re-encrypt the webhook secrets under `ring`'s primary key, a batch per transaction (for
+    `sanad keys reseal`, after a key rotation)."""
+    changed = {"endpoint_secrets": 0}
+    after = 0
+    while True:
+        with pool.transaction() as cur:
+            cur.execute(sql.SECRETS_TO_RESEAL, {"after": after, "limit": batch})
+            rows = cur.fetchall()
+            for row in rows:
+                value = ring.resealed(row["secret_sealed"], secret_context(row["endpoint_id"]))
+                if value != row["secret_sealed"]:
+                    cur.execute(sql.UPDATE_SECRET_SEAL, {"id": row["id"], "sealed": value})
+                    changed["endpoint_secrets"] += 1
+        if len(rows) < batch:
+            return changed
+        after = rows[-1]["id"]
 
 
 def set_endpoint_enabled(cur, endpoint_id, enabled, reason=None, now=None):

@@ -20,6 +20,11 @@ INSERT_SECRET = """
     INSERT INTO endpoint_secrets (endpoint_id, secret_sealed, created_at)
     VALUES (%(endpoint_id)s, %(secret_sealed)s, %(now)s)
 """
+SECRETS_TO_RESEAL = """
+    SELECT id, endpoint_id, secret_sealed FROM endpoint_secrets WHERE id > %(after)s
+    ORDER BY id LIMIT %(limit)s FOR UPDATE
+"""
+UPDATE_SECRET_SEAL = "UPDATE endpoint_secrets SET secret_sealed = %(sealed)s WHERE id = %(id)s"
 ENDPOINT = _WITH_ENDPOINTS + " SELECT target, id, url, enabled FROM webhook_endpoints WHERE id = %(id)s"
 # The secrets in use now keep signing until the overlap ends; one that expires sooner keeps its expiry.
 EXPIRE_SECRETS = """
@@ -85,8 +90,8 @@ INSERT_DELIVERY = """
 _CLAIMED = _WITH_ENDPOINTS + """
     UPDATE deliveries d SET lease_until = %(now)s + make_interval(secs => %(lease)s), attempts = d.attempts + 1
     WHERE d.id IN ({due})
-    RETURNING d.id, d.webhook_id, d.kind, d.target, d.endpoint_id, d.referral_id, d.case_id, d.partner_id, d.lease_until,
-              d.lane, d.payload, d.attempts, d.round_start,
+    RETURNING d.id, d.webhook_id, d.kind, d.target, d.endpoint_id, d.referral_id, d.case_id, d.partner_id,
+              d.lease_until, d.lane, d.payload, d.attempts, d.round_start,
               (SELECT e.url FROM webhook_endpoints e WHERE e.target = d.target AND e.id = d.endpoint_id) AS url,
               (SELECT e.enabled FROM webhook_endpoints e WHERE e.target = d.target AND e.id = d.endpoint_id)
                   AS enabled,
@@ -94,7 +99,9 @@ _CLAIMED = _WITH_ENDPOINTS + """
                     WHERE s.endpoint_id = d.endpoint_id AND (s.expires_at IS NULL OR s.expires_at > %(now)s)
                     ORDER BY s.id DESC) AS secrets_sealed
 """
-_IS_DUE = "{t}status = 'pending' AND {t}next_attempt_at <= %(now)s AND ({t}lease_until IS NULL OR {t}lease_until < %(now)s)"
+# Pending, its time come, and no live lease; {t} is the table's alias and a dot, or nothing.
+_IS_DUE = ("{t}status = 'pending' AND {t}next_attempt_at <= %(now)s "
+           "AND ({t}lease_until IS NULL OR {t}lease_until < %(now)s)")
 CLAIM_BY_ID = _CLAIMED.format(due=f"SELECT id FROM deliveries WHERE {_IS_DUE.format(t='')} AND id = %(id)s "
                                   "FOR UPDATE SKIP LOCKED")
 # Oldest due first, but no more per endpoint than it has free slots in this process (`in_flight` maps an

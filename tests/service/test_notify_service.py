@@ -207,7 +207,8 @@ def test_a_delivery_whose_lease_ran_out_is_taken_up_by_the_sweep(pools, outbox, 
     assert (delivery["status"], delivery["attempts"]) == ("delivered", 2)
 
 
-def test_a_late_result_from_a_worker_that_lost_its_lease_is_kept_on_record_and_changes_nothing_else(pools, outbox, keys):
+def test_a_late_result_from_a_worker_that_lost_its_lease_is_kept_on_record_and_changes_nothing_else(
+        pools, outbox, keys):
     secret = webhooks.generate_secret()
     with Receiver(secret) as receiver:
         event = referral_created(register(pools, keys, receiver.url, secret))
@@ -431,6 +432,20 @@ def test_during_rotation_partners_verify_with_either_secret_and_after_it_only_th
 def test_rotating_the_secret_of_an_unknown_endpoint_is_refused(pools, keys):
     with pytest.raises(LookupError), pools["notify"].transaction() as cur:
         rotate_secret(cur, keys, uuid.uuid4(), webhooks.generate_secret(), overlap=timedelta(hours=1))
+
+
+def test_reseal_moves_webhook_secrets_onto_a_new_key_and_webhooks_still_verify(pools, outbox, keys):
+    from sanad.crypto import Keys
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as receiver:
+        partner_id = register(pools, keys, receiver.url, secret)
+        rotated = Keys(data=keys.data.rotated(), transport=keys.transport, lookup=keys.lookup)
+        assert handlers.reseal(pools["notify"], rotated.data, batch=1) == {"endpoint_secrets": 1}
+        assert handlers.reseal(pools["notify"], rotated.data) == {"endpoint_secrets": 0}
+        [stored] = [row["secret_sealed"] for row in rows(pools["notify"], "SELECT secret_sealed FROM endpoint_secrets")]
+        assert not rotated.data.needs_reseal(stored), "the secret is sealed under the new primary key"
+        Notify(pools, outbox, rotated).offer(referral_created(partner_id))
+        assert len(receiver.received) == 1 and receiver.rejected == 0
 
 
 # Concurrency

@@ -31,7 +31,8 @@ def test_the_explicit_switch_wins_either_way():
 
 
 def test_the_details_link_base_comes_from_the_public_url():
-    assert from_environment({"SANAD_PUBLIC_URL": "https://sanad.example.org/"}).public_url == "https://sanad.example.org"
+    settings = from_environment({"SANAD_PUBLIC_URL": "https://sanad.example.org/"})
+    assert settings.public_url == "https://sanad.example.org"
 
 
 def test_tests_shorten_the_schedule_the_timeouts_and_the_lease_through_the_environment():
