@@ -42,10 +42,14 @@ class AttemptPool:
         self._threads.spawn_n(self._run, endpoint, function, args)
 
     def wait_for_room(self, timeout) -> None:
-        """Return when an attempt finishes, or after `timeout` seconds."""
+        """Return at once if a slot is free, else when an attempt finishes, or after `timeout` seconds."""
         if self.free() > 0 or self.closed:
             return
-        with eventlet.Timeout(timeout, False):
+        self.wait_for_an_attempt(timeout)
+
+    def wait_for_an_attempt(self, timeout) -> None:
+        """Return when the next attempt finishes, or after `timeout` seconds."""
+        with eventlet.Timeout(max(timeout, 0), False):
             self._finished.wait()
 
     def wait(self, timeout=None) -> bool:

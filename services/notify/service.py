@@ -93,8 +93,11 @@ class NotifyService(Observable):
             for delivery in claimed:
                 pool.run(delivery["endpoint_id"], self._attempt, delivery)
             IN_FLIGHT.labels(lane=self.lane).set(pool.size - pool.free())
+            if not claimed and not pool.in_flight():
+                break  # nothing due
             if len(claimed) < room:
-                break
+                # What is still due waits for its endpoint's slots: claim again when an attempt ends.
+                pool.wait_for_an_attempt(timeout=min(SWEEP_INTERVAL, stop_at - time.monotonic()))
         self._measure()
 
     def _offer(self, queue, body):

@@ -474,6 +474,17 @@ def test_a_slow_partner_does_not_hold_up_webhooks_to_others(pools, outbox, keys)
         assert len(slow.received) == 5
 
 
+def test_one_sweep_works_through_a_backlog_larger_than_an_endpoints_share_of_the_pool(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as receiver:
+        partner_id = register(pools, keys, receiver.url, secret)
+        with pools["notify"].transaction() as cur:
+            for _ in range(6):
+                handlers.schedule_offer(cur, parse(referral_created(partner_id).to_message()), "https://x.example")
+        Notify(pools, outbox, keys, concurrency=4, per_endpoint=1).sweep()
+        assert len(receiver.received) == 6, "the sweep claimed again as the endpoint's one slot came free"
+
+
 CLAIMER = """
 import json, sys
 from services.notify import handlers

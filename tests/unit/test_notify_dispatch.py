@@ -68,3 +68,13 @@ def test_a_closed_pool_takes_no_more_attempts_and_lets_running_ones_finish():
     gate.send("done")
     assert pool.wait(timeout=5)
     assert finished == ["done"]
+
+
+def test_waiting_for_an_attempt_returns_when_one_ends_even_with_slots_free():
+    pool = AttemptPool(size=4, per_endpoint=1)
+    gate = Event()
+    pool.run("a", gate.wait)
+    eventlet.spawn_after(0.05, gate.send)
+    pool.wait_for_an_attempt(timeout=30)
+    eventlet.sleep(0)
+    assert pool.in_flight() == {}
