@@ -21,6 +21,7 @@ from sanad.contracts import routing
 from sanad.crypto import Keys, write_keys
 from sanad.launcher import PROCESSES, Stack
 from sanad.platform.migrate import drop_database, ensure_database, migrate
+from bench.floor import connect
 from bench.receiver import PartnerReceiver
 
 POSTGRES = os.environ.get("SANAD_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
@@ -166,17 +167,25 @@ class BenchEnvironment:
 
     def counters(self, since=None):
         """Commits in the benchmark's database and messages through its vhost so far (or since `since`)."""
-        conn = psycopg2.connect(self.database_url)
         try:
-            with conn, conn.cursor() as cur:
-                cur.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
-                commits = cur.fetchone()[0]
-        finally:
-            conn.close()
-        stats = self.rabbit.message_stats(self.vhost)
-        now = {"postgres_commits": commits, "broker_publishes": stats.get("publish", 0),
-               "broker_deliveries": stats.get("deliver_get", 0)}
-        return now if since is None else {k: v - since[k] for k, v in now.items()}
+            conn = connect(self.database_url)
+            try:
+                with conn, conn.cursor() as cur:
+                    cur.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+                    commits = cur.fetchone()[0]
+            finally:
+                conn.close()
+        except psycopg2.OperationalError:  # a shared server out of connections: this count is lost, not the run
+            commits = None
+        try:
+            stats = self.rabbit.message_stats(self.vhost)
+        except requests.RequestException:
+            stats = {}
+        now = {"postgres_commits": commits, "broker_publishes": stats.get("publish"),
+               "broker_deliveries": stats.get("deliver_get")}
+        if since is None:
+            return now
+        return {k: None if v is None or since[k] is None else v - since[k] for k, v in now.items()}
 
     def close(self):
         if self.stack is not None:

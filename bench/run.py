@@ -173,7 +173,8 @@ class Benchmark:
             "services_cpu_seconds_per_case": _round(sum(s for s in cpu.values() if s) / cases, 6),
             "postgres_cpu_seconds_per_case": _round(postgres / cases, 6),
             "machine_cpu_seconds_per_case": _round(machine / cases, 6),
-            **{f"{name}_per_case": _round(count / cases, 2) for name, count in work.items()},
+            **{f"{name}_per_case": None if count is None else _round(count / cases, 2)
+               for name, count in work.items()},
         }
         return figures, latencies, throughput, memory, queues, under_backlog
 
