@@ -3,6 +3,7 @@
 Used by `sanad run` (in the foreground, logs prefixed with the process name) and by the integration
 tests (logs to files, processes killed and restarted on purpose).
 """
+import ctypes
 import os
 import signal
 import subprocess
@@ -15,6 +16,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET_EVENTLET = "ignore:::nameko.cli.commands"
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signum=signal.SIGTERM):
+    """A preexec_fn asking Linux to send `signum` to the child when the process (strictly, the thread)
+    that started it dies, so a launcher or test run that is itself killed leaves no service running.
+    Elsewhere than Linux it does nothing."""
+    def preexec():
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signum))
+        except (OSError, AttributeError):
+            pass
+    return preexec
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,9 @@ BY_NAME = {p.name: p for p in PROCESSES}
 
 class Stack:
     """The six processes. `log_dir` set: each writes its own file; unset: output is prefixed to stdout.
-    Each runs in a session of its own, so a Ctrl-C reaches only the launcher, which stops them in order."""
+    Each runs in a session of its own, so a Ctrl-C reaches only the launcher, which stops them in order;
+    each is sent SIGTERM if the launcher dies without stopping them (start and restart them from one
+    long-lived thread: the signal follows the thread that started a process)."""
 
     def __init__(self, env=None, host="127.0.0.1", port_base=8000, log_dir=None):
         self.env = {**os.environ, **(env or {})}
@@ -67,10 +83,10 @@ class Stack:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             with open(self.log_dir / f"{proc.name}.log", "ab") as log:
                 child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=die_with_parent())
         else:
             child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=die_with_parent())
             threading.Thread(target=_prefix_lines, args=(proc.name, child.stdout), daemon=True).start()
         self.running[proc.name] = child
 
@@ -91,8 +107,14 @@ class Stack:
     def wait(self, name, timeout=30):
         return self.running[name].wait(timeout)
 
-    def restart(self, name):
-        self.running[name].wait()
+    def restart(self, name, timeout=60):
+        """Start a process again once it has exited (killed after `timeout` if it has not)."""
+        child = self.running[name]
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
         self._spawn(BY_NAME[name])
 
     def stop(self, timeout=20):

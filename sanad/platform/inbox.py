@@ -7,16 +7,22 @@ pause (the database may be restarting); after MAX_ATTEMPTS failures of the same 
 rather than blocking its queue for ever. Callers consume with requeue_on_error=True: nameko's default
 acknowledges a message whose handler raised, which loses it.
 
-A message that cannot even be decoded (broken JSON, bytes that are not UTF-8, a content type the service
-refuses) never reaches a handler: kombu acknowledges it and writes its raw body into the log, so it is
-lost without a trace an operator would look at, and whatever it held is in the log. Importing this module
-makes every nameko consumer of the process set such a message aside instead, body unlogged.
+Importing this module also hardens every nameko consumer of the process in two ways:
+- A message that cannot even be decoded (broken JSON, bytes that are not UTF-8, a content type the
+  service refuses) never reaches a handler: kombu acknowledges it and writes its raw body into the log, so
+  it is lost without a trace an operator would look at, and whatever it held is in the log. It is set
+  aside in dead_letters instead, its body unlogged.
+- When the broker goes away while a worker is finishing, acknowledging its message fails with a socket
+  error that nameko does not expect, and the failed worker takes the whole service down. The broker
+  delivers an unacknowledged message again anyway (and the event id makes that harmless), so the failure
+  is logged and the service carries on, reconnecting as it does after any outage.
 """
 import json
 import logging
 import time
 
 import eventlet
+from amqp.exceptions import ConnectionError as AMQPConnectionError
 from nameko.messaging import QueueConsumer
 
 from sanad.contracts.events import ContractError, parse
@@ -125,7 +131,21 @@ def _queue_of(queue_consumer, message):
     return message.delivery_info.get("routing_key") or "unknown"
 
 
+def _tolerating_a_lost_connection(settle):
+    def settle_message(queue_consumer, message):
+        try:
+            settle(queue_consumer, message)
+        except (OSError, AMQPConnectionError) as exc:
+            log.warning("connection to the broker lost before a message was settled (%s); the broker will "
+                        "deliver it again", type(exc).__name__)
+    settle_message.tolerates_lost_connection = True
+    return settle_message
+
+
 QueueConsumer.on_decode_error = set_aside_undecodable
+for _name in ("ack_message", "requeue_message"):
+    if not getattr(getattr(QueueConsumer, _name), "tolerates_lost_connection", False):
+        setattr(QueueConsumer, _name, _tolerating_a_lost_connection(getattr(QueueConsumer, _name)))
 
 
 def _is_json(body):

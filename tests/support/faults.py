@@ -3,9 +3,6 @@ PostgreSQL cluster of the bench's own (tests.support.private_rabbitmq, private_p
 stop, crash and restart; two partners whose webhooks a loopback receiver verifies; and the checks that say
 whether every case a caller was told was recorded went all the way through, exactly once in effect.
 """
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -15,9 +12,10 @@ from kombu import Connection
 
 from sanad import webhooks
 from sanad.contracts import routing
-from sanad.launcher import ROOT, Stack
+from sanad.launcher import Stack
 from sanad.platform.migrate import SCHEMAS, ensure_database, migrate
 from sanad.platform.pool import Pool
+from tests.support import operator
 from tests.support.private_postgres import PrivatePostgres
 from tests.support.private_rabbitmq import PrivateRabbitMQ
 from tests.support.receiver import Receiver
@@ -127,10 +125,7 @@ class Bench:
         for name, service in PARTNERS:
             self.cli("partner", "add", "--name", name, "--service", service, "--governorate", "dhi_qar",
                      "--webhook-url", self.receiver.url, "--secret", self.secret)
-        # A machine client, as an administrator would make one: an operator account and an API token for it.
-        self.cli("user", "add", "fault-bench", "--role", "operator", "--password-stdin", stdin=uuid.uuid4().hex + "\n")
-        token = self.cli("token", "add", "fault-bench", "--label", "fault tests").strip()
-        self.auth = {"Authorization": f"Bearer {token}"}
+        self.auth = operator.machine_client(self.env, "fault-bench")
         self.pools = {schema: Pool(self.database_url, size=2, schema=schema) for schema in SCHEMAS}
         self.stack = Stack(env=self.env, port_base=self.port_base, log_dir=self.log_dir)
         self.stack.start()
@@ -148,13 +143,7 @@ class Bench:
             self.postgres.close()
 
     def cli(self, *args, stdin=None):
-        """`sanad ...` run as an operator would, against this bench (from this checkout, not the one the
-        virtualenv's console script was installed from)."""
-        done = subprocess.run([sys.executable, "-m", "sanad.cli", *args], cwd=ROOT, env={**os.environ, **self.env},
-                              input=stdin, capture_output=True, text=True, timeout=60)
-        if done.returncode != 0:
-            raise AssertionError(f"sanad {' '.join(args)} failed: {done.stderr}")
-        return done.stdout
+        return operator.cli(self.env, *args, stdin=stdin)
 
     def pids(self):
         return {name: child.pid for name, child in self.stack.running.items()}

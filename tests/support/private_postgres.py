@@ -9,6 +9,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import psycopg2
 
+from sanad.launcher import die_with_parent
 from tests.support.ports import free_ports
 
 
@@ -33,10 +35,14 @@ class PrivatePostgres:
         self.data = self.dir / "data"
         self.port = free_ports()
         self.as_user = []
+        self.process = None
         if os.geteuid() == 0:
             owner = pwd.getpwnam("postgres")
             os.chown(self.dir, owner.pw_uid, owner.pw_gid)
-            self.as_user = ["runuser", "-u", "postgres", "--"]
+            # setpriv, not runuser: it execs rather than forks, and sets the parent-death signal after
+            # changing user (a change of user clears it).
+            self.as_user = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
+                            "--pdeathsig=SIGQUIT", "--"]
         self._run(_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
                   "--no-sync")
 
@@ -49,16 +55,21 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}"
 
     def start(self):
-        # fsync off: only a crash of the whole machine could lose data with it, and these tests crash
-        # PostgreSQL, never the machine.
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._run(_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "server.log"),
-                  "-w", "-t", str(self.start_timeout), "start", timeout=self.start_timeout + 10)
-        self._wait_until_accepting()
-
-    def _wait_until_accepting(self):
+        """Start the server as a child of this process (not daemonised by pg_ctl), so that if the test run
+        is killed outright the server is told to quit too, instead of lingering on a shared machine."""
+        assert self.process is None or self.process.poll() is not None, "already running"
+        command = [*self.as_user, _bin("postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir),
+                   "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
+                   # Only a crash of the whole machine could lose data with fsync off, and these tests crash
+                   # PostgreSQL, never the machine.
+                   "-c", "fsync=off"]
+        with open(self.dir / "server.log", "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=die_with_parent(signal.SIGQUIT))
         deadline = time.monotonic() + self.start_timeout
         while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"private PostgreSQL exited with {self.process.returncode}; see {self.dir}/server.log")
             try:
                 psycopg2.connect(f"{self.url}/postgres", connect_timeout=2).close()
                 return
@@ -67,18 +78,24 @@ class PrivatePostgres:
                     raise
                 time.sleep(0.1)
 
-    def stop(self, mode="fast"):
-        """Stop the cluster: "fast" (a clean shutdown that ends every session) or "immediate" (a crash:
-        no checkpoint, recovery from the write-ahead log on the next start)."""
-        self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+    def stop(self, mode="fast", timeout=60):
+        """Stop the server: "fast" (a clean shutdown that ends every session) or "immediate" (a crash: no
+        checkpoint, recovery from the write-ahead log on the next start). The signals are pg_ctl's."""
+        if not self.running():
+            return
+        self.process.send_signal(signal.SIGQUIT if mode == "immediate" else signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
 
     def restart(self, mode="fast"):
         self.stop(mode)
         self.start()
 
     def running(self):
-        return subprocess.run([*self.as_user, _bin("pg_ctl"), "-D", str(self.data), "status"],
-                              capture_output=True).returncode == 0
+        return self.process is not None and self.process.poll() is None
 
     def close(self):
         try:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kombu import Connection
 
+from sanad.launcher import die_with_parent
 from tests.support.ports import free_ports
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # the real script: Debian's wrapper would su to rabbitmq
@@ -68,8 +69,10 @@ class PrivateRabbitMQ:
         """Start the node and return once it accepts AMQP connections."""
         assert self.process is None or self.process.poll() is not None, "already running"
         with open(self.dir / "server.log", "ab") as log:
+            # If the test run is killed outright, the start script hears SIGTERM and stops the node.
             self.process = subprocess.Popen([SERVER], env=self.env, cwd=self.dir, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+                                            stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=die_with_parent(signal.SIGTERM))
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
