@@ -87,4 +87,37 @@ def read_json(request):
         raise ApiError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    field = _field_with_broken_text(body)
+    if field is not None:
+        raise ApiError(422, "invalid_text", "Some text is not valid Unicode.",
+                       {field: ["Not valid Unicode text (an unpaired surrogate escape)."]})
     return body
+
+
+def _field_with_broken_text(body):
+    """The dotted path of the first string (or key) that cannot be text: JSON lets "\ud800" through, but
+    no database, encryption or log can take it, so it is refused here, naming its field, not at a 500."""
+    pending = [("", body)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if not _is_text(value):
+                return path or "_body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = key if _is_text(key) else key.encode("utf-8", "backslashreplace").decode()
+                child = f"{path}.{name}" if path else name
+                if not _is_text(key):
+                    return child
+                pending.append((child, item))
+        elif isinstance(value, list):
+            pending.extend((f"{path}.{index}" if path else str(index), item) for index, item in enumerate(value))
+    return None
+
+
+def _is_text(value):
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
