@@ -130,6 +130,8 @@ def test_prometheus_scrapes_all_six_processes(prometheus):
     'sum(sanad_cases_triaged_total) >= 1',
     'sanad_referrals_created_total{service="counselling", lane="normal"} >= 1',
     'sanad_webhook_deliveries_total{outcome="delivered", lane="normal"} >= 1',
+    'sanad_webhook_attempts_count{lane="normal", outcome="delivered"} >= 1',
+    'max(sanad_partner_endpoints{state="enabled"}) >= 1',
     'sanad_referrals{status="offered", level="medium"} >= 1',
     'sanad_case_time_to_stage_seconds_count{stage="triaged", level="medium"} >= 1',
     'sanad_case_time_to_stage_seconds_count{stage="first_delivery", level="medium"} >= 1',
