@@ -87,7 +87,7 @@ class SlowPartner:
 
 
 class Bench:
-    def __init__(self, keys_file, log_dir, port_base):
+    def __init__(self, keys_file, log_dir, port_base, extra_env=None):
         self.rabbit = PrivateRabbitMQ()
         self.postgres = PrivatePostgres()
         self.partner = SlowPartner()
@@ -97,6 +97,7 @@ class Bench:
         self.log_dir = log_dir
         self.port_base = port_base
         self.stack = None
+        self.extra_env = extra_env or {}
         self.pools = {}
         self.acknowledged = []  # every case intake answered 201 (or 200, replayed) for
 
@@ -120,6 +121,7 @@ class Bench:
             # (and so shorter attempts) keep these tests quick.
             "SANAD_WEBHOOK_TIMEOUT": "5",
             "SANAD_WEBHOOK_LEASE_SECONDS": "15",
+            **self.extra_env,
         }
         self.receiver.__enter__()
         for name, service in PARTNERS:
