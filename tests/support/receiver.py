@@ -29,7 +29,7 @@ class Receiver:
         (default 204) or a Reply, and may sleep."""
         self.respond = respond or (lambda webhook_id, payload: 204)
         self.received = []  # (monotonic time, webhook id, payload): verified and answered 2xx
-        self.requests = []  # (monotonic time, webhook id, status or "dropped"): every verified request
+        self.requests = []  # (arrival, webhook id, status or "dropped"): every verified request, once answered
         self.holding = 0    # requests being held right now
         self.rejected = 0
         self.lock = threading.Lock()
@@ -67,9 +67,9 @@ class Receiver:
             return [webhook_id for _, webhook_id, _ in self.received]
 
     def attempts_for(self, webhook_id):
-        """What each verified request for `webhook_id` was answered, in order."""
+        """What each verified request for `webhook_id` was answered, in the order the requests arrived."""
         with self.lock:
-            return [status for _, wid, status in self.requests if wid == webhook_id]
+            return [status for _, wid, status in sorted(self.requests, key=lambda r: r[0]) if wid == webhook_id]
 
     def wait_for(self, predicate, timeout=60, poll=0.05):
         deadline = time.monotonic() + timeout
@@ -101,6 +101,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
+                arrival = time.monotonic()
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 try:
@@ -124,12 +125,12 @@ class Receiver:
                     time.sleep(reply.delay)
                 if reply.drop:
                     with receiver.lock:
-                        receiver.requests.append((time.monotonic(), webhook_id, "dropped"))
+                        receiver.requests.append((arrival, webhook_id, "dropped"))
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 with receiver.lock:
-                    receiver.requests.append((time.monotonic(), webhook_id, reply.status))
+                    receiver.requests.append((arrival, webhook_id, reply.status))
                     if 200 <= reply.status < 300:
                         receiver.received.append((time.monotonic(), webhook_id, payload))
                 self._answer(reply.status, reply.retry_after)
