@@ -36,7 +36,7 @@ CREATE_TABLE = f"""
 INSERT_ROW = f"INSERT INTO {SCHEMA}.hop_rows (message_id, hop, body) VALUES (%s, %s, %s)"
 
 
-def connect(database_url, attempts=20):
+def connect(database_url, attempts=120):
     """A connection, waiting a little when a shared server has no connection slot free."""
     for attempt in range(attempts):
         try:
