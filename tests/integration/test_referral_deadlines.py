@@ -252,6 +252,10 @@ def test_three_referral_processes_at_once_fire_each_deadline_exactly_once(stack_
             cur.execute("SELECT case_id, attempt, partner_id FROM referrals WHERE case_id = ANY(%(ids)s)",
                         {"ids": case_ids})
             referrals = cur.fetchall()
+            cur.execute("SELECT d.lane, extract(epoch FROM d.finished_at - d.due_at) AS late FROM ack_deadlines d "
+                        "JOIN referrals r ON r.id = d.referral_id WHERE r.case_id = ANY(%(ids)s) "
+                        "AND d.status = 'fired'", {"ids": case_ids})
+            lateness = cur.fetchall()
         pool.close()
     finally:
         extra.stop()
@@ -265,5 +269,8 @@ def test_three_referral_processes_at_once_fire_each_deadline_exactly_once(stack_
     assert len(pages) == len(cases), "exactly one page per deadline on the broker"
     assert sorted(key for key, _ in pages) == sorted(
         ["referral.escalated.critical"] * 25 + ["referral.escalated.normal"] * 15)
+    for lane in ("critical", "normal"):
+        late = sorted(float(row["late"]) for row in lateness if row["lane"] == lane)
+        print(f"{lane} deadlines fired after falling due: median {late[len(late) // 2]:.2f} s, max {late[-1]:.2f} s")
     print("deadlines fired by process:", {p: sum(1 for e in escalations if e["fired_by"] == p)
                                          for p in sorted({e["fired_by"] for e in escalations})})
