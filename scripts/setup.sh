@@ -84,5 +84,21 @@ if [ "$mode" = test ]; then
     update-rc.d prometheus disable >/dev/null 2>&1 || true
     if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
   fi
+  # The integration tests run up to six service processes at once, each pooling up to max_workers + 4
+  # connections, next to the tests' own; PostgreSQL's default of 100 connections is not enough. On a
+  # local cluster we can manage, raise the limit (it takes a restart); elsewhere, say what is needed.
+  wanted_connections=300
+  have_connections=$(psql -h 127.0.0.1 -U postgres -Atc 'SHOW max_connections' 2>/dev/null || echo 0)
+  if [ "$have_connections" -lt "$wanted_connections" ]; then
+    if is_root_debian && ls /etc/postgresql/*/main >/dev/null 2>&1; then
+      say "raising PostgreSQL's max_connections from $have_connections to $wanted_connections (restarts it)"
+      psql -h 127.0.0.1 -U postgres -qc "ALTER SYSTEM SET max_connections = $wanted_connections"
+      version=$(ls /etc/postgresql | sort -V | tail -1)
+      pg_ctlcluster --skip-systemctl-redirect "$version" main restart
+      for _ in $(seq 1 30); do port_open 127.0.0.1 5432 && break; sleep 1; done
+    else
+      say "warning: PostgreSQL allows $have_connections connections; the integration tests want $wanted_connections"
+    fi
+  fi
 fi
 say "ready"

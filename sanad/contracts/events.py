@@ -48,6 +48,17 @@ class CaseFactsSchema(Schema):
     threat_of_violence = fields.Boolean(allow_none=True, load_default=None)
 
 
+class PreferencesSchema(Schema):
+    """What the victim asked of whoever helps her. Absent means no preference and, for the family, never."""
+    family_contact = fields.Boolean(load_default=False)  # partners may contact her family
+    staff_gender = fields.String(allow_none=True, load_default=None, validate=_one_of(("female", "male")))
+    victim_age = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=0, max=120))
+
+
+def no_preferences():
+    return {"family_contact": False, "staff_gender": None, "victim_age": None}
+
+
 class CaseReceivedV1(Schema):
     case_id = fields.UUID(required=True)
     reference = fields.String(required=True)
@@ -58,6 +69,7 @@ class CaseReceivedV1(Schema):
     consents = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
     facts = fields.Nested(CaseFactsSchema, required=True)
     sealed_narrative = fields.String(required=True)
+    preferences = fields.Nested(PreferencesSchema, load_default=no_preferences)  # added within v1
 
 
 class ReasonSchema(Schema):
@@ -78,6 +90,7 @@ class CaseTriagedV1(Schema):
     governorate = fields.String(required=True, validate=_one_of(GOVERNORATES))
     needs = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
     consents = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
+    preferences = fields.Nested(PreferencesSchema, load_default=no_preferences)  # added within v1
 
 
 class ReferralCreatedV1(Schema):

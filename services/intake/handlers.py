@@ -138,6 +138,8 @@ def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=
         "consents": row["consents"],
         "facts": facts,
         "sealed_narrative": keys.transport.seal(fields["narrative"], narrative_context(case_id)),
+        "preferences": {"family_contact": row["family_contact_allowed"], "staff_gender": None,
+                        "victim_age": facts["victim_age"]},
     }, producer=PRODUCER, correlation_id=case_id))
     return {"id": case_id, "reference": row["reference"]}
 

@@ -15,7 +15,7 @@ from services.referral import escalation, lifecycle, sql
 from services.referral.directory import PartnerEntry, ServiceTerms, partner_from_row
 from services.referral.escalation import Chain, Policy
 from services.referral.matching import (
-    NO_PREFERENCES, family_contact_asked, may_refer_anyway, rank, referable_services, route,
+    NO_PREFERENCES, Preferences, family_contact_asked, may_refer_anyway, rank, referable_services, route,
 )
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,8 @@ def refer_case(cur, event, outbox, now=None):
     services = referable_services(case["needs"], case["consents"])
     if not services:
         return effects
-    routing = route(case["needs"], case["consents"], case["governorate"], load_offers(cur, services), now)
+    routing = route(case["needs"], case["consents"], case["governorate"], load_offers(cur, services), now,
+                    preferences=Preferences(**data.get("preferences") or {}))
     policy = _policy_for(cur, case["level"])
     for match in routing.matches:
         _offer(cur, outbox, case, match.service, match.partner, attempt=1, offered_by="matching",

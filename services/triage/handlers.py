@@ -3,7 +3,7 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-from sanad.contracts.events import new_event
+from sanad.contracts.events import new_event, no_preferences
 from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
 from sanad.contracts.vocabulary import lane_for
 from services.triage import sql
@@ -64,6 +64,7 @@ def triage_case(cur, event, outbox, keys, assessor, now=None):
         "governorate": data["governorate"],
         "needs": data["needs"],
         "consents": data["consents"],
+        "preferences": data.get("preferences") or no_preferences(),
     }, producer=PRODUCER, correlation_id=event.correlation_id, lane=lane_for(assessment.level)))
     return assessment.level
 

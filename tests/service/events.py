@@ -20,13 +20,15 @@ def case_received(keys, narrative, needs=("counselling",), consents=("counsellin
     }, producer="intake")
 
 
-def case_triaged(level="medium", needs=("counselling",), consents=("counselling",), governorate="dhi_qar"):
+def case_triaged(level="medium", needs=("counselling",), consents=("counselling",), governorate="dhi_qar",
+                 preferences=None):
     case_id = uuid.uuid4()
     return new_event("case.triaged", {
         "case_id": case_id, "reference": f"SND-{case_id.hex[:4].upper()}-TEST",
         "received_at": datetime.now(timezone.utc), "level": level, "score": 50,
         "reasons": [], "sealed_evidence": None, "lexicon_version": "test", "governorate": governorate,
         "needs": list(needs), "consents": list(consents),
+        **({"preferences": preferences} if preferences else {}),
     }, producer="triage", lane=lane_for(level))
 
 

@@ -164,7 +164,8 @@ def test_an_operator_records_the_full_case_sealed_with_its_event_and_audit_in_on
     assert routing_key == "case.received.normal"
     event = parse(message)
     assert set(event.data) == {"case_id", "reference", "received_at", "channel", "governorate", "needs",
-                               "consents", "facts", "sealed_narrative"}, "case.received keeps its v1 fields only"
+                               "consents", "facts", "sealed_narrative", "preferences"}, "only what others need"
+    assert event.data["preferences"] == {"family_contact": False, "staff_gender": None, "victim_age": 17}
     # A band of minors reaches triage as its oldest age, so a child stays a child.
     assert event.data["facts"]["victim_age"] == 17
     assert event.data["facts"]["threat_of_violence"] is True

@@ -104,6 +104,23 @@ def test_each_consented_need_goes_to_the_best_partner(pools, outbox, keys):
     assert [e.type for _, e in events(pools)] == ["referral.created", "referral.created"]
 
 
+def test_the_victims_age_from_intake_keeps_an_adults_only_partner_from_a_minor(pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        adults_only = handlers.create_partner(cur, PartnerEntry(name="Adult Counselling", services=(
+            ServiceTerms(service="counselling", governorates=("dhi_qar",), min_age=18),)))
+        for_all = handlers.create_partner(cur, PartnerEntry(name="Youth Counselling", services=(
+            ServiceTerms(service="counselling", governorates=("nationwide",)),)))
+    minor = case_triaged(preferences={"family_contact": False, "staff_gender": None, "victim_age": 15})
+    adult = case_triaged(preferences={"family_contact": False, "staff_gender": None, "victim_age": 30})
+    service = referral_service(pools, outbox, keys)
+    service.on_case_triaged(minor.to_message())
+    service.on_case_triaged(adult.to_message())
+
+    chosen = {r["case_id"]: r["partner_id"] for r in referrals(pools)}
+    assert chosen[minor.data["case_id"]] == for_all
+    assert chosen[adult.data["case_id"]] == adults_only, "a partner in her governorate comes first"
+
+
 def test_a_critical_case_is_referred_on_the_critical_lane(pools, outbox, keys):
     add_partners(pools)
     offer_critical_case(pools, outbox, keys)

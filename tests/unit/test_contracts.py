@@ -22,6 +22,7 @@ def case_received():
         "facts": {"victim_age": 17, "material_published": False, "deadline_hours": 48.0,
                   "suicidal_thoughts": None, "threat_of_violence": True},
         "sealed_narrative": SEALED,
+        "preferences": {"family_contact": False, "staff_gender": "female", "victim_age": 17},
     }
 
 
@@ -31,6 +32,7 @@ def case_triaged():
         "reasons": [{"code": "minor", "source": "checklist"}, {"code": "self_harm", "source": "text"}],
         "sealed_evidence": SEALED, "lexicon_version": "2024.03-ar-iq", "governorate": "basra",
         "needs": ["counselling", "legal_aid"], "consents": ["counselling"],
+        "preferences": {"family_contact": True, "staff_gender": None, "victim_age": None},
     }
 
 
@@ -425,3 +427,10 @@ def test_a_producer_naming_an_unknown_event_type_gets_a_contract_error():
     with pytest.raises(ContractError) as raised:
         new_event("case.teleported", {}, producer="intake")
     assert "type" in raised.value.errors
+
+
+def test_a_case_from_a_producer_that_sends_no_preferences_means_no_family_contact():
+    message = _message("case.received")
+    del message["data"]["preferences"]
+    assert parse(_over_the_wire(message)).data["preferences"] == {
+        "family_contact": False, "staff_gender": None, "victim_age": None}
