@@ -7,7 +7,7 @@ pause (the database may be restarting); after MAX_ATTEMPTS failures of the same 
 rather than blocking its queue for ever. Callers consume with requeue_on_error=True: nameko's default
 acknowledges a message whose handler raised, which loses it.
 
-Importing this module also hardens every nameko consumer of the process in two ways:
+Services consume through this module's `consume`, whose queue consumer differs from nameko's in two ways:
 - A message that cannot even be decoded (broken JSON, bytes that are not UTF-8, a content type the
   service refuses) never reaches a handler: kombu acknowledges it and writes its raw body into the log, so
   it is lost without a trace an operator would look at, and whatever it held is in the log. It is set
@@ -20,10 +20,11 @@ Importing this module also hardens every nameko consumer of the process in two w
 import json
 import logging
 import time
+from contextlib import contextmanager
 
 import eventlet
 from amqp.exceptions import ConnectionError as AMQPConnectionError
-from nameko.messaging import QueueConsumer
+from nameko.messaging import Consumer, QueueConsumer
 
 from sanad.contracts.events import ContractError, parse
 from sanad.platform import metrics
@@ -107,10 +108,18 @@ def _dead_letter(pool, queue, body, event, reason, detail):
     log.error("set aside a message from %s: %s", queue, reason)
 
 
+def _is_json(body):
+    try:
+        json.dumps(body)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def set_aside_undecodable(queue_consumer, message, exc):
-    """kombu's decode-error callback for a nameko consumer: record the message in dead_letters (without
-    its body, which is not JSON and may hold anything) and acknowledge it. If the database is away, the
-    message goes back to the queue after a pause and is set aside once it can be recorded."""
+    """Record a message kombu could not decode in dead_letters (without its body, which is not JSON and
+    may hold anything) and acknowledge it. If the database is away, the message goes back to the queue
+    after a pause and is set aside once it can be recorded."""
     queue = _queue_of(queue_consumer, message)
     detail = f"{type(exc).__name__} ({message.content_type or 'no content type'})"
     try:
@@ -131,26 +140,36 @@ def _queue_of(queue_consumer, message):
     return message.delivery_info.get("routing_key") or "unknown"
 
 
-def _tolerating_a_lost_connection(settle):
-    def settle_message(queue_consumer, message):
-        try:
-            settle(queue_consumer, message)
-        except (OSError, AMQPConnectionError) as exc:
-            log.warning("connection to the broker lost before a message was settled (%s); the broker will "
-                        "deliver it again", type(exc).__name__)
-    settle_message.tolerates_lost_connection = True
-    return settle_message
-
-
-QueueConsumer.on_decode_error = set_aside_undecodable
-for _name in ("ack_message", "requeue_message"):
-    if not getattr(getattr(QueueConsumer, _name), "tolerates_lost_connection", False):
-        setattr(QueueConsumer, _name, _tolerating_a_lost_connection(getattr(QueueConsumer, _name)))
-
-
-def _is_json(body):
+@contextmanager
+def _lost_connection_tolerated():
+    """A broker gone while a message is settled must not kill the service: the broker delivers the
+    unsettled message again, and the handler's inbox makes that harmless."""
     try:
-        json.dumps(body)
-        return True
-    except (TypeError, ValueError):
-        return False
+        yield
+    except (OSError, AMQPConnectionError) as exc:
+        log.warning("connection to the broker lost before a message was settled (%s); the broker will "
+                    "deliver it again", type(exc).__name__)
+
+
+class EventQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, except that an undecodable message is set aside instead of being
+    acknowledged silently by kombu, and a lost connection while settling is not fatal."""
+
+    def on_decode_error(self, message, exc):
+        set_aside_undecodable(self, message, exc)
+
+    def ack_message(self, message):
+        with _lost_connection_tolerated():
+            super().ack_message(message)
+
+    def requeue_message(self, message):
+        with _lost_connection_tolerated():
+            super().requeue_message(message)
+
+
+class EventConsumer(Consumer):
+    queue_consumer = EventQueueConsumer()
+
+
+consume = EventConsumer.decorator
+"""Every service consumes with this (and requeue_on_error=True), in place of nameko's `consume`."""

@@ -12,7 +12,6 @@ from functools import partial
 from pathlib import Path
 
 from marshmallow import ValidationError
-from nameko.messaging import consume
 from prometheus_client import Counter, Histogram
 from werkzeug.wrappers import Response
 
@@ -20,7 +19,7 @@ from sanad import settings
 from sanad.contracts import routing
 from sanad.platform.database import Database
 from sanad.platform.http import ApiError, http, json_response, read_json
-from sanad.platform.inbox import handle_event
+from sanad.platform.inbox import consume, handle_event
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox

@@ -9,13 +9,12 @@ in a bounded pool, a few slots at most per endpoint, so one slow partner holds u
 import time
 from functools import partial
 
-from nameko.messaging import consume
 from prometheus_client import Counter, Gauge, Histogram
 
 from sanad.contracts import routing
 from sanad.contracts.vocabulary import LANES
 from sanad.platform.database import Database
-from sanad.platform.inbox import handle_event
+from sanad.platform.inbox import consume, handle_event
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox

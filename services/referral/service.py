@@ -16,7 +16,6 @@ from functools import partial
 from pathlib import Path
 
 from marshmallow import ValidationError
-from nameko.messaging import consume
 from nameko.timer import timer
 from prometheus_client import Counter, Gauge, Histogram
 from werkzeug.exceptions import HTTPException
@@ -26,7 +25,7 @@ from sanad.contracts import routing
 from sanad.contracts.vocabulary import ESCALATION_REASONS, LANES, REFERRAL_STATUSES, RISK_LEVELS
 from sanad.platform.database import Database
 from sanad.platform.http import ApiError, JsonHttpHandler, json_response, read_json
-from sanad.platform.inbox import handle_event
+from sanad.platform.inbox import consume, handle_event
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox

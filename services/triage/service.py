@@ -1,12 +1,11 @@
 """Triage: assesses every received case and announces its risk level."""
 from functools import partial
 
-from nameko.messaging import consume
 from prometheus_client import Counter
 
 from sanad.contracts import routing
 from sanad.platform.database import Database
-from sanad.platform.inbox import handle_event
+from sanad.platform.inbox import consume, handle_event
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox

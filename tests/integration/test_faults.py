@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg2
 import pytest
 from kombu import Connection
-from nameko.messaging import QueueConsumer
+from sanad.platform.inbox import EventQueueConsumer
 
 from sanad.contracts import routing
 from sanad.contracts.events import new_event
@@ -120,7 +120,7 @@ def test_an_acknowledgement_lost_with_the_connection_is_left_to_the_broker_to_re
         def requeue(self):
             raise ConnectionResetError(104, "Connection reset by peer")
 
-    consumer = QueueConsumer()
+    consumer = EventQueueConsumer()
     consumer.ack_message(Message())
     consumer.requeue_message(Message())
 
