@@ -19,6 +19,11 @@ import argparse
 import getpass
 import sys
 import uuid
+import warnings
+
+# nameko 2 is built on eventlet, which warns at every import that it is deprecated; an operator can do
+# nothing about it.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 from kombu import Connection
 
