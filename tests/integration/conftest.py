@@ -1,8 +1,6 @@
 """The integration tier: real RabbitMQ (a virtual host of this run's own), real PostgreSQL (a database
 of this run's own), and the six service processes started exactly as `sanad run` starts them."""
 import os
-import random
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,24 +12,12 @@ from sanad.contracts import routing
 from sanad.launcher import Stack
 from tests.conftest import ARTIFACTS
 from tests.support import rabbit
+from tests.support.ports import free_ports
 
 
-def free_port_base(count=6, attempts=50):
-    for _ in range(attempts):
-        base = random.randrange(20000, 60000)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                s.bind(("127.0.0.1", port))
-                sockets.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free range of ports")
+def free_port_base(count=6):
+    """The first of `count` consecutive free loopback ports, for a stack's six processes."""
+    return free_ports(count)
 
 
 def module_name(request):
