@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response
 
 from sanad import settings
 from sanad.platform import metrics
+from sanad.platform.broker import release_quietly
 from sanad.platform.database import database_of
 from sanad.platform.http import http, json_response
 from sanad.platform.logs import LogContext
@@ -173,12 +174,7 @@ class Probe(DependencyProvider):
         return self.connection
 
     def _close(self):
-        if self.connection is not None:
-            try:
-                self.connection.release()
-            except Exception:  # noqa: BLE001 -- closing a broken connection may fail; it is gone either way
-                pass
-            self.connection = None
+        self.connection = release_quietly(self.connection)
 
 
 class Observable:

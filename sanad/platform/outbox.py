@@ -23,6 +23,7 @@ from nameko.extensions import DependencyProvider
 from sanad import settings
 from sanad.contracts import routing
 from sanad.platform import metrics
+from sanad.platform.broker import release_quietly
 from sanad.platform.database import database_of
 
 log = logging.getLogger(__name__)
@@ -183,9 +184,4 @@ class Outbox(DependencyProvider):
         return self.producer
 
     def _close_connection(self):
-        if self.connection is not None:
-            try:
-                self.connection.release()
-            except Exception:  # noqa: BLE001 -- closing a broken connection may fail; it is gone either way
-                pass
-            self.connection = None
+        self.connection = release_quietly(self.connection)

@@ -74,6 +74,10 @@ OVERDUE = Gauge(
 )
 
 
+def _partner_not_found():
+    return ApiError(404, "not_found", "No partner has this id.", {"partner_id": ["Not found."]})
+
+
 class HttpError(ApiError):
     def __init__(self, status, code, message, fields=None, headers=None):
         super().__init__(status, code, message, fields)
@@ -351,7 +355,7 @@ class ReferralService(Observable):
                              detail={"fields": sorted(changes)})
                 found = handlers.directory(cur, partner_id, reveal_confidential=False)
         except handlers.NotFound:
-            raise ApiError(404, "not_found", "No partner has this id.", {"partner_id": ["Not found."]}) from None
+            raise _partner_not_found() from None
         return json_response(200, _rows(found)[0])
 
     @api("PUT", "/admin/v1/partners/<partner_id>/services/<service>")
@@ -369,7 +373,7 @@ class ReferralService(Observable):
                              detail={"service": service})
                 found = handlers.directory(cur, partner_id, reveal_confidential=False)
         except handlers.NotFound:
-            raise ApiError(404, "not_found", "No partner has this id.", {"partner_id": ["Not found."]}) from None
+            raise _partner_not_found() from None
         return json_response(200, _rows(found)[0])
 
     @api("DELETE", "/admin/v1/partners/<partner_id>/services/<service>")
