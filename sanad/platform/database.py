@@ -1,5 +1,6 @@
 """The PostgreSQL dependency: one pool per service process, confined to the service's own schema."""
 from nameko.extensions import DependencyProvider
+from psycogreen.eventlet import patch_psycopg
 
 from sanad import settings
 from sanad.platform.pool import Pool
@@ -14,6 +15,9 @@ class Database(DependencyProvider):
         self.pool = None
 
     def setup(self):
+        # psycopg2 is C: unless it hands its waits to eventlet's hub, every query and commit stalls the
+        # whole process (its other workers, its HTTP server and its outbox relay) until PostgreSQL answers.
+        patch_psycopg()
         size = int(self.container.config.get("max_workers", 10)) + EXTRA_CONNECTIONS
         self.pool = Pool(settings.from_environment().database_url, size=size, schema=self.schema)
 

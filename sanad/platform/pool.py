@@ -35,7 +35,13 @@ class Pool:
         kwargs = {"connect_timeout": self._connect_timeout, "application_name": "sanad"}
         if self._options:
             kwargs["options"] = self._options
-        return psycopg2.connect(self._dsn, **kwargs)
+        if psycopg2.extensions.get_wait_callback() is None:
+            return psycopg2.connect(self._dsn, **kwargs)
+        # A green connection (sanad.platform.database) is made without blocking, and libpq ignores
+        # connect_timeout then: the timeout is kept here instead.
+        import eventlet
+        with eventlet.Timeout(self._connect_timeout, psycopg2.OperationalError("timed out connecting to PostgreSQL")):
+            return psycopg2.connect(self._dsn, **kwargs)
 
     @contextmanager
     def connection(self):
