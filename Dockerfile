@@ -27,6 +27,6 @@ RUN pip install --no-deps -e .
 
 USER sanad
 
-EXPOSE 8000 8001 8002 8003 8004 8005
+EXPOSE 8000 8001 8002 8003 8004 8005 8006 8007
 
 CMD ["sanad", "--help"]

@@ -19,16 +19,24 @@ QUIET_EVENTLET = "ignore:::nameko.cli.commands"
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(signum=signal.SIGTERM):
+def die_with_parent(signum=signal.SIGTERM, nice=0):
     """A preexec_fn asking Linux to send `signum` to the child when the process (strictly, the thread)
-    that started it dies, so a launcher or test run that is itself killed leaves no service running.
-    Elsewhere than Linux it does nothing."""
+    that started it dies, so a launcher or test run that is itself killed leaves no service running
+    (elsewhere than Linux that part does nothing), and lowering the child's CPU priority by `nice`."""
     def preexec():
         try:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signum))
         except (OSError, AttributeError):
             pass
+        if nice:
+            os.nice(nice)
     return preexec
+
+
+# The processes that work through the normal lane's queues run at a lower CPU priority (a higher nice
+# value), so that when both cores are busy with a surge, the critical lane's processes, the API and
+# PostgreSQL get the CPU first. SANAD_BULK_NICE=0 turns it off.
+DEFAULT_BULK_NICE = 10
 
 
 @dataclass(frozen=True)
@@ -37,23 +45,30 @@ class ServiceProcess:
     target: str  # module[:class] for `nameko run`
     config: str
     port_offset: int
+    bulk: bool = False  # works through the normal lane's queues: runs at a lower CPU priority
 
 
 PROCESSES = (
     ServiceProcess("intake", "services.intake.service:IntakeService", "services/intake/config.yaml", 0),
-    ServiceProcess("triage", "services.triage.service:TriageService", "services/triage/config.yaml", 1),
-    ServiceProcess("referral", "services.referral.service:ReferralService", "services/referral/config.yaml", 2),
+    ServiceProcess("intake-status", "services.intake.service:IntakeStatusService", "services/intake/config.yaml", 7,
+                   bulk=True),
+    ServiceProcess("triage", "services.triage.service:TriageService", "services/triage/config.yaml", 1, bulk=True),
+    ServiceProcess("triage-critical", "services.triage.service:CriticalTriageService",
+                   "services/triage/config.yaml", 6),
+    ServiceProcess("referral", "services.referral.service:ReferralService", "services/referral/config.yaml", 2,
+                   bulk=True),
     ServiceProcess("referral-critical", "services.referral.service:CriticalReferralService",
                    "services/referral/config.yaml", 3),
-    ServiceProcess("notify", "services.notify.service:NotifyService", "services/notify/config.yaml", 4),
+    ServiceProcess("notify", "services.notify.service:NotifyService", "services/notify/config.yaml", 4, bulk=True),
     ServiceProcess("notify-critical", "services.notify.service:CriticalNotifyService",
                    "services/notify/config.yaml", 5),
 )
 BY_NAME = {p.name: p for p in PROCESSES}
+PORT_SPAN = 1 + max(p.port_offset for p in PROCESSES)  # consecutive ports a stack listens on
 
 
 class Stack:
-    """The six processes. `log_dir` set: each writes its own file; unset: output is prefixed to stdout.
+    """The eight processes. `log_dir` set: each writes its own file; unset: output is prefixed to stdout.
     Each runs in a session of its own, so a Ctrl-C reaches only the launcher, which stops them in order;
     each is sent SIGTERM if the launcher dies without stopping them (start and restart them from one
     long-lived thread: the signal follows the thread that started a process)."""
@@ -63,6 +78,7 @@ class Stack:
         self.host = host
         self.port_base = port_base
         self.log_dir = Path(log_dir) if log_dir else None
+        self.bulk_nice = int(self.env.get("SANAD_BULK_NICE", DEFAULT_BULK_NICE))
         self.running = {}
 
     def url(self, name):
@@ -79,14 +95,15 @@ class Stack:
         # eventlet warns at every start that it is deprecated; nameko 2 is built on it.
         env.setdefault("PYTHONWARNINGS", QUIET_EVENTLET)
         command = [str(nameko), "run", "--config", proc.config, proc.target]
+        preexec = die_with_parent(nice=self.bulk_nice if proc.bulk else 0)
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             with open(self.log_dir / f"{proc.name}.log", "ab") as log:
                 child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True, preexec_fn=die_with_parent())
+                                         start_new_session=True, preexec_fn=preexec)
         else:
             child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=die_with_parent())
+                                     start_new_session=True, preexec_fn=preexec)
             threading.Thread(target=_prefix_lines, args=(proc.name, child.stdout), daemon=True).start()
         self.running[proc.name] = child
 

@@ -23,8 +23,10 @@ def _queue(name, *routing_keys):
     )
 
 
-# Triage assesses every case; it cannot know which is critical before assessing it.
-TRIAGE_CASE_RECEIVED = _queue("triage.case_received", "case.received.*")
+# Triage assesses every case. Intake sends a case on the critical lane when the operator's checklist
+# already says a life is in danger, and triage's critical process assesses it from a queue of its own.
+TRIAGE_CASE_RECEIVED = _queue("triage.case_received", "case.received.normal")
+TRIAGE_CASE_RECEIVED_CRITICAL = _queue("triage.case_received.critical", "case.received.critical")
 
 # Referral and notify keep the critical lane in queues and processes of its own, so a critical case
 # never waits behind a backlog of normal ones.
@@ -52,6 +54,7 @@ TRIAGE_RISK_OVERRIDDEN = _queue("triage.risk_overridden", "case.risk_overridden.
 
 ALL_QUEUES = (
     TRIAGE_CASE_RECEIVED,
+    TRIAGE_CASE_RECEIVED_CRITICAL,
     REFERRAL_CASE_TRIAGED,
     REFERRAL_CASE_TRIAGED_CRITICAL,
     REFERRAL_NOTIFICATION_EXHAUSTED,
@@ -65,8 +68,17 @@ ALL_QUEUES = (
 )
 
 
+# Bindings of earlier versions, removed where they still exist: RabbitMQ keeps a queue's bindings when the
+# code that declared them changes. (queue, routing key)
+RETIRED_BINDINGS = (
+    (TRIAGE_CASE_RECEIVED, "case.received.*"),  # before the critical lane into triage
+)
+
+
 def declare_all(connection) -> None:
     channel = connection.default_channel
     EXCHANGE(channel).declare()
     for queue in ALL_QUEUES:
         queue(channel).declare()
+    for queue, routing_key in RETIRED_BINDINGS:
+        channel.queue_unbind(queue.name, EXCHANGE.name, routing_key)

@@ -21,6 +21,14 @@ def facts_of(case: dict) -> dict:
     return {name: case.get(name) for name in FACT_FIELDS}
 
 
+def triage_lane(facts: dict) -> str:
+    """The lane a new case travels to triage on. The operator's checklist can already say a life is in
+    danger; such a case is assessed by triage's critical process, never behind a backlog of others. A
+    danger that shows only in the narrative is found by triage on the normal lane, which then sends the
+    case on at its level."""
+    return "critical" if facts.get("suicidal_thoughts") or facts.get("threat_of_violence") else "normal"
+
+
 def case_status(case: dict, referrals: list, deliveries: list) -> str:
     """One word for where a case stands, from the facts intake has heard about it."""
     if not case.get("risk_level"):

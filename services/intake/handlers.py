@@ -140,7 +140,7 @@ def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=
         "sealed_narrative": keys.transport.seal(fields["narrative"], narrative_context(case_id)),
         "preferences": {"family_contact": row["family_contact_allowed"], "staff_gender": None,
                         "victim_age": facts["victim_age"]},
-    }, producer=PRODUCER, correlation_id=case_id))
+    }, producer=PRODUCER, correlation_id=case_id, lane=cases.triage_lane(facts)))
     return {"id": case_id, "reference": row["reference"]}
 
 

@@ -1,5 +1,5 @@
 """Intake: the operators' UI and the JSON API it uses, which records cases and shows them to the staff
-allowed to see them.
+allowed to see them; and, in a second process, the status of each case as the other services report it.
 
 Every /api endpoint needs a staff session (cookie) or an API token (Authorization: Bearer), else it answers
 401 in JSON. A write from a session must carry its CSRF token (X-CSRF-Token header, or a csrf_token form
@@ -364,14 +364,6 @@ class IntakeService(Observable):
         """Any other /api address (a malformed case id, say) answers in JSON like the rest of the API."""
         raise _api_error(404, "not_found", self._lang(request))
 
-    @consume(routing.INTAKE_CASE_STATUS, requeue_on_error=True)
-    def on_case_status(self, body):
-        handler = partial(handlers.record_status, keys=self.keys)
-        reached = handle_event(self.db, routing.INTAKE_CASE_STATUS.name, body, handler)
-        if reached:
-            stage, level, seconds = reached
-            CASE_TIME_TO_STAGE.labels(stage=stage, level=level).observe(seconds)
-
     # The pages --------------------------------------------------------------------------------------
 
     @http("GET", "/")
@@ -540,3 +532,21 @@ class IntakeService(Observable):
     @staticmethod
     def _created_body(case):
         return {"id": str(case["id"]), "reference": case["reference"], "status_url": f"/api/cases/{case['id']}"}
+
+
+class IntakeStatusService(Observable):
+    """Keeps what operators see of each case (its risk, referrals, deliveries) up to date with what the
+    other services report. A process of its own, beside the API's: a case brings three to five reports,
+    and during a surge the API must answer calls at once while this catches up."""
+    name = "intake_status"
+
+    db = Database("intake")
+    keys = KeyFile()
+
+    @consume(routing.INTAKE_CASE_STATUS, requeue_on_error=True)
+    def on_case_status(self, body):
+        handler = partial(handlers.record_status, keys=self.keys)
+        reached = handle_event(self.db, routing.INTAKE_CASE_STATUS.name, body, handler)
+        if reached:
+            stage, level, seconds = reached
+            CASE_TIME_TO_STAGE.labels(stage=stage, level=level).observe(seconds)

@@ -1,4 +1,10 @@
-"""Triage: assesses every received case and announces its risk level."""
+"""Triage: assesses every received case and announces its risk level.
+
+Two service classes run as separate processes, as in referral and notify: the normal one assesses the
+cases intake sends on the normal lane and keeps the overrides; the critical one assesses only the cases
+whose checklist already says a life is in danger, from a queue of its own, so they never wait behind a
+backlog (see services.intake.cases.triage_lane).
+"""
 from functools import partial
 
 from prometheus_client import Counter
@@ -26,10 +32,7 @@ class TriageService(Observable):
 
     @consume(routing.TRIAGE_CASE_RECEIVED, requeue_on_error=True)
     def on_case_received(self, body):
-        handler = partial(handlers.triage_case, outbox=self.outbox, keys=self.keys, assessor=self.risk_model)
-        level = handle_event(self.db, routing.TRIAGE_CASE_RECEIVED.name, body, handler)
-        if level:
-            CASES_TRIAGED.labels(level=level).inc()
+        self._triage(routing.TRIAGE_CASE_RECEIVED.name, body)
 
     @consume(routing.TRIAGE_RISK_OVERRIDDEN, requeue_on_error=True)
     def on_risk_overridden(self, body):
@@ -37,3 +40,20 @@ class TriageService(Observable):
         level = handle_event(self.db, routing.TRIAGE_RISK_OVERRIDDEN.name, body, handler)
         if level:
             RISK_OVERRIDES.labels(level=level).inc()
+
+    def _triage(self, queue, body):
+        handler = partial(handlers.triage_case, outbox=self.outbox, keys=self.keys, assessor=self.risk_model)
+        level = handle_event(self.db, queue, body, handler)
+        if level:
+            CASES_TRIAGED.labels(level=level).inc()
+
+
+class CriticalTriageService(TriageService):
+    name = "triage_critical"
+
+    @consume(routing.TRIAGE_CASE_RECEIVED_CRITICAL, requeue_on_error=True)
+    def on_case_received(self, body):
+        self._triage(routing.TRIAGE_CASE_RECEIVED_CRITICAL.name, body)
+
+    def on_risk_overridden(self, body):
+        """Not here: overrides stay with the normal process."""

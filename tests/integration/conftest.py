@@ -9,14 +9,14 @@ import pytest
 from kombu import Connection
 
 from sanad.contracts import routing
-from sanad.launcher import Stack
+from sanad.launcher import PORT_SPAN, Stack
 from tests.conftest import ARTIFACTS
 from tests.support import rabbit
 from tests.support.ports import free_ports
 
 
-def free_port_base(count=6):
-    """The first of `count` consecutive free loopback ports, for a stack's six processes."""
+def free_port_base(count=PORT_SPAN):
+    """The first of `count` consecutive free loopback ports, by default those of a stack's processes."""
     return free_ports(count)
 
 

@@ -20,21 +20,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sanad.launcher import BY_NAME, PROCESSES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = REPO_ROOT / "deploy" / "grafana"
 
-# Each Sanad process: its port and the exact `nameko run` it is.
-SANAD_SERVICES = {
-    "intake": (8000, "services/intake/config.yaml", "services.intake.service:IntakeService"),
-    "triage": (8001, "services/triage/config.yaml", "services.triage.service:TriageService"),
-    "referral": (8002, "services/referral/config.yaml", "services.referral.service:ReferralService"),
-    "referral-critical": (
-        8003, "services/referral/config.yaml", "services.referral.service:CriticalReferralService"),
-    "notify": (8004, "services/notify/config.yaml", "services.notify.service:NotifyService"),
-    "notify-critical": (8005, "services/notify/config.yaml", "services.notify.service:CriticalNotifyService"),
-}
+# Each Sanad process, as `sanad run` starts it: its port and the exact `nameko run` it is.
+SANAD_SERVICES = {p.name: (8000 + p.port_offset, p.config, p.target) for p in PROCESSES}
 SUPPORT_SERVICES = {"rabbitmq", "postgres", "prometheus", "grafana", "migrate"}
 SANAD_ENVIRONMENT = {
     "SANAD_AMQP_URI", "SANAD_DATABASE_URL", "SANAD_WEB_ADDRESS", "SANAD_KEYS_FILE", "SANAD_ENV", "SANAD_LOG_LEVEL",
@@ -179,6 +173,12 @@ def test_sanad_service_runs_its_nameko_service_with_its_config_and_port(name):
 
 
 @pytest.mark.parametrize("name", sorted(SANAD_SERVICES))
+def test_only_the_normal_lane_s_processes_get_less_cpu_weight_as_sanad_run_gives_them_less_priority(name):
+    shares = services()[name].get("cpu_shares")
+    assert (shares is not None and shares < 1024) == BY_NAME[name].bulk
+
+
+@pytest.mark.parametrize("name", sorted(SANAD_SERVICES))
 def test_sanad_service_healthcheck_asks_its_own_readiness_endpoint(name):
     healthcheck = services()[name].get("healthcheck")
     assert healthcheck and not healthcheck.get("disable"), f"{name} has no healthcheck"
@@ -239,7 +239,7 @@ def test_image_runs_as_non_root_and_leaves_secrets_and_local_state_out():
         assert path in ignored, f".dockerignore must exclude {path}"
 
 
-def test_prometheus_scrapes_exactly_the_six_services_on_metrics():
+def test_prometheus_scrapes_exactly_the_sanad_processes_on_metrics():
     mounted = host_source_mounted_at("prometheus", "/etc/prometheus")
     assert mounted == PROMETHEUS_DIR
     config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")

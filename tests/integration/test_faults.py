@@ -21,6 +21,7 @@ from sanad.platform.inbox import EventQueueConsumer
 
 from sanad.contracts import routing
 from sanad.contracts.events import new_event
+from sanad.launcher import PORT_SPAN, PROCESSES
 from sanad.platform import inbox  # noqa: F401 -- hardens nameko's consumer, as in every service
 from tests.conftest import ARTIFACTS
 from tests.support.faults import CASE, CONSUMERS, CRITICAL_CASE, JOURNEY, Bench, declared_queues
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def bench(keys_file):
-    made = Bench(keys_file, ARTIFACTS / "logs" / "test_faults", free_ports(6))
+    made = Bench(keys_file, ARTIFACTS / "logs" / "test_faults", free_ports(PORT_SPAN))
     try:
         made.start()
         yield made
@@ -347,7 +348,7 @@ class Chaos:
     """Faults at random moments, from a seed printed so that a failing run can be replayed
     (SANAD_FAULT_SEED=<seed>)."""
 
-    PROCESSES = ("intake", "triage", "referral", "referral-critical", "notify", "notify-critical")
+    PROCESSES = tuple(p.name for p in PROCESSES)
 
     def __init__(self, bench, seed):
         self.bench = bench

@@ -10,6 +10,7 @@ import requests
 from kombu import Connection, Queue
 
 from sanad.contracts import routing
+from sanad.launcher import PORT_SPAN
 from tests.conftest import ARTIFACTS
 from tests.support.faults import CASE, Bench
 from tests.support.ports import free_ports
@@ -23,7 +24,7 @@ LOG_DIR = ARTIFACTS / "logs" / "test_privacy"
 def bench(keys_file):
     for old in LOG_DIR.glob("*.log"):
         old.unlink()
-    made = Bench(keys_file, LOG_DIR, free_ports(6), extra_env={"SANAD_LOG_LEVEL": "DEBUG"})
+    made = Bench(keys_file, LOG_DIR, free_ports(PORT_SPAN), extra_env={"SANAD_LOG_LEVEL": "DEBUG"})
     try:
         made.start()
         yield made

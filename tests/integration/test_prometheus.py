@@ -1,5 +1,5 @@
 """Debian's Prometheus, started on a loopback port of its own with the repository's alert rules, scrapes the
-six running processes; after a case flows through, the series the dashboard and the alerts rely on are
+running processes; after a case flows through, the series the dashboard and the alerts rely on are
 there, every rule evaluates without error, and no label carries anything about the case.
 
 Also /ready, which docker-compose's health checks ask."""
@@ -120,7 +120,7 @@ def case_through(stack, stack_env):
     return created
 
 
-def test_prometheus_scrapes_all_six_processes(prometheus):
+def test_prometheus_scrapes_every_sanad_process(prometheus):
     up = eventually(prometheus, 'count(up == 1) == 6')
     assert float(up[0]["value"][1]) == 6
 

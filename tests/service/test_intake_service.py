@@ -14,7 +14,7 @@ from sanad.contracts.events import new_event, parse
 from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
 from sanad.platform.http import ApiError, JsonHttpHandler
 from services.intake import accounts, auth, handlers
-from services.intake.service import IntakeService
+from services.intake.service import IntakeService, IntakeStatusService
 from services.intake.vocabulary import field_context
 from tests.service import conftest
 from tests.service.conftest import outbox_events, rows
@@ -51,6 +51,10 @@ def json_request(*args, **kwargs):
 
 def intake(pools, outbox, keys):
     return worker_factory(IntakeService, db=pools["intake"], outbox=outbox, keys=keys)
+
+
+def intake_status(pools, keys):
+    return worker_factory(IntakeStatusService, db=pools["intake"], keys=keys)
 
 
 def call(service, method, *args):
@@ -161,7 +165,7 @@ def test_an_operator_records_the_full_case_sealed_with_its_event_and_audit_in_on
     assert audit_actions(pools, case["id"]) == ["case_recorded"]
 
     [(routing_key, message)] = outbox_events(pools["intake"])
-    assert routing_key == "case.received.normal"
+    assert routing_key == "case.received.critical", "the checklist says a life is threatened: the critical lane"
     event = parse(message)
     assert set(event.data) == {"case_id", "reference", "received_at", "channel", "governorate", "needs",
                                "consents", "facts", "sealed_narrative", "preferences"}, "only what others need"
@@ -269,7 +273,7 @@ def test_a_counsellor_sees_only_the_cases_referred_to_their_partner(pools, outbo
     service = intake(pools, outbox, keys)
     ours, theirs = (body_of(post_case(service, operator)) for _ in range(2))
     for case, partner_id in ((ours, partner), (theirs, elsewhere)):
-        service.on_case_status(new_event("referral.created", {
+        intake_status(pools, keys).on_case_status(new_event("referral.created", {
             "referral_id": uuid.uuid4(), "case_id": uuid.UUID(case["id"]), "reference": case["reference"],
             "partner_id": partner_id, "partner_name": "Centre", "service": "counselling", "level": "high",
             "governorate": "dhi_qar", "created_at": datetime.now(timezone.utc)}, "referral").to_message())
@@ -413,7 +417,7 @@ def test_raising_the_risk_level_is_open_to_the_operator_and_lowering_it_takes_a_
                                                            {"level": level, "reason": reason}, who.headers()), case_id)
 
     assert override(operator, "critical").status_code == 409, "nothing to override before triage"
-    service.on_case_status(triaged(case_id, created["reference"], "medium", keys=keys).to_message())
+    intake_status(pools, keys).on_case_status(triaged(case_id, created["reference"], "medium", keys=keys).to_message())
     assert override(operator, "critical").status_code == 200
     lowered = override(operator, "high")
     assert lowered.status_code == 403 and "level" in body_of(lowered)["error"]["fields"]
@@ -466,7 +470,7 @@ def test_the_case_view_shows_reasons_with_their_words_referral_statuses_deliveri
             "service": "legal_aid", "governorate": "dhi_qar", "reason": "no_match", "step": 1, "reoffered_to": None,
             "escalated_at": now}, "referral"),
     ):
-        service.on_case_status(event.to_message())
+        intake_status(pools, keys).on_case_status(event.to_message())
 
     view = body_of(get_case(service, operator, case_id))
     assert view["status"] == "referred"
@@ -502,8 +506,9 @@ def test_the_database_holds_no_plaintext_of_any_encrypted_field_in_any_column(po
     service = intake(pools, outbox, keys)
     created = body_of(post_case(service, operator))
     case_id = uuid.UUID(created["id"])
-    service.on_case_status(triaged(case_id, created["reference"], "medium", {"published": ["evidence-marker"]},
-                                   keys).to_message())
+    evidence = {"published": ["evidence-marker"]}
+    intake_status(pools, keys).on_case_status(
+        triaged(case_id, created["reference"], "medium", evidence, keys).to_message())
     override_reason = "override-reason-marker"
     call(service, "override_risk", json_request("POST", f"/api/cases/{case_id}/risk-override",
                                                 {"level": "critical", "reason": override_reason},
@@ -532,7 +537,8 @@ def test_rows_sealed_before_a_rotation_open_after_it_and_after_reseal_are_all_un
     old_service = intake(pools, outbox, keys)
     created = body_of(post_case(old_service, operator))
     case_id = uuid.UUID(created["id"])
-    old_service.on_case_status(triaged(case_id, created["reference"], "medium", {"published": ["x"]}, keys).to_message())
+    intake_status(pools, keys).on_case_status(
+        triaged(case_id, created["reference"], "medium", {"published": ["x"]}, keys).to_message())
     call(old_service, "override_risk", json_request("POST", f"/api/cases/{case_id}/risk-override",
                                                     {"level": "high", "reason": "raised"}, supervisor.headers()), case_id)
     rotated = dataclasses.replace(keys, data=keys.data.rotated())

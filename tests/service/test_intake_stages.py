@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 from sanad.contracts.events import new_event
 from sanad.contracts.vocabulary import lane_for
 from tests.service.conftest import rows
-from tests.service.test_intake_service import body_of, intake, post_case, staff, triaged
+from tests.service.test_intake_service import body_of, intake, intake_status, post_case, staff, triaged
 
 STAGES = ("triaged", "referred", "first_delivery", "acknowledged")
 
@@ -65,7 +65,7 @@ def test_each_stage_is_timed_once_from_receipt_at_its_first_news(pools, outbox, 
         status_changed(case_id, reference, second, "declined", "offered", received_at + timedelta(seconds=500)),
     ]
     for event in news:
-        service.on_case_status(event.to_message())
+        intake_status(pools, keys).on_case_status(event.to_message())
 
     expected = {"triaged": 30, "referred": 40, "first_delivery": 110, "acknowledged": 400}
     for stage, seconds in expected.items():

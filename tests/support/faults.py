@@ -44,6 +44,7 @@ CRITICAL_CASE = {
 # without an entry here fails test_every_queue_has_a_known_consumer, so the fault tests keep covering all.
 CONSUMERS = {
     "triage.case_received": ("triage", "triage"),
+    "triage.case_received.critical": ("triage-critical", "triage"),
     "triage.risk_overridden": ("triage", "triage"),
     "referral.case_triaged": ("referral", "referral"),
     "referral.notification_exhausted": ("referral", "referral"),
@@ -53,11 +54,12 @@ CONSUMERS = {
     "notify.referral_escalated": ("notify", "notify"),
     "notify.referral_created.critical": ("notify-critical", "notify"),
     "notify.referral_escalated.critical": ("notify-critical", "notify"),
-    "intake.case_status": ("intake", "intake"),
+    "intake.case_status": ("intake-status", "intake"),
 }
 # The queues every case's journey passes through, with the process that takes it from each.
-JOURNEY = ("triage.case_received", "referral.case_triaged", "referral.case_triaged.critical",
-           "notify.referral_created", "notify.referral_created.critical", "intake.case_status")
+JOURNEY = ("triage.case_received", "triage.case_received.critical", "referral.case_triaged",
+           "referral.case_triaged.critical", "notify.referral_created", "notify.referral_created.critical",
+           "intake.case_status")
 
 
 def declared_queues():

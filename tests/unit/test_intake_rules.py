@@ -7,7 +7,7 @@ import pytest
 from marshmallow import ValidationError
 
 from services.intake.accounts import check_new_account
-from services.intake.cases import REFERENCE_ALPHABET, case_status, facts_of, new_reference
+from services.intake.cases import REFERENCE_ALPHABET, case_status, facts_of, new_reference, triage_lane
 from services.intake.schemas import MAX_NARRATIVE_CHARS
 from services.intake.schemas import load_new_case as load_at
 
@@ -328,3 +328,15 @@ def test_password_of_exactly_twelve_characters_is_accepted():
 
 def test_every_problem_with_an_account_is_reported_at_once():
     assert set(check_new_account("A", "root", "short")) == {"username", "role", "password"}
+
+
+@pytest.mark.parametrize("facts, lane", [
+    ({"suicidal_thoughts": True}, "critical"),
+    ({"threat_of_violence": True}, "critical"),
+    ({"suicidal_thoughts": True, "threat_of_violence": False, "deadline_hours": 2}, "critical"),
+    ({"suicidal_thoughts": False, "threat_of_violence": False, "material_published": True}, "normal"),
+    ({"suicidal_thoughts": None, "threat_of_violence": None, "deadline_hours": 1, "victim_age": 15}, "normal"),
+    ({}, "normal"),
+])
+def test_a_case_goes_to_triage_s_critical_lane_only_when_the_checklist_says_a_life_is_in_danger(facts, lane):
+    assert triage_lane(facts) == lane
