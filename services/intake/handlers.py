@@ -42,12 +42,13 @@ def _now(now):
 
 # Audit ------------------------------------------------------------------------------------------------
 
-def audit(cur, actor, action, case_id=None, detail=None, ip=None, now=None):
+def audit(cur, actor, action, case_id=None, detail=None, ip=None, now=None, via=None):
     """Record who did what, when, from where, in the caller's transaction: the trail commits with the
-    change it describes or not at all. `detail` holds codes and levels only, never personal text."""
+    change it describes or not at all. `detail` holds codes and levels only, never personal text. Without
+    an actor, `via` says how the request came (default: the command line)."""
     cur.execute(sql.INSERT_AUDIT, {
         "at": _now(now), "actor_id": actor.id if actor else None, "actor_role": actor.role if actor else None,
-        "via": actor.via if actor else "cli", "action": action, "case_id": case_id, "detail": Json(detail or {}),
+        "via": actor.via if actor else via or "cli", "action": action, "case_id": case_id, "detail": Json(detail or {}),
         "ip": ip,
     })
 

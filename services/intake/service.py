@@ -88,6 +88,13 @@ def _safe_next(path, default="/queue"):
     return default
 
 
+def _presented(request):
+    """Which kind of credential a request carries: "token", "session" or "none"."""
+    if request.headers.get("Authorization", "").startswith("Bearer "):
+        return "token"
+    return "session" if request.cookies.get(auth.SESSION_COOKIE) else "none"
+
+
 def _api_error(status, code, lang, fields=None):
     return ApiError(status, code, i18n.error_message(code, lang), fields)
 
@@ -127,21 +134,59 @@ class IntakeService(Observable):
         activity = request.headers.get(POLL_HEADER) != "1"
         return auth.session_principal(cur, request.cookies.get(auth.SESSION_COOKIE), now, activity)
 
-    def _require(self, cur, request, now, lang, write=False):
-        """The staff member making an API request, or ApiError 401; writes from a session need its CSRF token."""
-        principal = self._principal(cur, request, now)
+    def _require(self, request, now, lang, write=False, allowed=None, case_id=None):
+        """The staff member making an API request, checked in a transaction of its own. ApiError 401 without
+        a live session or token; 403 for a write from a session without its CSRF token, or for a role that
+        `allowed` refuses. A refusal is audited before it is raised, since the request changes nothing."""
+        with self.db.transaction() as cur:
+            principal = self._principal(cur, request, now)
+            refusal = self._access_refusal(request, principal, write, allowed)
+            if refusal is not None:
+                self._audit_access_refused(cur, request, principal, refusal[1], now, case_id)
+        if refusal is not None:
+            raise _api_error(*refusal, lang)
+        return principal
+
+    @staticmethod
+    def _access_refusal(request, principal, write, allowed):
+        """(status, code) of the refusal a request gets, or None if it may go on."""
         if principal is None:
-            raise _api_error(401, "unauthenticated", lang)
+            return 401, "unauthenticated"
         if write and principal.via == "session":
             sent = request.headers.get("X-CSRF-Token") or (
                 request.form.get("csrf_token") if request.mimetype == "application/x-www-form-urlencoded" else None)
             if not auth.same_secret(sent, principal.csrf_token):
-                raise _api_error(403, "csrf_failed", lang)
-        return principal
+                return 403, "csrf_failed"
+        if allowed is not None and not allowed(principal.role):
+            return 403, "forbidden"
+        return None
 
-    def _page_principal(self, request, now):
+    def _page_access(self, request, now, lang, allowed=None, case_id=None):
+        """(principal, None) for a page its staff member may see; else (principal, the answer instead): the
+        login form without a live session, a 403 page for a role `allowed` refuses. Refusals are audited,
+        except a visit with no session at all: that is how everyone arrives at the login form."""
         with self.db.transaction() as cur:
-            return self._principal(cur, request, now)
+            principal = self._principal(cur, request, now)
+            refusal = self._access_refusal(request, principal, False, allowed)
+            if refusal is not None and (principal is not None or _presented(request) != "none"):
+                self._audit_access_refused(cur, request, principal, refusal[1], now, case_id)
+        if principal is None:
+            return None, self._to_login(request)
+        if refusal is not None:
+            return principal, _html(pages.error_page(lang, principal, "error.forbidden"), 403)
+        return principal, None
+
+    def _audit_access_refused(self, cur, request, principal, code, now, case_id=None):
+        """Who was turned away (if known; else which kind of credential was shown, never the credential
+        itself), from which endpoint, from where. The case asked for is recorded when it exists, so it shows
+        in that case's trail."""
+        if case_id is not None:
+            cur.execute(sql.CASE_EXISTS, {"id": case_id})
+            case_id = case_id if cur.fetchone() is not None else None
+        detail = {"code": code, "presented": _presented(request), "method": request.method,
+                  "path": request.path[:200]}
+        handlers.audit(cur, principal, "access_refused", case_id, detail, self._ip(request), now,
+                       via=principal.via if principal else "anonymous")
 
     @staticmethod
     def _to_login(request):
@@ -179,9 +224,9 @@ class IntakeService(Observable):
     @http("DELETE", "/api/session")
     def api_logout(self, request):
         lang = self._lang(request)
-        with self.db.transaction() as cur:
-            principal = self._require(cur, request, _now(), lang, write=True)
-            if principal.via == "session":
+        principal = self._require(request, _now(), lang, write=True)
+        if principal.via == "session":
+            with self.db.transaction() as cur:
                 auth.end_session(cur, request.cookies.get(auth.SESSION_COOKIE))
                 handlers.audit(cur, principal, "logout", ip=self._ip(request))
         response = _json(200, {"logged_out": True})
@@ -190,18 +235,13 @@ class IntakeService(Observable):
 
     @http("GET", "/api/me")
     def api_me(self, request):
-        lang = self._lang(request)
-        with self.db.transaction() as cur:
-            principal = self._require(cur, request, _now(), lang)
+        principal = self._require(request, _now(), self._lang(request))
         return _json(200, {"user": self._user_json(principal), "csrf_token": principal.csrf_token})
 
     @http("GET", "/api/me/draft-key")
     def api_draft_key(self, request):
-        lang = self._lang(request)
+        principal = self._require(request, _now(), self._lang(request), allowed=permissions.may_record_cases)
         with self.db.transaction() as cur:
-            principal = self._require(cur, request, _now(), lang)
-            if not permissions.may_record_cases(principal.role):
-                raise _api_error(403, "forbidden", lang)
             key = handlers.draft_key(cur, self.keys, principal.id)
         return _json(200, {"key": key, "algorithm": "AES-GCM", "user_id": str(principal.id)})
 
@@ -209,10 +249,7 @@ class IntakeService(Observable):
     def create_case(self, request):
         lang, now = self._lang(request), _now()
         key = request.headers.get("Idempotency-Key")
-        with self.db.transaction() as cur:
-            principal = self._require(cur, request, now, lang, write=True)
-        if not permissions.may_record_cases(principal.role):
-            raise _api_error(403, "forbidden", lang)
+        principal = self._require(request, now, lang, write=True, allowed=permissions.may_record_cases)
         try:
             fields = schemas.load_new_case(read_json(request), now)
         except ValidationError as exc:
@@ -233,34 +270,31 @@ class IntakeService(Observable):
     @http("GET", "/api/cases")
     def list_cases(self, request):
         lang = self._lang(request)
+        principal = self._require(request, _now(), lang, allowed=permissions.may_see_cases)
         limit = request.args.get("limit", str(handlers.QUEUE_LIMIT))
         if not limit.isascii() or not limit.isdigit() or not 1 <= int(limit) <= MAX_QUEUE_LIMIT:
             message = i18n.error_message(f"range:1:{MAX_QUEUE_LIMIT}", lang)
             raise ApiError(422, "invalid_query", i18n.t("error.invalid_query", lang), {"limit": [message]})
         with self.db.transaction() as cur:
-            principal = self._require(cur, request, _now(), lang)
-            if not permissions.may_see_cases(principal.role):
-                raise _api_error(403, "forbidden", lang)
             rows = handlers.queue(cur, principal, int(limit))
         return _json(200, {"cases": rows})
 
     @http("GET", "/api/cases/<uuid:case_id>")
     def get_case(self, request, case_id):
         lang, now = self._lang(request), _now()
+        principal = self._require(request, now, lang, case_id=case_id)
         try:
             with self.db.transaction() as cur:
-                principal = self._require(cur, request, now, lang)
                 view = handlers.case_view(cur, self.keys, case_id, principal, self._ip(request), now)
         except handlers.Refused as exc:
-            self._record_refusal(request, case_id, exc, now)
+            self._record_refusal(request, principal, case_id, exc, now)
             raise _refusal(exc, lang) from None
         return _json(200, view)
 
     @http("POST", "/api/cases/<uuid:case_id>/risk-override")
     def override_risk(self, request, case_id):
         lang, now = self._lang(request), _now()
-        with self.db.transaction() as cur:
-            principal = self._require(cur, request, now, lang, write=True)
+        principal = self._require(request, now, lang, write=True, case_id=case_id)
         try:
             body = schemas.load(schemas.RiskOverride, read_json(request))
         except ValidationError as exc:
@@ -270,15 +304,14 @@ class IntakeService(Observable):
                 result = handlers.override_risk(cur, self.outbox, self.keys, case_id, principal, body["level"],
                                                 body["reason"], self._ip(request), now)
         except handlers.Refused as exc:
-            self._record_refusal(request, case_id, exc, now)
+            self._record_refusal(request, principal, case_id, exc, now)
             raise _refusal(exc, lang) from None
         return _json(200, result)
 
     @http("PUT", "/api/cases/<uuid:case_id>/assignment")
     def assign_case(self, request, case_id):
         lang, now = self._lang(request), _now()
-        with self.db.transaction() as cur:
-            principal = self._require(cur, request, now, lang, write=True)
+        principal = self._require(request, now, lang, write=True, case_id=case_id)
         try:
             body = schemas.load(schemas.Assignment, read_json(request))
         except ValidationError as exc:
@@ -287,42 +320,35 @@ class IntakeService(Observable):
             with self.db.transaction() as cur:
                 result = handlers.assign_case(cur, case_id, principal, body["assignee"], self._ip(request), now)
         except handlers.Refused as exc:
-            self._record_refusal(request, case_id, exc, now)
+            self._record_refusal(request, principal, case_id, exc, now)
             raise _refusal(exc, lang) from None
         return _json(200, {"assigned_to": result["assigned_to"] and str(result["assigned_to"])})
 
     @http("GET", "/api/cases/<uuid:case_id>/audit")
     def case_audit(self, request, case_id):
         lang, now = self._lang(request), _now()
+        principal = self._require(request, now, lang, allowed=permissions.may_see_audit, case_id=case_id)
         try:
             with self.db.transaction() as cur:
-                principal = self._require(cur, request, now, lang)
-                if not permissions.may_see_audit(principal.role):
-                    raise _api_error(403, "forbidden", lang)
                 handlers.check_visible(cur, case_id, principal)
                 handlers.audit(cur, principal, "audit_viewed", case_id, ip=self._ip(request), now=now)
                 trail = handlers.audit_trail(cur, case_id)
         except handlers.Refused as exc:
+            self._record_refusal(request, principal, case_id, exc, now)
             raise _refusal(exc, lang) from None
         return _json(200, {"case_id": str(case_id), "entries": trail})
 
     @http("GET", "/api/users")
     def list_users(self, request):
-        lang = self._lang(request)
+        self._require(request, _now(), self._lang(request), allowed=permissions.may_manage_users)
         with self.db.transaction() as cur:
-            principal = self._require(cur, request, _now(), lang)
-            if not permissions.may_manage_users(principal.role):
-                raise _api_error(403, "forbidden", lang)
             users = handlers.list_users(cur)
         return _json(200, {"users": users})
 
     @http("POST", "/api/users")
     def create_user(self, request):
         lang, now = self._lang(request), _now()
-        with self.db.transaction() as cur:
-            principal = self._require(cur, request, now, lang, write=True)
-        if not permissions.may_manage_users(principal.role):
-            raise _api_error(403, "forbidden", lang)
+        principal = self._require(request, now, lang, write=True, allowed=permissions.may_manage_users)
         try:
             body = schemas.load(schemas.NewUser, read_json(request))
         except ValidationError as exc:
@@ -337,10 +363,7 @@ class IntakeService(Observable):
     @http("PATCH", "/api/users/<uuid:user_id>")
     def update_user(self, request, user_id):
         lang, now = self._lang(request), _now()
-        with self.db.transaction() as cur:
-            principal = self._require(cur, request, now, lang, write=True)
-        if not permissions.may_manage_users(principal.role):
-            raise _api_error(403, "forbidden", lang)
+        principal = self._require(request, now, lang, write=True, allowed=permissions.may_manage_users)
         body = read_json(request)
         if set(body) != {"active"} or not isinstance(body["active"], bool):
             fields = {name: [i18n.error_message("unknown_field", lang)] for name in body if name != "active"}
@@ -368,7 +391,8 @@ class IntakeService(Observable):
 
     @http("GET", "/")
     def home(self, request):
-        principal = self._page_principal(request, _now())
+        with self.db.transaction() as cur:
+            principal = self._principal(cur, request, _now())
         if principal is None:
             return _redirect("/login")
         return _redirect("/users" if principal.role == "admin" else "/queue")
@@ -440,12 +464,10 @@ class IntakeService(Observable):
     @http("GET", "/queue")
     def queue_page(self, request):
         lang, now = self._lang(request), _now()
+        principal, refused = self._page_access(request, now, lang, permissions.may_see_cases)
+        if refused is not None:
+            return refused
         with self.db.transaction() as cur:
-            principal = self._principal(cur, request, now)
-            if principal is None:
-                return self._to_login(request)
-            if not permissions.may_see_cases(principal.role):
-                return _html(pages.error_page(lang, principal, "error.forbidden"), 403)
             rows = handlers.queue(cur, principal)
             handlers.audit(cur, principal, "queue_viewed", ip=self._ip(request), now=now)
         return _html(pages.queue_page(lang, principal, json.loads(json.dumps(rows, default=str))))
@@ -453,21 +475,19 @@ class IntakeService(Observable):
     @http("GET", "/cases/new")
     def new_case_page(self, request):
         lang = self._lang(request)
-        principal = self._page_principal(request, _now())
-        if principal is None:
-            return self._to_login(request)
-        if not permissions.may_record_cases(principal.role):
-            return _html(pages.error_page(lang, principal, "error.forbidden"), 403)
+        principal, refused = self._page_access(request, _now(), lang, permissions.may_record_cases)
+        if refused is not None:
+            return refused
         return _html(pages.new_case_page(lang, principal))
 
     @http("GET", "/cases/<uuid:case_id>")
     def case_page(self, request, case_id):
         lang, now = self._lang(request), _now()
+        principal, refused = self._page_access(request, now, lang, case_id=case_id)
+        if refused is not None:
+            return refused
         try:
             with self.db.transaction() as cur:
-                principal = self._principal(cur, request, now)
-                if principal is None:
-                    return self._to_login(request)
                 view = handlers.case_view(cur, self.keys, case_id, principal, self._ip(request), now)
                 trail, assignees = None, ()
                 if permissions.may_see_audit(principal.role):
@@ -476,7 +496,7 @@ class IntakeService(Observable):
                     assignees = [u for u in handlers.list_users(cur)
                                  if u["active"] and permissions.may_record_cases(u["role"])]
         except handlers.Refused as exc:
-            self._record_refusal(request, case_id, exc, now)
+            self._record_refusal(request, principal, case_id, exc, now)
             return _html(pages.error_page(lang, principal, "error.case_not_found"), 404)
         view = json.loads(json.dumps(view, default=str))
         for user in assignees:
@@ -486,12 +506,10 @@ class IntakeService(Observable):
     @http("GET", "/users")
     def users_page(self, request):
         lang = self._lang(request)
+        principal, refused = self._page_access(request, _now(), lang, permissions.may_manage_users)
+        if refused is not None:
+            return refused
         with self.db.transaction() as cur:
-            principal = self._principal(cur, request, _now())
-            if principal is None:
-                return self._to_login(request)
-            if not permissions.may_manage_users(principal.role):
-                return _html(pages.error_page(lang, principal, "error.forbidden"), 403)
             users = handlers.list_users(cur)
         return _html(pages.users_page(lang, principal, users))
 
@@ -505,13 +523,10 @@ class IntakeService(Observable):
 
     # Helpers ----------------------------------------------------------------------------------------
 
-    def _record_refusal(self, request, case_id, refusal, now):
+    def _record_refusal(self, request, principal, case_id, refusal, now):
         """A refused request rolls back; its audit entry must survive it, so it gets a transaction of its own
-        (written when the asker is known and the case exists: someone reached for a case not theirs)."""
+        (written when the case exists: someone reached for a case not theirs)."""
         with self.db.transaction() as cur:
-            principal = self._principal(cur, request, now)
-            if principal is None:
-                return
             cur.execute(sql.CASE_EXISTS, {"id": case_id})
             if cur.fetchone() is not None:
                 action = "case_read_denied" if refusal.kind == "not_found" else "case_change_refused"
