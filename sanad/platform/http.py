@@ -4,7 +4,8 @@ import json
 import logging
 
 from nameko.web.handlers import HttpRequestHandler
-from werkzeug.exceptions import HTTPException
+from nameko.web.server import WebServer
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Response
 
 from sanad.platform.pool import CONNECTION_ERRORS
@@ -42,9 +43,36 @@ def error_payload(code, message, fields=None):
     return payload
 
 
+def http_exception_response(exc):
+    """werkzeug's HTTP error (404, 405, 413, ...) as a JSON error; a 405 keeps its Allow header."""
+    headers = {name: value for name, value in exc.get_headers() if name.lower() == "allow"}
+    return json_response(exc.code, error_payload(exc.name.lower().replace(" ", "_"), exc.description), headers)
+
+
+class JsonWebServer(WebServer):
+    """nameko's web server, answering a request no route matches (404, or 405 for a method no route takes)
+    in JSON like every other error, not with werkzeug's HTML page. A catch-all route cannot do it: werkzeug's
+    path converter does not match a path holding a newline (%0A)."""
+
+    def get_wsgi_app(self):
+        app = super().get_wsgi_app()
+
+        def unmatched_in_json(environ, start_response):
+            try:
+                app.url_map.bind_to_environ(environ).match()
+            except (NotFound, MethodNotAllowed) as exc:
+                return http_exception_response(exc)(environ, start_response)
+            except HTTPException:
+                pass  # a redirect to the canonical address: nameko's app answers it
+            return app(environ, start_response)
+        return unmatched_in_json
+
+
 class JsonHttpHandler(HttpRequestHandler):
     """nameko's http entrypoint, with errors rendered as JSON by one table instead of echoing the
     exception's text (which could quote personal data) with a blanket 500."""
+
+    server = JsonWebServer()
 
     def handle_request(self, request):
         request.max_content_length = MAX_BODY_BYTES
@@ -54,7 +82,7 @@ class JsonHttpHandler(HttpRequestHandler):
         if isinstance(exc, ApiError):
             return json_response(exc.status, error_payload(exc.code, exc.message, exc.fields))
         if isinstance(exc, HTTPException):
-            return json_response(exc.code, error_payload(exc.name.lower().replace(" ", "_"), exc.description))
+            return http_exception_response(exc)
         if isinstance(exc, CONNECTION_ERRORS):
             # The database is restarting or out of reach: a client should try again, not give up. Whether
             # a write that failed at its commit was kept cannot be known, so resending is made safe instead.
