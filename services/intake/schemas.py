@@ -9,7 +9,7 @@ from datetime import timedelta
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from sanad.contracts.vocabulary import CHANNELS, GOVERNORATES, RISK_LEVELS, SERVICE_TYPES
-from services.intake import cases
+from services.intake import accounts, cases
 from services.intake.vocabulary import (
     AGE_BANDS, CALLER_RELATIONS, CURRENCIES, DEMANDS, DHI_QAR_DISTRICTS, EXTORTION_TYPES, GENDERS, PERPETRATORS,
     PLATFORMS,
@@ -188,8 +188,14 @@ class Assignment(CodedSchema):
     assignee = coded(fields.UUID, required=True, allow_none=True)
 
 
+def username_shape(value):
+    """Checked with the other fields, so one answer names every field at fault (not only the first)."""
+    if not accounts.USERNAME_PATTERN.fullmatch(value):
+        raise ValidationError("account_username")
+
+
 class NewUser(CodedSchema):
-    username = coded(fields.String, required=True, validate=[length(50, minimum=2), no_nul])
+    username = coded(fields.String, required=True, validate=[length(50, minimum=2), no_nul, username_shape])
     display_name = short_text(100)
     role = coded(fields.String, required=True, validate=one_of(("operator", "counsellor", "supervisor", "admin")))
     password = coded(fields.String, required=True, validate=length(200, minimum=12))
