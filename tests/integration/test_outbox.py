@@ -1,0 +1,114 @@
+"""The outbox's two ways out, on real RabbitMQ and PostgreSQL, in a nameko container of the test's own:
+the relay, which publishes every event after its worker, and the worker itself, which publishes its
+critical events at once, without waiting for the relay's turn (sanad.platform.outbox)."""
+import uuid
+
+import psycopg2
+import psycopg2.extras
+import pytest
+from kombu import Connection
+from nameko.containers import ServiceContainer
+from nameko.testing.services import dummy, entrypoint_hook
+
+from sanad.contracts import routing
+from sanad.contracts.events import new_event
+from sanad.platform.database import Database
+from sanad.platform.outbox import Outbox
+
+pytestmark = pytest.mark.integration
+
+
+class Announcer:
+    name = "outbox_probe"
+
+    db = Database("triage")
+    outbox = Outbox()
+
+    @dummy
+    def announce(self, lane):
+        event = new_event("case.unmatched", {
+            "case_id": uuid.uuid4(), "reference": "SND-TEST-0001", "level": "critical" if lane == "critical" else "low",
+            "governorate": "dhi_qar", "services": ["counselling"],
+        }, producer="test", lane=lane)
+        with self.db.transaction() as cur:
+            self.outbox.add(cur, event)
+        return str(event.id)
+
+
+@pytest.fixture
+def announcer(monkeypatch, database_url, amqp_uri):
+    monkeypatch.setenv("SANAD_DATABASE_URL", database_url)
+    monkeypatch.setenv("SANAD_AMQP_URI", amqp_uri)
+    _start_empty(database_url, amqp_uri)
+    container = ServiceContainer(Announcer, config={"AMQP_URI": amqp_uri, "max_workers": 2})
+    container.start()
+    yield container
+    container.stop()
+
+
+@pytest.fixture
+def relay_stuck(monkeypatch):
+    """The relay never runs (as when its green thread waits behind busy workers). Ask for it before the
+    announcer, which starts the relay."""
+    monkeypatch.setattr(Outbox, "_run", lambda self: None)
+
+
+def _start_empty(database_url, amqp_uri):
+    """No event left over from another test, in the outbox or on the queue."""
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM triage.outbox")
+    with Connection(amqp_uri) as connection:
+        routing.INTAKE_CASE_STATUS(connection.default_channel).purge()
+
+
+def published_ids(amqp_uri):
+    """Ids of the events waiting in intake's status queue (which hears every case.unmatched)."""
+    ids = []
+    with Connection(amqp_uri) as connection:
+        queue = connection.SimpleQueue(routing.INTAKE_CASE_STATUS)
+        while True:
+            try:
+                message = queue.get(timeout=1)
+            except queue.Empty:
+                return ids
+            ids.append(message.payload["id"])
+            message.ack()
+
+
+def sent_at(database_url, event_id):
+    with psycopg2.connect(database_url, options="-c search_path=triage") as conn:
+        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute("SELECT sent_at FROM outbox WHERE id = %(id)s", {"id": event_id})
+            return cur.fetchone()["sent_at"]
+
+
+def test_a_critical_event_is_published_by_its_worker_even_while_the_relay_is_stuck(
+        relay_stuck, announcer, amqp_uri, database_url):
+    with entrypoint_hook(announcer, "announce") as announce:
+        critical = announce("critical")
+        normal = announce("normal")
+
+    assert published_ids(amqp_uri) == [critical]
+    assert sent_at(database_url, critical) is not None
+    assert sent_at(database_url, normal) is None, "a normal event waits for the relay"
+
+
+def test_a_critical_event_the_worker_cannot_publish_stays_unsent_for_the_relay_and_the_worker_succeeds(
+        relay_stuck, announcer, monkeypatch, amqp_uri, database_url):
+    def broker_refuses(self):
+        raise ConnectionRefusedError("broker down")
+    monkeypatch.setattr(Outbox, "_connect", broker_refuses)
+
+    with entrypoint_hook(announcer, "announce") as announce:
+        critical = announce("critical")
+
+    assert published_ids(amqp_uri) == []
+    assert sent_at(database_url, critical) is None
+
+
+def test_the_relay_publishes_normal_and_critical_events_alike(announcer, amqp_uri, database_url):
+    with entrypoint_hook(announcer, "announce") as announce:
+        events = [announce("normal"), announce("critical"), announce("normal")]
+
+    assert sorted(published_ids(amqp_uri)) == sorted(events)
+    assert all(sent_at(database_url, event) is not None for event in events)
