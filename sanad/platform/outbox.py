@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 1.0
 SWEEP_BATCH = 500
+SWEEP_GRACE = 2.0  # seconds an event is left to the worker's or the relay's own publishing
 RETRY_PAUSE = 1.0
 LAST_PASS_SECONDS = 5.0  # how long a stopping service waits for its last events to be published
 
@@ -51,6 +52,13 @@ CLAIM_BY_ID = """
 CLAIM_OLDEST = """
     SELECT id, routing_key, body FROM outbox
     WHERE sent_at IS NULL
+    ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+"""
+# What the sweep takes: events the after-worker paths should have sent by now. Younger ones are theirs;
+# a sweep that took them would hold a fresh critical event in a batch of hundreds during a surge.
+CLAIM_LEFT_BEHIND = """
+    SELECT id, routing_key, body FROM outbox
+    WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => %(grace)s)
     ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 """
 MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY(%(ids)s::uuid[])"
@@ -176,7 +184,7 @@ class Outbox(DependencyProvider):
                 return ids
 
     def _sweep(self):
-        while self._relay(CLAIM_OLDEST, {"limit": SWEEP_BATCH}) == SWEEP_BATCH:
+        while self._relay(CLAIM_LEFT_BEHIND, {"limit": SWEEP_BATCH, "grace": SWEEP_GRACE}) == SWEEP_BATCH:
             pass
         with self.database.pool.transaction() as cur:
             cur.execute(BACKLOG)
