@@ -11,15 +11,19 @@ worker (or an operator's HTTP request) hostage: events simply wait in PostgreSQL
 (SIGTERM), nameko lets the last workers finish before stopping the outbox, which then gives the relay a
 last pass, so a service that was told to stop does not leave its final events for the next start.
 
-Events on the critical lane do not wait for the relay. In a busy process the relay's green thread takes
-its turn behind every worker (each database or broker wait hands the turn on), which cost a critical case
-hundreds of milliseconds in a surge. So the worker that committed a critical event publishes it itself,
-right after its answer or acknowledgement has gone, on a connection of its own, claiming and marking it
-as the relay does. If that fails, the relay sends it as any other.
+Events on the critical lane do not wait for the relay. In a busy process every database or broker wait
+of a green thread hands the turn to every other ready worker, and in a surge each turn costs tens of
+milliseconds: the relay, or a worker claiming its event the relay's way, made a critical case wait a
+quarter of a second. So the worker that committed a critical event publishes it itself, from memory,
+right after its answer or acknowledgement has gone, on a connection of its own, and waits only for the
+broker's confirm; the relay marks it sent at its next turn. If publishing fails, the relay sends it as
+any other. If marking comes later than the sweep's grace, the sweep publishes it again, which consumers
+absorb.
 """
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 import eventlet
 from eventlet.queue import Empty, LightQueue
@@ -69,6 +73,15 @@ BACKLOG = """
 PURGE_SENT = "DELETE FROM outbox WHERE sent_at < now() - interval '7 days'"
 
 
+@dataclass(frozen=True)
+class Added:
+    """An event a worker added to the outbox, kept in memory until the worker ends."""
+    id: str
+    routing_key: str
+    body: dict
+    critical: bool
+
+
 class OutboxWriter:
     """What a worker sees: add events inside its own transaction."""
 
@@ -76,10 +89,9 @@ class OutboxWriter:
         self._added = added
 
     def add(self, cursor, event):
-        cursor.execute(INSERT_EVENT, {
-            "id": str(event.id), "routing_key": event.routing_key, "body": json.dumps(event.to_message()),
-        })
-        self._added.append((str(event.id), event.lane == "critical"))
+        body = event.to_message()
+        cursor.execute(INSERT_EVENT, {"id": str(event.id), "routing_key": event.routing_key, "body": json.dumps(body)})
+        self._added.append(Added(str(event.id), event.routing_key, body, event.lane == "critical"))
 
 
 class Outbox(DependencyProvider):
@@ -91,6 +103,7 @@ class Outbox(DependencyProvider):
         self.connection = None
         self.express = None  # the connection workers publish critical events on
         self.express_lock = Semaphore()
+        self.published = LightQueue()  # ids of events workers published, for the relay to mark sent
         self.stopping = False
         self.relay_thread = None
 
@@ -117,30 +130,38 @@ class Outbox(DependencyProvider):
         added = self.added.pop(worker_ctx, [])
         if not added or exc_info is not None:
             return
-        critical = [event_id for event_id, is_critical in added if is_critical]
+        critical = [event for event in added if event.critical]
         if critical and self._publish_now(critical):
-            added = [(event_id, is_critical) for event_id, is_critical in added if not is_critical]
-        if added:
-            self.wakeups.put([event_id for event_id, _ in added])
+            added = [event for event in added if not event.critical]
+        self.wakeups.put([event.id for event in added])  # even empty: the relay marks what was published
 
     def worker_teardown(self, worker_ctx):
         self.added.pop(worker_ctx, None)
 
     # Critical events, published by the worker that committed them -------------------------------------
 
-    def _publish_now(self, ids) -> bool:
-        """Publish committed critical events and mark them sent; False leaves them to the relay."""
+    def _publish_now(self, events) -> bool:
+        """Publish committed critical events from memory, with confirms; the relay marks them sent. False
+        leaves them to the relay."""
         try:
             with self.express_lock:
                 if self.express is None:
                     self.express = self._connect()
-                self._relay(CLAIM_BY_ID, {"ids": ids}, self.express.Producer())
-            return True
+                producer = self.express.Producer()
+                for event in events:
+                    self._publish(producer, event.id, event.routing_key, event.body)
         except Exception:  # noqa: BLE001 -- the relay still has them: they are in the table, unsent
             metrics.PUBLISH_FAILURES.inc()
             log.warning("could not publish critical events at once; the relay will", exc_info=True)
             self.express = release_quietly(self.express)
             return False
+        self.published.put([event.id for event in events])
+        return True
+
+    def _publish(self, producer, event_id, routing_key, body):
+        producer.publish(body, exchange=routing.EXCHANGE, routing_key=routing_key, serializer="json",
+                         delivery_mode=2, message_id=event_id, retry=False)
+        metrics.EVENTS_PUBLISHED.labels(type=body["type"]).inc()
 
     # The relay ---------------------------------------------------------------------------------------
 
@@ -152,6 +173,7 @@ class Outbox(DependencyProvider):
                 self._last_pass()
                 return
             try:
+                self._mark_published()
                 if ids:
                     self._relay(CLAIM_BY_ID, {"ids": ids})
                 if time.monotonic() - last_sweep >= SWEEP_INTERVAL:
@@ -165,6 +187,7 @@ class Outbox(DependencyProvider):
 
     def _last_pass(self):
         try:
+            self._mark_published()
             while self._relay(CLAIM_OLDEST, {"limit": SWEEP_BATCH}) == SWEEP_BATCH:
                 pass
         except Exception:  # noqa: BLE001 -- whatever is left waits in the table for the next start
@@ -183,6 +206,17 @@ class Outbox(DependencyProvider):
             except Empty:
                 return ids
 
+    def _mark_published(self):
+        ids = []
+        while True:
+            try:
+                ids.extend(self.published.get_nowait())
+            except Empty:
+                break
+        if ids:
+            with self.database.pool.transaction() as cur:
+                cur.execute(MARK_SENT, {"ids": ids})
+
     def _sweep(self):
         while self._relay(CLAIM_LEFT_BEHIND, {"limit": SWEEP_BATCH, "grace": SWEEP_GRACE}) == SWEEP_BATCH:
             pass
@@ -193,26 +227,15 @@ class Outbox(DependencyProvider):
         metrics.OUTBOX_PENDING.set(row["pending"])
         metrics.OUTBOX_OLDEST_AGE.set(float(row["oldest_age"]))
 
-    def _relay(self, claim_sql, params, producer=None):
-        """Claim unsent events, publish them with confirms and mark them sent, in one transaction: an event
-        another relay has claimed is skipped, so it is published once unless a crash intervenes."""
+    def _relay(self, claim_sql, params):
         with self.database.pool.transaction() as cur:
             cur.execute(claim_sql, params)
             rows = cur.fetchall()
             if not rows:
                 return 0
-            producer = producer or self._producer()
+            producer = self._producer()
             for row in rows:
-                producer.publish(
-                    row["body"],
-                    exchange=routing.EXCHANGE,
-                    routing_key=row["routing_key"],
-                    serializer="json",
-                    delivery_mode=2,
-                    message_id=str(row["id"]),
-                    retry=False,
-                )
-                metrics.EVENTS_PUBLISHED.labels(type=row["body"]["type"]).inc()
+                self._publish(producer, str(row["id"]), row["routing_key"], row["body"])
             cur.execute(MARK_SENT, {"ids": [str(row["id"]) for row in rows]})
         return len(rows)
 
