@@ -293,7 +293,7 @@ def assert_intake_audited(world, guarded, who, status, written):
     if guarded.page and who == "none":
         assert written == [], "a visit with no session at all goes to the login form unrecorded"
         return
-    if status == 404 and (who == guarded.foreign or "{case_id}" in guarded.path and who not in CREDENTIALS_REFUSED):
+    if status == 404:  # the case is not theirs: refused like a case that does not exist, and recorded as such
         assert [(row["action"], str(row["case_id"]), str(row["actor_id"])) for row in written] == [
             ("case_read_denied", world.case["id"], world.staff[who].id)], written
         return
