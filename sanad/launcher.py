@@ -22,21 +22,26 @@ PR_SET_PDEATHSIG = 1
 def die_with_parent(signum=signal.SIGTERM, nice=0):
     """A preexec_fn asking Linux to send `signum` to the child when the process (strictly, the thread)
     that started it dies, so a launcher or test run that is itself killed leaves no service running
-    (elsewhere than Linux that part does nothing), and lowering the child's CPU priority by `nice`."""
+    (elsewhere than Linux that part does nothing), and changing the child's CPU priority by `nice`. A
+    raise (negative `nice`) needs root or CAP_SYS_NICE; without either the child keeps the launcher's."""
     def preexec():
         try:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signum))
         except (OSError, AttributeError):
             pass
         if nice:
-            os.nice(nice)
+            try:
+                os.nice(nice)
+            except PermissionError:
+                pass
     return preexec
 
 
-# The processes that work through the normal lane's queues run at a lower CPU priority (a higher nice
-# value), so that when both cores are busy with a surge, the critical lane's processes, the API and
-# PostgreSQL get the CPU first. SANAD_BULK_NICE=0 turns it off.
-DEFAULT_BULK_NICE = 10
+# CPU priority by lane, so that when a surge keeps both cores busy the critical lane gets the CPU first,
+# then the API operators use, then the normal lane's backlog. The normal lane's processes run at nice 10
+# (SANAD_BULK_NICE); the critical lane's at nice -5 where the launcher may raise priority
+# (SANAD_CRITICAL_NICE); intake's API at the launcher's own. 0 turns either off.
+NICE_SETTINGS = {"bulk": ("SANAD_BULK_NICE", 10), "critical": ("SANAD_CRITICAL_NICE", -5)}
 
 
 @dataclass(frozen=True)
@@ -45,23 +50,23 @@ class ServiceProcess:
     target: str  # module[:class] for `nameko run`
     config: str
     port_offset: int
-    bulk: bool = False  # works through the normal lane's queues: runs at a lower CPU priority
+    lane: str  # "critical", "bulk" (the normal lane's queues) or "api": sets its CPU priority
 
 
 PROCESSES = (
-    ServiceProcess("intake", "services.intake.service:IntakeService", "services/intake/config.yaml", 0),
+    ServiceProcess("intake", "services.intake.service:IntakeService", "services/intake/config.yaml", 0, "api"),
     ServiceProcess("intake-status", "services.intake.service:IntakeStatusService", "services/intake/config.yaml", 7,
-                   bulk=True),
-    ServiceProcess("triage", "services.triage.service:TriageService", "services/triage/config.yaml", 1, bulk=True),
+                   "bulk"),
+    ServiceProcess("triage", "services.triage.service:TriageService", "services/triage/config.yaml", 1, "bulk"),
     ServiceProcess("triage-critical", "services.triage.service:CriticalTriageService",
-                   "services/triage/config.yaml", 6),
+                   "services/triage/config.yaml", 6, "critical"),
     ServiceProcess("referral", "services.referral.service:ReferralService", "services/referral/config.yaml", 2,
-                   bulk=True),
+                   "bulk"),
     ServiceProcess("referral-critical", "services.referral.service:CriticalReferralService",
-                   "services/referral/config.yaml", 3),
-    ServiceProcess("notify", "services.notify.service:NotifyService", "services/notify/config.yaml", 4, bulk=True),
+                   "services/referral/config.yaml", 3, "critical"),
+    ServiceProcess("notify", "services.notify.service:NotifyService", "services/notify/config.yaml", 4, "bulk"),
     ServiceProcess("notify-critical", "services.notify.service:CriticalNotifyService",
-                   "services/notify/config.yaml", 5),
+                   "services/notify/config.yaml", 5, "critical"),
 )
 BY_NAME = {p.name: p for p in PROCESSES}
 PORT_SPAN = 1 + max(p.port_offset for p in PROCESSES)  # consecutive ports a stack listens on
@@ -78,7 +83,8 @@ class Stack:
         self.host = host
         self.port_base = port_base
         self.log_dir = Path(log_dir) if log_dir else None
-        self.bulk_nice = int(self.env.get("SANAD_BULK_NICE", DEFAULT_BULK_NICE))
+        self.nice = {"api": 0, **{lane: int(self.env.get(variable, default))
+                                  for lane, (variable, default) in NICE_SETTINGS.items()}}
         self.running = {}
 
     def url(self, name):
@@ -95,7 +101,7 @@ class Stack:
         # eventlet warns at every start that it is deprecated; nameko 2 is built on it.
         env.setdefault("PYTHONWARNINGS", QUIET_EVENTLET)
         command = [str(nameko), "run", "--config", proc.config, proc.target]
-        preexec = die_with_parent(nice=self.bulk_nice if proc.bulk else 0)
+        preexec = die_with_parent(nice=self.nice[proc.lane])
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             with open(self.log_dir / f"{proc.name}.log", "ab") as log:

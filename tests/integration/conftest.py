@@ -66,7 +66,7 @@ def sanad_cli(env, *args, stdin=None):
 
 @pytest.fixture(scope="module")
 def stack(request, stack_env):
-    """All six services, running until the module's tests are done. Logs go to test-artifacts/logs."""
+    """Every service process, running until the module's tests are done. Logs go to test-artifacts/logs."""
     log_dir = ARTIFACTS / "logs" / module_name(request)
     running = Stack(env=stack_env, port_base=free_port_base(), log_dir=log_dir)
     running.start()

@@ -173,9 +173,10 @@ def test_sanad_service_runs_its_nameko_service_with_its_config_and_port(name):
 
 
 @pytest.mark.parametrize("name", sorted(SANAD_SERVICES))
-def test_only_the_normal_lane_s_processes_get_less_cpu_weight_as_sanad_run_gives_them_less_priority(name):
-    shares = services()[name].get("cpu_shares")
-    assert (shares is not None and shares < 1024) == BY_NAME[name].bulk
+def test_cpu_weight_follows_the_lane_as_the_priority_sanad_run_gives_it(name):
+    shares = services()[name].get("cpu_shares", 1024)
+    expected = {"critical": shares > 1024, "api": shares == 1024, "bulk": shares < 1024}
+    assert expected[BY_NAME[name].lane], f"{name}: cpu_shares {shares} for the {BY_NAME[name].lane} lane"
 
 
 @pytest.mark.parametrize("name", sorted(SANAD_SERVICES))

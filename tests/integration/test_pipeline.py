@@ -1,6 +1,9 @@
 """A case travels intake -> triage -> referral -> notify -> a partner's webhook, over real RabbitMQ and
-PostgreSQL, through the six real service processes."""
+PostgreSQL, through the real service processes."""
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -14,6 +17,7 @@ from kombu import Connection
 from sanad.contracts import routing
 from sanad.contracts.events import new_event
 from sanad.contracts.sealing import narrative_context
+from sanad.launcher import PROCESSES
 from tests.integration.conftest import sanad_cli
 from tests.support.receiver import Receiver
 
@@ -182,3 +186,17 @@ def _metric(base_url, name, label_fragment):
     text = requests.get(base_url + "/metrics", timeout=10).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name + "{") and label_fragment in line)
+
+
+def test_the_normal_lane_runs_at_lower_cpu_priority_than_the_api_and_the_critical_lane_at_higher_where_allowed(
+        stack):
+    nice = {name: os.getpriority(os.PRIO_PROCESS, child.pid) for name, child in stack.running.items()}
+    launcher = os.getpriority(os.PRIO_PROCESS, 0)
+    for proc in PROCESSES:
+        if proc.lane == "bulk":
+            assert nice[proc.name] == min(19, launcher + 10), proc.name
+        elif proc.lane == "critical":
+            may_raise = subprocess.run([sys.executable, "-c", "import os; os.nice(-1)"]).returncode == 0
+            assert nice[proc.name] == (max(-20, launcher - 5) if may_raise else launcher), proc.name
+        else:
+            assert nice[proc.name] == launcher, proc.name
