@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 SWEEP_INTERVAL = 1.0
 SWEEP_BATCH = 500
 SWEEP_GRACE = 2.0  # seconds an event is left to the worker's or the relay's own publishing
+PURGE_INTERVAL = 3600.0  # sent events are kept 7 days; deleting them reads the whole table, so not every sweep
 RETRY_PAUSE = 1.0
 LAST_PASS_SECONDS = 5.0  # how long a stopping service waits for its last events to be published
 
@@ -106,6 +107,7 @@ class Outbox(DependencyProvider):
         self.published = LightQueue()  # ids of events workers published, for the relay to mark sent
         self.stopping = False
         self.relay_thread = None
+        self.last_purge = float("-inf")
 
     def start(self):
         self.relay_thread = self.container.spawn_managed_thread(self._run, identifier="outbox-relay")
@@ -223,7 +225,9 @@ class Outbox(DependencyProvider):
         with self.database.pool.transaction() as cur:
             cur.execute(BACKLOG)
             row = cur.fetchone()
-            cur.execute(PURGE_SENT)
+            if time.monotonic() - self.last_purge >= PURGE_INTERVAL:
+                cur.execute(PURGE_SENT)
+                self.last_purge = time.monotonic()
         metrics.OUTBOX_PENDING.set(row["pending"])
         metrics.OUTBOX_OLDEST_AGE.set(float(row["oldest_age"]))
 

@@ -9,6 +9,7 @@ in a bounded pool, a few slots at most per endpoint, so one slow partner holds u
 import time
 from functools import partial
 
+from nameko.timer import timer
 from prometheus_client import Counter, Gauge, Histogram
 
 from sanad.contracts import routing
@@ -23,6 +24,7 @@ from services.notify.dependencies import Webhooks, sweep_timer
 
 SWEEP_INTERVAL = 1
 SWEEP_SECONDS = 5  # one sweep keeps claiming as slots free up, for at most this long
+MEASURE_SECONDS = 5.0
 ALERT_KINDS = ("endpoint_disabled", "pager_exhausted", "no_pager_endpoint")
 LANES = ("normal", "critical")
 
@@ -97,7 +99,6 @@ class NotifyService(Observable):
             if len(claimed) < room:
                 # What is still due waits for its endpoint's slots: claim again when an attempt ends.
                 pool.wait_for_an_attempt(timeout=min(SWEEP_INTERVAL, stop_at - time.monotonic()))
-        self._measure()
 
     def _offer(self, queue, body):
         scheduled = handle_event(self.db, queue, body,
@@ -130,8 +131,10 @@ class NotifyService(Observable):
         if attempted.endpoint_disabled:
             ENDPOINTS_DISABLED.inc()
 
-    def _measure(self):
-        """The gauges alerts watch, read from notify's schema at every sweep."""
+    @timer(interval=MEASURE_SECONDS)
+    def measure(self):
+        """The gauges alerts watch, read from notify's schema on a timer of their own: counting failing
+        endpoints reads a week of attempts, too much to do at every one-second sweep."""
         open_alerts = handlers.open_alerts_by_kind(self.db)
         for kind in set(ALERT_KINDS) | set(open_alerts):
             OPEN_ALERTS.labels(kind=kind).set(open_alerts.get(kind, 0))

@@ -38,10 +38,7 @@ CASE = {
     "safe_contact": {"name": NAME_LATIN, "phone": PHONE, "safe_times": SAFE_TIMES, "code_word": "jasmine"},
 }
 REQUIRED_KEYS = {"time", "level", "service", "logger", "message"}
-SERVICE_NAMES = {
-    "intake": "intake", "triage": "triage", "referral": "referral", "referral-critical": "referral_critical",
-    "notify": "notify", "notify-critical": "notify_critical",
-}
+SERVICE_NAMES = {p.name: p.name.replace("-", "_") for p in PROCESSES}  # as each names itself in its log
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +87,10 @@ def test_one_case_is_logged_as_json_with_its_correlation_id_and_nothing_personal
             exchange=routing.EXCHANGE, routing_key="case.received.normal", serializer="json", delivery_mode=2)
 
     def flow_logged():
-        intake = [json.loads(line) for line in lines_since(stack, log_offsets, "intake")]
+        status = [json.loads(line) for line in lines_since(stack, log_offsets, "intake-status")]
         triage = [json.loads(line) for line in lines_since(stack, log_offsets, "triage")]
         return (any(e.get("correlation_id") == created["id"] and e.get("event_type") == "delivery.attempted"
-                    for e in intake)
+                    for e in status)
                 and any(e["message"].startswith("set aside") for e in triage))
 
     assert wait_for(flow_logged), "the flow and the dead letter were not logged within 60 s"
@@ -115,7 +112,7 @@ def test_one_case_is_logged_as_json_with_its_correlation_id_and_nothing_personal
 
     # One case, followed across the services by its correlation id and its reference.
     for name, event_type in (("triage", "case.received"), ("referral", "case.triaged"),
-                             ("notify", "referral.created"), ("intake", "case.triaged")):
+                             ("notify", "referral.created"), ("intake-status", "case.triaged")):
         handled = [e for e in entries[name] if e.get("correlation_id") == created["id"]
                    and e.get("event_type") == event_type and e["message"] == f"handled {event_type}"]
         assert handled, f"{name} did not log handling {event_type} of the case"

@@ -61,8 +61,10 @@ class Notify:
         self.settle()
 
     def sweep(self):
+        """A sweep, and the gauges measured after it."""
         self.service.retry_due()
         self.settle()
+        self.service.measure()
 
     def settle(self):
         assert self.dispatch.pool.wait(timeout=30), "attempts still running after 30 s"
