@@ -4,6 +4,7 @@ Error messages are codes ("required", "range:0:120", "consent_without_need:legal
 prose and never the value sent: the API renders them in the user's language from the catalogue
 (services.intake.i18n), and a value echoed back could be personal data.
 """
+import functools
 from datetime import timedelta
 
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
@@ -169,13 +170,13 @@ class NewCase(CodedSchema):
 def load_new_case(body, now) -> dict:
     """Validated case fields, or ValidationError whose messages are keyed by field. `now` places a deadline
     given as a moment: it may lie at most a year ahead and a month behind."""
-    data = NewCase().load(body)
+    data = _instance(NewCase).load(body)
     deadline_at = data["deadline_at"]
     if deadline_at is not None and not (now - MAX_DEADLINE_PAST <= deadline_at <= now + MAX_DEADLINE_AHEAD):
         raise ValidationError({"deadline_at": ["deadline_out_of_range"]})
     for name in ("needs", "consents", "extortion_types", "platforms", "demands", "published_on"):
         data[name] = list(dict.fromkeys(data[name]))
-    data["safe_contact"] = {**SafeContact().load({}), **(data["safe_contact"] or {})}
+    data["safe_contact"] = {**_instance(SafeContact).load({}), **(data["safe_contact"] or {})}
     return data
 
 
@@ -212,4 +213,11 @@ class NewUser(CodedSchema):
 
 
 def load(schema_class, body) -> dict:
-    return schema_class().load(body)
+    return _instance(schema_class).load(body)
+
+
+@functools.cache
+def _instance(schema_class):
+    """One instance per schema: making one copies its fields (and, at first use, its nested schemas'),
+    which cost several times the load itself. Instances keep no state between loads."""
+    return schema_class()
