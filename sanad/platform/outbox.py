@@ -3,7 +3,7 @@
 A handler adds its events to the outbox table in the same transaction as its state change, so an event
 exists if and only if the change committed. Right after the worker finishes, the relay publishes those
 events with publisher confirms and marks them sent; a sweep every second publishes whatever a crash or a
-broker outage left behind. A crash between publishing and marking sent publishes an event twice, which
+broker outage left behind (anything still unsent SWEEP_GRACE seconds after its commit). A crash between publishing and marking sent publishes an event twice, which
 consumers absorb (see sanad.platform.inbox).
 
 The relay runs in one green thread per process, outside the workers, so a broker outage never holds a
