@@ -1,5 +1,5 @@
 """Everything the benchmark runs against: a database and a RabbitMQ virtual host of its own on the
-local servers, a key file, the partner receiver, the partner directory pointing at it, and the six
+local servers, a key file, the partner receiver, the partner directory pointing at it, and the
 service processes started by sanad.launcher.Stack exactly as `sanad run` starts them."""
 import os
 import random

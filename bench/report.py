@@ -82,7 +82,7 @@ def markdown(results):
         "|---|---|---|---|",
         f"| cases (messages) per second, received → delivered | {_cell(t['per_s'])} | "
         f"{_cell(s['floor']['throughput_per_s'])} | {_cell(t['per_s_vs_floor'], 2)} |",
-        f"| CPU ms per case, all six services (floor: its four hops) | "
+        f"| CPU ms per case, all service processes (floor: its four hops) | "
         f"{_cell(_scaled(t['services_cpu_seconds_per_case']), 2)} | "
         f"{_cell(_scaled(s['floor']['cpu_seconds_per_message']), 2)} | {_cell(t['services_cpu_vs_floor'], 1)} |",
         f"| CPU ms per case, PostgreSQL backends of the benchmark's database | "
