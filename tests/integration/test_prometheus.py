@@ -15,6 +15,7 @@ import yaml
 from sanad import webhooks
 from sanad.launcher import PROCESSES
 from tests.integration.conftest import free_port_base, sanad_cli
+from tests.support.faults import CONSUMERS
 from tests.support.api_client import api_headers
 from tests.support.receiver import Receiver
 
@@ -121,8 +122,8 @@ def case_through(stack, stack_env):
 
 
 def test_prometheus_scrapes_every_sanad_process(prometheus):
-    up = eventually(prometheus, 'count(up == 1) == 6')
-    assert float(up[0]["value"][1]) == 6
+    up = eventually(prometheus, f'count(up == 1) == {len(PROCESSES)}')
+    assert float(up[0]["value"][1]) == len(PROCESSES)
 
 
 @pytest.mark.parametrize("promql", [
@@ -141,9 +142,9 @@ def test_prometheus_scrapes_every_sanad_process(prometheus):
     'sanad_outbox_pending{job="referral"}',
     'sanad_outbox_oldest_age_seconds{job="notify"}',
     'sanad_queue_consumers{job="referral-critical", queue="referral.case_triaged.critical"} == 1',
-    'sanad_queue_messages_ready{job="intake", queue="intake.case_status"}',
+    'sanad_queue_messages_ready{job="intake-status", queue="intake.case_status"}',
     'sanad_dead_letters_stored{job="triage", schema="triage"} == 0',
-    'count(sanad_dependency_up == 1) == 12',
+    f'count(sanad_dependency_up == 1) == {2 * len(PROCESSES)}',  # database and broker, each process
     'sanad_referral_escalations_total{reason="ack_timeout", lane="critical"} == 0',
     'sanad_webhook_deliveries_total{job="notify-critical", outcome="failed", lane="critical"} == 0',
     'sanad_referrals_overdue{lane="critical"} == 0',
@@ -186,5 +187,5 @@ def test_every_process_is_ready_naming_the_queue_it_consumes(stack):
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["status"] == "ready" and body["database"] and body["broker"] and body["migrations"]
-        assert body["queues"], f"{proc.name} consumes no queue?"
+        assert set(body["queues"]) == {queue for queue, (process, _) in CONSUMERS.items() if process == proc.name}
         assert all(q["declared"] and q["consumers"] >= 1 for q in body["queues"].values())
