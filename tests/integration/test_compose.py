@@ -394,3 +394,17 @@ def test_dashboard_panels_fit_the_grid_without_overlapping(path):
 )
 def test_metric_name_extraction_ignores_functions_labels_and_ranges(expr, names):
     assert metric_names(expr) == names
+
+
+def test_the_service_down_alert_and_the_dashboard_watch_every_process():
+    processes = {p.name for p in PROCESSES}
+    rules = [rule for group in load_yaml(PROMETHEUS_DIR / "alerts.yml")["groups"] for rule in group["rules"]]
+    [service_down] = [rule["expr"] for rule in rules if rule.get("alert") == "ServiceDown"]
+    watched = [re.search(r'up\{job=~"([^"]+)"\}', service_down)]
+    for path in dashboard_files():
+        for panel in dashboard_panels(json.loads(path.read_text(encoding="utf-8"))["panels"]):
+            watched += [re.search(r'up\{job=~"([^"]+)"\}', target.get("expr", ""))
+                        for target in panel.get("targets", [])]
+    jobs = [set(found.group(1).split("|")) for found in watched if found]
+    assert len(jobs) >= 2, "the ServiceDown rule and the dashboard's panel"
+    assert all(named == processes for named in jobs), jobs
