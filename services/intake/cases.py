@@ -21,12 +21,18 @@ def facts_of(case: dict) -> dict:
     return {name: case.get(name) for name in FACT_FIELDS}
 
 
-def triage_lane(facts: dict) -> str:
-    """The lane a new case travels to triage on. The operator's checklist can already say a life is in
-    danger; such a case is assessed by triage's critical process, never behind a backlog of others. A
-    danger that shows only in the narrative is found by triage on the normal lane, which then sends the
-    case on at its level."""
-    return "critical" if facts.get("suicidal_thoughts") or facts.get("threat_of_violence") else "normal"
+# Reasons that send a case to triage's critical lane whatever its level: the checklist's two questions
+# about a life in danger, or the same read in the note (services/intake/screen.py).
+DANGER_TO_LIFE = frozenset({"suicidal_thoughts", "violence_threat"})
+
+
+def triage_lane(facts: dict, level: str | None = None, reasons=frozenset()) -> str:
+    """The lane a new case travels to triage on: critical when the checklist says suicidal thoughts or a
+    threat of violence, or when a first reading of the note (`level`, `reasons`) finds a critical risk or
+    either danger. Triage's critical process then assesses it, never behind a backlog of others."""
+    if facts.get("suicidal_thoughts") or facts.get("threat_of_violence"):
+        return "critical"
+    return "critical" if level == "critical" or DANGER_TO_LIFE & set(reasons) else "normal"
 
 
 def case_status(case: dict, referrals: list, deliveries: list) -> str:

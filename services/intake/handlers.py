@@ -60,10 +60,11 @@ def audit_trail(cur, case_id):
 
 # Recording a case -------------------------------------------------------------------------------------
 
-def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=None, now=None):
+def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=None, now=None, lane_of=None):
     """Store a new case, its audit entry and its case.received event in the caller's transaction.
     `fields` come from schemas.load_new_case. A case recorded in a staff session is held by whoever recorded
-    it; one posted by a machine client (an API token) joins the open queue."""
+    it; one posted by a machine client (an API token) joins the open queue. `lane_of(narrative, facts)`
+    picks the lane to triage (services/intake/screen.py); without it, the checklist alone does."""
     if idempotency_key:
         cur.execute(sql.CASE_BY_IDEMPOTENCY_KEY, {"key": idempotency_key})
         existing = cur.fetchone()
@@ -141,7 +142,8 @@ def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=
         "sealed_narrative": keys.transport.seal(fields["narrative"], narrative_context(case_id)),
         "preferences": {"family_contact": row["family_contact_allowed"], "staff_gender": None,
                         "victim_age": facts["victim_age"]},
-    }, producer=PRODUCER, correlation_id=case_id, lane=cases.triage_lane(facts)))
+    }, producer=PRODUCER, correlation_id=case_id,
+        lane=lane_of(fields["narrative"], facts) if lane_of else cases.triage_lane(facts)))
     return {"id": case_id, "reference": row["reference"]}
 
 

@@ -24,6 +24,7 @@ from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
 from services.intake import auth, handlers, i18n, pages, permissions, schemas, sql
+from services.intake.screen import LaneScreen
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class IntakeService(Observable):
     db = Database("intake")
     outbox = Outbox()
     keys = KeyFile()
+    lane_of = LaneScreen()
 
     # Who is asking ----------------------------------------------------------------------------------
 
@@ -260,7 +262,8 @@ class IntakeService(Observable):
         try:
             with self.db.transaction() as cur:
                 created = handlers.record_case(cur, self.outbox, self.keys, fields, principal,
-                                               idempotency_key=key, ip=self._ip(request), now=now)
+                                               idempotency_key=key, ip=self._ip(request), now=now,
+                                               lane_of=self.lane_of)
         except handlers.DuplicateSubmission as dup:
             return _json(200, self._created_body(dup.case), {"Idempotent-Replayed": "true"})
         CASES_RECEIVED.labels(channel=fields["channel"], governorate=fields["governorate"]).inc()

@@ -42,6 +42,14 @@ CRITICAL_CASE = {
     "suicidal_thoughts": True,
     "deadline_hours": 6,
 }
+# Nothing ticked on the checklist: the danger is only in the note, which intake reads with triage's model.
+NOTE_ONLY_CRITICAL_CASE = {
+    "narrative": "قالت راح تنتحر الليلة اذا وصلت الصور لأهلها. She says she will end her life tonight.",
+    "channel": "phone",
+    "governorate": "dhi_qar",
+    "needs": ["counselling"],
+    "consents": ["counselling"],
+}
 
 
 class Partner:
@@ -135,26 +143,42 @@ def test_a_case_posted_over_http_reaches_its_partners_signed_and_minimal(stack, 
     assert partner.rejected == 0
 
 
-def test_a_critical_case_overtakes_a_backlog_of_normal_cases(stack, partner):
+def test_a_critical_case_overtakes_a_backlog_of_normal_cases_by_its_checklist_or_by_its_note_alone(
+        stack, partner):
     with requests.Session() as session, ThreadPoolExecutor(max_workers=8) as pool:
         backlog = list(pool.map(lambda _: post_case(stack, MEDIUM_CASE, session), range(BACKLOG)))
     backlog_refs = {c["reference"] for c in backlog}
 
-    critical = post_case(stack, CRITICAL_CASE)
-    assert partner.wait_for(lambda got: any(p["data"]["case_reference"] == critical["reference"]
-                                            for _, _, p in got), timeout=120)
+    assessed_critical_before = assessed_by_triage_critical(stack)
+    critical = [post_case(stack, CRITICAL_CASE), post_case(stack, NOTE_ONLY_CRITICAL_CASE)]
+    references = {case["reference"] for case in critical}
+    assert partner.wait_for(lambda got: references <= {p["data"]["case_reference"] for _, _, p in got},
+                            timeout=120)
     normal_done_when_critical_arrived = sum(
         1 for p in partner.payloads() if p["data"]["case_reference"] in backlog_refs
     )
-    assert webhooks_for(partner, critical["reference"])[0]["data"]["risk_level"] == "critical"
-    assert normal_done_when_critical_arrived < 2 * BACKLOG, "the backlog drained before the critical case"
+    for reference in references:
+        assert webhooks_for(partner, reference)[0]["data"]["risk_level"] == "critical"
+    assert assessed_by_triage_critical(stack) - assessed_critical_before == 2, \
+        "both went to triage's critical process, not through the backlog's queue"
+    assert normal_done_when_critical_arrived < 2 * BACKLOG, "the backlog drained before the critical cases"
 
     # Nothing was lost on the way: every backlog case reaches both of its partners.
     assert partner.wait_for(
         lambda got: sum(1 for _, _, p in got if p["data"]["case_reference"] in backlog_refs) >= 2 * BACKLOG,
         timeout=300,
     )
-    print(f"critical case arrived after {normal_done_when_critical_arrived} of {2 * BACKLOG} normal webhooks")
+    print(f"critical cases arrived after {normal_done_when_critical_arrived} of {2 * BACKLOG} normal webhooks")
+
+
+def assessed_by_triage_critical(stack):
+    """Cases triage's critical process has assessed, from its /metrics."""
+    text = requests.get(stack.url("triage-critical") + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if (line.startswith("sanad_events_consumed_total{") and 'queue="triage.case_received.critical"' in line
+                and 'outcome="handled"' in line):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def test_an_event_delivered_twice_has_one_effect(stack, stack_env, partner, keys):

@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 import pytest
 from nameko.testing.services import worker_factory
@@ -13,9 +14,10 @@ from nameko.testing.services import worker_factory
 from sanad.contracts.events import new_event, parse
 from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
 from sanad.platform.http import ApiError, JsonHttpHandler
-from services.intake import accounts, auth, handlers
+from services.intake import accounts, auth, handlers, screen
 from services.intake.service import IntakeService, IntakeStatusService
 from services.intake.vocabulary import field_context
+from services.triage.assessment import default_assessor
 from tests.service import conftest
 from tests.service.conftest import outbox_events, rows
 
@@ -50,7 +52,8 @@ def json_request(*args, **kwargs):
 
 
 def intake(pools, outbox, keys):
-    return worker_factory(IntakeService, db=pools["intake"], outbox=outbox, keys=keys)
+    return worker_factory(IntakeService, db=pools["intake"], outbox=outbox, keys=keys,
+                          lane_of=partial(screen.triage_lane, default_assessor()))
 
 
 def intake_status(pools, keys):

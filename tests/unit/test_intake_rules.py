@@ -6,10 +6,12 @@ from datetime import datetime, timezone
 import pytest
 from marshmallow import ValidationError
 
+from services.intake import screen
 from services.intake.accounts import check_new_account
 from services.intake.cases import REFERENCE_ALPHABET, case_status, facts_of, new_reference, triage_lane
 from services.intake.schemas import MAX_NARRATIVE_CHARS
 from services.intake.schemas import load_new_case as load_at
+from services.triage.assessment import default_assessor
 
 NOW = datetime(2026, 3, 10, 21, 0, tzinfo=timezone.utc)
 
@@ -338,5 +340,42 @@ def test_every_problem_with_an_account_is_reported_at_once():
     ({"suicidal_thoughts": None, "threat_of_violence": None, "deadline_hours": 1, "victim_age": 15}, "normal"),
     ({}, "normal"),
 ])
-def test_a_case_goes_to_triage_s_critical_lane_only_when_the_checklist_says_a_life_is_in_danger(facts, lane):
+def test_by_its_checklist_a_case_goes_to_triage_s_critical_lane_only_when_a_life_is_in_danger(facts, lane):
     assert triage_lane(facts) == lane
+
+
+@pytest.mark.parametrize("level, reasons, lane", [
+    ("critical", {"suicide_plan"}, "critical"),
+    ("high", {"suicidal_thoughts"}, "critical"),
+    ("high", {"violence_threat"}, "critical"),
+    ("high", {"prior_attempt"}, "normal"),
+    ("medium", {"extortion"}, "normal"),
+    ("low", set(), "normal"),
+])
+def test_a_first_reading_of_the_note_sends_a_danger_to_life_to_the_critical_lane(level, reasons, lane):
+    assert triage_lane({}, level, reasons) == lane
+
+
+NO_FACTS = {name: None for name in ("victim_age", "material_published", "deadline_hours", "suicidal_thoughts",
+                                    "threat_of_violence")}
+
+
+@pytest.mark.parametrize("narrative, lane", [
+    ("قالت راح انتحر اذا نشر الصور", "critical"),
+    ("Caller says she will take all her pills tonight if the pictures are sent to her family.", "critical"),
+    ("He said he will kill her if she tells anyone. يهدد يقتلها", "critical"),
+    ("ma afakker antehar bs ta3bana", "critical"),
+    ("يهددني ينشر صوري اذا ما ادفع له فلوس. He wants 500 dollars by Friday.", "normal"),
+])
+def test_intake_reads_the_note_with_triage_s_own_model_to_pick_the_lane(narrative, lane):
+    assert screen.triage_lane(default_assessor(), narrative, NO_FACTS) == lane
+
+
+def test_without_triage_s_model_intake_routes_by_the_checklist_and_a_note_the_model_fails_on_goes_critical():
+    class Broken:
+        def assess(self, facts):
+            raise ValueError("broken lexicon")
+
+    assert screen.triage_lane(None, "قالت راح انتحر", NO_FACTS) == "normal"
+    assert screen.triage_lane(None, "", {**NO_FACTS, "suicidal_thoughts": True}) == "critical"
+    assert screen.triage_lane(Broken(), "anything", NO_FACTS) == "critical"
