@@ -26,6 +26,7 @@ from sanad.platform import inbox  # noqa: F401 -- hardens nameko's consumer, as 
 from tests.conftest import ARTIFACTS
 from tests.support.faults import CASE, CONSUMERS, CRITICAL_CASE, JOURNEY, Bench, declared_queues
 from tests.support.ports import free_ports
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -148,14 +149,6 @@ def handlers_waiting(bench):
         return cur.fetchone()[0]
 
 
-def wait_for(check, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(0.05)
-
-
 def test_every_queue_has_a_known_consumer():
     assert set(declared_queues()) <= set(CONSUMERS)
 
@@ -166,7 +159,7 @@ def test_a_service_killed_in_the_middle_of_a_message_handles_it_once_after_resta
     case = CRITICAL_CASE if process.endswith("-critical") else CASE
     with inbox_locked(fresh, schema):
         created = fresh.submit(case)
-        wait_for(lambda: handlers_waiting(fresh) > 0, what=f"{process} handling the case's event")
+        wait_until(lambda: handlers_waiting(fresh) > 0, what=f"{process} handling the case's event")
         assert fresh.kill(process, signal.SIGKILL) == -signal.SIGKILL
     fresh.restart(process)
 
@@ -177,7 +170,7 @@ def test_a_service_killed_in_the_middle_of_a_message_handles_it_once_after_resta
 def test_notify_killed_while_a_webhook_is_in_flight_sends_it_again_under_the_same_webhook_id(fresh):
     fresh.partner.delay = 3.0
     created = fresh.submit(CASE)
-    wait_for(lambda: fresh.partner.arrivals_for(created["reference"]), what="a webhook in flight")
+    wait_until(lambda: fresh.partner.arrivals_for(created["reference"]), what="a webhook in flight")
     assert fresh.kill("notify", signal.SIGKILL) == -signal.SIGKILL
     fresh.partner.delay = 0.0
     fresh.restart("notify")
@@ -212,7 +205,7 @@ def test_a_poison_message_is_set_aside_with_its_reason_an_alert_rises_and_the_qu
 
     for queue in queues:
         process, schema = CONSUMERS[queue]
-        wait_for(lambda: fresh.metric("sanad_dead_letters_total", process, f'queue="{queue}"') > before[queue],
+        wait_until(lambda: fresh.metric("sanad_dead_letters_total", process, f'queue="{queue}"') > before[queue],
                  what=f"the dead-letter alert metric of {queue} rising")
         reasons = [r["reason"] for r in fresh.rows(schema, "SELECT reason FROM dead_letters WHERE queue = %(q)s",
                                                     {"q": queue})]
@@ -253,13 +246,14 @@ def test_duplicated_and_replayed_events_have_one_effect(fresh):
                             for p in fresh.stack.running)
     publish(fresh, originals + originals + replayed)
 
-    wait_for(lambda: sum(fresh.metric("sanad_events_consumed_total", p, 'outcome="duplicate"')
+    wait_until(lambda: sum(fresh.metric("sanad_events_consumed_total", p, 'outcome="duplicate"')
                          for p in fresh.stack.running) - duplicates_before >= 2 * len(originals),
              what="every duplicate recognised")
     replayed_ids = [r["id"] for r in replayed]
-    wait_for(lambda: sum(len(fresh.rows(schema, "SELECT 1 FROM processed_events WHERE event_id = ANY(%(ids)s::uuid[])",
-                                        {"ids": replayed_ids})) for schema in ("intake", "triage", "referral", "notify"))
-             >= len(replayed), what="every replayed event handled")
+    handled = "SELECT 1 FROM processed_events WHERE event_id = ANY(%(ids)s::uuid[])"
+    wait_until(lambda: sum(len(fresh.rows(schema, handled, {"ids": replayed_ids}))
+                           for schema in ("intake", "triage", "referral", "notify")) >= len(replayed),
+               what="every replayed event handled")
     time.sleep(1.5)  # a second webhook, were one scheduled, would be on its way by now
     fresh.assert_once_in_effect([created])
     assert len(fresh.partner.arrivals_for(created["reference"])) == arrived, "no webhook was sent again"
@@ -267,7 +261,7 @@ def test_duplicated_and_replayed_events_have_one_effect(fresh):
 
 def test_events_arriving_out_of_order_never_move_a_case_backwards(fresh, keys):
     created = fresh.submit({**CASE, "needs": [], "consents": []})  # nobody to refer to: only the test's events
-    wait_for(lambda: fresh.case_view(created["id"])["risk"], what="the case triaged")
+    wait_until(lambda: fresh.case_view(created["id"])["risk"], what="the case triaged")
     now = datetime.now(timezone.utc)
     referral_id, partner_id, delivery_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 
@@ -293,13 +287,13 @@ def test_events_arriving_out_of_order_never_move_a_case_backwards(fresh, keys):
     }, producer="referral").to_message()
     # Newest first: the reassessment, the successful second attempt, then what came before them.
     publish(fresh, [triaged("critical", now + timedelta(hours=1)), attempted(2, "delivered", now + timedelta(seconds=6))])
-    wait_for(lambda: fresh.case_view(created["id"])["risk"]["level"] == "critical", what="the reassessment shown")
+    wait_until(lambda: fresh.case_view(created["id"])["risk"]["level"] == "critical", what="the reassessment shown")
     publish(fresh, [triaged("low", now - timedelta(hours=1)), attempted(1, "retrying", now), referral])
 
     def settled():
         view = fresh.case_view(created["id"])
         return view if view["referrals"] and len(view["referrals"][0]["deliveries"]) == 2 else None
-    wait_for(settled, what="every event handled")
+    wait_until(settled, what="every event handled")
     view = settled()
     assert view["risk"]["level"] == "critical", "an older assessment must not replace a newer one"
     assert view["status"] == "referred", "a late 'retrying' must not undo a delivery"
@@ -310,7 +304,7 @@ def test_events_arriving_out_of_order_never_move_a_case_backwards(fresh, keys):
 def test_sigterm_lets_a_webhook_in_flight_finish_and_publishes_what_it_recorded(fresh, process):
     fresh.partner.delay = 2.0
     created = fresh.submit(CRITICAL_CASE if process.endswith("-critical") else CASE)
-    wait_for(lambda: fresh.partner.arrivals_for(created["reference"]), what="a webhook in flight")
+    wait_until(lambda: fresh.partner.arrivals_for(created["reference"]), what="a webhook in flight")
     assert fresh.kill(process, signal.SIGTERM) == 0
 
     unfinished = fresh.rows("notify", """
@@ -331,7 +325,7 @@ def test_sigterm_lets_a_webhook_in_flight_finish_and_publishes_what_it_recorded(
 def test_sigterm_with_a_handler_waiting_on_the_database_finishes_it_or_returns_it_to_the_queue(fresh):
     with inbox_locked(fresh, "triage"):
         created = fresh.submit(CASE)
-        wait_for(lambda: handlers_waiting(fresh) > 0, what="triage handling the case")
+        wait_until(lambda: handlers_waiting(fresh) > 0, what="triage handling the case")
         fresh.stack.signal("triage", signal.SIGTERM)
         time.sleep(1)
     assert fresh.stack.wait("triage", timeout=30) == 0

@@ -4,13 +4,13 @@ operator follows (rotate, restart, reseal) leaving every old row readable."""
 import json
 import shutil
 import signal
-import time
 import uuid
 
 import pytest
 import requests
 
 from tests.integration.conftest import sanad_cli
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -37,16 +37,6 @@ def logged_in(stack, username):
     assert response.status_code == 200, response.text
     session.headers["X-CSRF-Token"] = response.json()["csrf_token"]
     return session, response
-
-
-def wait_for(check, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not true within {timeout} s: {check.__doc__}")
 
 
 def test_a_staff_session_from_login_to_logout(stack, accounts):
@@ -76,7 +66,7 @@ def test_an_override_travels_to_triage_and_comes_back_as_the_cases_level(stack, 
     def assessed():
         """triage assessed the case"""
         return operator.get(case_url, timeout=10).json()["risk"]
-    original = wait_for(assessed)
+    original = wait_until(assessed)
     assert original["level"] != "critical"
 
     raised = operator.post(case_url + "/risk-override", json={"level": "critical", "reason": "she is on the roof"},
@@ -87,7 +77,7 @@ def test_an_override_travels_to_triage_and_comes_back_as_the_cases_level(stack, 
         """triage re-announced the case with the override among its reasons"""
         risk = operator.get(case_url, timeout=10).json()["risk"]
         return risk if {"code": "override", "source": "override", "evidence": []} in risk["reasons"] else None
-    risk = wait_for(reannounced)
+    risk = wait_until(reannounced)
     assert risk["level"] == "critical"
     assert [r["code"] for r in risk["reasons"][:-1]] == [r["code"] for r in original["reasons"]], \
         "the original reasons are kept"

@@ -24,6 +24,7 @@ from services.notify.handlers import register_endpoint
 from services.notify.urls import UrlPolicy
 from tests.conftest import ARTIFACTS
 from tests.integration.conftest import free_port_base, sanad_cli
+from tests.support.rabbit import publish_events
 from tests.support.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.integration
@@ -103,28 +104,10 @@ def webhook_id(event):
     return f"msg_{event.data['referral_id'].hex}"
 
 
-def publish(env, *events):
-    with Connection(env["SANAD_AMQP_URI"], transport_options={"confirm_publish": True}) as connection:
-        producer = connection.Producer()
-        for event in events:
-            producer.publish(event.to_message(), exchange=routing.EXCHANGE, routing_key=event.routing_key,
-                             serializer="json", delivery_mode=2)
-
-
 def rows(db, query, params=None):
     with db.transaction() as cur:
         cur.execute(query, params or {})
         return cur.fetchall()
-
-
-def wait_until(check, timeout=60, what="the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not true within {timeout} s: {what}")
 
 
 def assert_delivered_once_each(receiver, ids):
@@ -161,7 +144,7 @@ def test_a_partner_failing_on_purpose_then_recovering_gets_every_webhook_verifie
     ids = [webhook_id(e) for e in events]
     partner.receiver.respond = Script(ids).respond
 
-    publish(env, *events)
+    publish_events(env["SANAD_AMQP_URI"], *events)
 
     expected = {wid: [reply.status if not reply.drop else "dropped" for reply in Script.FAILURES[n % 5]] + [204]
                 for n, wid in enumerate(ids)}
@@ -200,12 +183,12 @@ def test_critical_webhooks_are_not_queued_behind_retries_of_a_failing_partner(no
     other = partners()
     try:
         normal = [referral_created(partner.id) for _ in range(8)]
-        publish(env, *normal)
+        publish_events(env["SANAD_AMQP_URI"], *normal)
         assert partner.receiver.wait_until(lambda r: r.holding == 2, timeout=30)
 
         critical = referral_created(partner.id, level="critical")
         elsewhere = referral_created(other.id)
-        publish(env, critical, elsewhere)
+        publish_events(env["SANAD_AMQP_URI"], critical, elsewhere)
         assert partner.receiver.wait_for(lambda got: any(w == webhook_id(critical) for _, w, _ in got), timeout=30)
         assert other.receiver.wait_for(lambda got: len(got) == 1, timeout=30), \
             "a partner that hangs held up webhooks to another partner"
@@ -228,7 +211,7 @@ def test_a_notify_process_killed_mid_delivery_and_restarted_still_delivers_it_on
     partner = partners(respond)
     event = referral_created(partner.id)
     try:
-        publish(env, event)
+        publish_events(env["SANAD_AMQP_URI"], event)
         assert partner.receiver.wait_until(lambda r: r.holding == 1, timeout=30)
         notify.signal("notify", signal.SIGKILL)
         assert notify.wait("notify") == -signal.SIGKILL
@@ -265,7 +248,7 @@ def test_two_notify_processes_never_send_the_same_attempt_twice(notify, env, db,
     try:
         second.wait_healthy(timeout=60)
         events = [referral_created(partner.id) for _ in range(40)]
-        publish(env, *events)
+        publish_events(env["SANAD_AMQP_URI"], *events)
         ids = [webhook_id(e) for e in events]
         assert partner.receiver.wait_for(lambda got: len(got) >= len(ids), timeout=90)
         time.sleep(2)  # time enough for a second send of any attempt, were there one
@@ -290,7 +273,7 @@ def test_a_dead_delivery_is_announced_counted_and_replayed_by_the_cli_under_its_
                       routing_key="notification.exhausted.*", auto_delete=True)
     with Connection(env["SANAD_AMQP_URI"]) as connection:
         with connection.SimpleQueue(exhausted) as announced:
-            publish(env, event)
+            publish_events(env["SANAD_AMQP_URI"], event)
             message = announced.get(timeout=30)
             body = message.payload
             message.ack()
@@ -319,7 +302,7 @@ def test_an_escalation_pages_the_oncall_endpoint_registered_with_the_cli(notify,
             "level": "critical", "service": "shelter", "governorate": "dhi_qar", "reason": "no_match",
             "step": 1, "reoffered_to": None, "escalated_at": datetime.now(timezone.utc),
         }, producer="referral", lane="critical")
-        publish(env, escalation)
+        publish_events(env["SANAD_AMQP_URI"], escalation)
         assert pager.wait_for(lambda got: len(got) == 1, timeout=30)
         [page] = pager.payloads()
     assert page["type"] == "referral.escalated"

@@ -20,6 +20,7 @@ from sanad.contracts.sealing import narrative_context
 from sanad.launcher import PROCESSES
 from tests.integration.conftest import sanad_cli
 from tests.support.receiver import Receiver
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -102,16 +103,6 @@ def case_status(stack, case_id):
     return response.json()
 
 
-def wait_until(check, timeout=60, poll=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"not true within {timeout} s: {check.__doc__ or check}")
-
-
 def webhooks_for(receiver, reference):
     return [p for p in receiver.payloads() if p["data"]["case_reference"] == reference]
 
@@ -173,12 +164,8 @@ def test_a_critical_case_overtakes_a_backlog_of_normal_cases_by_its_checklist_or
 
 def assessed_by_triage_critical(stack):
     """Cases triage's critical process has assessed, from its /metrics."""
-    text = requests.get(stack.url("triage-critical") + "/metrics", timeout=10).text
-    for line in text.splitlines():
-        if (line.startswith("sanad_events_consumed_total{") and 'queue="triage.case_received.critical"' in line
-                and 'outcome="handled"' in line):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return _metric(stack.url("triage-critical"), "sanad_events_consumed_total",
+                   'outcome="handled",queue="triage.case_received.critical"')
 
 
 def test_an_event_delivered_twice_has_one_effect(stack, stack_env, partner, keys):

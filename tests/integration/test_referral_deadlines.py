@@ -19,7 +19,9 @@ from sanad.platform.pool import Pool
 from tests.conftest import ARTIFACTS
 from tests.integration.conftest import free_port_base, sanad_cli
 from tests.service.events import case_triaged
+from tests.support.rabbit import publish_events
 from tests.support.receiver import Receiver
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -146,31 +148,13 @@ def offers_in(received, reference):
     return [payload["data"] for _, _, payload in received if payload["data"]["case_reference"] == reference]
 
 
-def publish(env, *events):
-    with Connection(env["SANAD_AMQP_URI"], transport_options={"confirm_publish": True}) as connection:
-        producer = connection.Producer()
-        for event in events:
-            producer.publish(event.to_message(), exchange=routing.EXCHANGE, routing_key=event.routing_key,
-                             serializer="json", delivery_mode=2)
-
-
-def wait_until(check, timeout=30, poll=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"not true within {timeout} s: {check.__doc__ or check}")
-
-
 def test_a_critical_offer_nobody_acknowledges_is_reoffered_and_the_supervisor_paged_until_acknowledged(
         stack_env, services, partners, watch, pager):
     local, national = partners
     sanad_cli(stack_env, "referral", "policy", "critical", "--ack-seconds", str(ACK_SECONDS), "--max-reoffers", "1")
     event = case_triaged(level="critical")
     reference = event.data["reference"]
-    publish(stack_env, event)
+    publish_events(stack_env["SANAD_AMQP_URI"], event)
 
     assert local.wait_for_offer(reference), "the local partner is offered it first"
     [first_offer] = local.offers_for(reference)
@@ -220,7 +204,7 @@ def test_three_referral_processes_at_once_fire_each_deadline_exactly_once(stack_
         sanad_cli(stack_env, "referral", "policy", "high", "--ack-seconds", "3600", "--max-reoffers", "1")
         cases = [case_triaged(level="critical") for _ in range(25)] + [case_triaged(level="high") for _ in range(15)]
         case_ids = [e.data["case_id"] for e in cases]
-        publish(stack_env, *cases)
+        publish_events(stack_env["SANAD_AMQP_URI"], *cases)
         pool = Pool(stack_env["SANAD_DATABASE_URL"], size=1, schema="referral")
 
         def offered():

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -14,6 +13,7 @@ import requests
 from sanad import webhooks
 from sanad.launcher import ROOT
 from tests.support.receiver import Receiver
+from tests.support.waiting import wait_until
 
 PASSWORD = "a long night-shift passphrase"
 
@@ -95,16 +95,6 @@ def referral_staff_key(env, role):
     """A key for referral's admin API, for a member of staff of `role`."""
     out, _ = sanad(env, "referral", "staff-key", f"{role}-{uuid.uuid4().hex[:6]}", "--role", role)
     return out.strip()
-
-
-def wait_until(check, timeout=60, poll=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"not true within {timeout} s: {check.__doc__ or check}")
 
 
 def referred_case(stack, case, services, client=requests, headers=None):

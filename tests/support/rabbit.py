@@ -2,6 +2,9 @@
 import urllib.parse
 
 import requests
+from kombu import Connection
+
+from sanad.contracts import routing
 
 MANAGEMENT_URL = "http://127.0.0.1:15672/api"
 AUTH = ("guest", "guest")
@@ -25,3 +28,12 @@ def queue_depths(vhost):
     response = requests.get(f"{MANAGEMENT_URL}/queues/{quoted}", auth=AUTH, timeout=10)
     response.raise_for_status()
     return {q["name"]: q.get("messages", 0) for q in response.json()}
+
+
+def publish_events(amqp_uri, *events):
+    """Publish events to Sanad's exchange as a relay would (with confirms), bypassing any service."""
+    with Connection(amqp_uri, transport_options={"confirm_publish": True}) as connection:
+        producer = connection.Producer()
+        for event in events:
+            producer.publish(event.to_message(), exchange=routing.EXCHANGE, routing_key=event.routing_key,
+                             serializer="json", delivery_mode=2)
