@@ -19,7 +19,8 @@ class Database(DependencyProvider):
         # whole process (its other workers, its HTTP server and its outbox relay) until PostgreSQL answers.
         patch_psycopg()
         size = int(self.container.config.get("max_workers", 10)) + EXTRA_CONNECTIONS
-        self.pool = Pool(settings.from_environment().database_url, size=size, schema=self.schema)
+        self.pool = Pool(settings.from_environment().database_url, size=size, schema=self.schema,
+                         application_name=f"sanad {self.container.service_name}")
 
     def stop(self):
         self.pool.close()

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 import psycopg2
 import psycopg2.extras
 
+from sanad.platform import backends
+
 psycopg2.extras.register_uuid()
 
 # Errors after which a connection cannot be trusted again.
@@ -24,24 +26,29 @@ CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
 class Pool:
-    def __init__(self, dsn, size, schema=None, connect_timeout=5):
+    def __init__(self, dsn, size, schema=None, connect_timeout=5, application_name="sanad"):
         self._dsn = dsn
+        self._application_name = application_name
         self._options = f"-c search_path={schema},public" if schema else None
         self._connect_timeout = connect_timeout
         self._idle = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)
 
     def _connect(self):
-        kwargs = {"connect_timeout": self._connect_timeout, "application_name": "sanad"}
+        kwargs = {"connect_timeout": self._connect_timeout, "application_name": self._application_name}
         if self._options:
             kwargs["options"] = self._options
         if psycopg2.extensions.get_wait_callback() is None:
-            return psycopg2.connect(self._dsn, **kwargs)
-        # A green connection (sanad.platform.database) is made without blocking, and libpq ignores
-        # connect_timeout then: the timeout is kept here instead.
-        import eventlet
-        with eventlet.Timeout(self._connect_timeout, psycopg2.OperationalError("timed out connecting to PostgreSQL")):
-            return psycopg2.connect(self._dsn, **kwargs)
+            conn = psycopg2.connect(self._dsn, **kwargs)
+        else:
+            # A green connection (sanad.platform.database) is made without blocking, and libpq ignores
+            # connect_timeout then: the timeout is kept here instead.
+            import eventlet
+            with eventlet.Timeout(self._connect_timeout,
+                                  psycopg2.OperationalError("timed out connecting to PostgreSQL")):
+                conn = psycopg2.connect(self._dsn, **kwargs)
+        backends.share_priority(conn)
+        return conn
 
     @contextmanager
     def connection(self):
