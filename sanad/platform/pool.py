@@ -17,8 +17,6 @@ from contextlib import contextmanager
 import psycopg2
 import psycopg2.extras
 
-from sanad.platform import backends
-
 psycopg2.extras.register_uuid()
 
 # Errors after which a connection cannot be trusted again.
@@ -39,16 +37,12 @@ class Pool:
         if self._options:
             kwargs["options"] = self._options
         if psycopg2.extensions.get_wait_callback() is None:
-            conn = psycopg2.connect(self._dsn, **kwargs)
-        else:
-            # A green connection (sanad.platform.database) is made without blocking, and libpq ignores
-            # connect_timeout then: the timeout is kept here instead.
-            import eventlet
-            with eventlet.Timeout(self._connect_timeout,
-                                  psycopg2.OperationalError("timed out connecting to PostgreSQL")):
-                conn = psycopg2.connect(self._dsn, **kwargs)
-        backends.share_priority(conn)
-        return conn
+            return psycopg2.connect(self._dsn, **kwargs)
+        # A green connection (sanad.platform.database) is made without blocking, and libpq ignores
+        # connect_timeout then: the timeout is kept here instead.
+        import eventlet
+        with eventlet.Timeout(self._connect_timeout, psycopg2.OperationalError("timed out connecting to PostgreSQL")):
+            return psycopg2.connect(self._dsn, **kwargs)
 
     @contextmanager
     def connection(self):

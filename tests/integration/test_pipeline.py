@@ -1,6 +1,5 @@
 """A case travels intake -> triage -> referral -> notify -> a partner's webhook, over real RabbitMQ and
 PostgreSQL, through the real service processes."""
-import importlib
 import json
 import os
 import subprocess
@@ -11,7 +10,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-import psycopg2
 import pytest
 import requests
 from kombu import Connection
@@ -213,29 +211,3 @@ def test_the_normal_lane_runs_at_lower_cpu_priority_than_the_api_and_the_critica
             assert nice[proc.name] == (max(-20, launcher - 5) if may_raise else launcher), proc.name
         else:
             assert nice[proc.name] == launcher, proc.name
-
-
-def test_each_service_s_postgresql_backends_run_at_the_cpu_priority_of_its_lane(stack):
-    """PostgreSQL runs on this machine, so a lane's priority reaches the queries it makes, where the
-    launcher may change another user's priority (as root here); elsewhere they keep PostgreSQL's."""
-    services = {proc.name: _service_class(proc).name for proc in PROCESSES}
-    nice = {services[name]: os.getpriority(os.PRIO_PROCESS, child.pid) for name, child in stack.running.items()}
-    database = stack.env["SANAD_DATABASE_URL"].rsplit("/", 1)[1]
-
-    def backends():
-        """a backend for every service (each one's outbox sweep opens one within a second)"""
-        with psycopg2.connect(stack.env["SANAD_DATABASE_URL"]) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pid, application_name FROM pg_stat_activity WHERE datname = %s", (database,))
-            found = [(pid, name.removeprefix("sanad ")) for pid, name in cur.fetchall()]
-        conn.close()
-        return found if {service for _, service in found} >= set(nice) else None
-
-    may_change = os.geteuid() == 0
-    for pid, service in wait_until(backends):
-        if service in nice:
-            assert os.getpriority(os.PRIO_PROCESS, pid) == (nice[service] if may_change else 0), service
-
-
-def _service_class(proc):
-    module, _, name = proc.target.partition(":")
-    return getattr(importlib.import_module(module), name)
