@@ -151,6 +151,17 @@ def load_offers(cur, services):
     return [partner_from_row(row) for row in cur.fetchall()]
 
 
+def fold_partner_load(pool) -> bool:
+    """Fold the open-referral changes noted since the last fold into each partner's count (the timer's
+    use case). False when another process is folding right now."""
+    with pool.transaction() as cur:
+        cur.execute(sql.FOLD_LOCK)
+        if not cur.fetchone()["mine"]:
+            return False
+        cur.execute(sql.FOLD_PARTNER_LOAD)
+    return True
+
+
 def explain_match(cur, service, governorate, now, preferences=NO_PREFERENCES, needs=None, consents=None):
     """The ranking matching would make right now, with the reason each other partner is passed over."""
     needs = [service] if needs is None else needs

@@ -35,6 +35,7 @@ from services.referral.escalation import Policy
 
 PARTNER_OPENAPI = Path(__file__).with_name("partner_openapi.json")
 ESCALATION_TICK_SECONDS = 1.0
+LOAD_FOLD_SECONDS = 1.0  # how often partners' open-referral changes are folded into their counts
 
 PARTNER = ("partner",)
 ADMIN = ("admin",)
@@ -192,6 +193,14 @@ class ReferralService(Observable):
         _record(effects)
         for lane, delay in delays:
             ESCALATION_DELAY.labels(lane=lane).observe(max(0.0, delay))
+
+    @timer(interval=LOAD_FOLD_SECONDS)
+    def fold_partner_load(self):
+        """Keep the changes matching adds to each partner's open-referral count few."""
+        try:
+            handlers.fold_partner_load(self.db)
+        except CONNECTION_ERRORS:
+            pass  # sanad_dependency_up says so; the changes wait for the next fold and count meanwhile
 
     def _process(self):
         return f"{self.name}:{os.getpid()}"

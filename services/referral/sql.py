@@ -56,9 +56,10 @@ _HOURS = """
                               ORDER BY h.weekday, h.opens_at)
               FROM service_hours h WHERE h.service_id = ps.id), '[]'::json)
 """
+# A partner's open referrals: its folded count and the changes not folded yet (migration 0003 says why).
 _OPEN_REFERRALS = """
-    (SELECT count(*) FROM referrals r
-     WHERE r.partner_id = p.id AND r.status IN ('offered', 'accepted', 'in_progress'))
+    (coalesce((SELECT l.open_referrals FROM partner_load l WHERE l.partner_id = p.id), 0)
+     + coalesce((SELECT sum(c.change) FROM partner_load_changes c WHERE c.partner_id = p.id), 0))
 """
 # Every active partner offering one of the services, wherever it works: matching passes over those outside
 # the victim's governorate itself, so it can say so.
@@ -88,6 +89,21 @@ DIRECTORY = f"""
     FROM partners p
     WHERE (%(partner_id)s::uuid IS NULL OR p.id = %(partner_id)s::uuid)
     ORDER BY p.name
+"""
+
+# Folds the changes noted since the last fold into each partner's count, in one transaction, so a reader
+# sees a change either as a row of partner_load_changes or in partner_load, never both nor neither. One
+# process folds at a time: the others' attempts that second find the lock taken and do nothing.
+FOLD_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('referral.partner_load')) AS mine"
+FOLD_PARTNER_LOAD = """
+    WITH folded AS (
+        DELETE FROM partner_load_changes RETURNING partner_id, change
+    ), totals AS (
+        SELECT f.partner_id, sum(f.change) AS change FROM folded f JOIN partners p ON p.id = f.partner_id
+        GROUP BY f.partner_id
+    )
+    INSERT INTO partner_load (partner_id, open_referrals) SELECT partner_id, change FROM totals
+    ON CONFLICT (partner_id) DO UPDATE SET open_referrals = partner_load.open_referrals + EXCLUDED.open_referrals
 """
 
 # Cases and referrals -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Request
 
 from sanad.contracts.events import new_event, parse
 from sanad.platform.http import ApiError
-from services.referral import access, handlers
+from services.referral import access, handlers, sql
 from services.referral.directory import PartnerEntry, ServiceTerms, parse_hours
 from services.referral.handlers import add_partner
 from services.referral.service import CriticalReferralService, ReferralHttpHandler, ReferralService
@@ -102,6 +102,46 @@ def test_each_consented_need_goes_to_the_best_partner(pools, outbox, keys):
     chosen = {r["service"]: r["partner_id"] for r in referrals(pools)}
     assert chosen == {"counselling": local, "legal_aid": national}, "no referral without consent"
     assert [e.type for _, e in events(pools)] == ["referral.created", "referral.created"]
+
+
+def test_partners_equally_placed_take_turns_by_open_referrals_counted_as_offers_open_and_close(pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        amara = add_partner(cur, "Amara Counselling Centre", ["counselling"], ["dhi_qar"])
+        basra_road = add_partner(cur, "Basra Road Counselling Centre", ["counselling"], ["dhi_qar"])
+    service = referral_service(pools, outbox, keys)
+
+    def open_referrals():
+        """What matching ranks by, checked against a count of the referrals themselves."""
+        with pools["referral"].transaction() as cur:
+            ranked_by = {e["id"]: e["open_referrals"] for e in handlers.directory(cur)}
+        counted = {row["partner_id"]: row["open"] for row in rows(pools["referral"], """
+            SELECT partner_id, count(*) AS open FROM referrals
+            WHERE status IN ('offered', 'accepted', 'in_progress') GROUP BY partner_id""")}
+        assert ranked_by == {amara: counted.get(amara, 0), basra_road: counted.get(basra_road, 0)}
+        return ranked_by
+
+    service.on_case_triaged(case_triaged().to_message())
+    assert handlers.fold_partner_load(pools["referral"])
+    service.on_case_triaged(case_triaged().to_message())
+    service.on_case_triaged(case_triaged().to_message())
+    assert [r["partner_id"] for r in referrals(pools)] == [amara, basra_road, amara]
+    assert open_referrals() == {amara: 2, basra_road: 1}
+
+    first = referrals(pools)[0]
+    with pools["referral"].transaction() as cur:  # declined: offered to the next partner at once
+        handlers.change_status(cur, outbox, first["id"], "declined", "no_capacity", "partner", partner_id=amara)
+    assert open_referrals() == {amara: 1, basra_road: 2}
+    assert handlers.fold_partner_load(pools["referral"])
+    assert open_referrals() == {amara: 1, basra_road: 2}
+    assert rows(pools["referral"], "SELECT * FROM partner_load_changes") == []
+
+
+def test_one_process_folds_partners_load_at_a_time(pools):
+    with pools["referral"].transaction() as cur:
+        cur.execute(sql.FOLD_LOCK)
+        assert cur.fetchone()["mine"]
+        assert not handlers.fold_partner_load(pools["referral"]), "another process is folding"
+    assert handlers.fold_partner_load(pools["referral"])
 
 
 def test_the_victims_age_from_intake_keeps_an_adults_only_partner_from_a_minor(pools, outbox, keys):
