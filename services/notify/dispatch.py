@@ -34,12 +34,25 @@ class AttemptPool:
         """{endpoint id: attempts running now}, for endpoints with any."""
         return {endpoint: n for endpoint, n in self._in_flight.items() if n}
 
-    def run(self, endpoint_id, function, *args):
+    def run(self, endpoint_id, function, *args, reserved=False):
         """Run function(*args) in the pool, counted against `endpoint_id` until it returns. The caller
-        checks has_room_for() first; the slot is taken at once, before the green thread starts."""
+        checks has_room_for() first, or reserve()d the slot (`reserved`); the slot is taken at once,
+        before the green thread starts."""
         endpoint = str(endpoint_id)
-        self._in_flight[endpoint] += 1
+        if not reserved:
+            self._in_flight[endpoint] += 1
         self._threads.spawn_n(self._run, endpoint, function, args)
+
+    def reserve(self, endpoint_id) -> bool:
+        """Take a slot for an attempt to `endpoint_id` that will start later with run(reserved=True), if
+        the endpoint has room now; give it back with release() if the attempt never starts."""
+        if not self.has_room_for(endpoint_id):
+            return False
+        self._in_flight[str(endpoint_id)] += 1
+        return True
+
+    def release(self, endpoint_id) -> None:
+        self._free_slot(str(endpoint_id))
 
     def wait_for_room(self, timeout) -> None:
         """Return at once if a slot is free, else when an attempt finishes, or after `timeout` seconds."""
@@ -64,8 +77,11 @@ class AttemptPool:
         except Exception:  # noqa: BLE001 -- an attempt's failure must not kill the pool; its lease runs out
             log.exception("a webhook attempt failed unexpectedly; its delivery is retried when its lease ends")
         finally:
-            self._in_flight[endpoint] -= 1
-            if not self._in_flight[endpoint]:
-                del self._in_flight[endpoint]
-            finished, self._finished = self._finished, Event()
-            finished.send()
+            self._free_slot(endpoint)
+
+    def _free_slot(self, endpoint):
+        self._in_flight[endpoint] -= 1
+        if not self._in_flight[endpoint]:
+            del self._in_flight[endpoint]
+        finished, self._finished = self._finished, Event()
+        finished.send()

@@ -184,10 +184,10 @@ def _insert_delivery(cur, now, row):
 
 # Claiming ----------------------------------------------------------------------------------------------------
 
-def claim_one(pool, delivery_id, settings, now=None):
-    with pool.transaction() as cur:
-        cur.execute(sql.CLAIM_BY_ID, {"id": delivery_id, "now": now or _utc_now(), "lease": settings.lease_seconds})
-        return cur.fetchall()
+def claim(cur, delivery_id, settings, now=None):
+    """The delivery, leased for an attempt, if it is due and nobody holds it; else nothing ([])."""
+    cur.execute(sql.CLAIM_BY_ID, {"id": delivery_id, "now": now or _utc_now(), "lease": settings.lease_seconds})
+    return cur.fetchall()
 
 
 def claim_due(pool, lane, limit, in_flight, settings, now=None):

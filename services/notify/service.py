@@ -101,23 +101,36 @@ class NotifyService(Observable):
                 pool.wait_for_an_attempt(timeout=min(SWEEP_INTERVAL, stop_at - time.monotonic()))
 
     def _offer(self, queue, body):
-        scheduled = handle_event(self.db, queue, body,
-                                 partial(handlers.schedule_offer, public_url=self.webhooks.settings.public_url))
-        self._start(scheduled)
+        self._schedule(queue, body, partial(handlers.schedule_offer, public_url=self.webhooks.settings.public_url))
 
     def _page(self, queue, body):
-        self._start(handle_event(self.db, queue, body, handlers.schedule_pages))
+        self._schedule(queue, body, handlers.schedule_pages)
 
-    def _start(self, scheduled):
-        """Attempt new deliveries at once where the pool has room; the sweep takes up the rest."""
-        pool = self.webhooks.pool
-        for delivery_id, endpoint_id in scheduled or ():
-            if pool.has_room_for(endpoint_id):
-                pool.run(endpoint_id, self._claim_and_attempt, delivery_id)
+    def _schedule(self, queue, body, schedule):
+        """Record the event's deliveries and, in the same transaction, claim those the pool has room to
+        attempt now, then attempt them at once; the sweep takes up the rest. One commit, not two, stands
+        between a referral and its webhook."""
+        pool, settings = self.webhooks.pool, self.webhooks.settings
+        reserved = []  # endpoints of slots taken; given back unless their attempt starts
 
-    def _claim_and_attempt(self, delivery_id):
-        for delivery in handlers.claim_one(self.db, delivery_id, self.webhooks.settings):
-            self._attempt(delivery)
+        def schedule_and_claim(cur, event):
+            claimed = []
+            for delivery_id, endpoint_id in schedule(cur, event):
+                if pool.reserve(endpoint_id):
+                    reserved.append(str(endpoint_id))
+                    claimed += handlers.claim(cur, delivery_id, settings)
+            return claimed
+
+        claimed = []
+        try:
+            claimed = handle_event(self.db, queue, body, schedule_and_claim) or []
+        finally:
+            for delivery in claimed:
+                reserved.remove(str(delivery["endpoint_id"]))
+            for endpoint_id in reserved:
+                pool.release(endpoint_id)
+        for delivery in claimed:
+            pool.run(delivery["endpoint_id"], self._attempt, delivery, reserved=True)
 
     def _attempt(self, delivery):
         attempted = handlers.attempt(self.db, self.outbox, self.keys, delivery, self.webhooks)

@@ -83,6 +83,12 @@ def delivery_of(pools, event):
     return delivery
 
 
+def claim(pools, delivery_id, config):
+    """Lease a delivery as a worker does before an attempt."""
+    with pools["notify"].transaction() as cur:
+        return handlers.claim(cur, delivery_id, config)
+
+
 def attempts_of(pools, delivery_id):
     return rows(pools["notify"], "SELECT * FROM delivery_attempts WHERE delivery_id = %(id)s ORDER BY attempt",
                 {"id": delivery_id})
@@ -217,7 +223,7 @@ def test_a_late_result_from_a_worker_that_lost_its_lease_is_kept_on_record_and_c
         with pools["notify"].transaction() as cur:
             handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
         config = settings()
-        [stale] = handlers.claim_one(pools["notify"], delivery_of(pools, event)["id"], config)
+        [stale] = claim(pools, delivery_of(pools, event)["id"], config)
         with pools["notify"].transaction() as cur:  # the lease ran out and another worker claimed it
             cur.execute("UPDATE deliveries SET attempts = attempts + 1")
 
@@ -248,7 +254,7 @@ def test_a_database_blink_after_the_send_is_retried_so_the_webhook_is_not_sent_a
         with pools["notify"].transaction() as cur:
             handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
         config = settings()
-        [claimed] = handlers.claim_one(pools["notify"], delivery_of(pools, event)["id"], config)
+        [claimed] = claim(pools, delivery_of(pools, event)["id"], config)
         pauses = []
         attempted = handlers.attempt(BlinkingPool(pools["notify"], failures=2), outbox, keys, claimed,
                                      dispatch_for(config), pause=pauses.append)
@@ -265,7 +271,7 @@ def test_recording_gives_up_when_the_lease_would_run_out_and_leaves_the_delivery
         with pools["notify"].transaction() as cur:
             handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
         config = settings(lease_seconds=1.0)
-        [claimed] = handlers.claim_one(pools["notify"], delivery_of(pools, event)["id"], config)
+        [claimed] = claim(pools, delivery_of(pools, event)["id"], config)
         later = claimed["lease_until"] + timedelta(seconds=1)
         with pytest.raises(psycopg2.OperationalError):
             handlers.attempt(BlinkingPool(pools["notify"], failures=1), outbox, keys, claimed,
@@ -454,6 +460,47 @@ def test_reseal_moves_webhook_secrets_onto_a_new_key_and_webhooks_still_verify(p
 
 
 # Concurrency
+
+def test_a_new_webhook_is_recorded_and_leased_in_one_transaction_then_sent_at_once(pools, outbox, keys):
+    release = threading.Event()
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: Reply(204, hold=release)) as partner:
+        event = referral_created(register(pools, keys, partner.url, secret))
+        notify = Notify(pools, outbox, keys)
+        try:
+            notify.service.on_referral_created(event.to_message())
+            assert partner.wait_until(lambda r: r.holding == 1, timeout=10), "the webhook went out at once"
+            [both] = rows(pools["notify"], """
+                SELECT d.xmin::text = p.xmin::text AS same, d.attempts, d.lease_until IS NOT NULL AS leased
+                FROM deliveries d, processed_events p WHERE d.referral_id = %(referral)s AND p.event_id = %(event)s
+            """, {"referral": event.data["referral_id"], "event": str(event.id)})
+            assert both == {"same": True, "attempts": 1, "leased": True}, "leased by the transaction that recorded it"
+        finally:
+            release.set()
+        notify.settle()
+    assert delivery_of(pools, event)["status"] == "delivered"
+
+
+def test_a_webhook_the_pool_has_no_room_for_is_left_unleased_for_the_sweep(pools, outbox, keys):
+    release = threading.Event()
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: Reply(204, hold=release)) as partner:
+        partner_id = register(pools, keys, partner.url, secret)
+        notify = Notify(pools, outbox, keys, concurrency=4, per_endpoint=1)
+        waiting = referral_created(partner_id)
+        try:
+            notify.service.on_referral_created(referral_created(partner_id).to_message())
+            notify.service.on_referral_created(waiting.to_message())
+            assert partner.wait_until(lambda r: r.holding == 1, timeout=10)
+            delivery = delivery_of(pools, waiting)
+            assert (delivery["attempts"], delivery["lease_until"]) == (0, None)
+            assert notify.dispatch.pool.in_flight() == {str(partner_id): 1}, "no slot kept for it"
+        finally:
+            release.set()
+        notify.settle()
+        notify.sweep()
+    assert delivery_of(pools, waiting)["status"] == "delivered"
+
 
 def test_a_slow_partner_does_not_hold_up_webhooks_to_others(pools, outbox, keys):
     release = threading.Event()

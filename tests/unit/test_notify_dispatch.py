@@ -78,3 +78,19 @@ def test_waiting_for_an_attempt_returns_when_one_ends_even_with_slots_free():
     pool.wait_for_an_attempt(timeout=30)
     eventlet.sleep(0)
     assert pool.in_flight() == {}
+
+
+def test_a_reserved_slot_counts_until_it_is_released_or_its_attempt_ends():
+    pool = AttemptPool(size=2, per_endpoint=1)
+    assert pool.reserve("a")
+    assert not pool.reserve("a") and not pool.has_room_for("a") and pool.free() == 1
+    pool.release("a")
+    assert pool.free() == 2 and pool.in_flight() == {}
+
+    assert pool.reserve("a")
+    gate = Event()
+    pool.run("a", gate.wait, reserved=True)
+    assert pool.in_flight() == {"a": 1}, "the attempt took the reserved slot, not another"
+    gate.send()
+    assert pool.wait(timeout=5)
+    assert pool.free() == 2 and pool.in_flight() == {}
