@@ -244,9 +244,9 @@ class Tried:
 def _record(pool, outbox, delivery, tried, settings) -> Attempted | None:
     result, outcome = tried.result, tried.outcome
     attempt_row = {
-        "delivery_id": delivery["id"], "attempt": delivery["attempts"], "attempted_at": tried.attempted_at,
-        "outcome": outcome, "status_code": result.status_code, "error": result.error,
-        "latency_ms": tried.latency_ms, "response_excerpt": tried.excerpt or None,
+        "delivery_id": delivery["id"], "endpoint_id": delivery["endpoint_id"], "attempt": delivery["attempts"],
+        "attempted_at": tried.attempted_at, "outcome": outcome, "status_code": result.status_code,
+        "error": result.error, "latency_ms": tried.latency_ms, "response_excerpt": tried.excerpt or None,
     }
     disabled = False
     with pool.transaction() as cur:

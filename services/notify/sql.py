@@ -137,9 +137,9 @@ CLAIM_DUE = _CLAIMED.format(due=f"""
 
 
 INSERT_ATTEMPT = """
-    INSERT INTO delivery_attempts (delivery_id, attempt, attempted_at, outcome, status_code, error, latency_ms,
-                                   response_excerpt)
-    VALUES (%(delivery_id)s, %(attempt)s, %(attempted_at)s, %(outcome)s, %(status_code)s, %(error)s,
+    INSERT INTO delivery_attempts (delivery_id, endpoint_id, attempt, attempted_at, outcome, status_code, error,
+                                   latency_ms, response_excerpt)
+    VALUES (%(delivery_id)s, %(endpoint_id)s, %(attempt)s, %(attempted_at)s, %(outcome)s, %(status_code)s, %(error)s,
             %(latency_ms)s, %(response_excerpt)s)
     ON CONFLICT (delivery_id, attempt) DO NOTHING
 """
@@ -213,8 +213,8 @@ ENDPOINT_STATES = """
            count(*) FILTER (WHERE NOT e.enabled) AS disabled,
            count(*) FILTER (WHERE e.enabled AND (
                SELECT count(*) = %(failing_after)s AND bool_and(recent.outcome <> 'delivered')
-               FROM (SELECT a.outcome FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id
-                     WHERE d.endpoint_id = e.partner_id AND d.target = 'partner'
+               FROM (SELECT a.outcome FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+                     WHERE a.endpoint_id = e.partner_id AND d.target = 'partner'
                        AND d.created_at > %(now)s - interval '7 days' AND a.outcome <> 'superseded'
                      ORDER BY a.attempted_at DESC LIMIT %(failing_after)s) recent
            )) AS failing
