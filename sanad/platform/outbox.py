@@ -3,8 +3,8 @@
 A handler adds its events to the outbox table in the same transaction as its state change, so an event
 exists if and only if the change committed. Right after the worker finishes, the relay publishes those
 events with publisher confirms and marks them sent; a sweep every second publishes whatever a crash or a
-broker outage left behind (anything still unsent SWEEP_GRACE seconds after its commit). A crash between publishing and marking sent publishes an event twice, which
-consumers absorb (see sanad.platform.inbox).
+broker outage left behind (anything still unsent SWEEP_GRACE seconds after its commit). A crash between
+publishing and marking sent publishes an event twice, which consumers absorb (see sanad.platform.inbox).
 
 The relay runs in one green thread per process, outside the workers, so a broker outage never holds a
 worker (or an operator's HTTP request) hostage: events simply wait in PostgreSQL. On a graceful stop
@@ -67,6 +67,12 @@ CLAIM_LEFT_BEHIND = """
     ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 """
 MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY(%(ids)s::uuid[])"
+# Every event leaves an entry for the row it was as unsent in outbox_unsent, dead once it is marked sent,
+# until the table is vacuumed: a minute's worth in a surge with autovacuum on, the whole run with it off.
+# A bitmap scan of that index visits every dead entry's table page at every sweep (24 ms a sweep seen in
+# the benchmark, 1,200 pages); a plain index scan marks the dead entries it meets, so the next sweeps
+# skip them (0.2 ms). The sweep's transaction asks for plain index scans.
+PLAIN_INDEX_SCANS = "SET LOCAL enable_bitmapscan = off"
 BACKLOG = """
     SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest_age
     FROM outbox WHERE sent_at IS NULL
@@ -177,7 +183,7 @@ class Outbox(DependencyProvider):
             try:
                 self._mark_published()
                 if ids:
-                    self._relay(CLAIM_BY_ID, {"ids": ids})
+                    self._relay(CLAIM_BY_ID, {"ids": ids}, scans_unsent=False)
                 if time.monotonic() - last_sweep >= SWEEP_INTERVAL:
                     self._sweep()
                     last_sweep = time.monotonic()
@@ -223,6 +229,7 @@ class Outbox(DependencyProvider):
         while self._relay(CLAIM_LEFT_BEHIND, {"limit": SWEEP_BATCH, "grace": SWEEP_GRACE}) == SWEEP_BATCH:
             pass
         with self.database.pool.transaction() as cur:
+            cur.execute(PLAIN_INDEX_SCANS)
             cur.execute(BACKLOG)
             row = cur.fetchone()
             if time.monotonic() - self.last_purge >= PURGE_INTERVAL:
@@ -231,8 +238,10 @@ class Outbox(DependencyProvider):
         metrics.OUTBOX_PENDING.set(row["pending"])
         metrics.OUTBOX_OLDEST_AGE.set(float(row["oldest_age"]))
 
-    def _relay(self, claim_sql, params):
+    def _relay(self, claim_sql, params, scans_unsent=True):
         with self.database.pool.transaction() as cur:
+            if scans_unsent:
+                cur.execute(PLAIN_INDEX_SCANS)
             cur.execute(claim_sql, params)
             rows = cur.fetchall()
             if not rows:
