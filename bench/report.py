@@ -3,6 +3,8 @@ table) and latency.png (the distribution of critical latency with and without th
 import json
 from pathlib import Path
 
+from bench import stats
+
 LATENCY_ROWS = (
     ("floor", "floor: bare 4-hop pipeline, paced"),
     ("critical_alone", "critical case, no backlog"),
@@ -101,6 +103,7 @@ def markdown(results):
     for name, memory in s["memory_mib"].items():
         lines.append(f"| {name} | {_cell(memory['rss'])} | {_cell(memory['peak_rss'])} | "
                      f"{_cell(_scaled(s['cpu_seconds_per_case'][name]), 2)} |")
+    lines += _stage_lines(results["runs"])
     profile = results.get("profile")
     if profile:
         lines += ["", f"Profile (py-spy, {profile['seconds']:.0f} s under a flood): where each service's busy "
@@ -116,6 +119,29 @@ def markdown(results):
     for name, met in s["targets"].items():
         lines.append(f"| {name.replace('_', ' ')} | {_fmt(met)} |")
     return "\n".join(lines)
+
+
+STAGES = (
+    ("answered_to_triaged", "intake's 201 → triage has assessed it"),
+    ("triaged_to_referred", "→ referral has offered it"),
+    ("referred_to_partner", "→ the partner has the verified webhook"),
+    ("partner_to_answer_recorded", "(→ notify has recorded the partner's answer)"),
+)
+
+
+def _stage_lines(runs):
+    """Where a sample of critical cases spent their time (Benchmark.stages): medians over repetitions of
+    each repetition's p50 and p99."""
+    def spread(phase, stage, figure):
+        return _fmt(stats.median_of([run["stages"][phase].get(stage, {}).get(figure) for run in runs]))
+    lines = ["", "Where a sample of critical cases spent their time (ms; medians over repetitions):", "",
+             "| stage | p50, no backlog | p99, no backlog | p50, behind the backlog | p99, behind the backlog |",
+             "|---|---|---|---|---|"]
+    for stage, label in STAGES:
+        cells = [spread(phase, stage, figure) for phase in ("critical_alone", "critical_with_backlog")
+                 for figure in ("p50_ms", "p99_ms")]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    return lines
 
 
 def _scaled(spread, factor=1000):

@@ -187,23 +187,31 @@ class Benchmark:
         return {**stats.summary_ms(latencies), "rate_per_s": round(rate, 2), "sender_lag_ms": round(lag * 1000, 1)}
 
     def stages(self, submitted, sample=40):
-        """Where a case's time went, from the timestamps intake shows (each service's own clock, which is
-        the machine's): received -> assessed by triage -> referral created -> webhook attempted."""
+        """Where a case's time went after intake's 201, on one clock. The 201 and the partner's arrival are
+        time.monotonic() here, the services' timestamps the machine's wall clock (as intake shows them),
+        set side by side through the offset between the two clocks, read now: 201 -> assessed by triage ->
+        referral created -> the partner has the verified webhook -> notify has the partner's answer. A
+        negative first stage means triage had the case before the operator had the 201."""
+        wall_offset = time.time() - time.monotonic()
         step = max(1, len(submitted) // sample)
-        durations = {"intake_to_triaged": [], "triaged_to_referred": [], "referred_to_delivered": []}
+        durations = {"answered_to_triaged": [], "triaged_to_referred": [], "referred_to_partner": [],
+                     "partner_to_answer_recorded": []}
         for case in submitted[::step]:
             view = self.client.case_status(case.case_id)
-            if not view.get("risk") or not view.get("referrals"):
+            arrived = self.receiver.first_arrival(case.reference)
+            if not view.get("risk") or not view.get("referrals") or arrived is None:
                 continue
             referral = view["referrals"][0]
             attempts = [d["attempted_at"] for d in referral["deliveries"]]
             if not attempts:
                 continue
-            received, triaged = _at(view["received_at"]), _at(view["risk"]["assessed_at"])
-            referred, delivered = _at(referral["created_at"]), _at(min(attempts))
-            durations["intake_to_triaged"].append(triaged - received)
+            triaged, referred, recorded = (_at(view["risk"]["assessed_at"]), _at(referral["created_at"]),
+                                           _at(min(attempts)))
+            answered, arrived = case.answered_at + wall_offset, arrived + wall_offset
+            durations["answered_to_triaged"].append(triaged - answered)
             durations["triaged_to_referred"].append(referred - triaged)
-            durations["referred_to_delivered"].append(delivered - referred)
+            durations["referred_to_partner"].append(arrived - referred)
+            durations["partner_to_answer_recorded"].append(recorded - arrived)
         return {name: stats.summary_ms(values) for name, values in durations.items()}
 
     # Helpers ----------------------------------------------------------------------------------------
