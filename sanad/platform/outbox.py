@@ -36,6 +36,7 @@ from sanad.contracts import routing
 from sanad.platform import metrics
 from sanad.platform.broker import release_quietly
 from sanad.platform.database import database_of
+from sanad.platform.pool import PLAIN_INDEX_SCANS
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,10 @@ CLAIM_LEFT_BEHIND = """
     ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 """
 MARK_SENT = "UPDATE outbox SET sent_at = now() WHERE id = ANY(%(ids)s::uuid[])"
-# Every event leaves an entry for the row it was as unsent in outbox_unsent, dead once it is marked sent,
-# until the table is vacuumed: a minute's worth in a surge with autovacuum on, the whole run with it off.
-# A bitmap scan of that index visits every dead entry's table page at every sweep (24 ms a sweep seen in
-# the benchmark, 1,200 pages); a plain index scan marks the dead entries it meets, so the next sweeps
-# skip them (0.2 ms). The sweep's transaction asks for plain index scans.
-PLAIN_INDEX_SCANS = "SET LOCAL enable_bitmapscan = off"
+# Every event leaves an entry in outbox_unsent that is dead once the event is marked sent, until the table
+# is vacuumed: a minute's worth in a surge with autovacuum on, a whole run with it off. Read by a bitmap
+# scan, that cost a sweep 24 ms (1,200 table pages) in the benchmark; read by a plain index scan, 0.2 ms
+# once the dead entries were marked. So the sweep's transactions ask for plain index scans.
 BACKLOG = """
     SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest_age
     FROM outbox WHERE sent_at IS NULL

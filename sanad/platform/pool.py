@@ -22,6 +22,13 @@ psycopg2.extras.register_uuid()
 # Errors after which a connection cannot be trusted again.
 CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
+# For a transaction whose queries want the first few entries of an index in its order. Unless PostgreSQL
+# has statistics for the table (analysed lately: not so with autovacuum off, or after quick growth) the
+# planner may read the index with a bitmap scan, which fetches every matching row, then sorts them; and a
+# bitmap scan never marks the dead entries it passes, so it meets them again next time. A plain index
+# scan stops after the few rows it needs and marks dead entries, so later scans skip them.
+PLAIN_INDEX_SCANS = "SET LOCAL enable_bitmapscan = off"
+
 
 class Pool:
     def __init__(self, dsn, size, schema=None, connect_timeout=5, application_name="sanad"):

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 from sanad import webhooks
 from sanad.contracts.events import new_event
-from sanad.platform.pool import CONNECTION_ERRORS
+from sanad.platform.pool import CONNECTION_ERRORS, PLAIN_INDEX_SCANS
 from services.notify import payloads, policy, sql, urls
 from services.notify.settings import NotifySettings, from_environment
 
@@ -358,6 +358,7 @@ def endpoint_states(pool, now=None) -> dict:
     """{"enabled": n, "disabled": n, "failing": n} for partner endpoints; failing ones are enabled ones
     whose last FAILING_AFTER attempts all failed."""
     with pool.transaction() as cur:
+        cur.execute(PLAIN_INDEX_SCANS)  # each endpoint's last attempts, not all of them then a sort
         cur.execute(sql.ENDPOINT_STATES, {"failing_after": FAILING_AFTER, "now": now or _utc_now()})
         return dict(cur.fetchone())
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 from sanad.contracts.events import new_event
 from sanad.contracts.vocabulary import lane_for
-from sanad.platform.pool import CONNECTION_ERRORS
+from sanad.platform.pool import CONNECTION_ERRORS, PLAIN_INDEX_SCANS
 from services.referral import escalation, lifecycle, sql
 from services.referral.directory import PartnerEntry, ServiceTerms, partner_from_row
 from services.referral.escalation import Chain, Policy
@@ -147,6 +147,7 @@ def directory(cur, partner_id=None, reveal_confidential=True):
 
 
 def load_offers(cur, services):
+    cur.execute(PLAIN_INDEX_SCANS)  # the partners' unfolded load changes, past the folded ones' dead entries
     cur.execute(sql.OFFERS_FOR, {"services": list(services)})
     return [partner_from_row(row) for row in cur.fetchall()]
 
