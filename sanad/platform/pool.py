@@ -43,8 +43,8 @@ class Pool:
         self._slots = threading.BoundedSemaphore(size)
 
     def _connect(self):
-        kwargs = {"connect_timeout": self._connect_timeout, "application_name": self._application_name}
-        kwargs["options"] = self._options
+        kwargs = {"connect_timeout": self._connect_timeout, "application_name": self._application_name,
+                  "options": self._options}
         if psycopg2.extensions.get_wait_callback() is None:
             return psycopg2.connect(self._dsn, **kwargs)
         # A green connection (sanad.platform.database) is made without blocking, and libpq ignores

@@ -135,7 +135,6 @@ CLAIM_DUE = _CLAIMED.format(due=f"""
 """)
 
 
-
 INSERT_ATTEMPT = """
     INSERT INTO delivery_attempts (delivery_id, endpoint_id, attempt, attempted_at, outcome, status_code, error,
                                    latency_ms, response_excerpt)
