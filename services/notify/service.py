@@ -146,8 +146,8 @@ class NotifyService(Observable):
 
     @timer(interval=MEASURE_SECONDS)
     def measure(self):
-        """The gauges alerts watch, read from notify's schema on a timer of their own: counting failing
-        endpoints reads a week of attempts, too much to do at every one-second sweep."""
+        """The gauges alerts watch, read from notify's schema on a timer of their own rather than at every
+        one-second sweep."""
         open_alerts = handlers.open_alerts_by_kind(self.db)
         for kind in set(ALERT_KINDS) | set(open_alerts):
             OPEN_ALERTS.labels(kind=kind).set(open_alerts.get(kind, 0))

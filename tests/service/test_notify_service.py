@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -383,7 +384,7 @@ def test_an_endpoint_whose_last_three_attempts_failed_counts_as_failing_until_on
     assert handlers.endpoint_states(pools["notify"])["failing"] == 0
 
 
-def test_the_gauges_queries_are_never_compiled_just_in_time(pools):
+def test_sanad_s_connections_never_compile_queries_just_in_time(pools):
     """Planned without statistics, the endpoint gauge's query once cost more than jit_above_cost and was
     compiled at every reading (82 ms each, every 5 s). Sanad's connections turn JIT off."""
     for pool in pools.values():
@@ -473,65 +474,65 @@ def test_reseal_moves_webhook_secrets_onto_a_new_key_and_webhooks_still_verify(p
 
 # Concurrency
 
-def test_a_new_webhook_is_recorded_and_leased_in_one_transaction_then_sent_at_once(pools, outbox, keys):
+@contextmanager
+def partner_holding_answers(pools, outbox, keys, **notify_settings):
+    """A registered partner that holds every webhook unanswered until `release` is set, and the notify
+    under test: (receiver, partner id, notify, release). Leaving the block lets every answer go and waits
+    for notify's attempts to end, before the partner goes away."""
     release = threading.Event()
     secret = webhooks.generate_secret()
     with Receiver(secret, respond=lambda webhook_id, payload: Reply(204, hold=release)) as partner:
-        event = referral_created(register(pools, keys, partner.url, secret))
-        notify = Notify(pools, outbox, keys)
+        notify = Notify(pools, outbox, keys, **notify_settings)
         try:
-            notify.service.on_referral_created(event.to_message())
-            assert partner.wait_until(lambda r: r.holding == 1, timeout=10), "the webhook went out at once"
-            [both] = rows(pools["notify"], """
-                SELECT d.xmin::text = p.xmin::text AS same, d.attempts, d.lease_until IS NOT NULL AS leased
-                FROM deliveries d, processed_events p WHERE d.referral_id = %(referral)s AND p.event_id = %(event)s
-            """, {"referral": event.data["referral_id"], "event": str(event.id)})
-            assert both == {"same": True, "attempts": 1, "leased": True}, "leased by the transaction that recorded it"
+            yield partner, register(pools, keys, partner.url, secret), notify, release
         finally:
             release.set()
-        notify.settle()
+            notify.settle()
+
+
+def test_a_new_webhook_is_recorded_and_leased_in_one_transaction_then_sent_at_once(pools, outbox, keys):
+    with partner_holding_answers(pools, outbox, keys) as (partner, partner_id, notify, _):
+        event = referral_created(partner_id)
+        notify.service.on_referral_created(event.to_message())
+        assert partner.wait_until(lambda r: r.holding == 1, timeout=10), "the webhook went out at once"
+        [both] = rows(pools["notify"], """
+            SELECT d.xmin::text = p.xmin::text AS same, d.attempts, d.lease_until IS NOT NULL AS leased
+            FROM deliveries d, processed_events p WHERE d.referral_id = %(referral)s AND p.event_id = %(event)s
+        """, {"referral": event.data["referral_id"], "event": str(event.id)})
+        assert both == {"same": True, "attempts": 1, "leased": True}, "leased by the transaction that recorded it"
     assert delivery_of(pools, event)["status"] == "delivered"
 
 
 def test_a_webhook_the_pool_has_no_room_for_is_left_unleased_for_the_sweep(pools, outbox, keys):
-    release = threading.Event()
-    secret = webhooks.generate_secret()
-    with Receiver(secret, respond=lambda webhook_id, payload: Reply(204, hold=release)) as partner:
-        partner_id = register(pools, keys, partner.url, secret)
-        notify = Notify(pools, outbox, keys, concurrency=4, per_endpoint=1)
+    with partner_holding_answers(pools, outbox, keys, concurrency=4, per_endpoint=1) as (
+            partner, partner_id, notify, release):
         waiting = referral_created(partner_id)
-        try:
-            notify.service.on_referral_created(referral_created(partner_id).to_message())
-            notify.service.on_referral_created(waiting.to_message())
-            assert partner.wait_until(lambda r: r.holding == 1, timeout=10)
-            delivery = delivery_of(pools, waiting)
-            assert (delivery["attempts"], delivery["lease_until"]) == (0, None)
-            assert notify.dispatch.pool.in_flight() == {str(partner_id): 1}, "no slot kept for it"
-        finally:
-            release.set()
+        notify.service.on_referral_created(referral_created(partner_id).to_message())
+        notify.service.on_referral_created(waiting.to_message())
+        assert partner.wait_until(lambda r: r.holding == 1, timeout=10)
+        delivery = delivery_of(pools, waiting)
+        assert (delivery["attempts"], delivery["lease_until"]) == (0, None)
+        assert notify.dispatch.pool.in_flight() == {str(partner_id): 1}, "no slot kept for it"
+        release.set()
         notify.settle()
         notify.sweep()
     assert delivery_of(pools, waiting)["status"] == "delivered"
 
 
 def test_a_slow_partner_does_not_hold_up_webhooks_to_others(pools, outbox, keys):
-    release = threading.Event()
     secret = webhooks.generate_secret()
-    with Receiver(secret, respond=lambda webhook_id, payload: Reply(204, hold=release)) as slow, \
+    with partner_holding_answers(pools, outbox, keys, concurrency=4, per_endpoint=2, read_timeout=20.0,
+                                 attempt_deadline=25.0, lease_seconds=60.0) as (slow, slow_partner, notify, release), \
             Receiver(secret) as quick:
-        slow_partner, quick_partner = register(pools, keys, slow.url, secret), register(pools, keys, quick.url, secret)
-        notify = Notify(pools, outbox, keys, concurrency=4, per_endpoint=2, read_timeout=20.0,
-                        attempt_deadline=25.0, lease_seconds=60.0)
-        try:
-            for _ in range(5):
-                notify.service.on_referral_created(referral_created(slow_partner).to_message())
-            notify.service.retry_due()
-            assert slow.wait_until(lambda r: r.holding == 2, timeout=10)
-            notify.service.on_referral_created(referral_created(quick_partner).to_message())
-            assert quick.wait_for(lambda got: len(got) == 1, timeout=10), "held up behind the slow partner"
-            assert slow.holding == 2, "no more than its share of the slots went to the slow partner"
-        finally:
-            release.set()
+        quick_partner = register(pools, keys, quick.url, secret)
+        for _ in range(5):
+            notify.service.on_referral_created(referral_created(slow_partner).to_message())
+        notify.service.retry_due()
+        assert slow.wait_until(lambda r: r.holding == 2, timeout=10)
+        notify.service.on_referral_created(referral_created(quick_partner).to_message())
+        assert quick.wait_for(lambda got: len(got) == 1, timeout=10), "held up behind the slow partner"
+        assert slow.holding == 2, "no more than its share of the slots went to the slow partner"
+        release.set()
         notify.settle()
         for _ in range(3):
             notify.sweep()
