@@ -125,6 +125,8 @@ STAGES = (
     ("answered_to_triaged", "intake's 201 → triage has assessed it"),
     ("triaged_to_referred", "→ referral has offered it"),
     ("referred_to_partner", "→ the partner has the verified webhook"),
+    ("referred_to_request", "of which: referral's offer → notify starts the request"),
+    ("request_to_partner", "of which: the request → the partner has verified it"),
     ("partner_to_answer_recorded", "(→ notify has recorded the partner's answer)"),
 )
 

@@ -190,27 +190,32 @@ class Benchmark:
         """Where a case's time went after intake's 201, on one clock. The 201 and the partner's arrival are
         time.monotonic() here, the services' timestamps the machine's wall clock (as intake shows them),
         set side by side through the offset between the two clocks, read now: 201 -> assessed by triage ->
-        referral created -> the partner has the verified webhook -> notify has the partner's answer. A
-        negative first stage means triage had the case before the operator had the 201."""
+        referral created -> notify starts the webhook's request -> the partner has the verified webhook ->
+        notify has the partner's answer. The request's start is notify's record of the attempt less the
+        attempt's own latency. A negative first stage means triage had the case before the operator had the
+        201."""
         wall_offset = time.time() - time.monotonic()
         step = max(1, len(submitted) // sample)
         durations = {"answered_to_triaged": [], "triaged_to_referred": [], "referred_to_partner": [],
-                     "partner_to_answer_recorded": []}
+                     "referred_to_request": [], "request_to_partner": [], "partner_to_answer_recorded": []}
         for case in submitted[::step]:
             view = self.client.case_status(case.case_id)
             arrived = self.receiver.first_arrival(case.reference)
             if not view.get("risk") or not view.get("referrals") or arrived is None:
                 continue
             referral = view["referrals"][0]
-            attempts = [d["attempted_at"] for d in referral["deliveries"]]
-            if not attempts:
+            if not referral["deliveries"]:
                 continue
+            first = min(referral["deliveries"], key=lambda d: d["attempted_at"])
             triaged, referred, recorded = (_at(view["risk"]["assessed_at"]), _at(referral["created_at"]),
-                                           _at(min(attempts)))
+                                           _at(first["attempted_at"]))
+            requested = recorded - first["latency_ms"] / 1000
             answered, arrived = case.answered_at + wall_offset, arrived + wall_offset
             durations["answered_to_triaged"].append(triaged - answered)
             durations["triaged_to_referred"].append(referred - triaged)
             durations["referred_to_partner"].append(arrived - referred)
+            durations["referred_to_request"].append(requested - referred)
+            durations["request_to_partner"].append(arrived - requested)
             durations["partner_to_answer_recorded"].append(recorded - arrived)
         return {name: stats.summary_ms(values) for name, values in durations.items()}
 

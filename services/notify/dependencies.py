@@ -25,8 +25,9 @@ class Webhooks(DependencyProvider):
         if settings.urls.allow_private:
             log.warning("webhooks may go to private and loopback addresses (development, or "
                         "SANAD_ALLOW_PRIVATE_WEBHOOKS=1); never so in production")
-        sender = Sender(settings.urls, settings.connect_timeout, settings.read_timeout, settings.attempt_deadline)
-        self.dispatch = Dispatch(settings=settings, send=sender.post, resolve=sender.resolve,
+        self.sender = Sender(settings.urls, settings.connect_timeout, settings.read_timeout,
+                             settings.attempt_deadline, connections_per_host=settings.concurrency)
+        self.dispatch = Dispatch(settings=settings, send=self.sender.post, resolve=self.sender.resolve,
                                  pool=AttemptPool(settings.concurrency, settings.per_endpoint))
 
     def drain(self):
@@ -37,6 +38,7 @@ class Webhooks(DependencyProvider):
     def stop(self):
         self.dispatch.pool.close()
         self.drain()
+        self.sender.close()
 
     def get_dependency(self, worker_ctx):
         return self.dispatch

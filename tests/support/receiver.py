@@ -1,7 +1,8 @@
 """A partner's webhook endpoint for the tests: a real HTTP server on loopback that verifies every
 webhook with the Standard Webhooks reference library and with Svix's, unchanged, as partners would,
-and records what arrived and when. It can fail on purpose: answer late, answer 429 with Retry-After or
-5xx, drop the connection, or hold a request until the test lets it go."""
+and records what arrived and when. It speaks HTTP/1.1 and keeps connections open, as partners' servers do.
+It can fail on purpose: answer late, answer 429 with Retry-After or 5xx, answer with a body, drop the
+connection, or hold a request until the test lets it go."""
 import json
 import socket
 import threading
@@ -21,6 +22,7 @@ class Reply:
     retry_after: str | None = None     # sent as Retry-After
     drop: bool = False                 # close the connection without answering
     hold: threading.Event | None = None  # wait until the test sets it, then answer
+    body: bytes = b""                  # sent as the answer's body
 
 
 class Receiver:
@@ -30,6 +32,7 @@ class Receiver:
         self.respond = respond or (lambda webhook_id, payload: 204)
         self.received = []  # (monotonic time, webhook id, payload): verified and answered 2xx
         self.requests = []  # (arrival, webhook id, status or "dropped"): every verified request, once answered
+        self.peers = []     # the sender's (address, port) of every request, verified or not, as it arrived
         self.holding = 0    # requests being held right now
         self.rejected = 0
         self.lock = threading.Lock()
@@ -100,8 +103,12 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self):
                 arrival = time.monotonic()
+                with receiver.lock:
+                    receiver.peers.append(self.client_address)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 try:
@@ -133,15 +140,16 @@ class Receiver:
                     receiver.requests.append((arrival, webhook_id, reply.status))
                     if 200 <= reply.status < 300:
                         receiver.received.append((time.monotonic(), webhook_id, payload))
-                self._answer(reply.status, reply.retry_after)
+                self._answer(reply.status, reply.retry_after, reply.body)
 
-            def _answer(self, status, retry_after=None):
+            def _answer(self, status, retry_after=None, body=b""):
                 try:
                     self.send_response(status)
                     if retry_after is not None:
                         self.send_header("Retry-After", retry_after)
-                    self.send_header("Content-Length", "0")
+                    self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
+                    self.wfile.write(body)
                 except OSError:
                     pass  # the sender gave up (timed out or died) before the answer
 
