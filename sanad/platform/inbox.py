@@ -17,13 +17,16 @@ Services consume through this module's `consume`, whose queue consumer differs f
   delivers an unacknowledged message again anyway (and the event id makes that harmless), so the failure
   is logged and the service carries on, reconnecting as it does after any outage.
 """
+import collections
 import json
 import logging
 import time
 from contextlib import contextmanager
 
 import eventlet
+import eventlet.event
 from amqp.exceptions import ConnectionError as AMQPConnectionError
+from nameko.exceptions import ContainerBeingKilled
 from nameko.messaging import Consumer, QueueConsumer
 
 from sanad.contracts.events import ContractError, parse
@@ -86,6 +89,35 @@ def handle_event(pool, queue, body, handler):
     metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="handled").inc()
     metrics.EVENT_HANDLING_SECONDS.labels(queue=queue).observe(time.perf_counter() - started)
     return result
+
+
+def handle_batch(pool, queue, bodies, handler):
+    """handle_event for several messages with one transaction and one commit: each event's effect is
+    recorded under its own event id, in the order the messages came, so duplicates still do nothing.
+    One message is handled by handle_event itself. With several, any failure (a broken contract, the
+    handler, the database) raises and nothing is recorded: the batch consumer then hands the messages
+    over one at a time, so that only the one at fault is retried or set aside. Returns the handler's
+    results, None for a duplicate."""
+    if len(bodies) == 1:
+        return [handle_event(pool, queue, bodies[0], handler)]
+    started = time.perf_counter()
+    events = [parse(body) for body in bodies]
+    results, outcomes = [], []
+    with pool.transaction() as cur:
+        for event in events:
+            cur.execute(RECORD_PROCESSED, {"id": str(event.id), "type": event.type})
+            if cur.fetchone() is None:
+                results.append(None)
+                outcomes.append("duplicate")
+                continue
+            results.append(handler(cur, event))
+            outcomes.append("handled")
+    seconds = time.perf_counter() - started
+    for outcome in outcomes:
+        metrics.EVENTS_CONSUMED.labels(queue=queue, outcome=outcome).inc()
+        if outcome == "handled":
+            metrics.EVENT_HANDLING_SECONDS.labels(queue=queue).observe(seconds)
+    return results
 
 
 def _record_failure(pool, event, error):
@@ -173,3 +205,72 @@ class EventConsumer(Consumer):
 
 consume = EventConsumer.decorator
 """Every service consumes with this (and requeue_on_error=True), in place of nameko's `consume`."""
+
+BATCH_SIZE = 50
+
+
+class BatchEventQueueConsumer(EventQueueConsumer):
+    """The queue consumer of batch consumers: a connection of its own, whose prefetch lets the broker
+    deliver a batch's worth of messages ahead."""
+
+    @property
+    def prefetch_count(self):
+        return max(self.container.max_workers, BATCH_SIZE)
+
+
+class BatchEventConsumer(EventConsumer):
+    """Hands its service method a list of message bodies: every message already delivered and not yet
+    handled, up to BATCH_SIZE, for handle_batch to record with one commit. Nothing waits to fill a batch:
+    a message alone goes at once, and those that arrive while one batch is being handled make the next.
+    One batch is handled at a time, in the order the messages came. Each message is acknowledged once
+    its batch has committed; when a batch fails, its messages are handed over again one at a time, and
+    each is then acknowledged or returned to the queue on its own."""
+    queue_consumer = BatchEventQueueConsumer()
+
+    def setup(self):
+        super().setup()
+        self._waiting = collections.deque()
+        self._pumping = False
+
+    def handle_message(self, body, message):
+        self._waiting.append((body, message))
+        if not self._pumping:
+            self._pumping = True
+            self.container.spawn_managed_thread(self._pump, identifier=f"{type(self).__name__}.pump")
+
+    def _pump(self):
+        try:
+            while self._waiting:
+                batch = [self._waiting.popleft() for _ in range(min(BATCH_SIZE, len(self._waiting)))]
+                if not self._handle(batch) and len(batch) > 1:
+                    for one in batch:
+                        self._handle([one])
+        finally:
+            self._pumping = False
+
+    def _handle(self, batch):
+        """Run the service method on `batch` and wait for it; True if it succeeded. A failed batch of one
+        is settled here like any consumer's message; a failed larger batch is left to the caller."""
+        finished = eventlet.event.Event()
+
+        def settle(worker_ctx, result=None, exc_info=None):
+            if exc_info is None:
+                for _, message in batch:
+                    self.queue_consumer.ack_message(message)
+            elif len(batch) == 1:
+                self.handle_message_processed(batch[0][1], result, exc_info)
+            finished.send(exc_info is None)
+            return result, exc_info
+
+        try:
+            self.container.spawn_worker(self, ([body for body, _ in batch],), {}, handle_result=settle)
+        except ContainerBeingKilled:
+            for _, message in batch:
+                self.queue_consumer.requeue_message(message)
+            return True
+        return finished.wait()
+
+
+consume_batches = BatchEventConsumer.decorator
+"""In place of `consume` where a service records many small events: the method takes a list of bodies
+and hands it to handle_batch."""

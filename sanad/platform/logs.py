@@ -126,7 +126,11 @@ class LogContext(DependencyProvider):
     def worker_setup(self, worker_ctx):
         context = {"entrypoint": worker_ctx.entrypoint.method_name}
         if isinstance(worker_ctx.entrypoint, Consumer) and worker_ctx.args:
-            context.update(event_context(worker_ctx.args[0]))
+            body = worker_ctx.args[0]
+            if isinstance(body, list):  # a batch consumer's bodies: one names its event, several are counted
+                body = body[0] if len(body) == 1 else {}
+                context["events"] = len(worker_ctx.args[0])
+            context.update(event_context(body))
         else:
             case_id = _as_uuid((worker_ctx.kwargs or {}).get("case_id"))
             if case_id:  # intake's case id is the correlation id of everything about the case
@@ -139,9 +143,10 @@ class LogContext(DependencyProvider):
             return
         context = _context.get() or {}
         duration_ms = round((time.perf_counter() - started[0]) * 1000, 1)
-        outcome = "ok" if exc_info is None else "requeued"
-        log.info("handled %s", context.get("event_type", "a message"),
-                 extra={"duration_ms": duration_ms, "outcome": outcome})
+        batch = context.get("events", 1)
+        outcome = "ok" if exc_info is None else "requeued" if batch == 1 else "handed_over_one_at_a_time"
+        what = context.get("event_type") or (f"{batch} events" if batch > 1 else "a message")
+        log.info("handled %s", what, extra={"duration_ms": duration_ms, "outcome": outcome})
 
     def worker_teardown(self, worker_ctx):
         started = self.started.pop(worker_ctx, None)

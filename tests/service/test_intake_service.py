@@ -276,10 +276,10 @@ def test_a_counsellor_sees_only_the_cases_referred_to_their_partner(pools, outbo
     service = intake(pools, outbox, keys)
     ours, theirs = (body_of(post_case(service, operator)) for _ in range(2))
     for case, partner_id in ((ours, partner), (theirs, elsewhere)):
-        intake_status(pools, keys).on_case_status(new_event("referral.created", {
+        intake_status(pools, keys).on_case_status([new_event("referral.created", {
             "referral_id": uuid.uuid4(), "case_id": uuid.UUID(case["id"]), "reference": case["reference"],
             "partner_id": partner_id, "partner_name": "Centre", "service": "counselling", "level": "high",
-            "governorate": "dhi_qar", "created_at": datetime.now(timezone.utc)}, "referral").to_message())
+            "governorate": "dhi_qar", "created_at": datetime.now(timezone.utc)}, "referral").to_message()])
 
     assert get_case(service, counsellor, ours["id"]).status_code == 200
     assert get_case(service, counsellor, theirs["id"]).status_code == 404
@@ -420,7 +420,8 @@ def test_raising_the_risk_level_is_open_to_the_operator_and_lowering_it_takes_a_
                                                            {"level": level, "reason": reason}, who.headers()), case_id)
 
     assert override(operator, "critical").status_code == 409, "nothing to override before triage"
-    intake_status(pools, keys).on_case_status(triaged(case_id, created["reference"], "medium", keys=keys).to_message())
+    intake_status(pools, keys).on_case_status(
+        [triaged(case_id, created["reference"], "medium", keys=keys).to_message()])
     assert override(operator, "critical").status_code == 200
     lowered = override(operator, "high")
     assert lowered.status_code == 403 and "level" in body_of(lowered)["error"]["fields"]
@@ -473,7 +474,7 @@ def test_the_case_view_shows_reasons_with_their_words_referral_statuses_deliveri
             "service": "legal_aid", "governorate": "dhi_qar", "reason": "no_match", "step": 1, "reoffered_to": None,
             "escalated_at": now}, "referral"),
     ):
-        intake_status(pools, keys).on_case_status(event.to_message())
+        intake_status(pools, keys).on_case_status([event.to_message()])
 
     view = body_of(get_case(service, operator, case_id))
     assert view["status"] == "referred"
@@ -511,7 +512,7 @@ def test_the_database_holds_no_plaintext_of_any_encrypted_field_in_any_column(po
     case_id = uuid.UUID(created["id"])
     evidence = {"published": ["evidence-marker"]}
     intake_status(pools, keys).on_case_status(
-        triaged(case_id, created["reference"], "medium", evidence, keys).to_message())
+        [triaged(case_id, created["reference"], "medium", evidence, keys).to_message()])
     override_reason = "override-reason-marker"
     call(service, "override_risk", json_request("POST", f"/api/cases/{case_id}/risk-override",
                                                 {"level": "critical", "reason": override_reason},
@@ -541,7 +542,7 @@ def test_rows_sealed_before_a_rotation_open_after_it_and_after_reseal_are_all_un
     created = body_of(post_case(old_service, operator))
     case_id = uuid.UUID(created["id"])
     intake_status(pools, keys).on_case_status(
-        triaged(case_id, created["reference"], "medium", {"published": ["x"]}, keys).to_message())
+        [triaged(case_id, created["reference"], "medium", {"published": ["x"]}, keys).to_message()])
     call(old_service, "override_risk", json_request("POST", f"/api/cases/{case_id}/risk-override",
                                                     {"level": "high", "reason": "raised"}, supervisor.headers()), case_id)
     rotated = dataclasses.replace(keys, data=keys.data.rotated())

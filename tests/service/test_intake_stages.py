@@ -65,7 +65,7 @@ def test_each_stage_is_timed_once_from_receipt_at_its_first_news(pools, outbox, 
         status_changed(case_id, reference, second, "declined", "offered", received_at + timedelta(seconds=500)),
     ]
     for event in news:
-        intake_status(pools, keys).on_case_status(event.to_message())
+        intake_status(pools, keys).on_case_status([event.to_message()])
 
     expected = {"triaged": 30, "referred": 40, "first_delivery": 110, "acknowledged": 400}
     for stage, seconds in expected.items():

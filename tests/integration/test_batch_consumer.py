@@ -1,0 +1,126 @@
+"""The batch consumer (sanad.platform.inbox.BatchEventConsumer) on real RabbitMQ and PostgreSQL, in a
+nameko container of the test's own: events waiting on the queue are recorded many to a commit, each
+exactly once, and one event that cannot be recorded is dealt with alone while the rest are recorded."""
+import time
+import uuid
+
+import psycopg2
+import psycopg2.extras
+import pytest
+from kombu import Connection
+from nameko.containers import ServiceContainer
+
+from sanad.contracts import routing
+from sanad.contracts.events import new_event
+from sanad.platform import inbox
+from sanad.platform.database import Database
+from sanad.platform.inbox import BATCH_SIZE, consume_batches, handle_batch
+from tests.support.rabbit import publish_events
+
+pytestmark = pytest.mark.integration
+
+FAILING_REFERENCE = "SND-FAIL-0001"
+
+
+class StatusRecorder:
+    """Records intake's status events as intake-status does, with a handler that fails on one case."""
+    name = "batch_probe"
+
+    db = Database("intake")
+
+    @consume_batches(routing.INTAKE_CASE_STATUS, requeue_on_error=True)
+    def record(self, bodies):
+        handle_batch(self.db, routing.INTAKE_CASE_STATUS.name, bodies, _fail_on_one_case)
+
+
+def _fail_on_one_case(cur, event):
+    if event.data["reference"] == FAILING_REFERENCE:
+        raise RuntimeError("this case cannot be recorded")
+
+
+def unmatched(reference="SND-TEST-0001"):
+    return new_event("case.unmatched", {
+        "case_id": uuid.uuid4(), "reference": reference, "level": "low", "governorate": "dhi_qar",
+        "services": ["counselling"],
+    }, producer="test", lane="normal")
+
+
+@pytest.fixture
+def recorder(monkeypatch, database_url, amqp_uri):
+    """The recorder, not started yet, so that a test can put events on the queue before it runs."""
+    monkeypatch.setenv("SANAD_DATABASE_URL", database_url)
+    monkeypatch.setenv("SANAD_AMQP_URI", amqp_uri)
+    monkeypatch.setattr(inbox, "RETRY_PAUSE", 0.01)  # a failing event is retried at once, not after seconds
+    with Connection(amqp_uri) as connection:
+        routing.INTAKE_CASE_STATUS(connection.default_channel).purge()
+    container = ServiceContainer(StatusRecorder, config={"AMQP_URI": amqp_uri, "max_workers": 2})
+    yield container
+    container.stop()
+
+
+def processed(database_url, event_ids):
+    """{event id: the id of the transaction that recorded it} for those of `event_ids` recorded."""
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT event_id::text, xmin::text FROM intake.processed_events WHERE event_id::text = ANY(%s)",
+                    (list(event_ids),))
+        return dict(cur.fetchall())
+
+
+def dead_letters(database_url, event_ids):
+    with psycopg2.connect(database_url) as conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        # A message that breaks its contract is set aside with its body but no event id.
+        cur.execute("SELECT reason FROM intake.dead_letters WHERE coalesce(event_id::text, body->>'id') = ANY(%s)",
+                    (list(event_ids),))
+        return cur.fetchall()
+
+
+def wait_until(condition, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def messages_left(amqp_uri):
+    """Messages on the queue; with its consumer stopped, unacknowledged ones are back among them."""
+    with Connection(amqp_uri) as connection:
+        return routing.INTAKE_CASE_STATUS(connection.default_channel).queue_declare(passive=True).message_count
+
+
+def test_events_waiting_on_the_queue_are_recorded_many_to_a_commit_each_exactly_once(
+        recorder, database_url, amqp_uri):
+    events = [unmatched() for _ in range(4 * BATCH_SIZE)]
+    publish_events(amqp_uri, *events, events[0])  # the first one twice, as a redelivery would
+    ids = {str(event.id) for event in events}
+    recorder.start()
+    assert wait_until(lambda: len(processed(database_url, ids)) == len(ids))
+    transactions = set(processed(database_url, ids).values())
+    assert len(transactions) <= len(ids) // 5, f"{len(ids)} events took {len(transactions)} commits"
+    recorder.stop()
+    assert messages_left(amqp_uri) == 0, "a message was never acknowledged"
+
+
+@pytest.mark.parametrize("fault", ["broken_contract", "handler_fails"])
+def test_one_event_that_cannot_be_recorded_is_set_aside_alone_and_the_rest_of_its_batch_is_recorded(
+        recorder, database_url, amqp_uri, fault):
+    good = [unmatched() for _ in range(20)]
+    bad = unmatched(FAILING_REFERENCE)
+    publish_events(amqp_uri, *good[:10])
+    with Connection(amqp_uri, transport_options={"confirm_publish": True}) as connection:
+        body = bad.to_message()
+        if fault == "broken_contract":
+            del body["data"]["governorate"]
+        connection.Producer().publish(body, exchange=routing.EXCHANGE, routing_key=bad.routing_key,
+                                      serializer="json", delivery_mode=2)
+    publish_events(amqp_uri, *good[10:])
+    recorder.start()
+    good_ids = {str(event.id) for event in good}
+    assert wait_until(lambda: len(processed(database_url, good_ids)) == len(good_ids))
+    assert wait_until(lambda: dead_letters(database_url, [str(bad.id)]))
+    [set_aside] = dead_letters(database_url, [str(bad.id)])
+    assert set_aside["reason"].startswith("contract" if fault == "broken_contract" else "handler_failed")
+    assert processed(database_url, [str(bad.id)]) == {}
+    recorder.stop()
+    assert messages_left(amqp_uri) == 0, "a message was never acknowledged"
