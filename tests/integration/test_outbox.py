@@ -13,6 +13,7 @@ from nameko.testing.services import dummy, entrypoint_hook
 
 from sanad.contracts import routing
 from sanad.contracts.events import new_event
+from sanad.platform import outbox
 from sanad.platform.database import Database
 from sanad.platform.outbox import SWEEP_GRACE, SWEEP_INTERVAL, Outbox
 
@@ -115,3 +116,15 @@ def test_every_event_is_published_once_and_marked_sent_whichever_way_it_went_out
     assert all(sent_at(database_url, event) is not None for event in events)
     time.sleep(SWEEP_GRACE + 2 * SWEEP_INTERVAL)
     assert published_ids(amqp_uri) == [], "the sweep found nothing left to publish again"
+
+
+def test_the_relay_marks_events_sent_without_waiting_for_the_disk(monkeypatch, announcer, amqp_uri, database_url):
+    # The mark applies only in a transaction that commits asynchronously (outbox.MARKING_NEED_NOT_WAIT).
+    monkeypatch.setattr(outbox, "MARK_SENT", outbox.MARK_SENT + " AND current_setting('synchronous_commit') = 'off'")
+    with entrypoint_hook(announcer, "announce") as announce:
+        events = [announce("normal"), announce("critical")]
+
+    deadline = time.monotonic() + SWEEP_GRACE + 3 * SWEEP_INTERVAL
+    while time.monotonic() < deadline and not all(sent_at(database_url, event) for event in events):
+        time.sleep(0.1)
+    assert all(sent_at(database_url, event) is not None for event in events)
