@@ -94,24 +94,32 @@ def handle_event(pool, queue, body, handler):
 def handle_batch(pool, queue, bodies, handler):
     """handle_event for several messages with one transaction and one commit: each event's effect is
     recorded under its own event id, in the order the messages came, so duplicates still do nothing.
-    One message is handled by handle_event itself. With several, any failure (a broken contract, the
-    handler, the database) raises and nothing is recorded: the batch consumer then hands the messages
-    over one at a time, so that only the one at fault is retried or set aside. Returns the handler's
-    results, None for a duplicate."""
+    One message is handled by handle_event itself. With several, any failure raises and nothing is
+    recorded. The database unavailable, the batch consumer returns every message to the queue after a
+    pause; any other failure (a broken contract, the handler), it hands the messages over one at a
+    time, so that only the one at fault is retried or set aside. Returns the handler's results, None
+    for a duplicate."""
     if len(bodies) == 1:
         return [handle_event(pool, queue, bodies[0], handler)]
     started = time.perf_counter()
     events = [parse(body) for body in bodies]
     results, outcomes = [], []
-    with pool.transaction() as cur:
-        for event in events:
-            cur.execute(RECORD_PROCESSED, {"id": str(event.id), "type": event.type})
-            if cur.fetchone() is None:
-                results.append(None)
-                outcomes.append("duplicate")
-                continue
-            results.append(handler(cur, event))
-            outcomes.append("handled")
+    try:
+        with pool.transaction() as cur:
+            for event in events:
+                cur.execute(RECORD_PROCESSED, {"id": str(event.id), "type": event.type})
+                if cur.fetchone() is None:
+                    results.append(None)
+                    outcomes.append("duplicate")
+                    continue
+                results.append(handler(cur, event))
+                outcomes.append("handled")
+    except CONNECTION_ERRORS:
+        metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="retried").inc(len(events))
+        log.warning("database unavailable while handling a batch of %s events; returning them to the queue",
+                    len(events))
+        eventlet.sleep(RETRY_PAUSE)
+        raise
     seconds = time.perf_counter() - started
     for outcome in outcomes:
         metrics.EVENTS_CONSUMED.labels(queue=queue, outcome=outcome).inc()
@@ -223,8 +231,9 @@ class BatchEventConsumer(EventConsumer):
     handled, up to BATCH_SIZE, for handle_batch to record with one commit. Nothing waits to fill a batch:
     a message alone goes at once, and those that arrive while one batch is being handled make the next.
     One batch is handled at a time, in the order the messages came. Each message is acknowledged once
-    its batch has committed; when a batch fails, its messages are handed over again one at a time, and
-    each is then acknowledged or returned to the queue on its own."""
+    its batch has committed. When a batch fails because the database is unavailable, its messages go
+    back to the queue; when it fails otherwise, they are handed over again one at a time, and each is
+    then acknowledged or returned to the queue on its own."""
     queue_consumer = BatchEventQueueConsumer()
 
     def setup(self):
@@ -249,17 +258,16 @@ class BatchEventConsumer(EventConsumer):
             self._pumping = False
 
     def _handle(self, batch):
-        """Run the service method on `batch` and wait for it; True if it succeeded. A failed batch of one
-        is settled here like any consumer's message; a failed larger batch is left to the caller."""
+        """Run the service method on `batch` and wait for it. True when its messages are settled (each
+        acknowledged, or returned to the queue); False for a batch of several that must be split."""
         finished = eventlet.event.Event()
 
         def settle(worker_ctx, result=None, exc_info=None):
-            if exc_info is None:
+            settled = exc_info is None or len(batch) == 1 or issubclass(exc_info[0], CONNECTION_ERRORS)
+            if settled:
                 for _, message in batch:
-                    self.queue_consumer.ack_message(message)
-            elif len(batch) == 1:
-                self.handle_message_processed(batch[0][1], result, exc_info)
-            finished.send(exc_info is None)
+                    self.handle_message_processed(message, result, exc_info)
+            finished.send(settled)
             return result, exc_info
 
         try:

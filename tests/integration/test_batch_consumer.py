@@ -1,6 +1,7 @@
 """The batch consumer (sanad.platform.inbox.BatchEventConsumer) on real RabbitMQ and PostgreSQL, in a
 nameko container of the test's own: events waiting on the queue are recorded many to a commit, each
 exactly once, and one event that cannot be recorded is dealt with alone while the rest are recorded."""
+import sys
 import time
 import uuid
 
@@ -30,10 +31,11 @@ class StatusRecorder:
 
     @consume_batches(routing.INTAKE_CASE_STATUS, requeue_on_error=True)
     def record(self, bodies):
-        handle_batch(self.db, routing.INTAKE_CASE_STATUS.name, bodies, _fail_on_one_case)
+        handle_batch(self.db, routing.INTAKE_CASE_STATUS.name, bodies, record)
 
 
-def _fail_on_one_case(cur, event):
+def record(cur, event):
+    """The handler (looked up at each batch, so a test can replace it)."""
     if event.data["reference"] == FAILING_REFERENCE:
         raise RuntimeError("this case cannot be recorded")
 
@@ -124,3 +126,24 @@ def test_one_event_that_cannot_be_recorded_is_set_aside_alone_and_the_rest_of_it
     assert processed(database_url, [str(bad.id)]) == {}
     recorder.stop()
     assert messages_left(amqp_uri) == 0, "a message was never acknowledged"
+
+
+def test_a_batch_the_database_failed_goes_back_to_the_queue_whole_and_is_recorded_when_it_returns(
+        recorder, monkeypatch, database_url, amqp_uri):
+    blinks = []
+
+    def database_blinks_once(cur, event):
+        if not blinks:
+            blinks.append(event.id)
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+    monkeypatch.setattr(sys.modules[__name__], "record", database_blinks_once)
+    events = [unmatched() for _ in range(2 * BATCH_SIZE)]
+    publish_events(amqp_uri, *events)
+    ids = {str(event.id) for event in events}
+    recorder.start()
+    assert wait_until(lambda: len(processed(database_url, ids)) == len(ids))
+    assert blinks, "the database never failed"
+    transactions = set(processed(database_url, ids).values())
+    assert len(transactions) <= len(ids) // 5, "the failed batch was handed over one message at a time"
+    recorder.stop()
+    assert messages_left(amqp_uri) == 0
