@@ -2,7 +2,6 @@
 nameko container of the test's own: events waiting on the queue are recorded many to a commit, each
 exactly once, and one event that cannot be recorded is dealt with alone while the rest are recorded."""
 import sys
-import time
 import uuid
 
 import psycopg2
@@ -17,6 +16,7 @@ from sanad.platform import inbox
 from sanad.platform.database import Database
 from sanad.platform.inbox import BATCH_SIZE, consume_batches, handle_batch
 from tests.support.rabbit import publish_events
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -76,15 +76,6 @@ def dead_letters(database_url, event_ids):
         return cur.fetchall()
 
 
-def wait_until(condition, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def messages_left(amqp_uri):
     """Messages on the queue; with its consumer stopped, unacknowledged ones are back among them."""
     with Connection(amqp_uri) as connection:
@@ -97,7 +88,7 @@ def test_events_waiting_on_the_queue_are_recorded_many_to_a_commit_each_exactly_
     publish_events(amqp_uri, *events, events[0])  # the first one twice, as a redelivery would
     ids = {str(event.id) for event in events}
     recorder.start()
-    assert wait_until(lambda: len(processed(database_url, ids)) == len(ids))
+    wait_until(lambda: len(processed(database_url, ids)) == len(ids), timeout=30, what="every event recorded")
     transactions = set(processed(database_url, ids).values())
     assert len(transactions) <= len(ids) // 5, f"{len(ids)} events took {len(transactions)} commits"
     recorder.stop()
@@ -119,9 +110,10 @@ def test_one_event_that_cannot_be_recorded_is_set_aside_alone_and_the_rest_of_it
     publish_events(amqp_uri, *good[10:])
     recorder.start()
     good_ids = {str(event.id) for event in good}
-    assert wait_until(lambda: len(processed(database_url, good_ids)) == len(good_ids))
-    assert wait_until(lambda: dead_letters(database_url, [str(bad.id)]))
-    [set_aside] = dead_letters(database_url, [str(bad.id)])
+    wait_until(lambda: len(processed(database_url, good_ids)) == len(good_ids), timeout=30,
+               what="every good event recorded")
+    [set_aside] = wait_until(lambda: dead_letters(database_url, [str(bad.id)]), timeout=30,
+                             what="the bad one set aside")
     assert set_aside["reason"].startswith("contract" if fault == "broken_contract" else "handler_failed")
     assert processed(database_url, [str(bad.id)]) == {}
     recorder.stop()
@@ -141,7 +133,7 @@ def test_a_batch_the_database_failed_goes_back_to_the_queue_whole_and_is_recorde
     publish_events(amqp_uri, *events)
     ids = {str(event.id) for event in events}
     recorder.start()
-    assert wait_until(lambda: len(processed(database_url, ids)) == len(ids))
+    wait_until(lambda: len(processed(database_url, ids)) == len(ids), timeout=30, what="every event recorded")
     assert blinks, "the database never failed"
     transactions = set(processed(database_url, ids).values())
     assert len(transactions) <= len(ids) // 5, "the failed batch was handed over one message at a time"
