@@ -93,7 +93,9 @@ def handle_event(pool, queue, body, handler):
 
 def handle_batch(pool, queue, bodies, handler):
     """handle_event for several messages with one transaction and one commit: each event's effect is
-    recorded under its own event id, in the order the messages came, so duplicates still do nothing.
+    recorded under its own event id, so duplicates still do nothing. Events are handled in the order of
+    their correlation id (the case), and those of one case in the order they came: batches handled side
+    by side then take their rows' locks in one order, and cannot deadlock.
     One message is handled by handle_event itself. With several, any failure raises and nothing is
     recorded. The database unavailable, the batch consumer returns every message to the queue after a
     pause; any other failure (a broken contract, the handler), it hands the messages over one at a
@@ -102,7 +104,7 @@ def handle_batch(pool, queue, bodies, handler):
     if len(bodies) == 1:
         return [handle_event(pool, queue, bodies[0], handler)]
     started = time.perf_counter()
-    events = [parse(body) for body in bodies]
+    events = sorted((parse(body) for body in bodies), key=lambda event: str(event.correlation_id))
     results, outcomes = [], []
     try:
         with pool.transaction() as cur:
@@ -215,6 +217,7 @@ consume = EventConsumer.decorator
 """Every service consumes with this (and requeue_on_error=True), in place of nameko's `consume`."""
 
 BATCH_SIZE = 50
+BATCHES_AT_ONCE = 4  # so that one batch's round trips to PostgreSQL do not hold up the next
 
 
 class BatchEventQueueConsumer(EventQueueConsumer):
@@ -223,14 +226,15 @@ class BatchEventQueueConsumer(EventQueueConsumer):
 
     @property
     def prefetch_count(self):
-        return max(self.container.max_workers, BATCH_SIZE)
+        return max(self.container.max_workers, BATCH_SIZE * BATCHES_AT_ONCE)
 
 
 class BatchEventConsumer(EventConsumer):
     """Hands its service method a list of message bodies: every message already delivered and not yet
     handled, up to BATCH_SIZE, for handle_batch to record with one commit. Nothing waits to fill a batch:
-    a message alone goes at once, and those that arrive while one batch is being handled make the next.
-    One batch is handled at a time, in the order the messages came. Each message is acknowledged once
+    a message alone goes at once, and those that arrive while batches are being handled make the next.
+    Up to BATCHES_AT_ONCE batches are handled side by side (as nameko's consumers handle messages side by
+    side), each taken in the order the messages came. Each message is acknowledged once
     its batch has committed. When a batch fails because the database is unavailable, its messages go
     back to the queue; when it fails otherwise, they are handed over again one at a time, and each is
     then acknowledged or returned to the queue on its own."""
@@ -239,12 +243,12 @@ class BatchEventConsumer(EventConsumer):
     def setup(self):
         super().setup()
         self._waiting = collections.deque()
-        self._pumping = False
+        self._pumps = 0
 
     def handle_message(self, body, message):
         self._waiting.append((body, message))
-        if not self._pumping:
-            self._pumping = True
+        if self._pumps < BATCHES_AT_ONCE:
+            self._pumps += 1
             self.container.spawn_managed_thread(self._pump, identifier=f"{type(self).__name__}.pump")
 
     def _pump(self):
@@ -255,7 +259,7 @@ class BatchEventConsumer(EventConsumer):
                     for one in batch:
                         self._handle([one])
         finally:
-            self._pumping = False
+            self._pumps -= 1
 
     def _handle(self, batch):
         """Run the service method on `batch` and wait for it. True when its messages are settled (each
