@@ -16,6 +16,9 @@ Services consume through this module's `consume`, whose queue consumer differs f
   error that nameko does not expect, and the failed worker takes the whole service down. The broker
   delivers an unacknowledged message again anyway (and the event id makes that harmless), so the failure
   is logged and the service carries on, reconnecting as it does after any outage.
+
+A service that records many small events (intake-status) consumes through `consume_batches` instead: the
+same, but many events to a transaction and a commit (BatchEventConsumer, handle_batch).
 """
 import collections
 import json

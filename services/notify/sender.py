@@ -9,9 +9,10 @@ lease.
 Connections to a partner are kept open and reused by the next webhook to the same host: in a surge a
 partner gets webhooks many times a second, and a new connection (and TLS handshake) for each costs both
 sides more than the webhook itself. A connection goes back for reuse only once its answer was read to
-the end; one whose answer is longer than the excerpt kept is closed. A kept connection that the partner
-closed meanwhile fails before any answer comes: that webhook is sent once more on a new connection, with
-the same webhook-id (partners drop duplicates by it), never after a timeout or an answer.
+the end; one whose answer is longer than the excerpt kept is closed. When a connection breaks before
+any answer comes (most often a kept one the partner closed meanwhile), the webhook is sent once more at
+once on a new connection, with the same webhook-id (partners drop duplicates by it); never after a
+timeout or an answer.
 """
 import socket
 import time
