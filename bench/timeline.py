@@ -138,13 +138,18 @@ def _report_timeline(database_url):
 
 
 def _watch(database_url, watchers):
-    with _autocommit(database_url) as cur:
-        while True:
-            cur.execute(BACKENDS)
-            rows = cur.fetchall()
-            for watcher in watchers:
-                watcher(rows)
-            time.sleep(0.005)
+    """Runs until the run's database is dropped; its own queries stay out of the statement log."""
+    try:
+        with _autocommit(database_url) as cur:
+            cur.execute("SET log_min_duration_statement = -1")
+            while True:
+                cur.execute(BACKENDS)
+                rows = cur.fetchall()
+                for watcher in watchers:
+                    watcher(rows)
+                time.sleep(0.005)
+    except psycopg2.OperationalError:
+        return
 
 
 _reniced = {}
