@@ -69,8 +69,7 @@ def handle_event(pool, queue, body, handler):
         return None
     try:
         with pool.transaction() as cur:
-            cur.execute(RECORD_PROCESSED, {"id": str(event.id), "type": event.type})
-            if cur.fetchone() is None:
+            if not _first_time(cur, event):
                 metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="duplicate").inc()
                 return None
             result = handler(cur, event)
@@ -112,13 +111,9 @@ def handle_batch(pool, queue, bodies, handler):
     try:
         with pool.transaction() as cur:
             for event in events:
-                cur.execute(RECORD_PROCESSED, {"id": str(event.id), "type": event.type})
-                if cur.fetchone() is None:
-                    results.append(None)
-                    outcomes.append("duplicate")
-                    continue
-                results.append(handler(cur, event))
-                outcomes.append("handled")
+                first = _first_time(cur, event)
+                results.append(handler(cur, event) if first else None)
+                outcomes.append("handled" if first else "duplicate")
     except CONNECTION_ERRORS:
         metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="retried").inc(len(events))
         log.warning("database unavailable while handling a batch of %s events; returning them to the queue",
@@ -131,6 +126,12 @@ def handle_batch(pool, queue, bodies, handler):
         if outcome == "handled":
             metrics.EVENT_HANDLING_SECONDS.labels(queue=queue).observe(seconds)
     return results
+
+
+def _first_time(cur, event) -> bool:
+    """Record the event's id in the handler's transaction; False if it was recorded before (a duplicate)."""
+    cur.execute(RECORD_PROCESSED, {"id": str(event.id), "type": event.type})
+    return cur.fetchone() is not None
 
 
 def _record_failure(pool, event, error):

@@ -34,7 +34,6 @@ KEPT_HOSTS = 64  # partners' hosts whose connections are kept at once; the least
 
 class Sender:
     def __init__(self, url_policy, connect_timeout=3.0, read_timeout=10.0, deadline=23.0, connections_per_host=20):
-        self.url_policy = url_policy
         self.deadline = deadline
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         # allowed_methods=None lets the one retry below apply to a POST; no redirect and no answer is retried.
