@@ -17,8 +17,11 @@ Services consume through this module's `consume`, whose queue consumer differs f
   delivers an unacknowledged message again anyway (and the event id makes that harmless), so the failure
   is logged and the service carries on, reconnecting as it does after any outage.
 
-A service that records many small events (intake-status) consumes through `consume_batches` instead: the
-same, but many events to a transaction and a commit (BatchEventConsumer, handle_batch).
+The queues a flood fills (the normal lane's cases into triage, referral and notify, and intake-status's
+reports) are consumed through `consume_batches` instead: the same, but many events to a transaction and a
+commit (BatchEventConsumer, handle_batch). In a surge, commits are what PostgreSQL spends most on and what
+every other transaction queues behind. The critical lane keeps one event to a transaction, so that its
+case never waits for others to be handled with it.
 """
 import collections
 import json
@@ -288,5 +291,5 @@ class BatchEventConsumer(EventConsumer):
 
 
 consume_batches = BatchEventConsumer.decorator
-"""In place of `consume` where a service records many small events: the method takes a list of bodies
-and hands it to handle_batch."""
+"""In place of `consume` on the normal lane's busiest queues: the method takes a list of bodies and hands
+it to handle_batch."""

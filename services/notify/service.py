@@ -3,8 +3,10 @@ policy's schedule.
 
 Two service classes run as separate processes: one for the normal lane and one for the critical lane,
 each consuming its own queues and retrying only its own deliveries, so a critical webhook never waits
-behind a backlog or behind the retries of a failing partner. Within a process, attempts run side by side
-in a bounded pool, a few slots at most per endpoint, so one slow partner holds up only its own webhooks.
+behind a backlog or behind the retries of a failing partner. The normal lane records its offers as many
+to a transaction as are waiting (sanad.platform.inbox.consume_batches); the critical lane one at a time.
+Within a process, attempts run side by side in a bounded pool, a few slots at most per endpoint, so one
+slow partner holds up only its own webhooks.
 """
 import time
 from functools import partial
@@ -15,7 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sanad.contracts import routing
 from sanad.contracts.vocabulary import LANES
 from sanad.platform.database import Database
-from sanad.platform.inbox import consume, handle_event
+from sanad.platform.inbox import consume, consume_batches, handle_batch
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
@@ -72,13 +74,13 @@ class NotifyService(Observable):
     keys = KeyFile()
     webhooks = Webhooks()
 
-    @consume(routing.NOTIFY_REFERRAL_CREATED, requeue_on_error=True)
-    def on_referral_created(self, body):
-        self._offer(routing.NOTIFY_REFERRAL_CREATED.name, body)
+    @consume_batches(routing.NOTIFY_REFERRAL_CREATED, requeue_on_error=True)
+    def on_referral_created(self, bodies):
+        self._offer(routing.NOTIFY_REFERRAL_CREATED.name, bodies)
 
     @consume(routing.NOTIFY_REFERRAL_ESCALATED, requeue_on_error=True)
     def on_referral_escalated(self, body):
-        self._page(routing.NOTIFY_REFERRAL_ESCALATED.name, body)
+        self._page(routing.NOTIFY_REFERRAL_ESCALATED.name, [body])
 
     @sweep_timer(interval=SWEEP_INTERVAL)
     def retry_due(self):
@@ -100,14 +102,14 @@ class NotifyService(Observable):
                 # What is still due waits for its endpoint's slots: claim again when an attempt ends.
                 pool.wait_for_an_attempt(timeout=min(SWEEP_INTERVAL, stop_at - time.monotonic()))
 
-    def _offer(self, queue, body):
-        self._schedule(queue, body, partial(handlers.schedule_offer, public_url=self.webhooks.settings.public_url))
+    def _offer(self, queue, bodies):
+        self._schedule(queue, bodies, partial(handlers.schedule_offer, public_url=self.webhooks.settings.public_url))
 
-    def _page(self, queue, body):
-        self._schedule(queue, body, handlers.schedule_pages)
+    def _page(self, queue, bodies):
+        self._schedule(queue, bodies, handlers.schedule_pages)
 
-    def _schedule(self, queue, body, schedule):
-        """Record the event's deliveries and, in the same transaction, claim those the pool has room to
+    def _schedule(self, queue, bodies, schedule):
+        """Record the events' deliveries and, in the same transaction, claim those the pool has room to
         attempt now, then attempt them at once; the sweep takes up the rest. One commit, not two, stands
         between a referral and its webhook."""
         pool, settings = self.webhooks.pool, self.webhooks.settings
@@ -123,7 +125,8 @@ class NotifyService(Observable):
 
         claimed = []
         try:
-            claimed = handle_event(self.db, queue, body, schedule_and_claim) or []
+            for claimed_for_event in handle_batch(self.db, queue, bodies, schedule_and_claim):
+                claimed += claimed_for_event or []
         finally:
             for delivery in claimed:
                 reserved.remove(str(delivery["endpoint_id"]))
@@ -161,8 +164,8 @@ class CriticalNotifyService(NotifyService):
 
     @consume(routing.NOTIFY_REFERRAL_CREATED_CRITICAL, requeue_on_error=True)
     def on_referral_created(self, body):
-        self._offer(routing.NOTIFY_REFERRAL_CREATED_CRITICAL.name, body)
+        self._offer(routing.NOTIFY_REFERRAL_CREATED_CRITICAL.name, [body])
 
     @consume(routing.NOTIFY_REFERRAL_ESCALATED_CRITICAL, requeue_on_error=True)
     def on_referral_escalated(self, body):
-        self._page(routing.NOTIFY_REFERRAL_ESCALATED_CRITICAL.name, body)
+        self._page(routing.NOTIFY_REFERRAL_ESCALATED_CRITICAL.name, [body])

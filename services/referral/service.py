@@ -1,7 +1,8 @@
 """Referral: offers triaged cases to partner organisations and chases every offer until someone has it.
 
 Two service classes run as separate processes: one for the normal lane and one for the critical lane,
-so a critical case never waits behind a backlog of others. Both serve the same partner callback API
+so a critical case never waits behind a backlog of others. The normal lane refers its triaged cases as many
+to a transaction as are waiting (sanad.platform.inbox.consume_batches); the critical lane one at a time. Both serve the same partner callback API
 (/partner/v1, described by /partner/openapi.json) and admin API (/admin/v1) on their own ports.
 
 Acknowledgement deadlines are rows fired by timers, each deadline claimed with FOR UPDATE SKIP LOCKED:
@@ -25,7 +26,7 @@ from sanad.contracts import routing
 from sanad.contracts.vocabulary import ESCALATION_REASONS, LANES, REFERRAL_STATUSES, RISK_LEVELS
 from sanad.platform.database import Database
 from sanad.platform.http import ApiError, JsonHttpHandler, json_response, read_json
-from sanad.platform.inbox import consume, handle_event
+from sanad.platform.inbox import consume, consume_batches, handle_batch
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
@@ -162,21 +163,21 @@ class ReferralService(Observable):
 
     # Events -------------------------------------------------------------------------------------------
 
-    @consume(routing.REFERRAL_CASE_TRIAGED, requeue_on_error=True)
-    def on_case_triaged(self, body):
-        self._handle(routing.REFERRAL_CASE_TRIAGED.name, body, handlers.refer_case)
+    @consume_batches(routing.REFERRAL_CASE_TRIAGED, requeue_on_error=True)
+    def on_case_triaged(self, bodies):
+        self._handle(routing.REFERRAL_CASE_TRIAGED.name, bodies, handlers.refer_case)
 
     @consume(routing.REFERRAL_NOTIFICATION_EXHAUSTED, requeue_on_error=True)
     def on_notification_exhausted(self, body):
-        self._handle(routing.REFERRAL_NOTIFICATION_EXHAUSTED.name, body, self._delivery_exhausted)
+        self._handle(routing.REFERRAL_NOTIFICATION_EXHAUSTED.name, [body], self._delivery_exhausted)
 
     def _delivery_exhausted(self, cur, event, outbox):
         return handlers.delivery_exhausted(cur, event, outbox, fired_by=self._process())
 
-    def _handle(self, queue, body, handler):
-        effects = handle_event(self.db, queue, body, partial(handler, outbox=self.outbox))
-        if effects:
-            _record(effects)
+    def _handle(self, queue, bodies, handler):
+        for effects in handle_batch(self.db, queue, bodies, partial(handler, outbox=self.outbox)):
+            if effects:
+                _record(effects)
 
     # Deadlines ----------------------------------------------------------------------------------------
 
@@ -495,11 +496,11 @@ class CriticalReferralService(ReferralService):
 
     @consume(routing.REFERRAL_CASE_TRIAGED_CRITICAL, requeue_on_error=True)
     def on_case_triaged(self, body):
-        self._handle(routing.REFERRAL_CASE_TRIAGED_CRITICAL.name, body, handlers.refer_case)
+        self._handle(routing.REFERRAL_CASE_TRIAGED_CRITICAL.name, [body], handlers.refer_case)
 
     @consume(routing.REFERRAL_NOTIFICATION_EXHAUSTED_CRITICAL, requeue_on_error=True)
     def on_notification_exhausted(self, body):
-        self._handle(routing.REFERRAL_NOTIFICATION_EXHAUSTED_CRITICAL.name, body, self._delivery_exhausted)
+        self._handle(routing.REFERRAL_NOTIFICATION_EXHAUSTED_CRITICAL.name, [body], self._delivery_exhausted)
 
     def escalate_normal(self):
         """Not here: this process keeps to the critical lane."""

@@ -1,9 +1,10 @@
 """Triage: assesses every received case and announces its risk level.
 
 Two service classes run as separate processes, as in referral and notify: the normal one assesses the
-cases intake sends on the normal lane and keeps the overrides; the critical one assesses only the cases
-whose checklist already says a life is in danger, from a queue of its own, so they never wait behind a
-backlog (see services.intake.cases.triage_lane).
+cases intake sends on the normal lane, as many to a transaction as are waiting (sanad.platform.inbox
+.consume_batches), and keeps the overrides; the critical one assesses only the cases whose checklist already
+says a life is in danger, one at a time, from a queue of its own, so they never wait behind a backlog (see
+services.intake.cases.triage_lane).
 """
 from functools import partial
 
@@ -11,7 +12,7 @@ from prometheus_client import Counter
 
 from sanad.contracts import routing
 from sanad.platform.database import Database
-from sanad.platform.inbox import consume, handle_event
+from sanad.platform.inbox import consume, consume_batches, handle_batch, handle_event
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
@@ -30,9 +31,9 @@ class TriageService(Observable):
     keys = KeyFile()
     risk_model = RiskModel()
 
-    @consume(routing.TRIAGE_CASE_RECEIVED, requeue_on_error=True)
-    def on_case_received(self, body):
-        self._triage(routing.TRIAGE_CASE_RECEIVED.name, body)
+    @consume_batches(routing.TRIAGE_CASE_RECEIVED, requeue_on_error=True)
+    def on_case_received(self, bodies):
+        self._triage(routing.TRIAGE_CASE_RECEIVED.name, bodies)
 
     @consume(routing.TRIAGE_RISK_OVERRIDDEN, requeue_on_error=True)
     def on_risk_overridden(self, body):
@@ -41,11 +42,11 @@ class TriageService(Observable):
         if level:
             RISK_OVERRIDES.labels(level=level).inc()
 
-    def _triage(self, queue, body):
+    def _triage(self, queue, bodies):
         handler = partial(handlers.triage_case, outbox=self.outbox, keys=self.keys, assessor=self.risk_model)
-        level = handle_event(self.db, queue, body, handler)
-        if level:
-            CASES_TRIAGED.labels(level=level).inc()
+        for level in handle_batch(self.db, queue, bodies, handler):
+            if level:
+                CASES_TRIAGED.labels(level=level).inc()
 
 
 class CriticalTriageService(TriageService):
@@ -53,7 +54,7 @@ class CriticalTriageService(TriageService):
 
     @consume(routing.TRIAGE_CASE_RECEIVED_CRITICAL, requeue_on_error=True)
     def on_case_received(self, body):
-        self._triage(routing.TRIAGE_CASE_RECEIVED_CRITICAL.name, body)
+        self._triage(routing.TRIAGE_CASE_RECEIVED_CRITICAL.name, [body])
 
     def on_risk_overridden(self, body):
         """Not here: overrides stay with the normal process."""

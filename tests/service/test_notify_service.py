@@ -54,7 +54,9 @@ class Notify:
                                       webhooks=self.dispatch)
 
     def offer(self, event):
-        self.service.on_referral_created(event.to_message())
+        message = event.to_message()
+        # The normal lane takes its offers in batches; the critical lane one at a time.
+        self.service.on_referral_created(message if self.service.lane == "critical" else [message])
         self.settle()
 
     def page(self, event):
@@ -493,7 +495,7 @@ def partner_holding_answers(pools, outbox, keys, **notify_settings):
 def test_a_new_webhook_is_recorded_and_leased_in_one_transaction_then_sent_at_once(pools, outbox, keys):
     with partner_holding_answers(pools, outbox, keys) as (partner, partner_id, notify, _):
         event = referral_created(partner_id)
-        notify.service.on_referral_created(event.to_message())
+        notify.service.on_referral_created([event.to_message()])
         assert partner.wait_until(lambda r: r.holding == 1, timeout=10), "the webhook went out at once"
         [both] = rows(pools["notify"], """
             SELECT d.xmin::text = p.xmin::text AS same, d.attempts, d.lease_until IS NOT NULL AS leased
@@ -507,8 +509,8 @@ def test_a_webhook_the_pool_has_no_room_for_is_left_unleased_for_the_sweep(pools
     with partner_holding_answers(pools, outbox, keys, concurrency=4, per_endpoint=1) as (
             partner, partner_id, notify, release):
         waiting = referral_created(partner_id)
-        notify.service.on_referral_created(referral_created(partner_id).to_message())
-        notify.service.on_referral_created(waiting.to_message())
+        notify.service.on_referral_created([referral_created(partner_id).to_message()])
+        notify.service.on_referral_created([waiting.to_message()])
         assert partner.wait_until(lambda r: r.holding == 1, timeout=10)
         delivery = delivery_of(pools, waiting)
         assert (delivery["attempts"], delivery["lease_until"]) == (0, None)
@@ -519,6 +521,24 @@ def test_a_webhook_the_pool_has_no_room_for_is_left_unleased_for_the_sweep(pools
     assert delivery_of(pools, waiting)["status"] == "delivered"
 
 
+def test_offers_waiting_together_are_recorded_in_one_transaction_and_as_many_sent_at_once_as_there_is_room(
+        pools, outbox, keys):
+    with partner_holding_answers(pools, outbox, keys, concurrency=4, per_endpoint=2) as (
+            partner, partner_id, notify, release):
+        offers = [referral_created(partner_id) for _ in range(5)]
+        notify.service.on_referral_created([offer.to_message() for offer in offers])
+        assert partner.wait_until(lambda r: r.holding == 2, timeout=10), "the endpoint's two slots went at once"
+        recorded = rows(pools["notify"], "SELECT xmin::text AS tx, lease_until FROM deliveries")
+        assert len(recorded) == 5 and len({d["tx"] for d in recorded}) == 1, "one transaction, one commit"
+        assert sum(d["lease_until"] is not None for d in recorded) == 2, "the rest left unleased for the sweep"
+        release.set()
+        notify.settle()
+        for _ in range(3):
+            notify.sweep()
+    assert [delivery_of(pools, offer)["status"] for offer in offers] == ["delivered"] * 5
+    assert len(partner.received) == 5
+
+
 def test_a_slow_partner_does_not_hold_up_webhooks_to_others(pools, outbox, keys):
     secret = webhooks.generate_secret()
     with partner_holding_answers(pools, outbox, keys, concurrency=4, per_endpoint=2, read_timeout=20.0,
@@ -526,10 +546,10 @@ def test_a_slow_partner_does_not_hold_up_webhooks_to_others(pools, outbox, keys)
             Receiver(secret) as quick:
         quick_partner = register(pools, keys, quick.url, secret)
         for _ in range(5):
-            notify.service.on_referral_created(referral_created(slow_partner).to_message())
+            notify.service.on_referral_created([referral_created(slow_partner).to_message()])
         notify.service.retry_due()
         assert slow.wait_until(lambda r: r.holding == 2, timeout=10)
-        notify.service.on_referral_created(referral_created(quick_partner).to_message())
+        notify.service.on_referral_created([referral_created(quick_partner).to_message()])
         assert quick.wait_for(lambda got: len(got) == 1, timeout=10), "held up behind the slow partner"
         assert slow.holding == 2, "no more than its share of the slots went to the slow partner"
         release.set()

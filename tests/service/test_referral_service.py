@@ -97,11 +97,27 @@ def offer_critical_case(pools, outbox, keys, **kwargs):
 def test_each_consented_need_goes_to_the_best_partner(pools, outbox, keys):
     local, national = add_partners(pools)
     event = case_triaged(needs=["counselling", "legal_aid", "shelter"], consents=["counselling", "legal_aid"])
-    referral_service(pools, outbox, keys).on_case_triaged(event.to_message())
+    referral_service(pools, outbox, keys).on_case_triaged([event.to_message()])
 
     chosen = {r["service"]: r["partner_id"] for r in referrals(pools)}
     assert chosen == {"counselling": local, "legal_aid": national}, "no referral without consent"
     assert [e.type for _, e in events(pools)] == ["referral.created", "referral.created"]
+
+
+def test_cases_triaged_in_one_batch_are_offered_in_one_transaction_taking_turns_as_if_one_by_one(pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        amara = add_partner(cur, "Amara Counselling Centre", ["counselling"], ["dhi_qar"])
+        basra_road = add_partner(cur, "Basra Road Counselling Centre", ["counselling"], ["dhi_qar"])
+    cases = [case_triaged() for _ in range(4)]
+    repeated = cases[0].to_message()
+
+    referral_service(pools, outbox, keys).on_case_triaged([case.to_message() for case in cases] + [repeated])
+
+    offers = rows(pools["referral"], "SELECT partner_id, xmin::text AS tx FROM referrals")
+    assert sorted(o["partner_id"] for o in offers) == sorted([amara, amara, basra_road, basra_road]), \
+        "each offer counts towards the next one's choice, within the batch too; the repeat offered nothing"
+    assert len({o["tx"] for o in offers}) == 1, "one transaction, one commit"
+    assert len(outbox_events(pools["referral"])) == 4
 
 
 def test_partners_equally_placed_take_turns_by_open_referrals_counted_as_offers_open_and_close(pools, outbox, keys):
@@ -120,10 +136,10 @@ def test_partners_equally_placed_take_turns_by_open_referrals_counted_as_offers_
         assert ranked_by == {amara: counted.get(amara, 0), basra_road: counted.get(basra_road, 0)}
         return ranked_by
 
-    service.on_case_triaged(case_triaged().to_message())
+    service.on_case_triaged([case_triaged().to_message()])
     assert handlers.fold_partner_load(pools["referral"])
-    service.on_case_triaged(case_triaged().to_message())
-    service.on_case_triaged(case_triaged().to_message())
+    service.on_case_triaged([case_triaged().to_message()])
+    service.on_case_triaged([case_triaged().to_message()])
     assert [r["partner_id"] for r in referrals(pools)] == [amara, basra_road, amara]
     assert open_referrals() == {amara: 2, basra_road: 1}
 
@@ -153,8 +169,8 @@ def test_the_victims_age_from_intake_keeps_an_adults_only_partner_from_a_minor(p
     minor = case_triaged(preferences={"family_contact": False, "staff_gender": None, "victim_age": 15})
     adult = case_triaged(preferences={"family_contact": False, "staff_gender": None, "victim_age": 30})
     service = referral_service(pools, outbox, keys)
-    service.on_case_triaged(minor.to_message())
-    service.on_case_triaged(adult.to_message())
+    service.on_case_triaged([minor.to_message()])
+    service.on_case_triaged([adult.to_message()])
 
     chosen = {r["case_id"]: r["partner_id"] for r in referrals(pools)}
     assert chosen[minor.data["case_id"]] == for_all
@@ -172,7 +188,7 @@ def test_a_critical_case_is_referred_on_the_critical_lane(pools, outbox, keys):
 def test_a_need_nobody_can_take_goes_to_the_supervisor_at_once_and_intake_is_told(pools, outbox, keys):
     add_partners(pools)
     event = case_triaged(level="high", needs=["content_removal"], consents=["content_removal"])
-    referral_service(pools, outbox, keys).on_case_triaged(event.to_message())
+    referral_service(pools, outbox, keys).on_case_triaged([event.to_message()])
 
     (unmatched_key, unmatched), (escalated_key, escalated) = events(pools)
     assert (unmatched_key, unmatched.data["services"]) == ("case.unmatched.normal", ["content_removal"])
@@ -192,8 +208,8 @@ def test_the_same_triaged_case_twice_is_referred_once(pools, outbox, keys):
     add_partners(pools)
     message = case_triaged().to_message()
     service = referral_service(pools, outbox, keys)
-    service.on_case_triaged(message)
-    service.on_case_triaged(message)
+    service.on_case_triaged([message])
+    service.on_case_triaged([message])
 
     assert len(referrals(pools)) == 1
     assert len(deadlines(pools)) == 1
@@ -376,7 +392,7 @@ def test_an_exhausted_notification_for_an_offer_already_accepted_changes_nothing
 
 def test_critical_deadlines_fire_first_and_the_critical_process_fires_no_others(pools, outbox, keys):
     two_counsellors(pools, keys)
-    referral_service(pools, outbox, keys).on_case_triaged(case_triaged(level="high").to_message())
+    referral_service(pools, outbox, keys).on_case_triaged([case_triaged(level="high").to_message()])
     offer_critical_case(pools, outbox, keys)
     now = datetime.now(timezone.utc)
     with pools["referral"].transaction() as cur:  # the normal one fell due first
@@ -520,7 +536,7 @@ def test_a_partner_that_stops_accepting_is_offered_nothing_new(pools, outbox, ke
     assert (status, body) == (200, {"accepting": False})
     assert call(service, "partner_set_capacity", "PUT", "/", body={"accepting": "no"}, key=first_key)[0] == 422
 
-    service.on_case_triaged(case_triaged().to_message())
+    service.on_case_triaged([case_triaged().to_message()])
     [referral] = referrals(pools)
     assert referral["partner_id"] == second
     [partner] = rows(pools["referral"], "SELECT * FROM partners WHERE id = %(id)s", {"id": first})
@@ -567,7 +583,7 @@ def test_refer_anyway_offers_to_a_partner_matching_passed_over_pages_and_audits_
     supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
     service = referral_service(pools, outbox, keys)
     event = case_triaged(level="high")
-    service.on_case_triaged(event.to_message())
+    service.on_case_triaged([event.to_message()])
     assert referrals(pools) == []
 
     note = "Called the centre, they will take her despite being full"
@@ -592,7 +608,7 @@ def test_refer_anyway_never_overrides_consent_and_the_refusal_is_audited(pools, 
     supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
     service = referral_service(pools, outbox, keys)
     event = case_triaged(needs=["counselling", "shelter"], consents=["counselling"])
-    service.on_case_triaged(event.to_message())
+    service.on_case_triaged([event.to_message()])
 
     status, body, _ = call(service, "admin_refer_anyway", "POST", "/", str(event.data["case_id"]), key=supervisor,
                            body={"service": "shelter", "partner_id": str(local), "reason_code": "urgent_risk"})
@@ -746,7 +762,7 @@ def test_a_case_raised_to_critical_is_chased_on_critical_terms_from_its_original
     two_counsellors(pools, keys)
     medium = case_triaged(level="medium")
     service = referral_service(pools, outbox, keys)
-    service.on_case_triaged(medium.to_message())
+    service.on_case_triaged([medium.to_message()])
     [offer] = referrals(pools)
     raised = new_event("case.triaged", {**medium.data, "level": "critical"}, producer="triage", lane="critical",
                        correlation_id=medium.correlation_id)
@@ -761,6 +777,6 @@ def test_a_case_raised_to_critical_is_chased_on_critical_terms_from_its_original
 
     lowered = new_event("case.triaged", {**medium.data, "level": "low"}, producer="triage",
                         correlation_id=medium.correlation_id)
-    service.on_case_triaged(lowered.to_message())
+    service.on_case_triaged([lowered.to_message()])
     assert [d["ack_seconds"] for d in deadlines(pools) if d["status"] == "pending"] == [300], \
         "a lowered risk never slows down what is running"

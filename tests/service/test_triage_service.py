@@ -22,7 +22,7 @@ def triage(pools, outbox, keys, assessor=ASSESSOR):
 
 def test_a_critical_case_is_stored_and_announced_on_the_critical_lane(pools, outbox, keys):
     event = case_received(keys, SUICIDAL, suicidal_thoughts=True)
-    triage(pools, outbox, keys).on_case_received(event.to_message())
+    triage(pools, outbox, keys).on_case_received([event.to_message()])
 
     [assessment] = rows(pools["triage"], "SELECT * FROM assessments")
     assert assessment["level"] == "critical"
@@ -38,8 +38,8 @@ def test_a_critical_case_is_stored_and_announced_on_the_critical_lane(pools, out
 def test_a_duplicate_case_received_event_has_one_effect(pools, outbox, keys):
     message = case_received(keys, "he wants money or he will post the video").to_message()
     service = triage(pools, outbox, keys)
-    service.on_case_received(message)
-    service.on_case_received(message)
+    service.on_case_received([message])
+    service.on_case_received([message])
 
     assert len(rows(pools["triage"], "SELECT case_id FROM assessments")) == 1
     assert len(outbox_events(pools["triage"])) == 1
@@ -48,7 +48,7 @@ def test_a_duplicate_case_received_event_has_one_effect(pools, outbox, keys):
 def test_a_message_breaking_its_contract_is_set_aside_with_its_reason(pools, outbox, keys):
     message = case_received(keys, "anything").to_message()
     message["data"]["governorate"] = "atlantis"
-    triage(pools, outbox, keys).on_case_received(message)
+    triage(pools, outbox, keys).on_case_received([message])
 
     [letter] = rows(pools["triage"], "SELECT * FROM dead_letters")
     assert letter["queue"] == "triage.case_received"
@@ -65,7 +65,7 @@ class BrokenModel:
 
 def test_a_case_the_model_cannot_score_goes_to_a_person_as_critical(pools, outbox, keys):
     event = case_received(keys, "he will post my pictures")
-    triage(pools, outbox, keys, assessor=BrokenModel()).on_case_received(event.to_message())
+    triage(pools, outbox, keys, assessor=BrokenModel()).on_case_received([event.to_message()])
 
     [(routing_key, body)] = outbox_events(pools["triage"])
     assert routing_key == "case.triaged.critical"
@@ -92,7 +92,7 @@ def test_an_override_keeps_the_original_assessment_and_announces_the_new_level_o
                              consents=("legal_aid",))
     case_id = received.data["case_id"]
     service = triage(pools, outbox, keys)
-    service.on_case_received(received.to_message())
+    service.on_case_received([received.to_message()])
     [original] = rows(pools["triage"], "SELECT * FROM assessments")
 
     service.on_risk_overridden(risk_overridden(keys, case_id, "critical", original["level"]).to_message())
@@ -115,7 +115,7 @@ def test_an_override_keeps_the_original_assessment_and_announces_the_new_level_o
 def test_an_override_lowering_a_case_goes_on_the_normal_lane(pools, outbox, keys):
     received = case_received(keys, SUICIDAL, suicidal_thoughts=True)
     service = triage(pools, outbox, keys)
-    service.on_case_received(received.to_message())
+    service.on_case_received([received.to_message()])
     service.on_risk_overridden(risk_overridden(keys, received.data["case_id"], "high", "critical").to_message())
 
     routing_key, body = outbox_events(pools["triage"])[-1]
@@ -134,3 +134,17 @@ def test_an_override_of_a_case_not_yet_assessed_is_returned_to_the_queue_not_los
     assert rows(pools["triage"], "SELECT * FROM processed_events") == [], "not marked handled: it will come again"
     [failure] = rows(pools["triage"], "SELECT * FROM handler_failures")
     assert failure["event_id"] == event.id
+
+
+def test_cases_received_in_one_batch_are_assessed_in_one_transaction_each_once(pools, outbox, keys):
+    critical = case_received(keys, SUICIDAL, suicidal_thoughts=True)
+    other = case_received(keys, "he wants money or he will post the video")
+    messages = [critical.to_message(), other.to_message(), critical.to_message()]
+
+    triage(pools, outbox, keys).on_case_received(messages)
+
+    assessed = rows(pools["triage"], "SELECT case_id, level, xmin::text AS tx FROM assessments")
+    assert sorted(str(a["case_id"]) for a in assessed) == sorted(str(e.data["case_id"]) for e in (critical, other))
+    assert len({a["tx"] for a in assessed}) == 1, "one transaction, one commit"
+    lanes = sorted(routing_key for routing_key, _ in outbox_events(pools["triage"]))
+    assert lanes == ["case.triaged.critical", "case.triaged.normal"], "each on its own level's lane, once"
