@@ -12,7 +12,9 @@ Then, for each critical referral, on PostgreSQL's clock (which the services' tim
 
 --sample-waits counts, every 5 ms, the state and wait event of every backend of the run's database,
 by the lane of the process it serves. --renice-backends gives each backend the CPU priority of its
-lane (critical -5, intake 0, normal lane 10), as an experiment. --statement-log FILE has PostgreSQL log
+lane (critical -5, intake 0, normal lane 10), as an experiment; --realtime-backends puts the critical
+lane's backends under the real-time round-robin policy (SCHED_RR), so that they preempt everything else
+the moment they wake, another. --statement-log FILE has PostgreSQL log
 every statement's duration for the run's database and summarises what FILE (the server's log) gained.
 """
 import argparse
@@ -65,6 +67,7 @@ def main(argv=None):
     parser.add_argument("--flood", type=int, default=0, help="normal cases flooded from eight operators")
     parser.add_argument("--sample-waits", action="store_true")
     parser.add_argument("--renice-backends", action="store_true")
+    parser.add_argument("--realtime-backends", action="store_true")
     parser.add_argument("--statement-log", type=Path)
     args = parser.parse_args(argv)
 
@@ -86,6 +89,8 @@ def main(argv=None):
                                                         for r in rows))
         if args.renice_backends:
             watchers.append(_renice)
+        if args.realtime_backends:
+            watchers.append(_realtime_critical_backends)
         if watchers:
             threading.Thread(target=_watch, args=(database_url, watchers), daemon=True).start()
         _send(environment, args.critical, args.flood)
@@ -164,6 +169,16 @@ def _renice(rows):
                 _reniced[row["pid"]] = nice
             except OSError:
                 pass
+
+
+_realtime_pids = set()
+
+
+def _realtime_critical_backends(rows):
+    for row in rows:
+        if lane_of(row["application_name"]) == "critical" and row["pid"] not in _realtime_pids:
+            os.sched_setscheduler(row["pid"], os.SCHED_RR, os.sched_param(1))
+            _realtime_pids.add(row["pid"])
 
 
 def _report_statements(path, offset):

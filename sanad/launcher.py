@@ -19,16 +19,20 @@ QUIET_EVENTLET = "ignore:::nameko.cli.commands"
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(signum=signal.SIGTERM, nice=0):
+def die_with_parent(signum=signal.SIGTERM, nice=0, realtime=False):
     """A preexec_fn asking Linux to send `signum` to the child when the process (strictly, the thread)
     that started it dies, so a launcher or test run that is itself killed leaves no service running
-    (elsewhere than Linux that part does nothing), and changing the child's CPU priority by `nice`. A
-    raise (negative `nice`) needs root or CAP_SYS_NICE; without either the child keeps the launcher's."""
+    (elsewhere than Linux that part does nothing), and setting the child's CPU priority: `realtime`, the
+    real-time round-robin policy (SCHED_RR) at its lowest priority; otherwise, or where that is refused,
+    a change of `nice`. Either raise needs root or CAP_SYS_NICE; without either the child keeps the
+    launcher's priority."""
     def preexec():
         try:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signum))
         except (OSError, AttributeError):
             pass
+        if realtime and _set_realtime():
+            return
         if nice:
             try:
                 os.nice(nice)
@@ -37,11 +41,28 @@ def die_with_parent(signum=signal.SIGTERM, nice=0):
     return preexec
 
 
+def _set_realtime() -> bool:
+    try:
+        # Reset on fork: anything the service itself starts runs under the normal policy.
+        os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(REALTIME_PRIORITY))
+        return True
+    except (PermissionError, AttributeError):
+        return False
+
+
 # CPU priority by lane, so that when a surge keeps both cores busy the critical lane gets the CPU first,
 # then the API operators use, then the normal lane's backlog. The normal lane's processes run at nice 10
-# (SANAD_BULK_NICE); the critical lane's at nice -5 where the launcher may raise priority
-# (SANAD_CRITICAL_NICE); intake's API at the launcher's own. 0 turns either off.
+# (SANAD_BULK_NICE); intake's API at the launcher's own. The critical lane's run under the real-time
+# round-robin policy where the launcher may raise priority (SANAD_CRITICAL_REALTIME, 0 turns it off), else
+# at nice -5 (SANAD_CRITICAL_NICE; 0 turns either nice off). A nice value only weighs a process's share of
+# the CPU: woken by an answer from PostgreSQL or the broker, a critical process still waited for the
+# running one's turn to end, at each of the tens of round trips a critical case makes, and behind a flood
+# those waits were most of its time (docs/performance.md). A real-time process runs the moment it wakes.
+# Linux keeps 5% of every second for the rest even then (sched_rt_runtime_us), and these processes sleep
+# between events.
 NICE_SETTINGS = {"bulk": ("SANAD_BULK_NICE", 10), "critical": ("SANAD_CRITICAL_NICE", -5)}
+REALTIME_SETTING = "SANAD_CRITICAL_REALTIME"
+REALTIME_PRIORITY = 1  # the lowest real-time priority: above every process of the normal policy
 
 
 @dataclass(frozen=True)
@@ -85,6 +106,7 @@ class Stack:
         self.log_dir = Path(log_dir) if log_dir else None
         self.nice = {"api": 0, **{lane: int(self.env.get(variable, default))
                                   for lane, (variable, default) in NICE_SETTINGS.items()}}
+        self.realtime = self.env.get(REALTIME_SETTING, "1") != "0"
         self.running = {}
 
     def url(self, name):
@@ -101,7 +123,7 @@ class Stack:
         # eventlet warns at every start that it is deprecated; nameko 2 is built on it.
         env.setdefault("PYTHONWARNINGS", QUIET_EVENTLET)
         command = [str(nameko), "run", "--config", proc.config, proc.target]
-        preexec = die_with_parent(nice=self.nice[proc.lane])
+        preexec = die_with_parent(nice=self.nice[proc.lane], realtime=self.realtime and proc.lane == "critical")
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             with open(self.log_dir / f"{proc.name}.log", "ab") as log:

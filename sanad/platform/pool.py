@@ -17,6 +17,8 @@ from contextlib import contextmanager
 import psycopg2
 import psycopg2.extras
 
+from sanad.platform.priority import share_realtime_priority
+
 psycopg2.extras.register_uuid()
 
 # Errors after which a connection cannot be trusted again.
@@ -43,6 +45,11 @@ class Pool:
         self._slots = threading.BoundedSemaphore(size)
 
     def _connect(self):
+        conn = self._open()
+        share_realtime_priority(conn)
+        return conn
+
+    def _open(self):
         kwargs = {"connect_timeout": self._connect_timeout, "application_name": self._application_name,
                   "options": self._options}
         if psycopg2.extensions.get_wait_callback() is None:

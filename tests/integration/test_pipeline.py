@@ -10,6 +10,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
+import psycopg2
 import pytest
 import requests
 from kombu import Connection
@@ -199,15 +200,41 @@ def _metric(base_url, name, label_fragment):
                if line.startswith(name + "{") and label_fragment in line)
 
 
-def test_the_normal_lane_runs_at_lower_cpu_priority_than_the_api_and_the_critical_lane_at_higher_where_allowed(
-        stack):
-    nice = {name: os.getpriority(os.PRIO_PROCESS, child.pid) for name, child in stack.running.items()}
+def test_the_normal_lane_runs_at_lower_cpu_priority_than_the_api_and_the_critical_lane_in_real_time_where_allowed(
+        stack, database_url):
     launcher = os.getpriority(os.PRIO_PROCESS, 0)
+    may_raise = subprocess.run([sys.executable, "-c", "import os; os.sched_setscheduler(0, os.SCHED_RR, "
+                                "os.sched_param(1))"]).returncode == 0
     for proc in PROCESSES:
-        if proc.lane == "bulk":
-            assert nice[proc.name] == min(19, launcher + 10), proc.name
-        elif proc.lane == "critical":
-            may_raise = subprocess.run([sys.executable, "-c", "import os; os.nice(-1)"]).returncode == 0
-            assert nice[proc.name] == (max(-20, launcher - 5) if may_raise else launcher), proc.name
-        else:
-            assert nice[proc.name] == launcher, proc.name
+        pid = stack.running[proc.name].pid
+        policy = os.sched_getscheduler(pid) & ~os.SCHED_RESET_ON_FORK
+        if proc.lane == "critical" and may_raise:
+            assert policy == os.SCHED_RR, proc.name
+            continue
+        assert policy == os.SCHED_OTHER, proc.name
+        expected = {"bulk": min(19, launcher + 10), "critical": launcher, "api": launcher}[proc.lane]
+        assert os.getpriority(os.PRIO_PROCESS, pid) == expected, proc.name
+
+    # Each critical process's backends follow it (their outbox relays have connected by now).
+    critical = {"triage_critical", "referral_critical", "notify_critical"}
+    backends = wait_until(lambda: (found := _backends_by_process(database_url)).keys() >= critical and found,
+                          timeout=30, what="a connection from every critical process")
+    for process, pids in backends.items():
+        policies = {os.sched_getscheduler(pid) for pid in pids}
+        realtime = may_raise and process.endswith("_critical")
+        assert policies == ({os.SCHED_RR} if realtime else {os.SCHED_OTHER}), process
+
+
+def _backends_by_process(database_url):
+    """{service name: pids of the backends serving it}."""
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT application_name, pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND application_name LIKE 'sanad %%'")
+            found = {}
+            for application_name, pid in cur.fetchall():
+                found.setdefault(application_name.removeprefix("sanad "), []).append(pid)
+    finally:
+        conn.close()
+    return found
