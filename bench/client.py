@@ -1,9 +1,13 @@
 """The benchmark's operators: they post cases to intake's HTTP API as the operators' UI would, and
 note the moment each 201 arrived. Intake is the only service the benchmark talks to."""
+import multiprocessing
 import threading
 import time
 
 import requests
+
+from bench import load
+from bench.procstat import run_in_real_time
 
 # A typical normal case: extortion for money, one need. One need means one webhook per case, so "fully
 # processed" is one arrival at the partner, as it is for a critical case.
@@ -82,3 +86,36 @@ class IntakeClient:
         if response.status_code != 200:
             raise IntakeError(f"intake answered {response.status_code} for a case status")
         return response.json()
+
+
+def paced_from_own_process(base_url, api_token, kind, count, rate):
+    """load.paced(post_case(kind)) from a process of its own under the real-time policy where it may
+    (bench.procstat.run_in_real_time), returning the same. An operator posting a critical case sits at
+    a machine of their own; sent from the benchmark's process, the moment each 201 was read waited for
+    the flood's senders (the interpreter lock) and for a core, so late that behind the flood webhooks
+    arrived before the 201 that preceded them had been read."""
+    context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
+    parent_end, child_end = context.Pipe(duplex=False)
+    sender = context.Process(target=_paced_posts, args=(child_end, base_url, api_token, kind, count, rate),
+                             daemon=True, name="bench-critical-sender")
+    sender.start()
+    child_end.close()
+    try:
+        while not parent_end.poll(1):
+            if not sender.is_alive():
+                raise RuntimeError(f"the critical cases' sender exited with code {sender.exitcode}")
+        outcome, value = parent_end.recv()
+    finally:
+        sender.join(10)
+    if outcome == "failed":
+        raise IntakeError(value)
+    return value
+
+
+def _paced_posts(results, base_url, api_token, kind, count, rate):
+    run_in_real_time()
+    client = IntakeClient(base_url, api_token)
+    try:
+        results.send(("sent", load.paced(lambda i: client.post_case(kind), count, rate)))
+    except Exception as exc:  # noqa: BLE001 -- reported to the benchmark's process, which raises it
+        results.send(("failed", f"{type(exc).__name__}: {exc}"))

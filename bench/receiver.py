@@ -1,5 +1,6 @@
 """The partners' side of the benchmark: one HTTP server standing in for every partner, in a process of
-its own so that the load the benchmark generates never slows it down (nor it the load).
+its own so that the load the benchmark generates never slows it down (nor it the load), under the
+real-time policy where it may (bench.procstat.run_in_real_time).
 
 Each webhook is verified with the Standard Webhooks reference library, as a partner would, before its
 arrival counts; the arrival time is time.monotonic(), which on Linux is one clock for every process of
@@ -109,6 +110,10 @@ class PartnerReceiver:
 
 def _serve(secret, arrivals, ready):
     from standardwebhooks.webhooks import Webhook
+
+    from bench.procstat import run_in_real_time
+
+    run_in_real_time()
 
     verifier = Webhook(secret)
     pending = []

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import load, procstat, report, stats
-from bench.client import IntakeClient
+from bench.client import IntakeClient, paced_from_own_process
 from bench.environment import BenchEnvironment
 from bench.floor import Floor
 
@@ -98,12 +98,15 @@ class Benchmark:
         }
 
     def critical_alone(self):
-        submitted, lag = load.paced(lambda i: self.client.post_case("critical"), self.config.critical_cases,
-                                    self.config.critical_rate)
+        submitted, lag = self._paced_critical()
         self._await(submitted)
         latencies = self._latencies(submitted)
         return {**stats.summary_ms(latencies), **self._lane_check(submitted),
                 "sender_lag_ms": round(lag * 1000, 1)}, latencies, submitted
+
+    def _paced_critical(self):
+        return paced_from_own_process(self.client.base_url, self.env.api_token, "critical",
+                                      self.config.critical_cases, self.config.critical_rate)
 
     def critical_with_backlog(self):
         """Flood intake with the normal backlog from `concurrency` operators at once; when a fifth of it
@@ -126,8 +129,7 @@ class Benchmark:
         flooding = Background(lambda: load.flood(send_normal, cfg.backlog_cases, cfg.concurrency))
         started = time.monotonic()
         head_start.wait()
-        critical, lag = load.paced(lambda i: self.client.post_case("critical"), cfg.critical_cases,
-                                   cfg.critical_rate)
+        critical, lag = self._paced_critical()
         backlog = flooding.result()
         submitted_at = max(c.answered_at for c in backlog)
         self._await(backlog + critical)
