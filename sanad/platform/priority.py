@@ -52,12 +52,22 @@ def _own_policy():
 def _loopback_client_address(conn):
     """'host(port)' as PostgreSQL shows this connection's client in the backend's title, if the connection
     is TCP over loopback; else None."""
-    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+    duplicate = os.dup(conn.fileno())  # the socket object closes its own descriptor, never libpq's
+    try:
+        sock = socket.socket(fileno=duplicate)
+    except OSError:
+        os.close(duplicate)
+        return None
+    with sock:
+        try:
+            if sock.family not in (socket.AF_INET, socket.AF_INET6):
+                return None
+            host, port = sock.getsockname()[:2]
+            peer = sock.getpeername()[0]
+        except OSError:  # the connection has just dropped: nothing to raise for it
             return None
-        host, port = sock.getsockname()[:2]
-        if not ipaddress.ip_address(sock.getpeername()[0]).is_loopback:
-            return None
+    if not ipaddress.ip_address(peer.split("%")[0]).is_loopback:
+        return None
     return f"{host}({port})"
 
 
