@@ -76,7 +76,11 @@ def markdown(results):
         f"critical case's 201, normal cases accepted but not yet delivered (median): "
         f"{_cell(backlog['normal_in_flight_at_critical'], 0)}, still waiting for intake to accept them: "
         f"{_cell(backlog['normal_not_yet_accepted_at_critical'], 0)}. Intake answered the critical cases in "
-        f"{_cell(backlog['intake_answer_p99_ms'])} ms (p99), time the latencies above leave out. Intake's "
+        f"{_cell(backlog['intake_answer_p99_ms'])} ms (p99), time the latencies above leave out; from the "
+        f"moment the operator's request left to the verified webhook, intake's time included, critical cases "
+        f"took {_cell(s['critical_alone']['from_send_p50_ms'])} / {_cell(s['critical_alone']['from_send_p99_ms'])} "
+        f"ms (p50 / p99) alone and {_cell(backlog['from_send_p50_ms'])} / {_cell(backlog['from_send_p99_ms'])} "
+        f"ms behind the backlog. Intake's "
         f"case views (what operators see) caught up "
         f"{_cell(backlog['intake_views_behind_partners_s'])} s after the partners had every webhook.",
         "",
@@ -122,6 +126,7 @@ def markdown(results):
 
 
 STAGES = (
+    ("received_to_partner", "intake recorded the case → the partner has the verified webhook (the whole path)"),
     ("answered_to_triaged", "intake's 201 → triage has assessed it"),
     ("triaged_to_referred", "→ referral has offered it"),
     ("referred_to_partner", "→ the partner has the verified webhook"),

@@ -102,6 +102,7 @@ class Benchmark:
         self._await(submitted)
         latencies = self._latencies(submitted)
         return {**stats.summary_ms(latencies), **self._lane_check(submitted),
+                "from_send": stats.summary_ms(self._latencies(submitted, since_sent=True)),
                 "sender_lag_ms": round(lag * 1000, 1)}, latencies, submitted
 
     def _paced_critical(self):
@@ -157,6 +158,7 @@ class Benchmark:
             **self._lane_check(critical),
             "all_critical": stats.summary_ms(self._latencies(critical)),
             "intake_answer": stats.summary_ms([c.answered_at - c.sent_at for c in critical]),
+            "from_send": stats.summary_ms(self._latencies(under_backlog, since_sent=True)),
             "normal_in_flight_at_critical": {"median": stats.median_of(in_flight),
                                              "min": min(in_flight, default=None)},
             "normal_not_yet_accepted_at_critical": {"median": stats.median_of(waiting),
@@ -195,10 +197,13 @@ class Benchmark:
         referral created -> notify starts the webhook's request -> the partner has the verified webhook ->
         notify has the partner's answer. The request's start is notify's record of the attempt less the
         attempt's own latency. A negative first stage means triage had the case before the operator had the
-        201."""
+        201. Beside them, the whole path from intake's record of the case (its received_at, taken in the
+        transaction that records it) to the verified webhook: unlike the 201, it never waits for intake's
+        answer to reach the operator."""
         wall_offset = time.time() - time.monotonic()
         step = max(1, len(submitted) // sample)
-        durations = {"answered_to_triaged": [], "triaged_to_referred": [], "referred_to_partner": [],
+        durations = {"received_to_partner": [], "answered_to_triaged": [], "triaged_to_referred": [],
+                     "referred_to_partner": [],
                      "referred_to_request": [], "request_to_partner": [], "partner_to_answer_recorded": []}
         for case in submitted[::step]:
             view = self.client.case_status(case.case_id)
@@ -213,6 +218,7 @@ class Benchmark:
                                            _at(first["attempted_at"]))
             requested = recorded - first["latency_ms"] / 1000
             answered, arrived = case.answered_at + wall_offset, arrived + wall_offset
+            durations["received_to_partner"].append(arrived - _at(view["received_at"]))
             durations["answered_to_triaged"].append(triaged - answered)
             durations["triaged_to_referred"].append(referred - triaged)
             durations["referred_to_partner"].append(arrived - referred)
@@ -250,8 +256,11 @@ class Benchmark:
             time.sleep(0.05)
             missing = [c for c in missing if self.receiver.first_arrival(c.reference) is None]
 
-    def _latencies(self, submitted):
-        return [self.receiver.first_arrival(c.reference) - c.answered_at for c in submitted]
+    def _latencies(self, submitted, since_sent=False):
+        """From each case's 201 (or, `since_sent`, from the moment its request left the operator) to its
+        first verified webhook, in seconds."""
+        return [self.receiver.first_arrival(c.reference) - (c.sent_at if since_sent else c.answered_at)
+                for c in submitted]
 
     def _lane_check(self, submitted):
         """A critical case must reach its partner as critical; anything else is a triage miss."""
@@ -399,6 +408,9 @@ def summarise(runs, config):
         for p in ("p50_ms", "p95_ms", "p99_ms"):
             summary[phase][p] = over_runs((phase, p))
             summary[phase][f"{p}_vs_floor"] = ratio_over_runs((phase, p), ("floor", "latency", p))
+    for phase in ("critical_alone", "critical_with_backlog"):
+        for p in ("p50_ms", "p99_ms"):
+            summary[phase][f"from_send_{p}"] = over_runs((phase, "from_send", p))
     summary["critical_with_backlog"]["normal_in_flight_at_critical"] = over_runs(
         ("critical_with_backlog", "normal_in_flight_at_critical", "median"))
     summary["critical_with_backlog"]["normal_not_yet_accepted_at_critical"] = over_runs(

@@ -43,6 +43,9 @@ def test_critical_cases_were_measured_on_the_critical_lane(smoke):
     run = results["runs"][0]
     for phase in ("critical_alone", "critical_with_backlog"):
         assert run[phase]["arrived_as_critical"] == run[phase]["cases"], phase
+    alone = run["critical_alone"]
+    assert alone["from_send"]["p50_ms"] > alone["p50_ms"], "from the request's send includes intake's answer"
+    assert run["stages"]["critical_alone"]["received_to_partner"]["count"] > 0
 
 
 def test_throughput_cpu_and_memory_are_reported_for_the_stack_and_the_floor(smoke):
