@@ -1,6 +1,7 @@
 """The partners' side of the benchmark: one HTTP server standing in for every partner, in a process of
-its own so that the load the benchmark generates never slows it down (nor it the load), under the
-real-time policy where it may (bench.procstat.run_in_real_time).
+its own, under the real-time policy where it may (bench.procstat.run_in_real_time), so that the load the
+benchmark generates never delays a verification; what it verifies it takes from the flood's CPU, as the
+flood's normal webhooks are verified too.
 
 Each webhook is verified with the Standard Webhooks reference library, as a partner would, before its
 arrival counts; the arrival time is time.monotonic(), which on Linux is one clock for every process of
