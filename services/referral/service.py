@@ -2,8 +2,9 @@
 
 Two service classes run as separate processes: one for the normal lane and one for the critical lane,
 so a critical case never waits behind a backlog of others. The normal lane refers its triaged cases as many
-to a transaction as are waiting (sanad.platform.inbox.consume_batches); the critical lane one at a time. Both serve the same partner callback API
-(/partner/v1, described by /partner/openapi.json) and admin API (/admin/v1) on their own ports.
+to a transaction as are waiting (sanad.platform.inbox.consume_batches); the critical lane one at a time.
+Both serve the same partner callback API (/partner/v1, described by /partner/openapi.json) and admin API
+(/admin/v1) on their own ports.
 
 Acknowledgement deadlines are rows fired by timers, each deadline claimed with FOR UPDATE SKIP LOCKED:
 the critical process fires critical deadlines; the normal process fires normal ones and, on a timer and
