@@ -103,7 +103,7 @@ class OutboxWriter:
 
     def add(self, cursor, event):
         body = event.to_message()
-        cursor.execute(INSERT_EVENT, {"id": str(event.id), "routing_key": event.routing_key, "body": json.dumps(body)})
+        cursor.later(INSERT_EVENT, {"id": str(event.id), "routing_key": event.routing_key, "body": json.dumps(body)})
         self._added.append(Added(str(event.id), event.routing_key, body, event.lane == "critical"))
 
 

@@ -8,6 +8,10 @@ next checkout reconnects by itself after a database restart.
 An idle connection is checked before it is handed out: PostgreSQL says goodbye to every session when it
 shuts down or crashes, so an idle connection with anything to read is one whose server has gone. Without
 the check, the first request after a restart would fail once for every connection left in the pool.
+
+A transaction takes as few round trips to PostgreSQL as its work allows (`Transaction`): under load each
+round trip waits for the process's turn among all its requests, and a critical case pays that wait once
+per round trip.
 """
 import queue
 import select
@@ -32,6 +36,51 @@ CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 PLAIN_INDEX_SCANS = "SET LOCAL enable_bitmapscan = off"
 
 
+# Between statements sent together: the newline ends a statement's trailing line comment, if it has one.
+STATEMENT_SEPARATOR = b"\n;\n"
+OPEN = (psycopg2.extensions.TRANSACTION_STATUS_INTRANS, psycopg2.extensions.TRANSACTION_STATUS_INERROR)
+
+
+class Transaction(psycopg2.extras.RealDictCursor):
+    """A cursor for one transaction, on a connection in autocommit mode.
+
+    psycopg2 left to itself sends BEGIN, each statement and COMMIT as round trips of their own. This cursor
+    sends BEGIN with the transaction's first statement, and each statement given to `later` with the next
+    statement, or with COMMIT. `later` is for a statement whose result nobody reads and whose failure should
+    fail the whole transaction (an audit row, an outbox row): its error is raised by whichever call sends
+    it. A transaction that sent nothing ends without a round trip. Only statements sent by these methods
+    are inside the transaction: psycopg2's callproc and copy methods would run on their own."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._begun = False
+        self._waiting = []  # statements given to `later`, parameters bound, not yet sent
+
+    def execute(self, query, vars=None):
+        return super().execute(self._sent_with_it(self.mogrify(query, vars)))
+
+    def executemany(self, query, vars_list):
+        for vars in vars_list:
+            self.execute(query, vars)
+
+    def later(self, query, vars=None):
+        self._waiting.append(self.mogrify(query, vars))
+
+    def commit(self):
+        if self._begun or self._waiting:
+            super().execute(self._sent_with_it(b"COMMIT"))
+
+    def rollback(self):
+        self._waiting.clear()
+        if self.connection.info.transaction_status in OPEN:
+            super().execute("ROLLBACK")
+
+    def _sent_with_it(self, statement):
+        statements = ([] if self._begun else [b"BEGIN"]) + self._waiting + [statement]
+        self._begun, self._waiting = True, []
+        return STATEMENT_SEPARATOR.join(statements)
+
+
 class Pool:
     def __init__(self, dsn, size, schema=None, connect_timeout=5, application_name="sanad"):
         self._dsn = dsn
@@ -46,6 +95,7 @@ class Pool:
 
     def _connect(self):
         conn = self._open()
+        conn.autocommit = True  # transactions begin and end in the statements Transaction sends
         share_realtime_priority(conn)
         return conn
 
@@ -92,16 +142,17 @@ class Pool:
 
     @contextmanager
     def transaction(self):
-        """A cursor inside one transaction: committed when the block ends, rolled back if it raises."""
+        """A cursor inside one transaction (a `Transaction`): committed when the block ends, rolled back if
+        it raises."""
         with self.connection() as conn:
-            try:
-                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
+            with conn.cursor(cursor_factory=Transaction) as cursor:
+                try:
                     yield cursor
-                conn.commit()
-            except BaseException:
-                if not conn.closed:
-                    conn.rollback()
-                raise
+                    cursor.commit()
+                except BaseException:
+                    if not conn.closed:
+                        cursor.rollback()
+                    raise
 
     def close(self):
         while True:

@@ -46,7 +46,7 @@ def audit(cur, actor, action, case_id=None, detail=None, ip=None, now=None, via=
     """Record who did what, when, from where, in the caller's transaction: the trail commits with the
     change it describes or not at all. `detail` holds codes and levels only, never personal text. Without
     an actor, `via` says how the request came (default: the command line)."""
-    cur.execute(sql.INSERT_AUDIT, {
+    cur.later(sql.INSERT_AUDIT, {
         "at": _now(now), "actor_id": actor.id if actor else None, "actor_role": actor.role if actor else None,
         "via": actor.via if actor else via or "cli", "action": action, "case_id": case_id, "detail": Json(detail or {}),
         "ip": ip,
@@ -64,12 +64,8 @@ def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=
     """Store a new case, its audit entry and its case.received event in the caller's transaction.
     `fields` come from schemas.load_new_case. A case recorded in a staff session is held by whoever recorded
     it; one posted by a machine client (an API token) joins the open queue. `lane_of(narrative, facts)`
-    picks the lane to triage (services/intake/screen.py); without it, the checklist alone does."""
-    if idempotency_key:
-        cur.execute(sql.CASE_BY_IDEMPOTENCY_KEY, {"key": idempotency_key})
-        existing = cur.fetchone()
-        if existing:
-            raise DuplicateSubmission(existing)
+    picks the lane to triage (services/intake/screen.py); without it, the checklist alone does. A repeated
+    idempotency key is found by the insert itself, which saves every first submission a round trip."""
     case_id = uuid.uuid4()
     received_at = _now(now)
     contact = fields.get("safe_contact") or {}
@@ -123,7 +119,7 @@ def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=
         cur.execute(sql.INSERT_CASE, row)
         if cur.fetchone() is not None:
             break
-        if idempotency_key:  # a concurrent request with the same key may have won the race
+        if idempotency_key:  # the key may be taken, by an earlier submission or a concurrent one
             cur.execute(sql.CASE_BY_IDEMPOTENCY_KEY, {"key": idempotency_key})
             existing = cur.fetchone()
             if existing:

@@ -141,13 +141,19 @@ class IntakeService(Observable):
         a live session or token; 403 for a write from a session without its CSRF token, or for a role that
         `allowed` refuses. A refusal is audited before it is raised, since the request changes nothing."""
         with self.db.transaction() as cur:
-            principal = self._principal(cur, request, now)
-            refusal = self._access_refusal(request, principal, write, allowed)
-            if refusal is not None:
-                self._audit_access_refused(cur, request, principal, refusal[1], now, case_id)
+            principal, refusal = self._authorise(cur, request, now, write, allowed, case_id)
         if refusal is not None:
             raise _api_error(*refusal, lang)
         return principal
+
+    def _authorise(self, cur, request, now, write=False, allowed=None, case_id=None):
+        """(the staff member, None), or (whoever it is if known, (status, code) of the refusal) with the
+        refusal audited in the caller's transaction, which must commit it."""
+        principal = self._principal(cur, request, now)
+        refusal = self._access_refusal(request, principal, write, allowed)
+        if refusal is not None:
+            self._audit_access_refused(cur, request, principal, refusal[1], now, case_id)
+        return principal, refusal
 
     @staticmethod
     def _access_refusal(request, principal, write, allowed):
@@ -249,26 +255,44 @@ class IntakeService(Observable):
 
     @http("POST", "/api/cases")
     def create_case(self, request):
+        """Who is asking is checked in the transaction that records the case: one transaction, not two,
+        since every round trip to PostgreSQL waits its turn among the other requests, and a critical case
+        waits that turn once per round trip. The body is read first and its errors raised only once the
+        caller is known, so a caller without the right learns nothing from them."""
         lang, now = self._lang(request), _now()
         key = request.headers.get("Idempotency-Key")
-        principal = self._require(request, now, lang, write=True, allowed=permissions.may_record_cases)
-        try:
-            fields = schemas.load_new_case(read_json(request), now)
-        except ValidationError as exc:
-            raise _invalid(exc, lang) from None
-        if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
-            message = i18n.error_message("invalid_idempotency_key", lang)
-            raise ApiError(400, "invalid_idempotency_key", message, {"Idempotency-Key": [message]})
+        fields, invalid = self._new_case(request, key, now, lang)
         try:
             with self.db.transaction() as cur:
-                created = handlers.record_case(cur, self.outbox, self.keys, fields, principal,
-                                               idempotency_key=key, ip=self._ip(request), now=now,
-                                               lane_of=self.lane_of)
+                principal, refusal = self._authorise(cur, request, now, write=True,
+                                                     allowed=permissions.may_record_cases)
+                if refusal is None and invalid is None:
+                    created = handlers.record_case(cur, self.outbox, self.keys, fields, principal,
+                                                   idempotency_key=key, ip=self._ip(request), now=now,
+                                                   lane_of=self.lane_of)
         except handlers.DuplicateSubmission as dup:
             return _json(200, self._created_body(dup.case), {"Idempotent-Replayed": "true"})
+        if refusal is not None:
+            raise _api_error(*refusal, lang)
+        if invalid is not None:
+            raise invalid
         CASES_RECEIVED.labels(channel=fields["channel"], governorate=fields["governorate"]).inc()
         body = self._created_body(created)
         return _json(201, body, {"Location": body["status_url"]})
+
+    @staticmethod
+    def _new_case(request, key, now, lang):
+        """(the new case's fields, None), or (None, the ApiError its body or Idempotency-Key earns)."""
+        try:
+            fields = schemas.load_new_case(read_json(request), now)
+        except ApiError as exc:
+            return None, exc
+        except ValidationError as exc:
+            return None, _invalid(exc, lang)
+        if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+            message = i18n.error_message("invalid_idempotency_key", lang)
+            return None, ApiError(400, "invalid_idempotency_key", message, {"Idempotency-Key": [message]})
+        return fields, None
 
     @http("GET", "/api/cases")
     def list_cases(self, request):

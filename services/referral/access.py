@@ -90,7 +90,7 @@ def rotate_partner_key(cur, server_key, now, partner_id, grace_seconds=0):
 
 def audit(cur, now, action, outcome, principal=None, remote_addr=None, referral_id=None, case_id=None,
           partner_id=None, detail=None, note_sealed=None, key_id=None, actor_kind=None):
-    cur.execute(sql.INSERT_AUDIT, {
+    cur.later(sql.INSERT_AUDIT, {
         "at": now,
         "actor_kind": actor_kind or (principal.kind if principal else "anonymous"),
         "actor_id": principal.actor_id if principal else None,

@@ -1,0 +1,201 @@
+"""The pool's transactions on real PostgreSQL, counted on the wire: BEGIN travels with a transaction's first
+statement, statements given to `later` with the next statement or with COMMIT, and however the statements
+travel, a transaction commits whole or not at all.
+
+The pool connects through a loopback relay that counts the simple-query messages the client sends: each
+is one round trip to the server."""
+import socket
+import struct
+
+import eventlet
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from sanad.platform.pool import Pool
+
+pytestmark = pytest.mark.integration
+
+# Real threads and sockets even under eventlet: the relay must go on while the test waits on PostgreSQL,
+# whether or not psycopg2 hands its waits to the hub in this process.
+threading = eventlet.patcher.original("threading")
+real_socket = eventlet.patcher.original("socket")
+
+NEGOTIATION_CODES = {80877103, 80877104}  # SSLRequest, GSSENCRequest: the startup message follows them
+
+
+class CountingRelay:
+    """Relays one PostgreSQL client at a time to the real server, keeping the text of each query sent."""
+
+    def __init__(self, host, port):
+        self.upstream = (host, port)
+        self.queries = []
+        self.listener = real_socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def port(self):
+        return self.listener.getsockname()[1]
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = real_socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, server, self._read_client), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink, observe):
+        buffered = bytearray()
+        state = {"startup": True}
+        while True:
+            try:
+                chunk = source.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                for end in (source, sink):
+                    end.close()
+                return
+            if observe is not None:
+                buffered += chunk
+                observe(buffered, state)
+            sink.sendall(chunk)
+
+    def _read_client(self, buffered, state):
+        """Take whole messages off the front of the client's stream, noting each simple query."""
+        while True:
+            if state["startup"]:
+                if len(buffered) < 8:
+                    return
+                length, code = struct.unpack("!II", buffered[:8])
+                if len(buffered) < length:
+                    return
+                state["startup"] = code in NEGOTIATION_CODES
+                del buffered[:length]
+                continue
+            if len(buffered) < 5:
+                return
+            kind, length = buffered[:1], struct.unpack("!I", buffered[1:5])[0]
+            if len(buffered) < 1 + length:
+                return
+            if kind == b"Q":
+                self.queries.append(bytes(buffered[5:1 + length]).rstrip(b"\0").decode())
+            del buffered[:1 + length]
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.fixture(scope="module")
+def database_url(make_database):
+    url = make_database("pool")
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE pool_probe (id int PRIMARY KEY, note text NOT NULL)")
+    return url
+
+
+@pytest.fixture
+def relay(database_url):
+    parts = psycopg2.extensions.parse_dsn(database_url)
+    counting = CountingRelay(parts.get("host", "127.0.0.1"), int(parts.get("port", 5432)))
+    yield counting
+    counting.close()
+
+
+@pytest.fixture
+def pool(database_url, relay):
+    dsn = psycopg2.extensions.make_dsn(database_url, host="127.0.0.1", port=relay.port, sslmode="disable",
+                                       gssencmode="disable")
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE pool_probe")
+    made = Pool(dsn, size=1)
+    with made.connection():  # connected before the counting starts; the pool keeps the connection
+        pass
+    relay.queries.clear()
+    yield made
+    made.close()
+
+
+def notes(pool):
+    with pool.transaction() as cur:
+        cur.execute("SELECT id, note FROM pool_probe ORDER BY id")
+        return [(row["id"], row["note"]) for row in cur.fetchall()]
+
+
+def test_begin_goes_with_the_first_statement_and_later_statements_with_the_commit(pool, relay):
+    with pool.transaction() as cur:
+        cur.execute("INSERT INTO pool_probe VALUES (%(id)s, %(note)s)", {"id": 1, "note": "first"})
+        cur.later("INSERT INTO pool_probe VALUES (%(id)s, %(note)s)", {"id": 2, "note": "an audit row"})
+        cur.later("INSERT INTO pool_probe VALUES (%(id)s, %(note)s)", {"id": 3, "note": "an outbox row"})
+
+    assert len(relay.queries) == 2
+    assert relay.queries[0].startswith("BEGIN") and "'first'" in relay.queries[0]
+    assert "'an audit row'" in relay.queries[1] and "'an outbox row'" in relay.queries[1]
+    assert relay.queries[1].endswith("COMMIT")
+    assert notes(pool) == [(1, "first"), (2, "an audit row"), (3, "an outbox row")]
+
+
+def test_a_statement_given_to_later_is_seen_by_the_next_statement_of_its_transaction(pool, relay):
+    with pool.transaction() as cur:
+        cur.later("INSERT INTO pool_probe VALUES (1, 'waiting')")
+        cur.execute("SELECT count(*) AS n FROM pool_probe")
+        counted = cur.fetchone()["n"]
+
+    assert counted == 1
+    assert len(relay.queries) == 2  # BEGIN, the insert and the count; then COMMIT
+
+
+def test_a_failing_later_statement_fails_the_transaction_and_leaves_nothing_of_it(pool):
+    with pool.transaction() as cur:
+        cur.execute("INSERT INTO pool_probe VALUES (1, 'kept')")
+
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        with pool.transaction() as cur:
+            cur.execute("INSERT INTO pool_probe VALUES (2, 'half of a change')")
+            cur.later("INSERT INTO pool_probe VALUES (1, 'a duplicate')")
+
+    assert notes(pool) == [(1, "kept")]  # and the connection went back to the pool fit for use
+
+
+def test_a_block_that_raises_rolls_back_and_never_sends_what_was_left_for_later(pool, relay):
+    with pytest.raises(RuntimeError):
+        with pool.transaction() as cur:
+            cur.execute("INSERT INTO pool_probe VALUES (1, 'rolled back')")
+            cur.later("INSERT INTO pool_probe VALUES (2, 'never sent')")
+            raise RuntimeError("the handler failed")
+
+    assert len(relay.queries) == 2 and relay.queries[1] == "ROLLBACK"
+    assert "never sent" not in "".join(relay.queries)
+    assert notes(pool) == []
+
+
+def test_a_transaction_that_ran_nothing_costs_no_round_trip(pool, relay):
+    with pool.transaction():
+        pass
+
+    assert relay.queries == []
+
+
+def test_statements_travel_together_whatever_their_form(pool):
+    with pool.transaction() as cur:
+        cur.execute("SELECT 1 -- a line comment at the end must not swallow what follows")
+        cur.later(sql.SQL("INSERT INTO pool_probe VALUES ({}, {})").format(sql.Literal(1), sql.Literal("50% off")))
+        cur.later("INSERT INTO pool_probe VALUES (2, %(note)s)", {"note": "100% -- not a comment; nor this"})
+        cur.later("INSERT INTO pool_probe VALUES (3, 'no parameters, a %% kept as it is')")
+
+    assert notes(pool) == [(1, "50% off"), (2, "100% -- not a comment; nor this"),
+                           (3, "no parameters, a %% kept as it is")]
+
+
+def test_executemany_runs_inside_the_transaction(pool):
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        with pool.transaction() as cur:
+            cur.executemany("INSERT INTO pool_probe VALUES (%s, %s)", [(1, "one"), (2, "two"), (1, "again")])
+
+    assert notes(pool) == []
