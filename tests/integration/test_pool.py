@@ -1,96 +1,15 @@
 """The pool's transactions on real PostgreSQL, counted on the wire: BEGIN travels with a transaction's first
 statement, statements given to `later` with the next statement or with COMMIT, and however the statements
-travel, a transaction commits whole or not at all.
-
-The pool connects through a loopback relay that counts the simple-query messages the client sends: each
-is one round trip to the server."""
-import socket
-import struct
-
-import eventlet
+travel, a transaction commits whole or not at all. The pool connects through tests.support.wire's relay,
+which keeps each query the client sends: each is one round trip to the server."""
 import psycopg2
 import pytest
 from psycopg2 import sql
 
 from sanad.platform.pool import Pool
+from tests.support.wire import CountingRelay
 
 pytestmark = pytest.mark.integration
-
-# Real threads and sockets even under eventlet: the relay must go on while the test waits on PostgreSQL,
-# whether or not psycopg2 hands its waits to the hub in this process.
-threading = eventlet.patcher.original("threading")
-real_socket = eventlet.patcher.original("socket")
-
-NEGOTIATION_CODES = {80877103, 80877104}  # SSLRequest, GSSENCRequest: the startup message follows them
-
-
-class CountingRelay:
-    """Relays one PostgreSQL client at a time to the real server, keeping the text of each query sent."""
-
-    def __init__(self, host, port):
-        self.upstream = (host, port)
-        self.queries = []
-        self.listener = real_socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def port(self):
-        return self.listener.getsockname()[1]
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = real_socket.create_connection(self.upstream)
-            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
-            threading.Thread(target=self._pump, args=(client, server, self._read_client), daemon=True).start()
-
-    @staticmethod
-    def _pump(source, sink, observe):
-        buffered = bytearray()
-        state = {"startup": True}
-        while True:
-            try:
-                chunk = source.recv(65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                for end in (source, sink):
-                    end.close()
-                return
-            if observe is not None:
-                buffered += chunk
-                observe(buffered, state)
-            sink.sendall(chunk)
-
-    def _read_client(self, buffered, state):
-        """Take whole messages off the front of the client's stream, noting each simple query."""
-        while True:
-            if state["startup"]:
-                if len(buffered) < 8:
-                    return
-                length, code = struct.unpack("!II", buffered[:8])
-                if len(buffered) < length:
-                    return
-                state["startup"] = code in NEGOTIATION_CODES
-                del buffered[:length]
-                continue
-            if len(buffered) < 5:
-                return
-            kind, length = buffered[:1], struct.unpack("!I", buffered[1:5])[0]
-            if len(buffered) < 1 + length:
-                return
-            if kind == b"Q":
-                self.queries.append(bytes(buffered[5:1 + length]).rstrip(b"\0").decode())
-            del buffered[:1 + length]
-
-    def close(self):
-        self.listener.close()
-
 
 @pytest.fixture(scope="module")
 def database_url(make_database):
@@ -102,22 +21,16 @@ def database_url(make_database):
 
 @pytest.fixture
 def relay(database_url):
-    parts = psycopg2.extensions.parse_dsn(database_url)
-    counting = CountingRelay(parts.get("host", "127.0.0.1"), int(parts.get("port", 5432)))
+    counting = CountingRelay(database_url)
     yield counting
     counting.close()
 
 
 @pytest.fixture
 def pool(database_url, relay):
-    dsn = psycopg2.extensions.make_dsn(database_url, host="127.0.0.1", port=relay.port, sslmode="disable",
-                                       gssencmode="disable")
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("TRUNCATE pool_probe")
-    made = Pool(dsn, size=1)
-    with made.connection():  # connected before the counting starts; the pool keeps the connection
-        pass
-    relay.queries.clear()
+    made = relay.connected_pool(size=1)
     yield made
     made.close()
 

@@ -20,6 +20,7 @@ from services.intake.vocabulary import field_context
 from services.triage.assessment import default_assessor
 from tests.service import conftest
 from tests.service.conftest import outbox_events, rows
+from tests.support.wire import CountingRelay
 
 NARRATIVE = "اسمها زينب، يهددها ينشر صورها اذا ما تدفع"
 SECRETS = {  # each personal value, distinct, so a scan can find any of them anywhere
@@ -225,6 +226,30 @@ def test_the_same_idempotency_key_returns_the_first_case_and_stores_nothing_more
     assert (first.status_code, again.status_code) == (201, 200)
     assert body_of(first)["id"] == body_of(again)["id"]
     assert len(rows(pools["intake"], "SELECT id FROM cases")) == 1 and len(outbox_events(pools["intake"])) == 1
+
+
+def test_a_case_is_recorded_in_one_transaction_of_three_round_trips(pools, outbox, keys, database_url):
+    """Under a flood each round trip waits for intake's turn: who asks and BEGIN go together, then the
+    case, then its audit row, its event and COMMIT together."""
+    client = staff(pools, "operator")
+    token, _ = token_for(pools, client.username)
+    relay = CountingRelay(database_url)
+    pool = relay.connected_pool(size=1, schema="intake")
+    try:
+        service = worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
+                                 lane_of=partial(screen.triage_lane, default_assessor()))
+        created = call(service, "create_case", json_request("POST", "/api/cases", CASE, {
+            "Authorization": f"Bearer {token}", "Idempotency-Key": "call-18"}))
+        sent = list(relay.queries)
+    finally:
+        pool.close()
+        relay.close()
+
+    assert created.status_code == 201
+    assert len(sent) == 3, sent
+    assert sent[0].startswith("BEGIN") and "api_tokens" in sent[0]
+    assert "INSERT INTO cases" in sent[1]
+    assert "INSERT INTO audit_log" in sent[2] and "INSERT INTO outbox" in sent[2] and sent[2].endswith("COMMIT")
 
 
 # Who sees what -------------------------------------------------------------------------------------------
