@@ -229,27 +229,27 @@ class Outbox(DependencyProvider):
                 break
         if ids:
             with self.database.pool.transaction() as cur:
-                cur.execute(MARKING_NEED_NOT_WAIT)
-                cur.execute(MARK_SENT, {"ids": ids})
+                cur.later(MARKING_NEED_NOT_WAIT)
+                cur.later(MARK_SENT, {"ids": ids})
 
     def _sweep(self):
         while self._relay(CLAIM_LEFT_BEHIND, {"limit": SWEEP_BATCH, "grace": SWEEP_GRACE}) == SWEEP_BATCH:
             pass
         with self.database.pool.transaction() as cur:
-            cur.execute(PLAIN_INDEX_SCANS)
+            cur.later(PLAIN_INDEX_SCANS)
             cur.execute(BACKLOG)
             row = cur.fetchone()
             if time.monotonic() - self.last_purge >= PURGE_INTERVAL:
-                cur.execute(PURGE_SENT)
+                cur.later(PURGE_SENT)
                 self.last_purge = time.monotonic()
         metrics.OUTBOX_PENDING.set(row["pending"])
         metrics.OUTBOX_OLDEST_AGE.set(float(row["oldest_age"]))
 
     def _relay(self, claim_sql, params, scans_unsent=True):
         with self.database.pool.transaction() as cur:
-            cur.execute(MARKING_NEED_NOT_WAIT)
+            cur.later(MARKING_NEED_NOT_WAIT)
             if scans_unsent:
-                cur.execute(PLAIN_INDEX_SCANS)
+                cur.later(PLAIN_INDEX_SCANS)
             cur.execute(claim_sql, params)
             rows = cur.fetchall()
             if not rows:
@@ -257,7 +257,7 @@ class Outbox(DependencyProvider):
             producer = self._producer()
             for row in rows:
                 self._publish(producer, str(row["id"]), row["routing_key"], row["body"])
-            cur.execute(MARK_SENT, {"ids": [str(row["id"]) for row in rows]})
+            cur.later(MARK_SENT, {"ids": [str(row["id"]) for row in rows]})
         return len(rows)
 
     def _producer(self):

@@ -401,21 +401,21 @@ def _record_status(cur, event, keys):
     if event.type == "case.triaged":
         context = evidence_context(data["case_id"])
         evidence = keys.transport.open_optional(data["sealed_evidence"], context)
-        cur.execute(sql.RECORD_TRIAGE, {
+        cur.later(sql.RECORD_TRIAGE, {
             "case_id": data["case_id"], "level": data["level"], "score": data["score"],
             "reasons": json.dumps(data["reasons"]), "evidence_sealed": keys.data.seal_optional(evidence, context),
             "lexicon_version": data["lexicon_version"], "triaged_at": event.occurred_at,
         })
     elif event.type == "case.unmatched":
-        cur.execute(sql.RECORD_UNMATCHED, {"case_id": data["case_id"], "services": data["services"]})
+        cur.later(sql.RECORD_UNMATCHED, {"case_id": data["case_id"], "services": data["services"]})
     elif event.type == "referral.created":
-        cur.execute(sql.RECORD_REFERRAL, data)
+        cur.later(sql.RECORD_REFERRAL, data)
     elif event.type == "delivery.attempted":
-        cur.execute(sql.RECORD_DELIVERY_ATTEMPT, data)
+        cur.later(sql.RECORD_DELIVERY_ATTEMPT, data)
     elif event.type == "referral.status_changed":
-        cur.execute(sql.RECORD_REFERRAL_STATUS, data)
+        cur.later(sql.RECORD_REFERRAL_STATUS, data)
     elif event.type == "referral.escalated":
-        cur.execute(sql.RECORD_ESCALATION, data)
+        cur.later(sql.RECORD_ESCALATION, data)
 
 
 # Staff accounts --------------------------------------------------------------------------------------

@@ -258,16 +258,16 @@ def _record(pool, outbox, delivery, tried, settings) -> Attempted | None:
         if cur.fetchone() is None:
             # The lease ran out and another worker took this delivery over: the try is kept on record,
             # and the delivery is left to the worker that holds it now.
-            cur.execute(sql.INSERT_ATTEMPT, {**attempt_row, "outcome": "superseded"})
+            cur.later(sql.INSERT_ATTEMPT, {**attempt_row, "outcome": "superseded"})
             log.warning("attempt %s of delivery %s finished after its lease ran out; another worker has it",
                         delivery["attempts"], delivery["id"])
             return None
-        cur.execute(sql.INSERT_ATTEMPT, attempt_row)
+        cur.later(sql.INSERT_ATTEMPT, attempt_row)
         if delivery["target"] == PARTNER:
             _announce_attempt(cur, outbox, delivery, result, outcome, tried.latency_ms, tried.attempted_at,
                               tried.next_at)
         if outcome == "delivered" and delivery["target"] == PARTNER:
-            cur.execute(sql.RESET_EXHAUSTED, {"endpoint_id": delivery["endpoint_id"]})
+            cur.later(sql.RESET_EXHAUSTED, {"endpoint_id": delivery["endpoint_id"]})
         if outcome == "failed":
             disabled = _bury(cur, outbox, delivery, result, tried.attempted_at, settings)
     return Attempted(outcome, delivery["target"], disabled, delivery["attempts"] - delivery["round_start"])
@@ -307,7 +307,7 @@ def _announce_attempt(cur, outbox, delivery, result, outcome, latency_ms, attemp
 def _bury(cur, outbox, delivery, result, now, settings) -> bool:
     """The last attempt failed. Returns True when this disabled the partner's endpoint."""
     last_error = policy.failure_summary(result)
-    cur.execute(sql.INSERT_DEAD_DELIVERY, {
+    cur.later(sql.INSERT_DEAD_DELIVERY, {
         "delivery_id": delivery["id"], "attempts": delivery["attempts"], "last_error": last_error, "now": now,
     })
     reference = delivery["payload"]["data"].get("case_reference")
@@ -358,7 +358,7 @@ def endpoint_states(pool, now=None) -> dict:
     """{"enabled": n, "disabled": n, "failing": n} for partner endpoints; failing ones are enabled ones
     whose last FAILING_AFTER attempts all failed."""
     with pool.transaction() as cur:
-        cur.execute(PLAIN_INDEX_SCANS)  # each endpoint's last attempts, not all of them then a sort
+        cur.later(PLAIN_INDEX_SCANS)  # each endpoint's last attempts, not all of them then a sort
         cur.execute(sql.ENDPOINT_STATES, {"failing_after": FAILING_AFTER, "now": now or _utc_now()})
         return dict(cur.fetchone())
 

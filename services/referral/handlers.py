@@ -147,7 +147,7 @@ def directory(cur, partner_id=None, reveal_confidential=True):
 
 
 def load_offers(cur, services):
-    cur.execute(PLAIN_INDEX_SCANS)  # the partners' unfolded load changes, past the folded ones' dead entries
+    cur.later(PLAIN_INDEX_SCANS)  # the partners' unfolded load changes, past the folded ones' dead entries
     cur.execute(sql.OFFERS_FOR, {"services": list(services)})
     return [partner_from_row(row) for row in cur.fetchall()]
 
@@ -159,7 +159,7 @@ def fold_partner_load(pool) -> bool:
         cur.execute(sql.FOLD_LOCK)
         if not cur.fetchone()["mine"]:
             return False
-        cur.execute(sql.FOLD_PARTNER_LOAD)
+        cur.later(sql.FOLD_PARTNER_LOAD)
     return True
 
 
@@ -218,7 +218,7 @@ def refer_case(cur, event, outbox, now=None):
     case = _case_from_event(data, event.correlation_id)
     cur.execute(sql.CASE_LEVEL_FOR_UPDATE, {"case_id": case["case_id"]})
     previous = cur.fetchone()
-    cur.execute(sql.UPSERT_CASE, {**case, "needs": list(case["needs"]), "consents": list(case["consents"]),
+    cur.later(sql.UPSERT_CASE, {**case, "needs": list(case["needs"]), "consents": list(case["consents"]),
                                   "now": now})
     if previous is not None and escalation.more_urgent(case["level"], previous["level"]):
         _raise_level(cur, case, now)
@@ -247,8 +247,8 @@ def _raise_level(cur, case, now):
     """Staff raised the case's risk: what is already offered is chased on the new level's terms at once.
     A lowered risk changes nothing that is running: a deadline is never pushed back."""
     policy = _policy_for(cur, case["level"])
-    cur.execute(sql.RELEVEL_OPEN_REFERRALS, {"case_id": case["case_id"], "level": case["level"], "now": now})
-    cur.execute(sql.HASTEN_PENDING_DEADLINES, {
+    cur.later(sql.RELEVEL_OPEN_REFERRALS, {"case_id": case["case_id"], "level": case["level"], "now": now})
+    cur.later(sql.HASTEN_PENDING_DEADLINES, {
         "case_id": case["case_id"], "level": policy.level, "version": policy.version,
         "ack_seconds": policy.ack_seconds, "max_reoffers": policy.max_reoffers, "lane": lane_for(case["level"]),
     })
@@ -276,7 +276,7 @@ def _offer(cur, outbox, case, service, partner, attempt, offered_by, chain, chai
 
 
 def _schedule(cur, referral_id, chain, chain_id, lane, due_at, now):
-    cur.execute(sql.INSERT_DEADLINE, {
+    cur.later(sql.INSERT_DEADLINE, {
         "id": uuid.uuid4(), "referral_id": referral_id, "chain_id": chain_id, "lane": lane, "due_at": due_at,
         "steps_taken": chain.steps_taken, "policy_level": chain.policy.level,
         "policy_version": chain.policy.version, "ack_seconds": chain.policy.ack_seconds,
@@ -292,7 +292,7 @@ def _announce(cur, outbox, case, service, reason, step, referral_id, reoffered_t
         "level": case["level"], "service": service, "governorate": case["governorate"], "reason": reason,
         "step": step, "reoffered_to": reoffered_to, "escalated_at": now,
     }, producer=PRODUCER, correlation_id=case["correlation_id"], lane=lane)
-    cur.execute(sql.INSERT_ESCALATION, {
+    cur.later(sql.INSERT_ESCALATION, {
         "id": uuid.uuid4(), "event_id": event.id, "chain_id": chain_id, "referral_id": referral_id,
         "case_id": case["case_id"], "service": service, "level": case["level"], "reason": reason, "step": step,
         "reoffered_to": reoffered_to, "new_referral_id": new_referral_id, "escalated_at": now, "fired_by": fired_by,
@@ -402,9 +402,9 @@ def _fire(cur, outbox, deadline, now, fired_by, effects):
     referral = _lock_referral(cur, deadline["referral_id"])
     if referral["status"] != "offered":
         # Answered in the same instant the deadline fell due: the answer wins, nobody is paged.
-        cur.execute(sql.FINISH_DEADLINE, {"id": deadline["id"], "status": "cancelled", "now": now})
+        cur.later(sql.FINISH_DEADLINE, {"id": deadline["id"], "status": "cancelled", "now": now})
         return None
-    cur.execute(sql.FINISH_DEADLINE, {"id": deadline["id"], "status": "fired", "now": now})
+    cur.later(sql.FINISH_DEADLINE, {"id": deadline["id"], "status": "fired", "now": now})
     return _escalate(cur, outbox, referral, _chain_of(deadline), deadline["chain_id"], "ack_timeout", now, fired_by,
                      effects)
 
@@ -426,7 +426,7 @@ def delivery_exhausted(cur, event, outbox, now=None, fired_by=PRODUCER):
     if referral is None or referral["status"] != "offered":
         return effects  # answered through the API all the same, or already moved on
     chain, chain_id = _chain_of_referral(cur, referral)
-    cur.execute(sql.CANCEL_PENDING_DEADLINES, {"referral_id": referral["id"], "now": now})
+    cur.later(sql.CANCEL_PENDING_DEADLINES, {"referral_id": referral["id"], "now": now})
     _escalate(cur, outbox, referral, chain, chain_id, "delivery_exhausted", now, fired_by, effects)
     return effects
 
@@ -434,7 +434,7 @@ def delivery_exhausted(cur, event, outbox, now=None, fired_by=PRODUCER):
 # The referral's life ------------------------------------------------------------------------------------
 
 def _set_status(cur, outbox, referral, change, changed_by, now, correlation_id, effects):
-    cur.execute(sql.SET_REFERRAL_STATUS, {
+    cur.later(sql.SET_REFERRAL_STATUS, {
         "id": referral["id"], "status": change.status, "note_code": change.note_code, "now": now,
         "acknowledges": lifecycle.acknowledges(change.status),
     })
@@ -462,7 +462,7 @@ def change_status(cur, outbox, referral_id, requested, note_code, changed_by, no
     _set_status(cur, outbox, referral, change, changed_by, now, case["correlation_id"], effects)
     if change.previous == "offered":
         chain, chain_id = _chain_of_referral(cur, referral)
-        cur.execute(sql.CANCEL_PENDING_DEADLINES, {"referral_id": referral["id"], "now": now})
+        cur.later(sql.CANCEL_PENDING_DEADLINES, {"referral_id": referral["id"], "now": now})
         if change.status == "declined":
             _escalate(cur, outbox, {**referral, "status": "declined"}, chain, chain_id, "declined", now, fired_by,
                       effects)
