@@ -112,7 +112,7 @@ def session_principal(cur, cookie, now, activity=True):
     if row is None:
         return None
     if activity:
-        cur.execute(sql.TOUCH_SESSION, {"token_hash": digest(cookie), "now": now})
+        cur.later(sql.TOUCH_SESSION, {"token_hash": digest(cookie), "now": now})
     return _principal(row, "session", row["csrf_token"])
 
 

@@ -228,18 +228,22 @@ def test_the_same_idempotency_key_returns_the_first_case_and_stores_nothing_more
     assert len(rows(pools["intake"], "SELECT id FROM cases")) == 1 and len(outbox_events(pools["intake"])) == 1
 
 
-def test_a_case_is_recorded_in_one_transaction_of_three_round_trips(pools, outbox, keys, database_url):
+@pytest.mark.parametrize("via", ["token", "session"])
+def test_a_case_is_recorded_in_one_transaction_of_three_round_trips(pools, outbox, keys, database_url, via):
     """Under a flood each round trip waits for intake's turn: who asks and BEGIN go together, then the
-    case, then its audit row, its event and COMMIT together."""
-    client = staff(pools, "operator")
-    token, _ = token_for(pools, client.username)
+    case (with the session's new activity time), then its audit row, its event and COMMIT together."""
+    operator = staff(pools, "operator")
+    if via == "token":
+        headers = {"Authorization": f"Bearer {token_for(pools, operator.username)[0]}"}
+    else:
+        headers = operator.headers()
     relay = CountingRelay(database_url)
     pool = relay.connected_pool(size=1, schema="intake")
     try:
         service = worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
                                  lane_of=partial(screen.triage_lane, default_assessor()))
         created = call(service, "create_case", json_request("POST", "/api/cases", CASE, {
-            "Authorization": f"Bearer {token}", "Idempotency-Key": "call-18"}))
+            **headers, "Idempotency-Key": "call-18"}))
         sent = list(relay.queries)
     finally:
         pool.close()
@@ -247,7 +251,7 @@ def test_a_case_is_recorded_in_one_transaction_of_three_round_trips(pools, outbo
 
     assert created.status_code == 201
     assert len(sent) == 3, sent
-    assert sent[0].startswith("BEGIN") and "api_tokens" in sent[0]
+    assert sent[0].startswith("BEGIN") and ("api_tokens" if via == "token" else "sessions") in sent[0]
     assert "INSERT INTO cases" in sent[1]
     assert "INSERT INTO audit_log" in sent[2] and "INSERT INTO outbox" in sent[2] and sent[2].endswith("COMMIT")
 
