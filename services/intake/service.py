@@ -257,15 +257,16 @@ class IntakeService(Observable):
     def create_case(self, request):
         """Who is asking is checked in the transaction that records the case: one transaction, not two,
         since every round trip to PostgreSQL waits its turn among the other requests, and a critical case
-        waits that turn once per round trip. The body is read first and its errors raised only once the
-        caller is known, so a caller without the right learns nothing from them."""
+        waits that turn once per round trip. The body is read only once the caller is known and allowed."""
         lang, now = self._lang(request), _now()
         key = request.headers.get("Idempotency-Key")
-        fields, invalid = self._new_case(request, key, now, lang)
+        invalid = None
         try:
             with self.db.transaction() as cur:
                 principal, refusal = self._authorise(cur, request, now, write=True,
                                                      allowed=permissions.may_record_cases)
+                if refusal is None:
+                    fields, invalid = self._new_case(request, key, now, lang)
                 if refusal is None and invalid is None:
                     created = handlers.record_case(cur, self.outbox, self.keys, fields, principal,
                                                    idempotency_key=key, ip=self._ip(request), now=now,
