@@ -18,6 +18,7 @@ from services.referral.handlers import add_partner
 from services.referral.service import CriticalReferralService, ReferralHttpHandler, ReferralService
 from tests.service.conftest import outbox_events, rows
 from tests.service.events import case_triaged
+from tests.support.wire import CountingRelay
 
 PARTNER_ADDRESS = "10.20.30.40"
 
@@ -181,6 +182,28 @@ def test_a_critical_case_is_referred_on_the_critical_lane(pools, outbox, keys):
     add_partners(pools)
     offer_critical_case(pools, outbox, keys)
 
+    [(routing_key, _)] = outbox_events(pools["referral"])
+    assert routing_key == "referral.created.critical"
+
+
+def test_a_critical_case_is_offered_in_one_transaction_of_six_round_trips(pools, outbox, keys, database_url):
+    """Each round trip is a wait for a core under a flood. What is left needs an answer before the next
+    step: BEGIN with the inbox row (a repeated event stops here), the case's level before, the partners'
+    offers (the case's upsert with them), the policy, the referral's insert (an attempt that exists
+    stops here); then its deadline, its event and COMMIT go together."""
+    add_partners(pools)
+    relay = CountingRelay(database_url)
+    pool = relay.connected_pool(size=1, schema="referral")
+    try:
+        service = worker_factory(CriticalReferralService, db=pool, outbox=outbox, keys=keys)
+        service.on_case_triaged(case_triaged(level="critical").to_message())
+        sent = list(relay.queries)
+    finally:
+        pool.close()
+        relay.close()
+
+    assert len(sent) == 6, sent
+    assert sent[-1].endswith("COMMIT") and "INSERT INTO ack_deadlines" in sent[-1] and "INSERT INTO outbox" in sent[-1]
     [(routing_key, _)] = outbox_events(pools["referral"])
     assert routing_key == "referral.created.critical"
 
