@@ -15,6 +15,7 @@ per round trip.
 """
 import queue
 import select
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -168,7 +169,15 @@ def _alive(conn) -> bool:
     if conn.closed:
         return False
     try:
-        readable, _, _ = select.select([conn], [], [], 0)
+        readable, _, _ = _system_select()([conn], [], [], 0)
     except (OSError, ValueError):
         return False
     return not readable
+
+
+def _system_select():
+    """The system's select, even in a process eventlet has patched: eventlet's hands control to its hub
+    even with no timeout, so every checkout would wait a turn of every other green thread (under a
+    flood, of every request the process is working on)."""
+    eventlet = sys.modules.get("eventlet")
+    return eventlet.patcher.original("select").select if eventlet else select.select

@@ -2,6 +2,7 @@
 statement, statements given to `later` with the next statement or with COMMIT, and however the statements
 travel, a transaction commits whole or not at all. The pool connects through tests.support.wire's relay,
 which keeps each query the client sends: each is one round trip to the server."""
+import eventlet
 import psycopg2
 import pytest
 from psycopg2 import sql
@@ -112,3 +113,26 @@ def test_executemany_runs_inside_the_transaction(pool):
             cur.executemany("INSERT INTO pool_probe VALUES (%s, %s)", [(1, "one"), (2, "two"), (1, "again")])
 
     assert notes(pool) == []
+
+
+def test_taking_an_idle_connection_from_the_pool_lets_no_other_green_thread_run(pool):
+    """Under a flood a switch to eventlet's hub waits a turn of every request the process is working on,
+    and each transaction checks its connection out once: the check must not be such a switch."""
+    other_turns = []
+
+    def other_request():
+        while True:
+            other_turns.append(1)
+            eventlet.sleep(0)
+
+    other = eventlet.spawn(other_request)
+    eventlet.sleep(0)
+    other_turns.clear()
+    try:
+        for _ in range(20):
+            with pool.connection():
+                pass
+    finally:
+        other.kill()
+
+    assert other_turns == []
