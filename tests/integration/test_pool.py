@@ -12,6 +12,7 @@ from tests.support.wire import CountingRelay
 
 pytestmark = pytest.mark.integration
 
+
 @pytest.fixture(scope="module")
 def database_url(make_database):
     url = make_database("pool")
