@@ -46,10 +46,6 @@ MAX_ATTEMPTS = 5
 RETRY_PAUSE = 1.0
 
 RECORD_PROCESSED = """
-    INSERT INTO processed_events (event_id, event_type) VALUES (%(id)s, %(type)s)
-    ON CONFLICT (event_id) DO NOTHING RETURNING event_id
-"""
-RECORD_ALL_PROCESSED = """
     INSERT INTO processed_events (event_id, event_type)
     SELECT * FROM unnest(%(ids)s::uuid[], %(types)s::text[])
     ON CONFLICT (event_id) DO NOTHING RETURNING event_id
@@ -138,15 +134,14 @@ def handle_batch(pool, queue, bodies, handler):
 
 def _first_time(cur, event) -> bool:
     """Record the event's id in the handler's transaction; False if it was recorded before (a duplicate)."""
-    cur.execute(RECORD_PROCESSED, {"id": str(event.id), "type": event.type})
-    return cur.fetchone() is not None
+    return _first_times(cur, [event])[0]
 
 
 def _first_times(cur, events) -> list[bool]:
     """_first_time for each of `events`, in one statement. An event the batch holds twice is first only
     where it first appears."""
-    cur.execute(RECORD_ALL_PROCESSED, {"ids": [str(event.id) for event in events],
-                                       "types": [event.type for event in events]})
+    cur.execute(RECORD_PROCESSED, {"ids": [str(event.id) for event in events],
+                                   "types": [event.type for event in events]})
     new = {str(row["event_id"]) for row in cur.fetchall()}
     firsts = []
     for event in events:

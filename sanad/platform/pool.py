@@ -13,6 +13,7 @@ A transaction takes as few round trips to PostgreSQL as its work allows (`Transa
 round trip waits for the process's turn among all its requests, and a critical case pays that wait once
 per round trip.
 """
+import functools
 import queue
 import select
 import sys
@@ -175,9 +176,11 @@ def _alive(conn) -> bool:
     return not readable
 
 
+@functools.cache
 def _system_select():
     """The system's select, even in a process eventlet has patched: eventlet's hands control to its hub
     even with no timeout, so every checkout would wait a turn of every other green thread (under a
-    flood, of every request the process is working on)."""
+    flood, of every request the process is working on). Looked up at the first checkout, by when a
+    service process has been patched."""
     eventlet = sys.modules.get("eventlet")
     return eventlet.patcher.original("select").select if eventlet else select.select

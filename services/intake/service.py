@@ -260,23 +260,22 @@ class IntakeService(Observable):
         waits that turn once per round trip. The body is read only once the caller is known and allowed."""
         lang, now = self._lang(request), _now()
         key = request.headers.get("Idempotency-Key")
-        invalid = None
         try:
-            with self.db.transaction() as cur:
+            with self.db.transaction() as cur:  # committed whatever the answer: a refusal is audited
                 principal, refusal = self._authorise(cur, request, now, write=True,
                                                      allowed=permissions.may_record_cases)
-                if refusal is None:
-                    fields, invalid = self._new_case(request, key, now, lang)
-                if refusal is None and invalid is None:
+                if refusal is not None:
+                    error = _api_error(*refusal, lang)
+                else:
+                    fields, error = self._new_case(request, key, now, lang)
+                if error is None:
                     created = handlers.record_case(cur, self.outbox, self.keys, fields, principal,
                                                    idempotency_key=key, ip=self._ip(request), now=now,
                                                    lane_of=self.lane_of)
         except handlers.DuplicateSubmission as dup:
             return _json(200, self._created_body(dup.case), {"Idempotent-Replayed": "true"})
-        if refusal is not None:
-            raise _api_error(*refusal, lang)
-        if invalid is not None:
-            raise invalid
+        if error is not None:
+            raise error
         CASES_RECEIVED.labels(channel=fields["channel"], governorate=fields["governorate"]).inc()
         body = self._created_body(created)
         return _json(201, body, {"Location": body["status_url"]})

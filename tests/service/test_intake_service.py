@@ -20,7 +20,7 @@ from services.intake.vocabulary import field_context
 from services.triage.assessment import default_assessor
 from tests.service import conftest
 from tests.service.conftest import outbox_events, rows
-from tests.support.wire import CountingRelay
+from tests.support.wire import counting_pool
 
 NARRATIVE = "اسمها زينب، يهددها ينشر صورها اذا ما تدفع"
 SECRETS = {  # each personal value, distinct, so a scan can find any of them anywhere
@@ -237,17 +237,11 @@ def test_a_case_is_recorded_in_one_transaction_of_three_round_trips(pools, outbo
         headers = {"Authorization": f"Bearer {token_for(pools, operator.username)[0]}"}
     else:
         headers = operator.headers()
-    relay = CountingRelay(database_url)
-    pool = relay.connected_pool(size=1, schema="intake")
-    try:
+    with counting_pool(database_url, schema="intake") as (pool, sent):
         service = worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
                                  lane_of=partial(screen.triage_lane, default_assessor()))
         created = call(service, "create_case", json_request("POST", "/api/cases", CASE, {
             **headers, "Idempotency-Key": "call-18"}))
-        sent = list(relay.queries)
-    finally:
-        pool.close()
-        relay.close()
 
     assert created.status_code == 201
     assert len(sent) == 3, sent

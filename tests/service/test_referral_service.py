@@ -18,7 +18,7 @@ from services.referral.handlers import add_partner
 from services.referral.service import CriticalReferralService, ReferralHttpHandler, ReferralService
 from tests.service.conftest import outbox_events, rows
 from tests.service.events import case_triaged
-from tests.support.wire import CountingRelay
+from tests.support.wire import counting_pool
 
 PARTNER_ADDRESS = "10.20.30.40"
 
@@ -192,15 +192,9 @@ def test_a_critical_case_is_offered_in_one_transaction_of_six_round_trips(pools,
     offers (the case's upsert with them), the policy, the referral's insert (an attempt that exists
     stops here); then its deadline, its event and COMMIT go together."""
     add_partners(pools)
-    relay = CountingRelay(database_url)
-    pool = relay.connected_pool(size=1, schema="referral")
-    try:
+    with counting_pool(database_url, schema="referral") as (pool, sent):
         service = worker_factory(CriticalReferralService, db=pool, outbox=outbox, keys=keys)
         service.on_case_triaged(case_triaged(level="critical").to_message())
-        sent = list(relay.queries)
-    finally:
-        pool.close()
-        relay.close()
 
     assert len(sent) == 6, sent
     assert sent[-1].endswith("COMMIT") and "INSERT INTO ack_deadlines" in sent[-1] and "INSERT INTO outbox" in sent[-1]

@@ -2,6 +2,7 @@
 keeps the text of every simple query the client sends. Each is one round trip, since psycopg2 sends one
 query and waits for its answer before the next."""
 import struct
+from contextlib import contextmanager
 
 import eventlet
 import psycopg2
@@ -95,3 +96,16 @@ class CountingRelay:
             pass
         self.queries.clear()
         return pool
+
+
+@contextmanager
+def counting_pool(database_url, schema=None):
+    """(a pool of one connection through a relay of its own, the list of queries it sends from here on),
+    both closed when the block ends."""
+    relay = CountingRelay(database_url)
+    pool = relay.connected_pool(size=1, schema=schema)
+    try:
+        yield pool, relay.queries
+    finally:
+        pool.close()
+        relay.close()
