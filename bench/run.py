@@ -47,7 +47,7 @@ class Config:
     @classmethod
     def smoke(cls):
         """Tiny numbers that still pass through every phase: for tests/integration/test_bench_smoke.py."""
-        return cls(repetitions=1, critical_cases=12, critical_rate=25.0, backlog_cases=40, concurrency=4,
+        return cls(repetitions=1, critical_cases=12, critical_rate=25.0, backlog_cases=200, concurrency=4,
                    rate_seconds=1.0, floor_messages=30, warmup_cases=4, drain_timeout=120.0)
 
 
