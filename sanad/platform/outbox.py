@@ -37,6 +37,7 @@ from sanad.platform import metrics
 from sanad.platform.broker import release_quietly
 from sanad.platform.database import database_of
 from sanad.platform.pool import PLAIN_INDEX_SCANS
+from sanad.platform.precedence import PRECEDENCE
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +97,23 @@ class Added:
 
 
 class OutboxWriter:
-    """What a worker sees: add events inside its own transaction."""
+    """What a worker sees: add events inside its own transaction, and say when its case is critical."""
 
-    def __init__(self, added):
+    def __init__(self, added, go_first=None):
         self._added = added
+        self._go_first = go_first
 
     def add(self, cursor, event):
         body = event.to_message()
         cursor.later(INSERT_EVENT, {"id": str(event.id), "routing_key": event.routing_key, "body": json.dumps(body)})
         self._added.append(Added(str(event.id), event.routing_key, body, event.lane == "critical"))
+
+    def go_first(self):
+        """This worker's case is critical: until the worker ends, its critical events published, the
+        process's other green threads wait before their round trips to PostgreSQL
+        (sanad.platform.precedence). A worker calls it as soon as it knows, before its own round trips."""
+        if self._go_first is not None:
+            self._go_first()
 
 
 class Outbox(DependencyProvider):
@@ -113,6 +122,7 @@ class Outbox(DependencyProvider):
         self.database = database_of(self.container)
         self.wakeups = LightQueue()
         self.added = {}
+        self.holders = {}  # worker context -> its precedence, for workers whose case is critical
         self.connection = None
         self.express = None  # the connection workers publish critical events on
         self.express_lock = Semaphore()
@@ -138,19 +148,32 @@ class Outbox(DependencyProvider):
         self.express = release_quietly(self.express)
 
     def get_dependency(self, worker_ctx):
-        return OutboxWriter(self.added.setdefault(worker_ctx, []))
+        def go_first():
+            if worker_ctx not in self.holders:
+                self.holders[worker_ctx] = PRECEDENCE.hold()
+
+        return OutboxWriter(self.added.setdefault(worker_ctx, []), go_first)
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
-        added = self.added.pop(worker_ctx, [])
-        if not added or exc_info is not None:
-            return
-        critical = [event for event in added if event.critical]
-        if critical and self._publish_now(critical):
-            added = [event for event in added if not event.critical]
-        self.wakeups.put([event.id for event in added])  # even empty: the relay marks what was published
+        try:
+            added = self.added.pop(worker_ctx, [])
+            if not added or exc_info is not None:
+                return
+            critical = [event for event in added if event.critical]
+            if critical and self._publish_now(critical):
+                added = [event for event in added if not event.critical]
+            self.wakeups.put([event.id for event in added])  # even empty: the relay marks what was published
+        finally:
+            self._let_go(worker_ctx)
 
     def worker_teardown(self, worker_ctx):
         self.added.pop(worker_ctx, None)
+        self._let_go(worker_ctx)
+
+    def _let_go(self, worker_ctx):
+        holder = self.holders.pop(worker_ctx, None)
+        if holder is not None:
+            PRECEDENCE.release(holder)
 
     # Critical events, published by the worker that committed them -------------------------------------
 

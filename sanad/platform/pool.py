@@ -11,7 +11,8 @@ the check, the first request after a restart would fail once for every connectio
 
 A transaction takes as few round trips to PostgreSQL as its work allows (`Transaction`): under load each
 round trip waits for the process's turn among all its requests, and a critical case pays that wait once
-per round trip.
+per round trip. While a critical case's request holds precedence (sanad.platform.precedence), every other
+transaction of the process waits before its next round trip.
 """
 import functools
 import queue
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 import psycopg2
 import psycopg2.extras
 
+from sanad.platform.precedence import PRECEDENCE
 from sanad.platform.priority import share_realtime_priority
 
 psycopg2.extras.register_uuid()
@@ -78,6 +80,7 @@ class Transaction(psycopg2.extras.RealDictCursor):
             super().execute("ROLLBACK")
 
     def _sent_with_it(self, statement):
+        PRECEDENCE.wait_turn()
         statements = ([] if self._begun else [b"BEGIN"]) + self._waiting + [statement]
         self._begun, self._waiting = True, []
         return STATEMENT_SEPARATOR.join(statements)

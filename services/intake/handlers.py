@@ -64,7 +64,8 @@ def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=
     """Store a new case, its audit entry and its case.received event in the caller's transaction.
     `fields` come from schemas.load_new_case. A case recorded in a staff session is held by whoever recorded
     it; one posted by a machine client (an API token) joins the open queue. `lane_of(narrative, facts)`
-    picks the lane to triage (services/intake/screen.py); without it, the checklist alone does. A repeated
+    picks the lane to triage (services/intake/screen.py); without it, the checklist alone does. A critical
+    case goes first among the process's requests from then on (OutboxWriter.go_first). A repeated
     idempotency key is found by the insert itself, which saves every first submission a round trip."""
     case_id = uuid.uuid4()
     received_at = _now(now)
@@ -114,6 +115,9 @@ def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=
         "contact_code_word_sealed": sealed("contact_code_word", contact.get("code_word")),
         "no_messages": contact.get("no_messages", True) is not False,
     }
+    lane = lane_of(fields["narrative"], facts) if lane_of else cases.triage_lane(facts)
+    if lane == "critical":
+        outbox.go_first()
     while True:
         row["reference"] = cases.new_reference()
         cur.execute(sql.INSERT_CASE, row)
@@ -138,8 +142,7 @@ def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=
         "sealed_narrative": keys.transport.seal(fields["narrative"], narrative_context(case_id)),
         "preferences": {"family_contact": row["family_contact_allowed"], "staff_gender": None,
                         "victim_age": facts["victim_age"]},
-    }, producer=PRODUCER, correlation_id=case_id,
-        lane=lane_of(fields["narrative"], facts) if lane_of else cases.triage_lane(facts)))
+    }, producer=PRODUCER, correlation_id=case_id, lane=lane))
     return {"id": case_id, "reference": row["reference"]}
 
 

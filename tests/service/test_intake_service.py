@@ -14,6 +14,7 @@ from nameko.testing.services import worker_factory
 from sanad.contracts.events import new_event, parse
 from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
 from sanad.platform.http import ApiError, JsonHttpHandler
+from sanad.platform.outbox import OutboxWriter
 from services.intake import accounts, auth, handlers, screen
 from services.intake.service import IntakeService, IntakeStatusService
 from services.intake.vocabulary import field_context
@@ -248,6 +249,25 @@ def test_a_case_is_recorded_in_one_transaction_of_three_round_trips(pools, outbo
     assert sent[0].startswith("BEGIN") and ("api_tokens" if via == "token" else "sessions") in sent[0]
     assert "INSERT INTO cases" in sent[1]
     assert "INSERT INTO audit_log" in sent[2] and "INSERT INTO outbox" in sent[2] and sent[2].endswith("COMMIT")
+
+
+def test_a_critical_case_goes_first_from_before_its_insert_and_a_normal_one_never_does(pools, keys, database_url):
+    """Precedence among intake's requests (sanad.platform.precedence) covers every round trip a critical
+    case has left once its lane is known: after the caller's check, before the case's insert."""
+    operator = staff(pools, "operator")
+    normal = {**CASE, "threat_of_violence": False, "narrative": "he wants money for old chats"}
+    with counting_pool(database_url, schema="intake") as (pool, sent):
+        went_first_after = []
+        outbox = OutboxWriter([], go_first=lambda: went_first_after.append(len(sent)))
+        service = worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
+                                 lane_of=partial(screen.triage_lane, default_assessor()))
+        critical = call(service, "create_case", json_request("POST", "/api/cases", CASE, operator.headers()))
+        assert went_first_after == [1], sent
+        ordinary = call(service, "create_case", json_request("POST", "/api/cases", normal, operator.headers()))
+
+    assert (critical.status_code, ordinary.status_code) == (201, 201)
+    assert went_first_after == [1], "the normal case did not go first"
+    assert [key for key, _ in outbox_events(pools["intake"])] == ["case.received.critical", "case.received.normal"]
 
 
 # Who sees what -------------------------------------------------------------------------------------------

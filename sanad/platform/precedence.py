@@ -1,0 +1,71 @@
+"""A critical case first among the green threads of one process.
+
+Intake works on every request of a flood in one process. Each time one of them waits for PostgreSQL, the
+answer is taken up only once every other ready green thread has had its turn, and behind a flood a turn
+of all of them lasts tens of milliseconds: a critical case's request paid it at each of its round trips
+(docs/performance.md). sanad.platform.priority raises a critical process above the others; this lets a
+critical request go first inside its own process.
+
+A green thread that holds precedence (`hold`, from the moment its case is known to be critical to the
+end of its worker, when its critical event has been published) has every other green thread of the
+process wait before its next round trip to PostgreSQL (`wait_turn`, called by the pool's transactions),
+so its own waits are only for turns already running. Holders never wait, for one another or anyone.
+
+A paused green thread may hold something the critical one needs: a row lock (two submissions with one
+Idempotency-Key), a connection of a full pool. So no one waits longer than MAX_WAIT at a time, and at
+worst a critical case waits that long, never for ever. WAITS counts how the waits ended; many that reach
+the limit would mean such a conflict.
+"""
+import greenlet
+from prometheus_client import Counter
+
+MAX_WAIT = 0.1  # seconds
+
+WAITS = Counter(
+    "sanad_precedence_waits_total",
+    "Round trips to PostgreSQL that waited for a critical case's request to finish first, by how the wait "
+    "ended (cleared: it finished; limit: the wait reached its limit).",
+    ["outcome"],
+)
+
+
+class Precedence:
+    def __init__(self, max_wait=MAX_WAIT):
+        self.max_wait = max_wait
+        self._holders = set()
+        self._cleared = None  # sent when the last holder lets go; waited on by everyone else meanwhile
+
+    def hold(self):
+        """The current green thread goes first until `release(holder)` with what this returns."""
+        import eventlet.event  # here, not at the top: the pool imports this module outside services too
+
+        holder = greenlet.getcurrent()
+        if self._cleared is None:
+            self._cleared = eventlet.event.Event()
+        self._holders.add(holder)
+        return holder
+
+    def release(self, holder):
+        self._holders.discard(holder)
+        if not self._holders and self._cleared is not None:
+            cleared, self._cleared = self._cleared, None
+            cleared.send()
+
+    def wait_turn(self):
+        """Return at once unless another green thread holds precedence; else once none does, or after
+        max_wait."""
+        if not self._holders:
+            return
+        current = greenlet.getcurrent()
+        if current in self._holders:
+            return
+        for gone in [holder for holder in self._holders if holder.dead]:  # a worker killed before its end
+            self.release(gone)
+        cleared = self._cleared
+        if cleared is None:
+            return
+        cleared.wait(self.max_wait)
+        WAITS.labels(outcome="cleared" if cleared.ready() else "limit").inc()
+
+
+PRECEDENCE = Precedence()
