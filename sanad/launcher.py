@@ -14,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from sanad.platform.priority import REALTIME_PRIORITY, REALTIME_SETTING
+
 ROOT = Path(__file__).resolve().parents[1]
 QUIET_EVENTLET = "ignore:::nameko.cli.commands"
 PR_SET_PDEATHSIG = 1
@@ -61,8 +63,6 @@ def _set_realtime() -> bool:
 # Linux keeps 5% of every second for the rest even then (sched_rt_runtime_us), and these processes sleep
 # between events.
 NICE_SETTINGS = {"bulk": ("SANAD_BULK_NICE", 10), "critical": ("SANAD_CRITICAL_NICE", -5)}
-REALTIME_SETTING = "SANAD_CRITICAL_REALTIME"
-REALTIME_PRIORITY = 1  # the lowest real-time priority: above every process of the normal policy
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ class Transaction(psycopg2.extras.RealDictCursor):
             super().execute("ROLLBACK")
 
     def _sent_with_it(self, statement):
-        PRECEDENCE.wait_turn()
+        PRECEDENCE.before_round_trip(self.connection)
         statements = ([] if self._begun else [b"BEGIN"]) + self._waiting + [statement]
         self._begun, self._waiting = True, []
         return STATEMENT_SEPARATOR.join(statements)

@@ -8,8 +8,11 @@ critical request go first inside its own process.
 
 A green thread that holds precedence (`hold`, from the moment its case is known to be critical to the
 end of its worker, when its critical event has been published) has every other green thread of the
-process wait before its next round trip to PostgreSQL (`wait_turn`, called by the pool's transactions),
-so its own waits are only for turns already running. Holders never wait, for one another or anyone.
+process wait before its next round trip to PostgreSQL (`before_round_trip`, called by the pool's
+transactions), so its own waits are only for turns already running. Holders never wait, for one another
+or anyone. Meanwhile the process and the backends of the holders' connections run in real time where
+they may (sanad.platform.priority.CriticalBoost): with the flood held back, the process's own waits for
+a core, and its backends', were most of what a critical case's round trips still took behind a flood.
 
 A paused green thread may hold something the critical one needs: a row lock (two submissions with one
 Idempotency-Key), a connection of a full pool. So no one waits longer than MAX_WAIT at a time, and at
@@ -18,6 +21,8 @@ the limit would mean such a conflict.
 """
 import greenlet
 from prometheus_client import Counter
+
+from sanad.platform.priority import CriticalBoost
 
 MAX_WAIT = 0.1  # seconds
 
@@ -30,8 +35,9 @@ WAITS = Counter(
 
 
 class Precedence:
-    def __init__(self, max_wait=MAX_WAIT):
+    def __init__(self, max_wait=MAX_WAIT, boost=None):
         self.max_wait = max_wait
+        self.boost = boost or CriticalBoost()
         self._holders = set()
         self._cleared = None  # sent when the last holder lets go; waited on by everyone else meanwhile
 
@@ -42,6 +48,7 @@ class Precedence:
         holder = greenlet.getcurrent()
         if self._cleared is None:
             self._cleared = eventlet.event.Event()
+            self.boost.start()
         self._holders.add(holder)
         return holder
 
@@ -49,15 +56,17 @@ class Precedence:
         self._holders.discard(holder)
         if not self._holders and self._cleared is not None:
             cleared, self._cleared = self._cleared, None
+            self.boost.stop()
             cleared.send()
 
-    def wait_turn(self):
-        """Return at once unless another green thread holds precedence; else once none does, or after
-        max_wait."""
+    def before_round_trip(self, conn):
+        """A holder's round trip goes at once, on a backend in real time where it may be; anyone else's
+        once no one holds precedence, or after max_wait."""
         if not self._holders:
             return
         current = greenlet.getcurrent()
         if current in self._holders:
+            self.boost.include(conn)
             return
         for gone in [holder for holder in self._holders if holder.dead]:  # a worker killed before its end
             self.release(gone)

@@ -10,6 +10,11 @@ it has made sure that pid is its own backend: the connection runs over TCP on th
 that pid's process is a PostgreSQL backend whose title names this connection's own address and port.
 Anything else (PostgreSQL on another host or behind a Unix socket, in another PID namespace, or a process
 without CAP_SYS_NICE) leaves the backend as PostgreSQL started it.
+
+Intake takes the flood and critical cases in one process, which cannot run in real time all the time:
+the flood would have a core to itself. `CriticalBoost` puts it in real time only while it handles a
+critical case (sanad.platform.precedence, which holds the flood's requests back meanwhile), with the
+backends that case's transactions use, and back to the normal policy when the last one ends.
 """
 import ipaddress
 import logging
@@ -17,6 +22,9 @@ import os
 import socket
 
 log = logging.getLogger(__name__)
+
+REALTIME_SETTING = "SANAD_CRITICAL_REALTIME"  # "0": the critical lane runs under the normal policy
+REALTIME_PRIORITY = 1  # the lowest real-time priority: above every process of the normal policy
 
 _reported = False
 
@@ -87,3 +95,44 @@ def _report(reason):
     if not _reported:
         _reported = True
         log.info("PostgreSQL backends keep their own CPU priority: %s", reason)
+
+
+class CriticalBoost:
+    """Real time for a process of the normal policy while it handles a critical case: the process itself
+    (`start`), and the backend of each connection the case's transactions use (`include`), until `stop`.
+    It does nothing in a process that already runs in real time (the critical lane's, whose backends are
+    raised when they connect), nor where SANAD_CRITICAL_REALTIME is 0 or raising priority is refused."""
+
+    def __init__(self):
+        self.active = False
+        self.backends = set()  # pids raised for the case, to lower at the end
+        self.refused = False
+
+    def start(self):
+        if self.active or self.refused or os.environ.get(REALTIME_SETTING, "1") == "0" or _own_policy() is not None:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(REALTIME_PRIORITY))
+        except (OSError, AttributeError) as exc:  # no CAP_SYS_NICE, or not Linux: not asked again
+            self.refused = True
+            log.info("critical cases are handled at this process's own CPU priority: raising it was refused (%s)",
+                     type(exc).__name__)
+            return
+        self.active = True
+
+    def include(self, conn):
+        pid = conn.info.backend_pid
+        if self.active and pid not in self.backends and share_realtime_priority(conn):
+            self.backends.add(pid)
+
+    def stop(self):
+        if not self.active:
+            return
+        for pid in self.backends:
+            try:
+                os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+            except OSError:  # the backend has gone with its connection
+                pass
+        self.backends.clear()
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        self.active = False

@@ -321,7 +321,8 @@ def queue(cur, viewer, limit=QUEUE_LIMIT):
 
 def override_risk(cur, outbox, keys, case_id, actor, level, reason, ip=None, now=None):
     """Set a case's risk level by hand, with a reason. Intake shows the new level at once; triage keeps the
-    original assessment and announces the new level (case.triaged) on the lane it calls for."""
+    original assessment and announces the new level (case.triaged) on the lane it calls for. Raised to
+    critical, it goes first among the process's requests once allowed (OutboxWriter.go_first)."""
     now = _now(now)
     check_visible(cur, case_id, actor)
     cur.execute(sql.CASE_FOR_UPDATE, {"id": case_id})
@@ -332,6 +333,8 @@ def override_risk(cur, outbox, keys, case_id, actor, level, reason, ip=None, now
         raise Refused("conflict", "same_level", "level")
     if not permissions.may_override(actor.role, case["risk_level"], level):
         raise Refused("forbidden", "lowering_needs_supervisor", "level")
+    if lane_for(level) == "critical":
+        outbox.go_first()
     context = override_reason_context(case_id)
     cur.execute(sql.INSERT_OVERRIDE, {
         "id": uuid.uuid4(), "case_id": case_id, "previous_level": case["risk_level"], "level": level,

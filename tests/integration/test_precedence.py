@@ -1,7 +1,9 @@
 """A critical case first among a process's workers (sanad.platform.precedence), on real PostgreSQL and
 RabbitMQ in a nameko container of the test's own: once a worker says its case is critical, the round
 trips to PostgreSQL of every other green thread wait until it has ended and published its event, and
-never longer than the limit."""
+never longer than the limit; meanwhile the process and the case's backend run in real time, where this
+machine lets them."""
+import os
 import uuid
 
 import eventlet
@@ -34,7 +36,7 @@ class Worker:
         self.outbox.go_first()
         with self.db.transaction() as cur:
             cur.execute("SELECT 1")
-            began.send()
+            began.send(cur.connection.info.backend_pid)
             go_on.wait()
             self.outbox.add(cur, new_event("case.unmatched", {
                 "case_id": uuid.uuid4(), "reference": "SND-TEST-0002", "level": "critical",
@@ -101,4 +103,29 @@ def test_a_critical_case_that_stalls_holds_the_others_up_no_longer_than_the_limi
     assert Worker.done[-1] == "critical"
     monkeypatch.setattr(PRECEDENCE, "max_wait", LONG)
     with eventlet.Timeout(5):
-        PRECEDENCE.wait_turn()  # at once: the critical worker let go at its end
+        PRECEDENCE.before_round_trip(None)  # at once: the critical worker let go at its end
+
+
+def policy(pid):
+    return os.sched_getscheduler(pid) & ~os.SCHED_RESET_ON_FORK
+
+
+def test_while_a_critical_case_is_handled_the_process_and_its_backend_run_in_real_time(monkeypatch, worker):
+    if os.environ.get("SANAD_CRITICAL_REALTIME") == "0":
+        pytest.skip("real time is turned off (SANAD_CRITICAL_REALTIME=0)")
+    began, go_on = eventlet.event.Event(), eventlet.event.Event()
+    assert policy(0) == os.SCHED_OTHER
+    with entrypoint_hook(worker, "critical") as critical:
+        critical_worker = eventlet.spawn(critical, began, go_on)
+        backend = began.wait()
+        if PRECEDENCE.boost.refused:
+            go_on.send()
+            critical_worker.wait()
+            pytest.skip("this machine does not let the tests raise a process's priority (no CAP_SYS_NICE)")
+        during = policy(0), policy(backend)
+        go_on.send()
+        critical_worker.wait()
+    eventlet.sleep(0.5)  # the worker lets go after its answer, once its event is published
+
+    assert during == (os.SCHED_RR, os.SCHED_RR)
+    assert (policy(0), policy(backend)) == (os.SCHED_OTHER, os.SCHED_OTHER)

@@ -484,6 +484,26 @@ def test_raising_the_risk_level_is_open_to_the_operator_and_lowering_it_takes_a_
     assert "case_change_refused" in audit_actions(pools, case_id)
 
 
+def test_raising_a_case_to_critical_goes_first_and_lowering_it_does_not(pools, keys):
+    operator, supervisor = staff(pools, "operator"), staff(pools, "supervisor")
+    went_first = []
+    service = intake(pools, OutboxWriter([], go_first=lambda: went_first.append(True)), keys)
+    created = body_of(post_case(service, operator, {**CASE, "threat_of_violence": False, "narrative": "old chats"}))
+    case_id = uuid.UUID(created["id"])
+    intake_status(pools, keys).on_case_status(
+        [triaged(case_id, created["reference"], "medium", keys=keys).to_message()])
+
+    def override(who, level):
+        return call(service, "override_risk", json_request("POST", f"/api/cases/{case_id}/risk-override",
+                                                           {"level": level, "reason": "she wrote a farewell"},
+                                                           who.headers()), case_id)
+
+    assert override(operator, "critical").status_code == 200
+    assert went_first == [True]
+    assert override(supervisor, "high").status_code == 200
+    assert went_first == [True], "lowering a case's level is no reason to go first"
+
+
 # The status projection ---------------------------------------------------------------------------------
 
 def test_the_case_view_shows_reasons_with_their_words_referral_statuses_deliveries_and_escalations(
