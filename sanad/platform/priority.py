@@ -23,7 +23,7 @@ import socket
 
 log = logging.getLogger(__name__)
 
-REALTIME_SETTING = "SANAD_CRITICAL_REALTIME"  # "0": the critical lane runs under the normal policy
+REALTIME_SETTING = "SANAD_CRITICAL_REALTIME"  # "0": nothing of the critical lane runs in real time
 REALTIME_PRIORITY = 1  # the lowest real-time priority: above every process of the normal policy
 
 _reported = False
@@ -121,8 +121,10 @@ class CriticalBoost:
         self.active = True
 
     def include(self, conn):
+        if not self.active:
+            return
         pid = conn.info.backend_pid
-        if self.active and pid not in self.backends and share_realtime_priority(conn):
+        if pid not in self.backends and share_realtime_priority(conn):
             self.backends.add(pid)
 
     def stop(self):
