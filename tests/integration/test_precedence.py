@@ -15,7 +15,7 @@ from nameko.testing.services import dummy, entrypoint_hook
 from sanad.contracts.events import new_event
 from sanad.platform.database import Database, database_of
 from sanad.platform.outbox import Outbox
-from sanad.platform.precedence import PRECEDENCE
+from sanad.platform.precedence import PRECEDENCE, WAITS
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +71,7 @@ def flood(container, count):
 def test_other_requests_wait_for_a_critical_case_to_end_before_their_round_trips(monkeypatch, worker):
     monkeypatch.setattr(PRECEDENCE, "max_wait", LONG)
     began, go_on = eventlet.event.Event(), eventlet.event.Event()
+    waited_before = WAITS.labels(outcome="cleared")._value.get()
     with entrypoint_hook(worker, "critical") as critical:
         critical_worker = eventlet.spawn(critical, began, go_on)
         began.wait()
@@ -85,6 +86,7 @@ def test_other_requests_wait_for_a_critical_case_to_end_before_their_round_trips
 
     assert Worker.done[0] == "critical"
     assert sorted(Worker.done[1:]) == ["normal 0", "normal 1", "normal 2"]
+    assert WAITS.labels(outcome="cleared")._value.get() == waited_before + 3, "each request waited once"
 
 
 def test_a_critical_case_that_stalls_holds_the_others_up_no_longer_than_the_limit(monkeypatch, worker):
@@ -125,7 +127,9 @@ def test_while_a_critical_case_is_handled_the_process_and_its_backend_run_in_rea
         during = policy(0), policy(backend)
         go_on.send()
         critical_worker.wait()
-    eventlet.sleep(0.5)  # the worker lets go after its answer, once its event is published
+    with eventlet.Timeout(LONG):  # the worker lets go after its answer, once its event is published
+        while policy(0) != os.SCHED_OTHER:
+            eventlet.sleep(0.05)
 
     assert during == (os.SCHED_RR, os.SCHED_RR)
-    assert (policy(0), policy(backend)) == (os.SCHED_OTHER, os.SCHED_OTHER)
+    assert policy(backend) == os.SCHED_OTHER
