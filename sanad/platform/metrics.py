@@ -18,6 +18,12 @@ EVENTS_PUBLISHED = Counter("sanad_events_published_total", "Events relayed from 
 PUBLISH_FAILURES = Counter("sanad_outbox_publish_failures_total", "Failed attempts to relay the outbox.")
 OUTBOX_PENDING = Gauge("sanad_outbox_pending", "Events in the outbox not yet published.")
 OUTBOX_OLDEST_AGE = Gauge("sanad_outbox_oldest_age_seconds", "Age of the oldest unpublished event (0 if none).")
+PRECEDENCE_WAITS = Counter(
+    "sanad_precedence_waits_total",
+    "Round trips to PostgreSQL that waited for a critical case's request to finish first, by how the wait "
+    "ended (cleared: it finished; limit: the wait reached its limit).",
+    ["outcome"],
+)
 
 # Measured in the background by sanad.platform.observability.Probe, from the process's own schema and the
 # queues it consumes (a passive declare: no management API needed).

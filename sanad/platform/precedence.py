@@ -16,22 +16,15 @@ a core, and its backends', were most of what a critical case's round trips still
 
 A paused green thread may hold something the critical one needs: a row lock (two submissions with one
 Idempotency-Key), a connection of a full pool. So no one waits longer than MAX_WAIT at a time, and at
-worst a critical case waits that long, never for ever. WAITS counts how the waits ended; many that reach
-the limit would mean such a conflict.
+worst a critical case waits that long, never for ever. metrics.PRECEDENCE_WAITS counts how the waits
+ended; many that reach the limit would mean such a conflict.
 """
 import greenlet
-from prometheus_client import Counter
 
+from sanad.platform import metrics
 from sanad.platform.priority import CriticalBoost
 
 MAX_WAIT = 0.1  # seconds
-
-WAITS = Counter(
-    "sanad_precedence_waits_total",
-    "Round trips to PostgreSQL that waited for a critical case's request to finish first, by how the wait "
-    "ended (cleared: it finished; limit: the wait reached its limit).",
-    ["outcome"],
-)
 
 
 class Precedence:
@@ -74,7 +67,7 @@ class Precedence:
         if cleared is None:
             return
         cleared.wait(self.max_wait)
-        WAITS.labels(outcome="cleared" if cleared.ready() else "limit").inc()
+        metrics.PRECEDENCE_WAITS.labels(outcome="cleared" if cleared.ready() else "limit").inc()
 
 
 PRECEDENCE = Precedence()

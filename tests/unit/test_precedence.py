@@ -5,7 +5,8 @@ scheduling (tests/integration/test_precedence.py checks the real one)."""
 import eventlet
 import eventlet.event
 
-from sanad.platform.precedence import WAITS, Precedence
+from sanad.platform.metrics import PRECEDENCE_WAITS
+from sanad.platform.precedence import Precedence
 
 LONG = 30.0  # a limit no test reaches unless it is broken
 CONNECTION = object()  # what the pool passes: only the boost looks at it
@@ -30,7 +31,7 @@ def precedence(max_wait=LONG):
 
 
 def waits_ended(outcome):
-    return WAITS.labels(outcome=outcome)._value.get()
+    return PRECEDENCE_WAITS.labels(outcome=outcome)._value.get()
 
 
 def test_another_green_thread_waits_until_the_holder_lets_go():
