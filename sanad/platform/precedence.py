@@ -16,8 +16,9 @@ a core, and its backends', were most of what a critical case's round trips still
 
 A paused green thread may hold something the critical one needs: a row lock (two submissions with one
 Idempotency-Key), a connection of a full pool. So no one waits longer than MAX_WAIT at a time, and at
-worst a critical case waits that long, never for ever. metrics.PRECEDENCE_WAITS counts how the waits
-ended; many that reach the limit would mean such a conflict.
+worst a critical case waits that long, never for ever; and the process leaves real time then, since
+the flood's requests move again and would share it. metrics.PRECEDENCE_WAITS counts how the waits ended;
+many that reach the limit would mean such a conflict.
 """
 import greenlet
 
@@ -67,7 +68,11 @@ class Precedence:
         if cleared is None:
             return
         cleared.wait(self.max_wait)
-        metrics.PRECEDENCE_WAITS.labels(outcome="cleared" if cleared.ready() else "limit").inc()
+        if cleared.ready():
+            metrics.PRECEDENCE_WAITS.labels(outcome="cleared").inc()
+        else:  # the flood moves again, and real time would now be the flood's too
+            metrics.PRECEDENCE_WAITS.labels(outcome="limit").inc()
+            self.boost.stop()
 
 
 PRECEDENCE = Precedence()

@@ -75,7 +75,7 @@ def test_nobody_waits_when_nobody_holds_precedence():
         gate.before_round_trip(CONNECTION)
 
 
-def test_a_wait_ends_at_its_limit_when_the_holder_never_lets_go():
+def test_a_wait_ends_at_its_limit_when_the_holder_never_lets_go_and_real_time_ends_with_it():
     gate = precedence(max_wait=0.05)
     gate.hold()
     limits_before = waits_ended("limit")
@@ -85,6 +85,7 @@ def test_a_wait_ends_at_its_limit_when_the_holder_never_lets_go():
         waiter.wait()
     assert passed == [True]
     assert waits_ended("limit") == limits_before + 1
+    assert gate.boost.calls == ["start", "stop"], "the flood moves again: real time would be the flood's too"
 
 
 def test_a_holder_killed_before_letting_go_holds_nobody_up():
