@@ -1,0 +1,49 @@
+"""Summarise what bench/experiments/intake_timings.patch logged: the steps of intake's handler for each
+critical case, with no flood and behind it (docs/performance.md, "Inside intake").
+
+    python -m bench --at REV --patch bench/experiments/intake_timings.patch --repetitions 1 ... --out DIR
+    python bench/experiments/intake_timings.py DIR/logs/intake.log [critical cases a phase, default 300]
+
+Each repetition logs the warm-up's critical cases, then those sent with no flood, then those behind the
+flood: the last repetition's two phases are read by count from the end of the log."""
+import json
+import sys
+
+STEPS = (
+    ("the caller's check (BEGIN and the first round trip)", "start", "authorised"),
+    ("reading, checking and screening the body", "authorised", "screened"),
+    ("the case's insert", "screened", "inserted"),
+    ("audit and outbox rows with COMMIT", "inserted", "committed"),
+    ("the answer sent, then the event published with the broker's confirm", "committed", "published"),
+    ("the whole handler", "start", "published"),
+)
+
+
+def cases(path):
+    with open(path, encoding="utf-8") as log:
+        for line in log:
+            if "intake timings" in line:
+                message = json.loads(line)["message"]
+                yield dict(json.loads(message.split(" ", 2)[2]))
+
+
+def percentile(values, share):
+    ordered = sorted(values)
+    return ordered[int(share * (len(ordered) - 1))]
+
+
+def main(path, per_phase=300):
+    everything = list(cases(path))
+    phases = {"no flood": everything[-2 * per_phase:-per_phase], "behind the flood": everything[-per_phase:]}
+    print(f"| step (ms, p50 / p90 / p99) | {' | '.join(f'{name} ({len(rows)})' for name, rows in phases.items())} |")
+    print("|---" * (1 + len(phases)) + "|")
+    for label, begin, end in STEPS:
+        cells = []
+        for rows in phases.values():
+            spans = [row[end] - row[begin] for row in rows if begin in row and end in row]
+            cells.append(" / ".join(f"{percentile(spans, share):.1f}" for share in (0.5, 0.9, 0.99)) if spans else "")
+        print(f"| {label} | {' | '.join(cells)} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], *(int(arg) for arg in sys.argv[2:3]))
