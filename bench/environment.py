@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg2
 import requests
 from kombu import Connection
+from prometheus_client.parser import text_string_to_metric_families
 
 from sanad import webhooks
 from sanad.contracts import routing
@@ -186,6 +187,23 @@ class BenchEnvironment:
         if since is None:
             return now
         return {k: None if v is None or since[k] is None else v - since[k] for k, v in now.items()}
+
+    def precedence_waits(self):
+        """How often intake's requests have waited for a critical one to go first, by how each wait ended
+        (sanad.platform.precedence), from intake's /metrics; None for a commit without that metric, or
+        an intake that did not answer."""
+        try:
+            text = requests.get(self.stack.url("intake") + "/metrics", timeout=5).text
+        except requests.RequestException:
+            return None
+        for family in text_string_to_metric_families(text):
+            if family.name == "sanad_precedence_waits":
+                waits = {"cleared": 0.0, "limit": 0.0}
+                for sample in family.samples:
+                    if sample.name == "sanad_precedence_waits_total":
+                        waits[sample.labels["outcome"]] += sample.value
+                return waits
+        return None
 
     def close(self):
         if self.stack is not None:

@@ -82,7 +82,11 @@ def markdown(results):
         f"ms (p50 / p99) alone and {_cell(backlog['from_send_p50_ms'])} / {_cell(backlog['from_send_p99_ms'])} "
         f"ms behind the backlog. Intake's "
         f"case views (what operators see) caught up "
-        f"{_cell(backlog['intake_views_behind_partners_s'])} s after the partners had every webhook.",
+        f"{_cell(backlog['intake_views_behind_partners_s'])} s after the partners had every webhook. "
+        f"Intake's other requests waited for a critical one to go first "
+        f"{_cell(backlog['precedence_waits_cleared'], 0)} times until it had, and "
+        f"{_cell(backlog['precedence_waits_limit'], 0)} times until the wait's 0.1 s limit "
+        f"(– where the commit measured has no such waits).",
         "",
         "| throughput and cost | stack | floor | stack / floor |",
         "|---|---|---|---|",

@@ -118,6 +118,7 @@ class Benchmark:
         sampler = QueueSampler(self.env).start()
         meter = procstat.CpuMeter(self.env.service_pids, self._postgres_group()).start()
         counters = self.env.counters()
+        waits_before = self.env.precedence_waits()
         head_start = threading.Event()
         head = max(1, cfg.backlog_cases // 5)
 
@@ -138,6 +139,7 @@ class Benchmark:
         cpu, machine = meter.stop()
         postgres = cpu.pop(POSTGRES)
         work = self.env.counters(since=counters)
+        waits_after = self.env.precedence_waits()
         memory = {name: procstat.memory_mib(pid) for name, pid in self.env.service_pids.items()}
         queues = sampler.stop()
         # Intake records each case's status from the same events; the next phases start when it has.
@@ -165,6 +167,8 @@ class Benchmark:
                                                     "min": min(waiting, default=None)},
             "intake_views_behind_partners_s": views_lag,
             "sender_lag_ms": round(lag * 1000, 1),
+            "precedence_waits": None if waits_before is None or waits_after is None else
+            {outcome: int(waits_after[outcome] - waits_before[outcome]) for outcome in waits_after},
         }
         throughput = {
             "cases": len(backlog),
@@ -420,6 +424,9 @@ def summarise(runs, config):
     summary["critical_with_backlog"]["measured_under_backlog"] = over_runs(("critical_with_backlog", "count"))
     summary["critical_with_backlog"]["intake_views_behind_partners_s"] = over_runs(
         ("critical_with_backlog", "intake_views_behind_partners_s"))
+    for outcome in ("cleared", "limit"):
+        summary["critical_with_backlog"][f"precedence_waits_{outcome}"] = over_runs(
+            ("critical_with_backlog", "precedence_waits", outcome))
     summary["throughput"] = {
         "per_s": over_runs(("throughput", "per_s")),
         "per_s_vs_floor": ratio_over_runs(("throughput", "per_s"), ("floor", "throughput", "per_s")),
