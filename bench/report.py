@@ -44,6 +44,15 @@ def _cell(spread, digits=1):
     return f"{_fmt(spread['median'], digits)} ({_fmt(spread['min'], digits)}–{_fmt(spread['max'], digits)})"
 
 
+def _precedence_waits(backlog):
+    """A sentence on intake's waits for critical requests, or nothing for a commit that does not count them."""
+    cleared, limit = backlog.get("precedence_waits_cleared"), backlog.get("precedence_waits_limit")
+    if not cleared or cleared["median"] is None:
+        return ""
+    return (f" Intake's other requests waited for a critical one to go first {_cell(cleared, 0)} times until "
+            f"it had, and {_cell(limit, 0)} times until the wait's 0.1 s limit.")
+
+
 def markdown(results):
     s = results["summary"]
     cfg = results["config"]
@@ -82,11 +91,8 @@ def markdown(results):
         f"ms (p50 / p99) alone and {_cell(backlog['from_send_p50_ms'])} / {_cell(backlog['from_send_p99_ms'])} "
         f"ms behind the backlog. Intake's "
         f"case views (what operators see) caught up "
-        f"{_cell(backlog['intake_views_behind_partners_s'])} s after the partners had every webhook. "
-        f"Intake's other requests waited for a critical one to go first "
-        f"{_cell(backlog['precedence_waits_cleared'], 0)} times until it had, and "
-        f"{_cell(backlog['precedence_waits_limit'], 0)} times until the wait's 0.1 s limit "
-        f"(– where the commit measured has no such waits).",
+        f"{_cell(backlog['intake_views_behind_partners_s'])} s after the partners had every webhook."
+        + _precedence_waits(backlog),
         "",
         "| throughput and cost | stack | floor | stack / floor |",
         "|---|---|---|---|",
