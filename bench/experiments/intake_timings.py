@@ -14,7 +14,8 @@ STEPS = (
     ("reading, checking and screening the body", "authorised", "screened"),
     ("the case's insert", "screened", "inserted"),
     ("audit and outbox rows with COMMIT", "inserted", "committed"),
-    ("the answer sent, then the event published with the broker's confirm", "committed", "published"),
+    ("the answer handed to the HTTP server, then the event published with the broker's confirm",
+     "committed", "published"),
     ("the whole handler", "start", "published"),
 )
 
