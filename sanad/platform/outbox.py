@@ -155,22 +155,17 @@ class Outbox(DependencyProvider):
         return OutboxWriter(self.added.setdefault(worker_ctx, []), go_first)
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
-        try:
-            added = self.added.pop(worker_ctx, [])
-            if not added or exc_info is not None:
-                return
-            critical = [event for event in added if event.critical]
-            if critical and self._publish_now(critical):
-                added = [event for event in added if not event.critical]
-            self.wakeups.put([event.id for event in added])  # even empty: the relay marks what was published
-        finally:
-            self._let_go(worker_ctx)
+        added = self.added.pop(worker_ctx, [])
+        if not added or exc_info is not None:
+            return
+        critical = [event for event in added if event.critical]
+        if critical and self._publish_now(critical):
+            added = [event for event in added if not event.critical]
+        self.wakeups.put([event.id for event in added])  # even empty: the relay marks what was published
 
     def worker_teardown(self, worker_ctx):
+        """Right after worker_result, whatever became of the worker: its critical events are published."""
         self.added.pop(worker_ctx, None)
-        self._let_go(worker_ctx)
-
-    def _let_go(self, worker_ctx):
         holder = self.holders.pop(worker_ctx, None)
         if holder is not None:
             PRECEDENCE.release(holder)
