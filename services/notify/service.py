@@ -28,15 +28,10 @@ SWEEP_INTERVAL = 1
 SWEEP_SECONDS = 5  # one sweep keeps claiming as slots free up, for at most this long
 MEASURE_SECONDS = 5.0
 ALERT_KINDS = ("endpoint_disabled", "pager_exhausted", "no_pager_endpoint")
-LANES = ("normal", "critical")
 
 DELIVERIES = Counter(
     "sanad_webhook_deliveries_total", "Webhook delivery attempts, by outcome and lane.", ["outcome", "lane"],
 )
-# Created at zero, so Prometheus's increase() sees the first failure on each lane (docs/operations.md).
-for _outcome in ("delivered", "retrying", "failed"):
-    for _lane in LANES:
-        DELIVERIES.labels(outcome=_outcome, lane=_lane)
 EXHAUSTED = Counter(
     "sanad_webhook_exhausted_total", "Webhooks whose every attempt failed (dead letters), by lane and target.",
     ["lane", "target"],
