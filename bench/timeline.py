@@ -14,7 +14,8 @@ Then, for each critical referral, on PostgreSQL's clock (which the services' tim
 by the lane of the process it serves. --renice-backends gives each backend the CPU priority of its
 lane (critical -5, intake 0, normal lane 10), as an experiment; --realtime-backends puts the critical
 lane's backends under the real-time round-robin policy (SCHED_RR), so that they preempt everything else
-the moment they wake, another. --statement-log FILE has PostgreSQL log
+the moment they wake, another. --broker-ping measures, while the critical cases are sent, what one
+crossing of RabbitMQ costs a persistent message with no service in it (bench.broker_ping). --statement-log FILE has PostgreSQL log
 every statement's duration for the run's database and summarises what FILE (the server's log) gained.
 """
 import argparse
@@ -31,8 +32,10 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extras
 
+from bench.broker_ping import measure_in_own_process
 from bench.client import IntakeClient
 from bench.environment import POSTGRES, BenchEnvironment
+from bench.stats import summary_ms
 from sanad.platform.migrate import drop_database, ensure_database, migrate
 
 STEPS = (("offered", "notify_began"), ("notify_began", "delivery_recorded"),
@@ -68,6 +71,7 @@ def main(argv=None):
     parser.add_argument("--sample-waits", action="store_true")
     parser.add_argument("--renice-backends", action="store_true")
     parser.add_argument("--realtime-backends", action="store_true")
+    parser.add_argument("--broker-ping", action="store_true")
     parser.add_argument("--statement-log", type=Path)
     args = parser.parse_args(argv)
 
@@ -93,8 +97,11 @@ def main(argv=None):
             watchers.append(_realtime_critical_backends)
         if watchers:
             threading.Thread(target=_watch, args=(database_url, watchers), daemon=True).start()
-        _send(environment, args.critical, args.flood)
+        pings = []
+        _send(environment, args.critical, args.flood, pings if args.broker_ping else None)
         _report_timeline(database_url)
+        if args.broker_ping:
+            print("\nbroker crossings while the critical cases were sent (ms):", summary_ms(pings))
         if samples:
             print("\nbackends sampled every 5 ms: lane, state, waiting for (count)")
             for (lane, state, waiting), count in samples.most_common(25):
@@ -106,7 +113,9 @@ def main(argv=None):
         drop_database(database_url)
 
 
-def _send(environment, critical, flood, operators=8):
+def _send(environment, critical, flood, pings=None, operators=8):
+    """Posts the flood and the critical cases; with `pings` (a list), fills it with the broker's crossing
+    times measured meanwhile."""
     intake = environment.stack.url("intake")
 
     def operator(count):
@@ -119,10 +128,17 @@ def _send(environment, critical, flood, operators=8):
     for thread in flooders:
         thread.start()
     time.sleep(5 if flood else 0)
+    pinger = None
+    if pings is not None:
+        pinger = threading.Thread(target=lambda: pings.extend(
+            measure_in_own_process(environment.amqp_uri, seconds=critical * 0.1)), daemon=True)
+        pinger.start()
     client = IntakeClient(intake, environment.api_token)
     for _ in range(critical):
         client.post_case("critical")
         time.sleep(0.1)
+    if pinger is not None:
+        pinger.join()
     for thread in flooders:
         thread.join()
     expected = critical + flood // operators * operators

@@ -2,11 +2,14 @@
 the floor and the partner receiver, and the results come out complete and well formed. Timings are
 never asserted here; the benchmark itself measures them (docs/performance.md)."""
 import json
+import urllib.parse
 
 import pytest
 
+from bench.broker_ping import measure_in_own_process
 from bench.run import Config, run_benchmark
 from sanad.launcher import PROCESSES
+from tests.support import rabbit
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +77,10 @@ def test_results_are_written_as_json_and_a_markdown_table(smoke):
     table = (out / "results.md").read_text()
     assert "| critical case, behind the normal backlog |" in table
     assert "| target | met |" in table
+
+
+def test_broker_ping_times_each_message_and_deletes_its_queue(amqp_uri):
+    latencies = measure_in_own_process(amqp_uri, seconds=0.3, interval=0.02)
+    assert len(latencies) >= 5 and all(0 < latency < 5 for latency in latencies)
+    vhost = urllib.parse.unquote(urllib.parse.urlparse(amqp_uri).path.lstrip("/"))
+    assert not [name for name in rabbit.queue_depths(vhost) if name.startswith("bench-broker-ping-")]
