@@ -60,30 +60,47 @@ def audit_trail(cur, case_id):
 
 # Recording a case -------------------------------------------------------------------------------------
 
-def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=None, now=None, lane_of=None):
-    """Store a new case, its audit entry and its case.received event in the caller's transaction.
-    `fields` come from schemas.load_new_case. A case recorded in a staff session is held by whoever recorded
-    it; one posted by a machine client (an API token) joins the open queue. `lane_of(narrative, facts)`
-    picks the lane to triage (services/intake/screen.py); without it, the checklist alone does. A critical
-    case goes first among the process's requests from then on (OutboxWriter.go_first). A repeated
-    idempotency key is found by the insert itself, which saves every first submission a round trip."""
+def triage_facts(fields, received_at) -> dict:
+    """What triage scores a new case on, from its fields (schemas.load_new_case) as it arrives."""
+    return {
+        "victim_age": cases.age_for_triage(fields.get("victim_age"), fields.get("victim_age_band")),
+        "material_published": fields.get("material_published"),
+        "deadline_hours": _deadline(fields, received_at)[1],
+        "suicidal_thoughts": fields.get("suicidal_thoughts"),
+        "threat_of_violence": fields.get("threat_of_violence"),
+    }
+
+
+def new_case_lane(fields, received_at, lane_of=None) -> str:
+    """The lane a new case goes to triage on: `lane_of(narrative, facts)` (services/intake/screen.py), or
+    the checklist alone without it."""
+    facts = triage_facts(fields, received_at)
+    return lane_of(fields["narrative"], facts) if lane_of else cases.triage_lane(facts)
+
+
+def _deadline(fields, received_at):
+    """(deadline_at, deadline_hours), each from the other if only one was given."""
+    deadline_at, deadline_hours = fields.get("deadline_at"), fields.get("deadline_hours")
+    if deadline_at is not None:
+        return deadline_at, cases.deadline_hours_at(deadline_at, received_at)
+    if deadline_hours is not None:
+        return received_at + timedelta(hours=deadline_hours), deadline_hours
+    return None, None
+
+
+def record_case(cur, outbox, keys, fields, lane, actor=None, idempotency_key=None, ip=None, now=None):
+    """Store a new case, its audit entry and its case.received event, on `lane` (new_case_lane), in the
+    caller's transaction. `fields` come from schemas.load_new_case. A case recorded in a staff session is
+    held by whoever recorded it; one posted by a machine client (an API token) joins the open queue. A
+    repeated idempotency key is found by the insert itself, which saves every first submission a round
+    trip."""
     case_id = uuid.uuid4()
     received_at = _now(now)
     contact = fields.get("safe_contact") or {}
     phone = cases.canonical_phone(contact["phone"]) if contact.get("phone") else None
     age, band = fields.get("victim_age"), fields.get("victim_age_band")
-    deadline_at, deadline_hours = fields.get("deadline_at"), fields.get("deadline_hours")
-    if deadline_at is not None:
-        deadline_hours = cases.deadline_hours_at(deadline_at, received_at)
-    elif deadline_hours is not None:
-        deadline_at = received_at + timedelta(hours=deadline_hours)
-    facts = {
-        "victim_age": cases.age_for_triage(age, band),
-        "material_published": fields.get("material_published"),
-        "deadline_hours": deadline_hours,
-        "suicidal_thoughts": fields.get("suicidal_thoughts"),
-        "threat_of_violence": fields.get("threat_of_violence"),
-    }
+    deadline_at, deadline_hours = _deadline(fields, received_at)
+    facts = triage_facts(fields, received_at)
 
     def sealed(name, value):
         return keys.data.seal_optional(value, field_context(case_id, name))
@@ -115,9 +132,6 @@ def record_case(cur, outbox, keys, fields, actor=None, idempotency_key=None, ip=
         "contact_code_word_sealed": sealed("contact_code_word", contact.get("code_word")),
         "no_messages": contact.get("no_messages", True) is not False,
     }
-    lane = lane_of(fields["narrative"], facts) if lane_of else cases.triage_lane(facts)
-    if lane == "critical":
-        outbox.go_first()
     while True:
         row["reference"] = cases.new_reference()
         cur.execute(sql.INSERT_CASE, row)

@@ -16,6 +16,7 @@ from sanad.contracts.sealing import evidence_context, narrative_context, overrid
 from sanad.platform.http import ApiError, JsonHttpHandler
 from sanad.platform.outbox import OutboxWriter
 from services.intake import accounts, auth, handlers, screen
+from services.intake.callers import RecentCallers
 from services.intake.service import IntakeService, IntakeStatusService
 from services.intake.vocabulary import field_context
 from services.triage.assessment import default_assessor
@@ -53,9 +54,10 @@ def json_request(*args, **kwargs):
     return request
 
 
-def intake(pools, outbox, keys):
+def intake(pools, outbox, keys, recent_callers=None):
     return worker_factory(IntakeService, db=pools["intake"], outbox=outbox, keys=keys,
-                          lane_of=partial(screen.triage_lane, default_assessor()))
+                          lane_of=partial(screen.triage_lane, default_assessor()),
+                          recent_callers=recent_callers or RecentCallers())
 
 
 def intake_status(pools, keys):
@@ -240,7 +242,8 @@ def test_a_case_is_recorded_in_one_transaction_of_three_round_trips(pools, outbo
         headers = operator.headers()
     with counting_pool(database_url, schema="intake") as (pool, sent):
         service = worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
-                                 lane_of=partial(screen.triage_lane, default_assessor()))
+                                 lane_of=partial(screen.triage_lane, default_assessor()),
+                                 recent_callers=RecentCallers())
         created = call(service, "create_case", json_request("POST", "/api/cases", CASE, {
             **headers, "Idempotency-Key": "call-18"}))
 
@@ -260,7 +263,8 @@ def test_a_critical_case_goes_first_from_before_its_insert_and_a_normal_one_neve
         went_first_after = []
         outbox = OutboxWriter([], go_first=lambda: went_first_after.append(len(sent)))
         service = worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
-                                 lane_of=partial(screen.triage_lane, default_assessor()))
+                                 lane_of=partial(screen.triage_lane, default_assessor()),
+                                 recent_callers=RecentCallers())
         critical = call(service, "create_case", json_request("POST", "/api/cases", CASE, operator.headers()))
         assert went_first_after == [1], sent
         ordinary = call(service, "create_case", json_request("POST", "/api/cases", normal, operator.headers()))
@@ -268,6 +272,66 @@ def test_a_critical_case_goes_first_from_before_its_insert_and_a_normal_one_neve
     assert (critical.status_code, ordinary.status_code) == (201, 201)
     assert went_first_after == [1], "the normal case did not go first"
     assert [key for key, _ in outbox_events(pools["intake"])] == ["case.received.critical", "case.received.normal"]
+
+
+
+@pytest.mark.parametrize("via", ["token", "session"])
+def test_a_caller_allowed_lately_has_a_critical_case_go_first_from_its_first_round_trip(pools, keys, database_url,
+                                                                                       via):
+    """services/intake/callers.py: a credential this process allowed lately vouches for reading the body
+    before the caller's check, so a critical case waits no turn behind a flood even for that check; the
+    check still runs, in the same three round trips. A normal case never goes first."""
+    operator = staff(pools, "operator")
+    headers = ({"Authorization": f"Bearer {token_for(pools, operator.username)[0]}"} if via == "token"
+               else operator.headers())
+    normal = {**CASE, "threat_of_violence": False, "narrative": "he wants money for old chats"}
+    with counting_pool(database_url, schema="intake") as (pool, sent):
+        went_first_after = []
+        outbox = OutboxWriter([], go_first=lambda: went_first_after.append(len(sent)))
+        service = worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
+                                 lane_of=partial(screen.triage_lane, default_assessor()),
+                                 recent_callers=RecentCallers())
+        first = call(service, "create_case", json_request("POST", "/api/cases", normal, headers))
+        before = len(sent)
+        critical = call(service, "create_case", json_request("POST", "/api/cases", CASE, headers))
+
+    assert (first.status_code, critical.status_code) == (201, 201)
+    assert went_first_after == [before], "the critical case went first before any of its round trips"
+    assert len(sent) - before == 3 and ("api_tokens" if via == "token" else "sessions") in sent[before]
+
+
+def test_a_credential_revoked_since_it_was_allowed_records_nothing_and_is_forgotten(pools, keys):
+    """A refusal wins over anything read before the check: a critical case went first and was refused,
+    a broken body is refused, not reported, and the credential vouches for nothing afterwards."""
+    operator = staff(pools, "operator")
+    went_first, recent = [], RecentCallers()
+    service = intake(pools, OutboxWriter([], go_first=lambda: went_first.append(True)), keys, recent)
+    answers = []
+    for body in (CASE, {**CASE, "channel": "pigeon"}):
+        token, token_id = token_for(pools, operator.username)
+        headers = {"Authorization": f"Bearer {token}"}
+        assert call(service, "list_cases", json_request("GET", "/api/cases", headers=headers)).status_code == 200
+        assert recent.vouch(f"token:{token}")
+        with pools["intake"].transaction() as cur:
+            auth.revoke_token(cur, token_id, datetime.now(timezone.utc))
+        answers.append(call(service, "create_case", json_request("POST", "/api/cases", body, headers)).status_code)
+        assert not recent.vouch(f"token:{token}")
+
+    assert answers == [401, 401]
+    assert went_first == [True], "vouched for by the earlier request, the critical case went first"
+    assert rows(pools["intake"], "SELECT id FROM cases") == []
+    assert len(rows(pools["intake"], "SELECT id FROM audit_log WHERE action = 'access_refused'")) == 2
+
+
+def test_only_callers_who_may_record_cases_are_vouched_for(pools, keys):
+    supervisor, partner_staff = staff(pools, "supervisor"), staff(pools, "counsellor")
+    recent = RecentCallers()
+    service = intake(pools, OutboxWriter([]), keys, recent)
+    for who in (supervisor, partner_staff):
+        call(service, "list_cases", json_request("GET", "/api/cases", headers=who.headers(csrf=False)))
+
+    assert recent.vouch(f"session:{supervisor.cookie}")
+    assert not recent.vouch(f"session:{partner_staff.cookie}")
 
 
 # Who sees what -------------------------------------------------------------------------------------------
