@@ -256,7 +256,8 @@ def test_a_case_is_recorded_in_one_transaction_of_three_round_trips(pools, outbo
 
 def test_a_critical_case_goes_first_from_before_its_insert_and_a_normal_one_never_does(pools, keys, database_url):
     """Precedence among intake's requests (sanad.platform.precedence) covers every round trip a critical
-    case has left once its lane is known: after the caller's check, before the case's insert."""
+    case has left once its lane is known. For a caller this process has not allowed lately, that is after
+    the caller's check, before the case's insert."""
     operator = staff(pools, "operator")
     normal = {**CASE, "threat_of_violence": False, "narrative": "he wants money for old chats"}
     with counting_pool(database_url, schema="intake") as (pool, sent):
