@@ -28,6 +28,7 @@ from bench.floor import Floor
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES = "postgres (backends of the benchmark's database)"
 RESULTS = ROOT / "bench" / "results"
+CLOCK_TOLERANCE_S = 0.001  # how far the wall clock may move against the monotonic one in a repetition
 
 
 @dataclass
@@ -194,17 +195,25 @@ class Benchmark:
         latencies = self._latencies(submitted)
         return {**stats.summary_ms(latencies), "rate_per_s": round(rate, 2), "sender_lag_ms": round(lag * 1000, 1)}
 
-    def stages(self, submitted, sample=40):
+    def stages(self, submitted, wall_offset_then, sample=40):
         """Where a case's time went after intake's 201, on one clock. The 201 and the partner's arrival are
         time.monotonic() here, the services' timestamps the machine's wall clock (as intake shows them),
         set side by side through the offset between the two clocks, read now: 201 -> assessed by triage ->
         referral created -> notify starts the webhook's request -> the partner has the verified webhook ->
         notify has the partner's answer. The request's start is notify's record of the attempt less the
         attempt's own latency. A negative first stage means triage had the case before the operator had the
-        201. Beside them, the whole path from intake's record of the case (its received_at, taken in the
-        transaction that records it) to the verified webhook: unlike the 201, it never waits for intake's
-        answer to reach the operator."""
-        wall_offset = time.time() - time.monotonic()
+        201. Beside them, the whole path from intake's record of the case (its received_at, read as intake's
+        handler begins) to the verified webhook: unlike the 201, it never waits for intake's
+        answer to reach the operator.
+
+        The offset must have held since `wall_offset_then`, read when the repetition began: a wall clock
+        stepped or slewed meanwhile (a virtual machine's clock brought back into line) shifts every stage
+        by as much, once seen as a 201 that came 440 ms after triage's assessment. When it moved by more
+        than CLOCK_TOLERANCE_S, no stage is reported, only by how much it moved."""
+        wall_offset = _wall_offset()
+        moved_ms = round((wall_offset - wall_offset_then) * 1000, 2)
+        if abs(moved_ms) > CLOCK_TOLERANCE_S * 1000:
+            return {"wall_clock_moved_ms": moved_ms}
         step = max(1, len(submitted) // sample)
         durations = {"received_to_partner": [], "answered_to_triaged": [], "triaged_to_referred": [],
                      "referred_to_partner": [],
@@ -229,7 +238,8 @@ class Benchmark:
             durations["referred_to_request"].append(requested - referred)
             durations["request_to_partner"].append(arrived - requested)
             durations["partner_to_answer_recorded"].append(recorded - arrived)
-        return {name: stats.summary_ms(values) for name, values in durations.items()}
+        figures = {name: stats.summary_ms(values) for name, values in durations.items()}
+        return {"wall_clock_moved_ms": moved_ms, **figures}
 
     # Helpers ----------------------------------------------------------------------------------------
 
@@ -274,6 +284,7 @@ class Benchmark:
     def repetition(self, number):
         cfg = self.config
         load_at_start = [round(v, 2) for v in os.getloadavg()]
+        wall_offset_at_start = _wall_offset()
         self.log(f"repetition {number}: floor latency ({cfg.critical_cases} messages at {cfg.critical_rate}/s)")
         floor_latency, floor_samples = self.floor_latency()
         self.log(f"repetition {number}: floor throughput ({cfg.floor_messages} messages)")
@@ -298,8 +309,8 @@ class Benchmark:
             **rates,
             "memory_mib": memory,
             "queue_depth_peaks": queues,
-            "stages": {"critical_alone": self.stages(alone_cases),
-                       "critical_with_backlog": self.stages(backlogged_cases)},
+            "stages": {"critical_alone": self.stages(alone_cases, wall_offset_at_start),
+                       "critical_with_backlog": self.stages(backlogged_cases, wall_offset_at_start)},
             "samples_s": {"floor": floor_samples, "critical_alone": alone_samples,
                           "critical_with_backlog": backlog_samples},
         }
@@ -368,6 +379,11 @@ class QueueSampler:
         self._stop.set()
         self._thread.join(5)
         return dict(sorted(self.peaks.items()))
+
+
+def _wall_offset():
+    """The wall clock less the monotonic one: constant while nothing adjusts the wall clock."""
+    return time.time() - time.monotonic()
 
 
 def _at(iso):
