@@ -15,8 +15,9 @@ by the lane of the process it serves. --renice-backends gives each backend the C
 lane (critical -5, intake 0, normal lane 10), as an experiment; --realtime-backends puts the critical
 lane's backends under the real-time round-robin policy (SCHED_RR), so that they preempt everything else
 the moment they wake, another. --broker-ping measures, while the critical cases are sent, what one
-crossing of RabbitMQ costs a persistent message with no service in it (bench.broker_ping). --statement-log FILE has PostgreSQL log
-every statement's duration for the run's database and summarises what FILE (the server's log) gained.
+crossing of RabbitMQ costs a persistent message with no service in it (bench.broker_ping).
+--statement-log FILE has PostgreSQL log every statement's duration for the run's database and summarises
+what FILE (the server's log) gained.
 """
 import argparse
 import collections

@@ -2,7 +2,7 @@
 
 Everything a service holds from the moment it is up (modules, schemas, the risk model, connections) lives
 as long as the process, yet each full collection walks through all of it again: in the benchmark's flood
-that cost the busiest processes pauses of 85 to 230 ms (docs/performance.md, item 25), in which no
+that cost the busiest processes pauses of 85 to 234 ms (docs/performance.md, item 25), in which no
 request, and no critical case, moves. Once the container has started, what is alive is collected once and
 frozen (gc.freeze): later collections only look at what came after. Garbage the process makes later is
 collected as before.

@@ -8,9 +8,9 @@ that this process found live, and allowed to record cases, within the last MEMOR
 reading the body before that check, and for the case going first (sanad.platform.precedence) if the body
 says a life is in danger. The check still runs, in the transaction that records the case, and a refusal
 still wins: a credential revoked meanwhile records nothing, its request having only gone first for a
-round trip or two, and is forgotten. A credential this process has not seen lately (a stranger's included) gets nothing
-before the check. The operators' screen asks for its queue every few seconds, so an operator at work is
-always known; machine clients that post cases are known from their last post.
+round trip or two, and is forgotten. A credential this process has not seen lately (a stranger's
+included) gets nothing before the check. The operators' screen asks for its queue every few seconds, so
+an operator at work is always known; machine clients that post cases are known from their last post.
 
 Only each credential's SHA-256 is kept, as in the database, for at most MEMORY_SIZE credentials.
 """
