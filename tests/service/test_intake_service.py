@@ -55,7 +55,12 @@ def json_request(*args, **kwargs):
 
 
 def intake(pools, outbox, keys, recent_callers=None):
-    return worker_factory(IntakeService, db=pools["intake"], outbox=outbox, keys=keys,
+    return intake_on(pools["intake"], outbox, keys, recent_callers)
+
+
+def intake_on(pool, outbox, keys, recent_callers=None):
+    """IntakeService on `pool`, with the real lane screen and a memory of callers of its own."""
+    return worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
                           lane_of=partial(screen.triage_lane, default_assessor()),
                           recent_callers=recent_callers or RecentCallers())
 
@@ -241,9 +246,7 @@ def test_a_case_is_recorded_in_one_transaction_of_three_round_trips(pools, outbo
     else:
         headers = operator.headers()
     with counting_pool(database_url, schema="intake") as (pool, sent):
-        service = worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
-                                 lane_of=partial(screen.triage_lane, default_assessor()),
-                                 recent_callers=RecentCallers())
+        service = intake_on(pool, outbox, keys)
         created = call(service, "create_case", json_request("POST", "/api/cases", CASE, {
             **headers, "Idempotency-Key": "call-18"}))
 
@@ -263,9 +266,7 @@ def test_a_critical_case_goes_first_from_before_its_insert_and_a_normal_one_neve
     with counting_pool(database_url, schema="intake") as (pool, sent):
         went_first_after = []
         outbox = OutboxWriter([], go_first=lambda: went_first_after.append(len(sent)))
-        service = worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
-                                 lane_of=partial(screen.triage_lane, default_assessor()),
-                                 recent_callers=RecentCallers())
+        service = intake_on(pool, outbox, keys)
         critical = call(service, "create_case", json_request("POST", "/api/cases", CASE, operator.headers()))
         assert went_first_after == [1], sent
         ordinary = call(service, "create_case", json_request("POST", "/api/cases", normal, operator.headers()))
@@ -289,9 +290,7 @@ def test_a_caller_allowed_lately_has_a_critical_case_go_first_from_its_first_rou
     with counting_pool(database_url, schema="intake") as (pool, sent):
         went_first_after = []
         outbox = OutboxWriter([], go_first=lambda: went_first_after.append(len(sent)))
-        service = worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
-                                 lane_of=partial(screen.triage_lane, default_assessor()),
-                                 recent_callers=RecentCallers())
+        service = intake_on(pool, outbox, keys)
         first = call(service, "create_case", json_request("POST", "/api/cases", normal, headers))
         before = len(sent)
         critical = call(service, "create_case", json_request("POST", "/api/cases", CASE, headers))
