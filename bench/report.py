@@ -158,9 +158,11 @@ def _stage_lines(runs):
         cells = [spread(phase, stage, figure) for phase in ("critical_alone", "critical_with_backlog")
                  for figure in ("p50_ms", "p99_ms")]
         lines.append(f"| {label} | {' | '.join(cells)} |")
-    left_out = [f"repetition {number}, whose wall clock moved {stages['wall_clock_moved_ms']:+,.1f} ms"
-                for number, run in enumerate(runs, 1)
-                for stages in [run["stages"]["critical_with_backlog"]] if "received_to_partner" not in stages]
+    left_out = []
+    for number, run in enumerate(runs, 1):
+        stages = run["stages"]["critical_with_backlog"]
+        if "received_to_partner" not in stages:
+            left_out.append(f"repetition {number}, whose wall clock moved {stages['wall_clock_moved_ms']:+,.1f} ms")
     if left_out:
         lines += ["", f"Left out: {'; '.join(left_out)} against the monotonic clock while it ran (the stages set "
                   "the two clocks side by side)."]

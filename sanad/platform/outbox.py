@@ -164,7 +164,8 @@ class Outbox(DependencyProvider):
         self.wakeups.put([event.id for event in added])  # even empty: the relay marks what was published
 
     def worker_teardown(self, worker_ctx):
-        """Right after worker_result, whatever became of the worker: its critical events are published."""
+        """Right after worker_result, whatever became of the worker: by now its critical events have been
+        published (or left to the relay), so its precedence ends here."""
         self.added.pop(worker_ctx, None)
         holder = self.holders.pop(worker_ctx, None)
         if holder is not None:

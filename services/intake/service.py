@@ -92,9 +92,8 @@ def _safe_next(path, default="/queue"):
 
 def _presented(request):
     """Which kind of credential a request carries: "token", "session" or "none"."""
-    if request.headers.get("Authorization", "").startswith("Bearer "):
-        return "token"
-    return "session" if request.cookies.get(auth.SESSION_COOKIE) else "none"
+    credential = callers.presented(request)
+    return credential.partition(":")[0] if credential else "none"
 
 
 def _api_error(status, code, lang, fields=None):
@@ -155,16 +154,17 @@ class IntakeService(Observable):
         refusal = self._access_refusal(request, principal, write, allowed)
         if refusal is not None:
             self._audit_access_refused(cur, request, principal, refusal[1], now, case_id)
-            self.recent_callers.forget(callers.presented(request))
-        else:
-            self._remember_caller(request, principal)
+        self._note_caller(request, principal, refusal)
         return principal, refusal
 
-    def _remember_caller(self, request, principal):
-        """A live credential of someone who may record cases vouches, for a while, for reading their next
-        case before their check (services/intake/callers.py)."""
-        if permissions.may_record_cases(principal.role):
-            self.recent_callers.remember(callers.presented(request))
+    def _note_caller(self, request, principal, refusal):
+        """A credential just allowed, of someone who may record cases, vouches for a while for reading their
+        next case before their check; one just refused, for nothing (services/intake/callers.py)."""
+        credential = callers.presented(request)
+        if refusal is not None:
+            self.recent_callers.forget(credential)
+        elif permissions.may_record_cases(principal.role):
+            self.recent_callers.remember(credential)
 
     @staticmethod
     def _access_refusal(request, principal, write, allowed):
@@ -189,8 +189,7 @@ class IntakeService(Observable):
             refusal = self._access_refusal(request, principal, False, allowed)
             if refusal is not None and (principal is not None or _presented(request) != "none"):
                 self._audit_access_refused(cur, request, principal, refusal[1], now, case_id)
-            elif refusal is None:
-                self._remember_caller(request, principal)
+            self._note_caller(request, principal, refusal)
         if principal is None:
             return None, self._to_login(request)
         if refusal is not None:
