@@ -38,18 +38,18 @@ from nameko.messaging import Consumer, QueueConsumer
 from sanad.contracts.events import ContractError, parse
 from sanad.platform import metrics
 from sanad.platform.database import database_of
-from sanad.platform.pool import CONNECTION_ERRORS
+from sanad.platform.pool import CONNECTION_ERRORS, Prepared
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 RETRY_PAUSE = 1.0
 
-RECORD_PROCESSED = """
+RECORD_PROCESSED = Prepared("""
     INSERT INTO processed_events (event_id, event_type)
     SELECT * FROM unnest(%(ids)s::uuid[], %(types)s::text[])
     ON CONFLICT (event_id) DO NOTHING RETURNING event_id
-"""
+""")
 RECORD_FAILURE = """
     INSERT INTO handler_failures (event_id, attempts, last_error) VALUES (%(id)s, 1, %(error)s)
     ON CONFLICT (event_id) DO UPDATE
@@ -140,7 +140,7 @@ def _first_time(cur, event) -> bool:
 def _first_times(cur, events) -> list[bool]:
     """_first_time for each of `events`, in one statement. An event the batch holds twice is first only
     where it first appears."""
-    cur.execute(RECORD_PROCESSED, {"ids": [str(event.id) for event in events],
+    cur.execute(RECORD_PROCESSED, {"ids": [event.id for event in events],
                                    "types": [event.type for event in events]})
     new = {str(row["event_id"]) for row in cur.fetchall()}
     firsts = []

@@ -13,9 +13,15 @@ A transaction takes as few round trips to PostgreSQL as its work allows (`Transa
 round trip waits for the process's turn among all its requests, and a critical case pays that wait once
 per round trip. While a critical case's request holds precedence (sanad.platform.precedence), every other
 transaction of the process waits before its next round trip.
+
+The statements a flood runs thousands of times are `Prepared`: PostgreSQL parses and plans each once per
+connection rather than at every run. In a 5,000-case flood, planning was two fifths of PostgreSQL's time
+spent on statements, most of it on a handful of them (pg_stat_statements, docs/performance.md item 27).
 """
 import functools
+import hashlib
 import queue
+import re
 import select
 import sys
 import threading
@@ -45,6 +51,38 @@ STATEMENT_SEPARATOR = b"\n;\n"
 OPEN = (psycopg2.extensions.TRANSACTION_STATUS_INTRANS, psycopg2.extensions.TRANSACTION_STATUS_INERROR)
 
 
+class Prepared(str):
+    """A statement to be prepared once on each connection and run by name from then on.
+
+    The text is an ordinary statement with named parameters (`%(name)s`); `Transaction` sends
+    `PREPARE <name> AS <text with $1, $2...>` the first time a connection meets it, then
+    `EXECUTE <name>(<values>)`. Values travel as literals, as in any other statement; PostgreSQL coerces
+    each to the type it inferred for that parameter at PREPARE, which is stricter than the context of a
+    statement written out in full: a list of strings does not become a uuid[] (send uuid.UUID values),
+    and a parameter whose type the statement leaves open needs a cast. A connection made elsewhere
+    (not by `Pool`) runs the text as it is."""
+
+    def __new__(cls, text):
+        if "%" in re.sub(r"%%|%\(\w+\)s", "", text):
+            raise ValueError("a prepared statement takes named parameters only")
+        self = super().__new__(cls, text)
+        parameters = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
+        numbered = re.sub(r"%\((\w+)\)s", lambda match: f"${parameters.index(match.group(1)) + 1}", text)
+        self.name = "sanad_" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        self.prepare = f"PREPARE {self.name} AS {numbered.replace('%%', '%')}"
+        self.run = f"EXECUTE {self.name}" + (f"({', '.join(f'%({name})s' for name in parameters)})"
+                                             if parameters else "")
+        return self
+
+
+class PreparingConnection(psycopg2.extensions.connection):
+    """A connection that remembers which `Prepared` statements its session holds."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.prepared = set()
+
+
 class Transaction(psycopg2.extras.RealDictCursor):
     """A cursor for one transaction, on a connection in autocommit mode.
 
@@ -59,31 +97,53 @@ class Transaction(psycopg2.extras.RealDictCursor):
         super().__init__(*args, **kwargs)
         self._begun = False
         self._waiting = []  # statements given to `later`, parameters bound, not yet sent
+        self._preparing = {}  # Prepared statements this connection has not prepared yet, by name
 
     def execute(self, query, vars=None):
-        return super().execute(self._sent_with_it(self.mogrify(query, vars)))
+        return self._send(self._bound(query, vars))
 
     def executemany(self, query, vars_list):
         for vars in vars_list:
             self.execute(query, vars)
 
     def later(self, query, vars=None):
-        self._waiting.append(self.mogrify(query, vars))
+        self._waiting.append(self._bound(query, vars))
 
     def commit(self):
         if self._begun or self._waiting:
-            super().execute(self._sent_with_it(b"COMMIT"))
+            self._send(b"COMMIT")
 
     def rollback(self):
         self._waiting.clear()
+        self._preparing.clear()
         if self.connection.info.transaction_status in OPEN:
             super().execute("ROLLBACK")
 
-    def _sent_with_it(self, statement):
+    def _bound(self, query, vars):
+        prepared = getattr(self.connection, "prepared", None)
+        if not isinstance(query, Prepared) or prepared is None:
+            return self.mogrify(query, vars)
+        if query.name not in prepared:
+            self._preparing[query.name] = query.prepare.encode()
+        return self.mogrify(query.run, vars)
+
+    def _send(self, statement):
+        """Send `statement` with BEGIN if the transaction has not begun, the PREPARE of any statement met
+        for the first time on this connection, and what waits for later. A prepared statement outlives a
+        rollback, so when what was sent fails, whether each PREPARE ran is unknown: the connection is
+        closed then, and the pool opens another. That happens only before a statement has once run."""
         PRECEDENCE.before_round_trip(self.connection)
-        statements = ([] if self._begun else [b"BEGIN"]) + self._waiting + [statement]
+        statements = ([] if self._begun else [b"BEGIN"]) + list(self._preparing.values()) + self._waiting
+        preparing, self._preparing = self._preparing, {}
         self._begun, self._waiting = True, []
-        return STATEMENT_SEPARATOR.join(statements)
+        try:
+            result = super().execute(STATEMENT_SEPARATOR.join(statements + [statement]))
+        except BaseException:
+            if preparing:
+                self.connection.close()
+            raise
+        self.connection.prepared.update(preparing)
+        return result
 
 
 class Pool:
@@ -106,7 +166,7 @@ class Pool:
 
     def _open(self):
         kwargs = {"connect_timeout": self._connect_timeout, "application_name": self._application_name,
-                  "options": self._options}
+                  "options": self._options, "connection_factory": PreparingConnection}
         if psycopg2.extensions.get_wait_callback() is None:
             return psycopg2.connect(self._dsn, **kwargs)
         # A green connection (sanad.platform.database) is made without blocking, and libpq ignores

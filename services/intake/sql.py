@@ -1,4 +1,5 @@
 """Every query intake runs, against its own schema."""
+from sanad.platform.pool import Prepared
 
 # Cases ----------------------------------------------------------------------------------------------
 
@@ -99,12 +100,12 @@ SET_RISK_LEVEL = "UPDATE cases SET risk_level = %(level)s WHERE id = %(id)s"
 SET_ASSIGNEE = "UPDATE cases SET assigned_to = %(assignee)s WHERE id = %(id)s"
 
 # Status updates heard from other services: a later assessment replaces an earlier one, never the reverse.
-RECORD_TRIAGE = """
+RECORD_TRIAGE = Prepared("""
     UPDATE cases SET risk_level = %(level)s, risk_score = %(score)s, risk_reasons = %(reasons)s,
                      risk_evidence_sealed = %(evidence_sealed)s, lexicon_version = %(lexicon_version)s,
                      triaged_at = %(triaged_at)s
     WHERE id = %(case_id)s AND (triaged_at IS NULL OR triaged_at <= %(triaged_at)s)
-"""
+""")
 RECORD_UNMATCHED = """
     UPDATE cases SET unmatched_services = %(services)s WHERE id = %(case_id)s
 """
@@ -184,12 +185,12 @@ INSERT_TOKEN = """
     INSERT INTO api_tokens (id, token_hash, user_id, label, created_at, expires_at)
     VALUES (%(id)s, %(token_hash)s, %(user_id)s, %(label)s, %(now)s, %(expires_at)s)
 """
-TOKEN_USER = """
+TOKEN_USER = Prepared("""
     SELECT u.id, u.username, u.display_name, u.role, u.partner_id
     FROM api_tokens t JOIN users u ON u.id = t.user_id
     WHERE t.token_hash = %(token_hash)s AND u.active AND t.revoked_at IS NULL
       AND (t.expires_at IS NULL OR t.expires_at > %(now)s)
-"""
+""")
 REVOKE_TOKEN = "UPDATE api_tokens SET revoked_at = %(now)s WHERE id = %(id)s AND revoked_at IS NULL RETURNING id"
 
 COUNT_LOGIN_FAILURES = """
@@ -227,11 +228,11 @@ USERS_TO_RESEAL = """
 
 # Time to each stage (issue 9): what intake knew of the case before the event it is handling.
 ANSWERED_STATUSES = ("accepted", "declined", "in_progress", "completed", "closed")
-CASE_STAGES_REACHED = """
+CASE_STAGES_REACHED = Prepared("""
     SELECT received_at, risk_level, triaged_at IS NOT NULL AS triaged,
            EXISTS (SELECT 1 FROM case_referrals r WHERE r.case_id = c.id) AS referred,
            EXISTS (SELECT 1 FROM case_deliveries d WHERE d.case_id = c.id AND d.outcome = 'delivered') AS first_delivery,
            EXISTS (SELECT 1 FROM case_referral_statuses s
                    WHERE s.case_id = c.id AND s.status = ANY(%(answered)s)) AS acknowledged
     FROM cases c WHERE c.id = %(case_id)s
-"""
+""")

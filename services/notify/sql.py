@@ -1,4 +1,5 @@
 """Every query notify runs, against its own schema."""
+from sanad.platform.pool import Prepared
 
 # Every endpoint a webhook can go to: partners' (keyed by partner id) and the on-call pager's.
 _WITH_ENDPOINTS = """
@@ -62,10 +63,10 @@ COUNT_EXHAUSTED = """
     WHERE partner_id = %(endpoint_id)s
     RETURNING consecutive_exhausted, enabled
 """
-RESET_EXHAUSTED = """
+RESET_EXHAUSTED = Prepared("""
     UPDATE endpoints SET consecutive_exhausted = 0
     WHERE partner_id = %(endpoint_id)s AND consecutive_exhausted > 0
-"""
+""")
 DISABLE_ENDPOINT = """
     UPDATE endpoints SET enabled = false, disabled_at = %(now)s, disabled_reason = %(reason)s
     WHERE partner_id = %(endpoint_id)s AND enabled
@@ -102,14 +103,14 @@ _CLAIMED = _WITH_ENDPOINTS + """
 # Pending, its time come, and no live lease; {t} is the table's alias and a dot, or nothing.
 _IS_DUE = ("{t}status = 'pending' AND {t}next_attempt_at <= %(now)s "
            "AND ({t}lease_until IS NULL OR {t}lease_until < %(now)s)")
-CLAIM_BY_ID = _CLAIMED.format(due=f"SELECT id FROM deliveries WHERE {_IS_DUE.format(t='')} AND id = %(id)s "
-                                  "FOR UPDATE SKIP LOCKED")
+CLAIM_BY_ID = Prepared(_CLAIMED.format(due=f"SELECT id FROM deliveries WHERE {_IS_DUE.format(t='')} AND id = %(id)s "
+                                  "FOR UPDATE SKIP LOCKED"))
 # Oldest due first, but no more per endpoint than it has free slots in this process (`in_flight` maps an
 # endpoint id to its attempts running here), so one slow partner cannot take every slot. In a surge
 # thousands of deliveries wait, and ranking them all at every claim made this notify's costliest query;
 # instead the endpoints with deliveries waiting are found by skipping through the index one endpoint at a
 # time, and each one's oldest are read from its own range of it.
-CLAIM_DUE = _CLAIMED.format(due=f"""
+CLAIM_DUE = Prepared(_CLAIMED.format(due=f"""
     WITH RECURSIVE waiting (endpoint_id) AS (
         (SELECT endpoint_id FROM deliveries WHERE status = 'pending' AND lane = %(lane)s
          ORDER BY endpoint_id LIMIT 1)
@@ -132,7 +133,7 @@ CLAIM_DUE = _CLAIMED.format(due=f"""
     SELECT d.id FROM deliveries d
     WHERE d.id IN (SELECT id FROM candidates) AND {_IS_DUE.format(t='d.')}
     FOR UPDATE OF d SKIP LOCKED
-""")
+"""))
 
 
 INSERT_ATTEMPT = """
@@ -144,13 +145,13 @@ INSERT_ATTEMPT = """
 """
 # Guarded by the attempt number: if the lease ran out and another worker took the delivery over, this
 # worker's late result changes nothing.
-FINISH_ATTEMPT = """
+FINISH_ATTEMPT = Prepared("""
     UPDATE deliveries
     SET status = %(status)s, next_attempt_at = coalesce(%(next_attempt_at)s, next_attempt_at),
-        lease_until = NULL, finished_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE %(attempted_at)s END
+        lease_until = NULL, finished_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE %(attempted_at)s::timestamptz END
     WHERE id = %(delivery_id)s AND attempts = %(attempt)s AND status = 'pending'
     RETURNING id
-"""
+""")
 INSERT_DEAD_DELIVERY = """
     INSERT INTO dead_deliveries (delivery_id, attempts, last_error, dead_at)
     VALUES (%(delivery_id)s, %(attempts)s, %(last_error)s, %(now)s)

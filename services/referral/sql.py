@@ -1,4 +1,5 @@
 """Every query referral runs, against its own schema."""
+from sanad.platform.pool import Prepared
 
 # The directory -----------------------------------------------------------------------------------------
 
@@ -63,13 +64,13 @@ _OPEN_REFERRALS = """
 """
 # Every active partner offering one of the services, wherever it works: matching passes over those outside
 # the victim's governorate itself, so it can say so.
-OFFERS_FOR = f"""
+OFFERS_FOR = Prepared(f"""
     SELECT p.id, p.name, ps.service, ps.governorates, p.accepting, ps.always_open, ps.staff_genders,
            ps.languages, ps.min_age, ps.max_age, ps.contacts_family, {_HOURS} AS hours,
            {_OPEN_REFERRALS} AS open_referrals
     FROM partner_services ps JOIN partners p ON p.id = ps.partner_id
     WHERE p.active AND ps.service = ANY(%(services)s)
-"""
+""")
 OFFER_OF = f"""
     SELECT p.id, p.name, ps.service, ps.governorates, p.accepting, ps.always_open, ps.staff_genders,
            ps.languages, ps.min_age, ps.max_age, ps.contacts_family, {_HOURS} AS hours,
@@ -108,7 +109,7 @@ FOLD_PARTNER_LOAD = """
 
 # Cases and referrals -----------------------------------------------------------------------------------
 
-CASE_LEVEL_FOR_UPDATE = "SELECT level FROM cases WHERE case_id = %(case_id)s FOR UPDATE"
+CASE_LEVEL_FOR_UPDATE = Prepared("SELECT level FROM cases WHERE case_id = %(case_id)s FOR UPDATE")
 UPSERT_CASE = """
     INSERT INTO cases (case_id, reference, level, governorate, needs, consents, correlation_id, triaged_at)
     VALUES (%(case_id)s, %(reference)s, %(level)s, %(governorate)s, %(needs)s, %(consents)s, %(correlation_id)s,
@@ -167,7 +168,7 @@ REFERRALS_OF_CASE = """
 # Policies and deadlines --------------------------------------------------------------------------------
 
 POLICIES = "SELECT level, ack_seconds, max_reoffers, version, updated_at, updated_by FROM escalation_policies"
-POLICY_FOR = "SELECT level, ack_seconds, max_reoffers, version FROM escalation_policies WHERE level = %(level)s"
+POLICY_FOR = Prepared("SELECT level, ack_seconds, max_reoffers, version FROM escalation_policies WHERE level = %(level)s")
 SET_POLICY = """
     INSERT INTO escalation_policies (level, ack_seconds, max_reoffers, version, updated_at, updated_by)
     VALUES (%(level)s, %(ack_seconds)s, %(max_reoffers)s, 1, %(now)s, %(by)s)

@@ -7,7 +7,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from sanad.platform.pool import Pool
+from sanad.platform.pool import Pool, Prepared
 from tests.support.wire import CountingRelay
 
 pytestmark = pytest.mark.integration
@@ -106,6 +106,56 @@ def test_statements_travel_together_whatever_their_form(pool):
 
     assert notes(pool) == [(1, "50% off"), (2, "100% -- not a comment; nor this"),
                            (3, "no parameters, a %% kept as it is")]
+
+
+NOTE_OF = Prepared("SELECT note FROM pool_probe WHERE id = %(id)s OR id = %(id)s + %(offset)s ORDER BY id")
+ADD_NOTE = Prepared("INSERT INTO pool_probe VALUES (%(id)s, %(note)s || ' at 100%%')")
+
+
+def test_a_prepared_statement_is_prepared_with_its_first_use_on_a_connection_then_run_by_name(pool, relay):
+    for attempt in (1, 2):
+        with pool.transaction() as cur:
+            cur.later(ADD_NOTE, {"id": attempt, "note": f"note {attempt}"})
+            cur.execute(NOTE_OF, {"id": attempt, "offset": 100})
+            assert cur.fetchall() == [{"note": f"note {attempt} at 100%"}]
+
+    first, _, second, _ = relay.queries  # each transaction's statements, then its COMMIT
+    assert first.startswith("BEGIN") and first.count("PREPARE") == 2
+    assert "PREPARE" not in second and second.count("EXECUTE sanad_") == 2
+    assert "pool_probe" not in second  # the text travels once a connection
+
+
+def test_a_failure_beside_a_first_prepare_costs_the_connection_and_nothing_else(pool, relay):
+    """A prepared statement outlives a rollback, so after a failure nobody knows which PREPARE ran; the
+    pool starts again on a new connection, where the statement is prepared afresh."""
+    with pool.transaction() as cur:
+        cur.execute("INSERT INTO pool_probe VALUES (1, 'kept')")
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        with pool.transaction() as cur:
+            cur.execute(ADD_NOTE, {"id": 1, "note": "a duplicate"})
+    with pool.transaction() as cur:
+        cur.execute(ADD_NOTE, {"id": 2, "note": "added"})
+
+    assert relay.connections == 2
+    assert "PREPARE" in relay.queries[-2]
+    assert notes(pool) == [(1, "kept"), (2, "added at 100%")]
+
+
+def test_a_prepared_statement_failing_once_prepared_keeps_its_connection(pool, relay):
+    with pool.transaction() as cur:
+        cur.execute(ADD_NOTE, {"id": 1, "note": "kept"})
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        with pool.transaction() as cur:
+            cur.execute(ADD_NOTE, {"id": 1, "note": "a duplicate"})
+
+    assert notes(pool) == [(1, "kept at 100%")]
+    assert relay.connections == 1
+
+
+def test_a_prepared_statement_takes_named_parameters_only():
+    with pytest.raises(ValueError):
+        Prepared("SELECT note FROM pool_probe WHERE id = %s")
+    assert Prepared("SELECT %(a)s, %(b)s, %(a)s").prepare.endswith("SELECT $1, $2, $1")
 
 
 def test_executemany_runs_inside_the_transaction(pool):

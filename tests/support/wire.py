@@ -25,6 +25,7 @@ class CountingRelay:
         parts = psycopg2.extensions.parse_dsn(database_url)
         self.upstream = (parts.get("host", "127.0.0.1"), int(parts.get("port", 5432)))
         self.queries = []
+        self.connections = 0  # made through the relay so far
         self.listener = real_socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen()
@@ -40,6 +41,7 @@ class CountingRelay:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            self.connections += 1
             server = real_socket.create_connection(self.upstream)
             threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
             threading.Thread(target=self._pump, args=(client, server, self._read_client), daemon=True).start()
