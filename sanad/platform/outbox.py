@@ -36,7 +36,7 @@ from sanad.contracts import routing
 from sanad.platform import metrics
 from sanad.platform.broker import release_quietly
 from sanad.platform.database import database_of
-from sanad.platform.pool import PLAIN_INDEX_SCANS
+from sanad.platform.pool import PLAIN_INDEX_SCANS, Prepared
 from sanad.platform.precedence import PRECEDENCE
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ PURGE_INTERVAL = 3600.0  # sent events are kept 7 days; deleting them reads the 
 RETRY_PAUSE = 1.0
 LAST_PASS_SECONDS = 5.0  # how long a stopping service waits for its last events to be published
 
-INSERT_EVENT = """
+INSERT_EVENT = Prepared("""
     INSERT INTO outbox (id, routing_key, body) VALUES (%(id)s, %(routing_key)s, %(body)s)
-"""
+""")
 CLAIM_BY_ID = """
     SELECT id, routing_key, body FROM outbox
     WHERE id = ANY(%(ids)s::uuid[]) AND sent_at IS NULL

@@ -153,7 +153,11 @@ class Pool:
         # No JIT compilation: Sanad's queries are short, and on a table without statistics the planner's
         # guesses can put one over jit_above_cost, which then compiles it at every run (82 ms a reading
         # of notify's endpoint gauge in the benchmark, all of it compiling).
-        self._options = "-c jit=off" + (f" -c search_path={schema},public" if schema else "")
+        # A prepared statement keeps one plan made without its values: left to choose, PostgreSQL planned
+        # referral's matching again at every run (a generic plan costed above the custom ones), which is
+        # what preparing it was to save. Only `Prepared` statements have a plan to keep.
+        self._options = ("-c jit=off -c plan_cache_mode=force_generic_plan"
+                         + (f" -c search_path={schema},public" if schema else ""))
         self._connect_timeout = connect_timeout
         self._idle = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(size)

@@ -3,7 +3,7 @@ from sanad.platform.pool import Prepared
 
 # Cases ----------------------------------------------------------------------------------------------
 
-INSERT_CASE = """
+INSERT_CASE = Prepared("""
     INSERT INTO cases (id, reference, idempotency_key, received_at, channel, governorate, needs, consents,
                        victim_age, material_published, deadline_hours, suicidal_thoughts, threat_of_violence,
                        narrative_sealed, recorded_by, assigned_to, caller_relation, victim_age_band,
@@ -21,7 +21,7 @@ INSERT_CASE = """
             %(contact_phone_hash)s, %(contact_safe_times_sealed)s, %(contact_code_word_sealed)s, %(no_messages)s)
     ON CONFLICT DO NOTHING
     RETURNING id
-"""
+""")
 CASE_BY_IDEMPOTENCY_KEY = "SELECT id, reference FROM cases WHERE idempotency_key = %(key)s"
 
 # Which cases each role sees (see permissions.py). %(viewer)s is the account, %(partner)s its partner.
@@ -109,18 +109,18 @@ RECORD_TRIAGE = Prepared("""
 RECORD_UNMATCHED = """
     UPDATE cases SET unmatched_services = %(services)s WHERE id = %(case_id)s
 """
-RECORD_REFERRAL = """
+RECORD_REFERRAL = Prepared("""
     INSERT INTO case_referrals (id, case_id, partner_id, partner_name, service, level, created_at)
     VALUES (%(referral_id)s, %(case_id)s, %(partner_id)s, %(partner_name)s, %(service)s, %(level)s, %(created_at)s)
     ON CONFLICT (id) DO NOTHING
-"""
-RECORD_DELIVERY_ATTEMPT = """
+""")
+RECORD_DELIVERY_ATTEMPT = Prepared("""
     INSERT INTO case_deliveries (delivery_id, attempt, referral_id, case_id, webhook_id, outcome, status_code,
                                  latency_ms, attempted_at, next_attempt_at)
     VALUES (%(delivery_id)s, %(attempt)s, %(referral_id)s, %(case_id)s, %(webhook_id)s, %(outcome)s,
             %(status_code)s, %(latency_ms)s, %(attempted_at)s, %(next_attempt_at)s)
     ON CONFLICT (delivery_id, attempt) DO NOTHING
-"""
+""")
 RECORD_REFERRAL_STATUS = """
     INSERT INTO case_referral_statuses (referral_id, case_id, status, previous_status, note_code, changed_by,
                                         changed_at)
@@ -138,10 +138,10 @@ RECORD_ESCALATION = """
 
 # Audit ----------------------------------------------------------------------------------------------
 
-INSERT_AUDIT = """
+INSERT_AUDIT = Prepared("""
     INSERT INTO audit_log (at, actor_id, actor_role, via, action, case_id, detail, ip)
     VALUES (%(at)s, %(actor_id)s, %(actor_role)s, %(via)s, %(action)s, %(case_id)s, %(detail)s, %(ip)s)
-"""
+""")
 AUDIT_OF_CASE = """
     SELECT a.at, a.actor_id, u.username AS actor_username, u.display_name AS actor_name, a.actor_role, a.via,
            a.action, a.detail, a.ip

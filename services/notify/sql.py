@@ -75,14 +75,14 @@ DISABLE_ENDPOINT = """
 
 # Deliveries ------------------------------------------------------------------------------------------------
 
-INSERT_DELIVERY = """
+INSERT_DELIVERY = Prepared("""
     INSERT INTO deliveries (id, webhook_id, kind, target, endpoint_id, referral_id, case_id, partner_id, lane,
                             payload, next_attempt_at, created_at)
     VALUES (%(id)s, %(webhook_id)s, %(kind)s, %(target)s, %(endpoint_id)s, %(referral_id)s, %(case_id)s,
             %(partner_id)s, %(lane)s, %(payload)s, %(now)s, %(now)s)
     ON CONFLICT (webhook_id) DO NOTHING
     RETURNING id, endpoint_id
-"""
+""")
 
 # A claim is a lease: the attempt that holds it runs outside any transaction, and if its process dies the
 # lease runs out and another worker takes the delivery up, under the same webhook-id. The lease outlasts
@@ -136,13 +136,13 @@ CLAIM_DUE = Prepared(_CLAIMED.format(due=f"""
 """))
 
 
-INSERT_ATTEMPT = """
+INSERT_ATTEMPT = Prepared("""
     INSERT INTO delivery_attempts (delivery_id, endpoint_id, attempt, attempted_at, outcome, status_code, error,
                                    latency_ms, response_excerpt)
     VALUES (%(delivery_id)s, %(endpoint_id)s, %(attempt)s, %(attempted_at)s, %(outcome)s, %(status_code)s, %(error)s,
             %(latency_ms)s, %(response_excerpt)s)
     ON CONFLICT (delivery_id, attempt) DO NOTHING
-"""
+""")
 # Guarded by the attempt number: if the lease ran out and another worker took the delivery over, this
 # worker's late result changes nothing.
 FINISH_ATTEMPT = Prepared("""

@@ -110,13 +110,13 @@ FOLD_PARTNER_LOAD = """
 # Cases and referrals -----------------------------------------------------------------------------------
 
 CASE_LEVEL_FOR_UPDATE = Prepared("SELECT level FROM cases WHERE case_id = %(case_id)s FOR UPDATE")
-UPSERT_CASE = """
+UPSERT_CASE = Prepared("""
     INSERT INTO cases (case_id, reference, level, governorate, needs, consents, correlation_id, triaged_at)
     VALUES (%(case_id)s, %(reference)s, %(level)s, %(governorate)s, %(needs)s, %(consents)s, %(correlation_id)s,
             %(now)s)
     ON CONFLICT (case_id) DO UPDATE
     SET level = EXCLUDED.level, needs = EXCLUDED.needs, consents = EXCLUDED.consents, triaged_at = EXCLUDED.triaged_at
-"""
+""")
 # A case whose risk was raised: its open referrals take the new level, and the deadlines still running
 # are brought forward to the new level's policy (never pushed back), counted from each original offer.
 RELEVEL_OPEN_REFERRALS = """
@@ -132,14 +132,14 @@ HASTEN_PENDING_DEADLINES = """
     WHERE r.id = d.referral_id AND r.case_id = %(case_id)s AND d.status = 'pending'
 """
 CASE_BY_ID = "SELECT * FROM cases WHERE case_id = %(case_id)s"
-INSERT_REFERRAL = """
+INSERT_REFERRAL = Prepared("""
     INSERT INTO referrals (id, case_id, reference, partner_id, service, level, governorate, attempt, offered_by,
                            created_at, updated_at)
     VALUES (%(id)s, %(case_id)s, %(reference)s, %(partner_id)s, %(service)s, %(level)s, %(governorate)s,
             %(attempt)s, %(offered_by)s, %(now)s, %(now)s)
     ON CONFLICT (case_id, service, attempt) DO NOTHING
     RETURNING id
-"""
+""")
 NEXT_ATTEMPT = """
     SELECT coalesce(max(attempt), 0) + 1 AS attempt FROM referrals
     WHERE case_id = %(case_id)s AND service = %(service)s
@@ -177,12 +177,12 @@ SET_POLICY = """
         version = escalation_policies.version + 1, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by
     RETURNING level, ack_seconds, max_reoffers, version, updated_at, updated_by
 """
-INSERT_DEADLINE = """
+INSERT_DEADLINE = Prepared("""
     INSERT INTO ack_deadlines (id, referral_id, chain_id, lane, due_at, steps_taken, policy_level, policy_version,
                                ack_seconds, max_reoffers, created_at)
     VALUES (%(id)s, %(referral_id)s, %(chain_id)s, %(lane)s, %(due_at)s, %(steps_taken)s, %(policy_level)s,
             %(policy_version)s, %(ack_seconds)s, %(max_reoffers)s, %(now)s)
-"""
+""")
 # One due deadline and its referral, both locked, or nothing. Critical deadlines first, whichever process
 # asks; a row another worker holds (or whose referral a partner is answering right now) is skipped, never
 # waited for, so two workers never fire the same deadline and an acknowledgement never deadlocks a timer.

@@ -1,13 +1,14 @@
 """Every query triage runs, against its own schema."""
+from sanad.platform.pool import Prepared
 
-INSERT_ASSESSMENT = """
+INSERT_ASSESSMENT = Prepared("""
     INSERT INTO assessments (case_id, reference, event_id, level, score, reasons, evidence_sealed,
                              lexicon_version, received_at, assessed_at, governorate, needs, consents)
     VALUES (%(case_id)s, %(reference)s, %(event_id)s, %(level)s, %(score)s, %(reasons)s, %(evidence_sealed)s,
             %(lexicon_version)s, %(received_at)s, %(assessed_at)s, %(governorate)s, %(needs)s, %(consents)s)
     ON CONFLICT (case_id) DO NOTHING
     RETURNING case_id
-"""
+""")
 ASSESSMENT_OF_CASE = "SELECT * FROM assessments WHERE case_id = %(case_id)s FOR UPDATE"
 
 INSERT_OVERRIDE = """
