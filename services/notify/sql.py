@@ -103,8 +103,8 @@ _CLAIMED = _WITH_ENDPOINTS + """
 # Pending, its time come, and no live lease; {t} is the table's alias and a dot, or nothing.
 _IS_DUE = ("{t}status = 'pending' AND {t}next_attempt_at <= %(now)s "
            "AND ({t}lease_until IS NULL OR {t}lease_until < %(now)s)")
-CLAIM_BY_ID = Prepared(_CLAIMED.format(due=f"SELECT id FROM deliveries WHERE {_IS_DUE.format(t='')} AND id = %(id)s "
-                                  "FOR UPDATE SKIP LOCKED"))
+CLAIM_BY_ID = Prepared(_CLAIMED.format(
+    due=f"SELECT id FROM deliveries WHERE {_IS_DUE.format(t='')} AND id = %(id)s FOR UPDATE SKIP LOCKED"))
 # Oldest due first, but no more per endpoint than it has free slots in this process (`in_flight` maps an
 # endpoint id to its attempts running here), so one slow partner cannot take every slot. In a surge
 # thousands of deliveries wait, and ranking them all at every claim made this notify's costliest query;
@@ -148,7 +148,8 @@ INSERT_ATTEMPT = Prepared("""
 FINISH_ATTEMPT = Prepared("""
     UPDATE deliveries
     SET status = %(status)s, next_attempt_at = coalesce(%(next_attempt_at)s, next_attempt_at),
-        lease_until = NULL, finished_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE %(attempted_at)s::timestamptz END
+        lease_until = NULL,
+        finished_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE %(attempted_at)s::timestamptz END
     WHERE id = %(delivery_id)s AND attempts = %(attempt)s AND status = 'pending'
     RETURNING id
 """)

@@ -168,7 +168,8 @@ REFERRALS_OF_CASE = """
 # Policies and deadlines --------------------------------------------------------------------------------
 
 POLICIES = "SELECT level, ack_seconds, max_reoffers, version, updated_at, updated_by FROM escalation_policies"
-POLICY_FOR = Prepared("SELECT level, ack_seconds, max_reoffers, version FROM escalation_policies WHERE level = %(level)s")
+POLICY_FOR = Prepared(
+    "SELECT level, ack_seconds, max_reoffers, version FROM escalation_policies WHERE level = %(level)s")
 SET_POLICY = """
     INSERT INTO escalation_policies (level, ack_seconds, max_reoffers, version, updated_at, updated_by)
     VALUES (%(level)s, %(ack_seconds)s, %(max_reoffers)s, 1, %(now)s, %(by)s)
