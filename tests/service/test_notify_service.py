@@ -577,6 +577,8 @@ from services.notify.settings import NotifySettings
 from sanad.platform.pool import Pool
 pool = Pool(sys.argv[1], size=1, schema="notify")
 settings = NotifySettings(per_endpoint=1000, lease_seconds=600)
+with pool.transaction() as cur:  # connected before the start, so neither begins a connection behind
+    cur.execute("SELECT 1")
 sys.stdin.readline()  # both claimers start together
 claimed = []
 while True:
