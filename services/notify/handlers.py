@@ -186,7 +186,8 @@ def _insert_delivery(cur, now, row):
 
 def claim(cur, delivery_id, settings, now=None):
     """The delivery, leased for an attempt, if it is due and nobody holds it; else nothing ([])."""
-    cur.execute(sql.CLAIM_BY_ID, {"id": delivery_id, "now": now or _utc_now(), "lease": settings.lease_seconds})
+    cur.execute(sql.CLAIM_BY_ID, {"id": delivery_id, "now": now or _utc_now(), "lease": settings.lease_seconds,
+                                  "pending": sql.PENDING})
     return cur.fetchall()
 
 
@@ -198,6 +199,7 @@ def claim_due(pool, lane, limit, in_flight, settings, now=None):
         cur.execute(sql.CLAIM_DUE, {
             "lane": lane, "limit": limit, "in_flight": json.dumps(in_flight),
             "per_endpoint": settings.per_endpoint, "now": now or _utc_now(), "lease": settings.lease_seconds,
+            "pending": sql.PENDING,
         })
         return cur.fetchall()
 
@@ -252,7 +254,7 @@ def _record(pool, outbox, delivery, tried, settings) -> Attempted | None:
     with pool.transaction() as cur:
         cur.execute(sql.FINISH_ATTEMPT, {
             "delivery_id": delivery["id"], "attempt": delivery["attempts"], "attempted_at": tried.attempted_at,
-            "next_attempt_at": tried.next_at,
+            "next_attempt_at": tried.next_at, "pending": sql.PENDING,
             "status": {"delivered": "delivered", "retrying": "pending", "failed": "failed"}[outcome],
         })
         if cur.fetchone() is None:
