@@ -1,10 +1,15 @@
 """The transactional outbox and its relay.
 
 A handler adds its events to the outbox table in the same transaction as its state change, so an event
-exists if and only if the change committed. Right after the worker finishes, the relay publishes those
-events with publisher confirms and marks them sent; a sweep every second publishes whatever a crash or a
-broker outage left behind (anything still unsent SWEEP_GRACE seconds after its commit). A crash between
-publishing and marking sent publishes an event twice, which consumers absorb (see sanad.platform.inbox).
+exists if and only if the change committed. The writer keeps each event in memory too, once its
+transaction's COMMIT has succeeded (a transaction that failed, or whose COMMIT went unanswered, leaves
+nothing in memory). Right after the worker finishes, the relay publishes those events from memory with
+publisher confirms and marks them sent; a sweep every second publishes whatever a crash or a broker
+outage left behind (anything still unsent SWEEP_GRACE seconds after its commit). A crash between
+publishing and marking sent publishes an event twice, which consumers absorb (see sanad.platform.inbox),
+as does a relay that falls more than SWEEP_GRACE behind while another process's sweep reads the same
+table. Publishing from memory spares the relay reading back and locking what the worker has just
+written: a round trip to PostgreSQL and a row lock for every batch of events (docs/performance.md, item 29).
 
 The relay runs in one green thread per process, outside the workers, so a broker outage never holds a
 worker (or an operator's HTTP request) hostage: events simply wait in PostgreSQL. On a graceful stop
@@ -24,6 +29,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import eventlet
 from eventlet.queue import Empty, LightQueue
@@ -51,11 +57,6 @@ LAST_PASS_SECONDS = 5.0  # how long a stopping service waits for its last events
 INSERT_EVENT = Prepared("""
     INSERT INTO outbox (id, routing_key, body) VALUES (%(id)s, %(routing_key)s, %(body)s)
 """)
-CLAIM_BY_ID = """
-    SELECT id, routing_key, body FROM outbox
-    WHERE id = ANY(%(ids)s::uuid[]) AND sent_at IS NULL
-    ORDER BY created_at FOR UPDATE SKIP LOCKED
-"""
 CLAIM_OLDEST = """
     SELECT id, routing_key, body FROM outbox
     WHERE sent_at IS NULL
@@ -97,7 +98,9 @@ class Added:
 
 
 class OutboxWriter:
-    """What a worker sees: add events inside its own transaction, and say when its case is critical."""
+    """What a worker sees: add events inside its own transaction, and say when its case is critical.
+    `added` receives each event once its transaction has committed (`cursor` is a
+    sanad.platform.pool.Transaction)."""
 
     def __init__(self, added, go_first=None):
         self._added = added
@@ -106,7 +109,8 @@ class OutboxWriter:
     def add(self, cursor, event):
         body = event.to_message()
         cursor.later(INSERT_EVENT, {"id": str(event.id), "routing_key": event.routing_key, "body": json.dumps(body)})
-        self._added.append(Added(str(event.id), event.routing_key, body, event.lane == "critical"))
+        cursor.after_commit(partial(self._added.append,
+                                    Added(str(event.id), event.routing_key, body, event.lane == "critical")))
 
     def go_first(self):
         """This worker's case is critical: until the worker ends, its critical events published, the
@@ -126,7 +130,7 @@ class Outbox(DependencyProvider):
         self.connection = None
         self.express = None  # the connection workers publish critical events on
         self.express_lock = Semaphore()
-        self.published = LightQueue()  # ids of events workers published, for the relay to mark sent
+        self.published = LightQueue()  # ids of events published from memory, for the relay to mark sent
         self.stopping = False
         self.relay_thread = None
         self.last_purge = float("-inf")
@@ -161,7 +165,7 @@ class Outbox(DependencyProvider):
         critical = [event for event in added if event.critical]
         if critical and self._publish_now(critical):
             added = [event for event in added if not event.critical]
-        self.wakeups.put([event.id for event in added])  # even empty: the relay marks what was published
+        self.wakeups.put(added)  # even empty: the relay marks what was published
 
     def worker_teardown(self, worker_ctx):
         """Right after worker_result, whatever became of the worker: by now its critical events have been
@@ -201,14 +205,14 @@ class Outbox(DependencyProvider):
     def _run(self):
         last_sweep = 0.0
         while True:
-            ids = self._wait_for_ids(timeout=SWEEP_INTERVAL)
+            events = self._wait_for_events(timeout=SWEEP_INTERVAL)
             if self.stopping:
                 self._last_pass()
                 return
             try:
+                if events:
+                    self._publish_committed(events)
                 self._mark_published()
-                if ids:
-                    self._relay(CLAIM_BY_ID, {"ids": ids}, scans_unsent=False)
                 if time.monotonic() - last_sweep >= SWEEP_INTERVAL:
                     self._sweep()
                     last_sweep = time.monotonic()
@@ -228,16 +232,24 @@ class Outbox(DependencyProvider):
             log.warning("outbox relay could not publish everything before stopping; the rest waits in PostgreSQL",
                         exc_info=True)
 
-    def _wait_for_ids(self, timeout):
+    def _wait_for_events(self, timeout):
         try:
-            ids = list(self.wakeups.get(timeout=timeout))
+            events = list(self.wakeups.get(timeout=timeout))
         except Empty:
             return []
         while True:
             try:
-                ids.extend(self.wakeups.get_nowait())
+                events.extend(self.wakeups.get_nowait())
             except Empty:
-                return ids
+                return events
+
+    def _publish_committed(self, events):
+        """Publish committed events from memory, in the order their workers ended; they are marked sent
+        with the next marking. If publishing fails, those not yet marked are left to the sweep."""
+        producer = self._producer()
+        for event in events:
+            self._publish(producer, event.id, event.routing_key, event.body)
+        self.published.put([event.id for event in events])
 
     def _mark_published(self):
         ids = []
@@ -264,11 +276,11 @@ class Outbox(DependencyProvider):
         metrics.OUTBOX_PENDING.set(row["pending"])
         metrics.OUTBOX_OLDEST_AGE.set(float(row["oldest_age"]))
 
-    def _relay(self, claim_sql, params, scans_unsent=True):
+    def _relay(self, claim_sql, params):
+        """Claim unsent events from the table, publish them and mark them sent, in one transaction."""
         with self.database.pool.transaction() as cur:
             cur.later(MARKING_NEED_NOT_WAIT)
-            if scans_unsent:
-                cur.later(PLAIN_INDEX_SCANS)
+            cur.later(PLAIN_INDEX_SCANS)
             cur.execute(claim_sql, params)
             rows = cur.fetchall()
             if not rows:

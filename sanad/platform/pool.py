@@ -91,13 +91,17 @@ class Transaction(psycopg2.extras.RealDictCursor):
     statement, or with COMMIT. `later` is for a statement whose result nobody reads and whose failure should
     fail the whole transaction (an audit row, an outbox row): its error is raised by whichever call sends
     it. A transaction that sent nothing ends without a round trip. Only statements sent by these methods
-    are inside the transaction: psycopg2's callproc and copy methods would run on their own."""
+    are inside the transaction: psycopg2's callproc and copy methods would run on their own.
+    `after_commit` keeps a function to call once COMMIT has succeeded, and forgets it on a rollback or a
+    failed COMMIT, so that what a caller does with it (the outbox publishing events from memory) follows
+    only a transaction that is known to have committed."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._begun = False
         self._waiting = []  # statements given to `later`, parameters bound, not yet sent
         self._preparing = {}  # Prepared statements this connection has not prepared yet, by name
+        self._after_commit = []
 
     def execute(self, query, vars=None):
         return self._send(self._bound(query, vars))
@@ -109,13 +113,20 @@ class Transaction(psycopg2.extras.RealDictCursor):
     def later(self, query, vars=None):
         self._waiting.append(self._bound(query, vars))
 
+    def after_commit(self, function):
+        self._after_commit.append(function)
+
     def commit(self):
+        then, self._after_commit = self._after_commit, []
         if self._begun or self._waiting:
             self._send(b"COMMIT")
+        for function in then:
+            function()
 
     def rollback(self):
         self._waiting.clear()
         self._preparing.clear()
+        self._after_commit.clear()
         if self.connection.info.transaction_status in OPEN:
             super().execute("ROLLBACK")
 

@@ -36,6 +36,22 @@ class Announcer:
             self.outbox.add(cur, event)
         return str(event.id)
 
+    @dummy
+    def announce_after_a_failed_try(self, lane):
+        """The first try's transaction fails after adding its event; the worker catches that and tries
+        again, as notify does when recording an attempt meets a database that blinked."""
+        failed = new_event("case.unmatched", {
+            "case_id": uuid.uuid4(), "reference": "SND-TEST-0002", "level": "critical" if lane == "critical" else "low",
+            "governorate": "dhi_qar", "services": ["counselling"],
+        }, producer="test", lane=lane)
+        try:
+            with self.db.transaction() as cur:
+                self.outbox.add(cur, failed)
+                cur.execute("SELECT 1 / 0")
+        except psycopg2.errors.DivisionByZero:
+            pass
+        return str(failed.id), self.announce(lane)
+
 
 @pytest.fixture
 def announcer(monkeypatch, database_url, amqp_uri):
@@ -116,6 +132,18 @@ def test_every_event_is_published_once_and_marked_sent_whichever_way_it_went_out
     assert all(sent_at(database_url, event) is not None for event in events)
     time.sleep(SWEEP_GRACE + 2 * SWEEP_INTERVAL)
     assert published_ids(amqp_uri) == [], "the sweep found nothing left to publish again"
+
+
+@pytest.mark.parametrize("lane", ["normal", "critical"])
+def test_an_event_whose_transaction_failed_is_never_published_though_its_worker_succeeds_on_a_second_try(
+        announcer, amqp_uri, database_url, lane):
+    with entrypoint_hook(announcer, "announce_after_a_failed_try") as announce:
+        failed, stored = announce(lane)
+
+    assert published_ids(amqp_uri) == [stored]
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id::text FROM triage.outbox")
+        assert cur.fetchall() == [(stored,)]
 
 
 def test_the_relay_marks_events_sent_without_waiting_for_the_disk(monkeypatch, announcer, amqp_uri, database_url):

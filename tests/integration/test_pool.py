@@ -90,6 +90,26 @@ def test_a_block_that_raises_rolls_back_and_never_sends_what_was_left_for_later(
     assert notes(pool) == []
 
 
+def test_what_waits_for_the_commit_runs_once_the_commit_succeeded_and_never_after_a_failure(pool):
+    ran = []
+    with pool.transaction() as cur:
+        cur.later("INSERT INTO pool_probe VALUES (1, 'kept')")
+        cur.after_commit(lambda: ran.append("after the commit"))
+    assert ran == ["after the commit"] and notes(pool) == [(1, "kept")]
+
+    with pytest.raises(RuntimeError):
+        with pool.transaction() as cur:
+            cur.execute("INSERT INTO pool_probe VALUES (2, 'rolled back')")
+            cur.after_commit(lambda: ran.append("after a rollback"))
+            raise RuntimeError("the handler failed")
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        with pool.transaction() as cur:
+            cur.after_commit(lambda: ran.append("after a failed COMMIT"))
+            cur.later("INSERT INTO pool_probe VALUES (1, 'a duplicate, sent with the COMMIT')")
+
+    assert ran == ["after the commit"]
+
+
 def test_a_transaction_that_ran_nothing_costs_no_round_trip(pool, relay):
     with pool.transaction():
         pass
