@@ -237,7 +237,11 @@ consume = EventConsumer.decorator
 """Every service consumes with this (and requeue_on_error=True), in place of nameko's `consume`."""
 
 BATCH_SIZE = 50
-BATCHES_AT_ONCE = 4  # so that one batch's round trips to PostgreSQL do not hold up the next
+# One batch at a time: the messages that arrive while a batch is handled make the next one, so the
+# busier a queue, the larger its batches and the cheaper each event. With four side by side (until
+# item 30 in docs/performance.md), a flood's batches held two to three events, and each service spent a
+# fifth to two fifths more CPU a case.
+BATCHES_AT_ONCE = 1
 
 
 class BatchEventQueueConsumer(EventQueueConsumer):
@@ -253,8 +257,8 @@ class BatchEventConsumer(EventConsumer):
     """Hands its service method a list of message bodies: every message already delivered and not yet
     handled, up to BATCH_SIZE, for handle_batch to record with one commit. Nothing waits to fill a batch:
     a message alone goes at once, and those that arrive while batches are being handled make the next.
-    Up to BATCHES_AT_ONCE batches are handled side by side (as nameko's consumers handle messages side by
-    side), each taken in the order the messages came. Each message is acknowledged once
+    Up to BATCHES_AT_ONCE batches are handled side by side, each taken in the order the messages came.
+    Each message is acknowledged once
     its batch has committed. When a batch fails because the database is unavailable, its messages go
     back to the queue; when it fails otherwise, they are handed over again one at a time, and each is
     then acknowledged or returned to the queue on its own."""
