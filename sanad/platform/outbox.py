@@ -6,10 +6,12 @@ transaction's COMMIT has succeeded (a transaction that failed, or whose COMMIT w
 nothing in memory). Right after the worker finishes, the relay publishes those events from memory with
 publisher confirms and marks them sent; a sweep every second publishes whatever a crash or a broker
 outage left behind (anything still unsent SWEEP_GRACE seconds after its commit). A crash between
-publishing and marking sent publishes an event twice, which consumers absorb (see sanad.platform.inbox),
-as does a relay that falls more than SWEEP_GRACE behind while another process's sweep reads the same
-table. Publishing from memory spares the relay reading back and locking what the worker has just
-written: a round trip to PostgreSQL and a row lock for every batch of events (docs/performance.md, item 29).
+publishing and marking sent publishes an event twice, which consumers absorb (see sanad.platform.inbox).
+Publishing from memory spares the relay reading back and locking what the worker has just written: a
+round trip to PostgreSQL and a row lock for every batch of events (docs/performance.md, item 29). A relay
+that has fallen behind leaves what it holds older than FROM_MEMORY_WITHIN to the sweeps: the sweep of
+another process reading the same table (a service's critical process) may have published such an
+event already, and publishing from memory checks nothing.
 
 The relay runs in one green thread per process, outside the workers, so a broker outage never holds a
 worker (or an operator's HTTP request) hostage: events simply wait in PostgreSQL. On a graceful stop
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 SWEEP_INTERVAL = 1.0
 SWEEP_BATCH = 500
 SWEEP_GRACE = 2.0  # seconds an event is left to the worker's or the relay's own publishing
+FROM_MEMORY_WITHIN = SWEEP_GRACE / 2  # the relay publishes from memory only events younger than this
 PURGE_INTERVAL = 3600.0  # sent events are kept 7 days; deleting them reads the whole table, so not every sweep
 RETRY_PAUSE = 1.0
 LAST_PASS_SECONDS = 5.0  # how long a stopping service waits for its last events to be published
@@ -140,7 +143,7 @@ class Outbox(DependencyProvider):
 
     def stop(self):
         self.stopping = True
-        self.wakeups.put([])
+        self.wakeups.put((time.monotonic(), []))
         if self.relay_thread is not None:
             with eventlet.Timeout(LAST_PASS_SECONDS, False):
                 self.relay_thread.wait()
@@ -165,7 +168,7 @@ class Outbox(DependencyProvider):
         critical = [event for event in added if event.critical]
         if critical and self._publish_now(critical):
             added = [event for event in added if not event.critical]
-        self.wakeups.put(added)  # even empty: the relay marks what was published
+        self.wakeups.put((time.monotonic(), added))  # even empty: the relay marks what was published
 
     def worker_teardown(self, worker_ctx):
         """Right after worker_result, whatever became of the worker: by now its critical events have been
@@ -233,15 +236,19 @@ class Outbox(DependencyProvider):
                         exc_info=True)
 
     def _wait_for_events(self, timeout):
+        """The events workers handed over since the last pass, but those handed over longer ago than
+        FROM_MEMORY_WITHIN: those are left to the sweep, which claims what it publishes."""
         try:
-            events = list(self.wakeups.get(timeout=timeout))
+            handed = [self.wakeups.get(timeout=timeout)]
         except Empty:
             return []
         while True:
             try:
-                events.extend(self.wakeups.get_nowait())
+                handed.append(self.wakeups.get_nowait())
             except Empty:
-                return events
+                break
+        fresh_since = time.monotonic() - FROM_MEMORY_WITHIN
+        return [event for at, events in handed if at >= fresh_since for event in events]
 
     def _publish_committed(self, events):
         """Publish committed events from memory, in the order their workers ended; they are marked sent

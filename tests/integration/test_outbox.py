@@ -134,6 +134,20 @@ def test_every_event_is_published_once_and_marked_sent_whichever_way_it_went_out
     assert published_ids(amqp_uri) == [], "the sweep found nothing left to publish again"
 
 
+def test_events_the_relay_held_too_long_are_left_to_the_sweep_and_published_once(
+        monkeypatch, announcer, amqp_uri, database_url):
+    # A relay this far behind might meet events another process's sweep has published meanwhile.
+    monkeypatch.setattr(outbox, "FROM_MEMORY_WITHIN", -1.0)
+    monkeypatch.setattr(outbox, "SWEEP_GRACE", 4.0)
+    with entrypoint_hook(announcer, "announce") as announce:
+        events = [announce("normal"), announce("normal")]
+
+    assert published_ids(amqp_uri) == [], "nothing went from memory"
+    time.sleep(outbox.SWEEP_GRACE + 2 * SWEEP_INTERVAL)
+    assert sorted(published_ids(amqp_uri)) == sorted(events)
+    assert all(sent_at(database_url, event) is not None for event in events)
+
+
 @pytest.mark.parametrize("lane", ["normal", "critical"])
 def test_an_event_whose_transaction_failed_is_never_published_though_its_worker_succeeds_on_a_second_try(
         announcer, amqp_uri, database_url, lane):
