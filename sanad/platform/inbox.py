@@ -239,8 +239,8 @@ consume = EventConsumer.decorator
 BATCH_SIZE = 50
 # One batch at a time: the messages that arrive while a batch is handled make the next one, so the
 # busier a queue, the larger its batches and the cheaper each event. With four side by side (until
-# item 30 in docs/performance.md), a flood's batches held two to three events, and each service spent a
-# fifth to two fifths more CPU a case.
+# item 30 in docs/performance.md), a flood's batches held two to three events, and the normal lane's
+# services spent a sixth to a half more CPU a case.
 BATCHES_AT_ONCE = 1
 
 
