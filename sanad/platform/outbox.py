@@ -187,16 +187,20 @@ class Outbox(DependencyProvider):
             with self.express_lock:
                 if self.express is None:
                     self.express = self._connect()
-                producer = self.express.Producer()
-                for event in events:
-                    self._publish(producer, event.id, event.routing_key, event.body)
+                self._publish_from_memory(self.express.Producer(), events)
         except Exception:  # noqa: BLE001 -- the relay still has them: they are in the table, unsent
             metrics.PUBLISH_FAILURES.inc()
             log.warning("could not publish critical events at once; the relay will", exc_info=True)
             self.express = release_quietly(self.express)
             return False
-        self.published.put([event.id for event in events])
         return True
+
+    def _publish_from_memory(self, producer, events):
+        """Publish committed events as their workers held them, in order; the relay marks them sent at its
+        next turn. If publishing fails, those not yet marked are left to the relay or the sweep."""
+        for event in events:
+            self._publish(producer, event.id, event.routing_key, event.body)
+        self.published.put([event.id for event in events])
 
     def _publish(self, producer, event_id, routing_key, body):
         producer.publish(body, exchange=routing.EXCHANGE, routing_key=routing_key, serializer="json",
@@ -214,7 +218,7 @@ class Outbox(DependencyProvider):
                 return
             try:
                 if events:
-                    self._publish_committed(events)
+                    self._publish_from_memory(self._producer(), events)
                 self._mark_published()
                 if time.monotonic() - last_sweep >= SWEEP_INTERVAL:
                     self._sweep()
@@ -249,14 +253,6 @@ class Outbox(DependencyProvider):
                 break
         fresh_since = time.monotonic() - FROM_MEMORY_WITHIN
         return [event for at, events in handed if at >= fresh_since for event in events]
-
-    def _publish_committed(self, events):
-        """Publish committed events from memory, in the order their workers ended; they are marked sent
-        with the next marking. If publishing fails, those not yet marked are left to the sweep."""
-        producer = self._producer()
-        for event in events:
-            self._publish(producer, event.id, event.routing_key, event.body)
-        self.published.put([event.id for event in events])
 
     def _mark_published(self):
         ids = []

@@ -68,6 +68,7 @@ class Prepared(str):
         self = super().__new__(cls, text)
         parameters = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
         numbered = re.sub(r"%\((\w+)\)s", lambda match: f"${parameters.index(match.group(1)) + 1}", text)
+        self.parameters = tuple(parameters)  # their names, in the order of $1, $2...
         self.name = "sanad_" + hashlib.sha256(text.encode()).hexdigest()[:16]
         self.prepare = f"PREPARE {self.name} AS {numbered.replace('%%', '%')}"
         self.run = f"EXECUTE {self.name}" + (f"({', '.join(f'%({name})s' for name in parameters)})"

@@ -85,9 +85,8 @@ def generic_plan(pools):
             assert cur.fetchone()[0] == "force_generic_plan"
             cur.execute(statement.prepare.replace(statement.name, "plan_check", 1))
             try:
-                count = len(set(re.findall(r"%\((\w+)\)s", statement)))
-                cur.execute("EXPLAIN (FORMAT JSON) EXECUTE plan_check" + (f"({', '.join(['NULL'] * count)})"
-                                                                          if count else ""))
+                values = f"({', '.join(['NULL'] * len(statement.parameters))})" if statement.parameters else ""
+                cur.execute(f"EXPLAIN (FORMAT JSON) EXECUTE plan_check{values}")
                 return cur.fetchone()[0][0]["Plan"]
             finally:
                 cur.execute("DEALLOCATE plan_check")
