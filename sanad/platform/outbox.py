@@ -4,9 +4,10 @@ A handler adds its events to the outbox table in the same transaction as its sta
 exists if and only if the change committed. The writer keeps each event in memory too, once its
 transaction's COMMIT has succeeded (a transaction that failed, or whose COMMIT went unanswered, leaves
 nothing in memory). Right after the worker finishes, the relay publishes those events from memory with
-publisher confirms and marks them sent; a sweep every second publishes whatever a crash or a broker
-outage left behind (anything still unsent SWEEP_GRACE seconds after its commit). A crash between
-publishing and marking sent publishes an event twice, which consumers absorb (see sanad.platform.inbox).
+publisher confirms (a batch's confirms awaited together, sanad.platform.broker.ConfirmedPublisher) and
+marks them sent; a sweep every second publishes whatever a crash or a broker outage left behind
+(anything still unsent SWEEP_GRACE seconds after its commit). A crash between publishing and marking
+sent publishes an event twice, which consumers absorb (see sanad.platform.inbox).
 Publishing from memory spares the relay reading back and locking what the worker has just written: a
 round trip to PostgreSQL and a row lock for every batch of events (docs/performance.md, item 29). A relay
 that has fallen behind leaves what it holds older than FROM_MEMORY_WITHIN to the sweeps: the sweep of
@@ -36,13 +37,12 @@ from functools import partial
 import eventlet
 from eventlet.queue import Empty, LightQueue
 from eventlet.semaphore import Semaphore
-from kombu import Connection
 from nameko.extensions import DependencyProvider
 
 from sanad import settings
 from sanad.contracts import routing
 from sanad.platform import metrics
-from sanad.platform.broker import release_quietly
+from sanad.platform.broker import ConfirmedPublisher, release_quietly
 from sanad.platform.database import database_of
 from sanad.platform.pool import PLAIN_INDEX_SCANS, Prepared
 from sanad.platform.precedence import PRECEDENCE
@@ -130,8 +130,8 @@ class Outbox(DependencyProvider):
         self.wakeups = LightQueue()
         self.added = {}
         self.holders = {}  # worker context -> its precedence, for workers whose case is critical
-        self.connection = None
-        self.express = None  # the connection workers publish critical events on
+        self.publisher = None  # the relay's
+        self.express = None  # the publisher workers publish critical events on
         self.express_lock = Semaphore()
         self.published = LightQueue()  # ids of events published from memory, for the relay to mark sent
         self.stopping = False
@@ -147,11 +147,11 @@ class Outbox(DependencyProvider):
         if self.relay_thread is not None:
             with eventlet.Timeout(LAST_PASS_SECONDS, False):
                 self.relay_thread.wait()
-        self._close_connection()
+        self._close_publisher()
         self.express = release_quietly(self.express)
 
     def kill(self):
-        self._close_connection()
+        self._close_publisher()
         self.express = release_quietly(self.express)
 
     def get_dependency(self, worker_ctx):
@@ -187,7 +187,7 @@ class Outbox(DependencyProvider):
             with self.express_lock:
                 if self.express is None:
                     self.express = self._connect()
-                self._publish_from_memory(self.express.Producer(), events)
+                self._publish_from_memory(self.express, events)
         except Exception:  # noqa: BLE001 -- the relay still has them: they are in the table, unsent
             metrics.PUBLISH_FAILURES.inc()
             log.warning("could not publish critical events at once; the relay will", exc_info=True)
@@ -195,17 +195,17 @@ class Outbox(DependencyProvider):
             return False
         return True
 
-    def _publish_from_memory(self, producer, events):
+    def _publish_from_memory(self, publisher, events):
         """Publish committed events as their workers held them, in order; the relay marks them sent at its
-        next turn. If publishing fails, those not yet marked are left to the relay or the sweep."""
-        for event in events:
-            self._publish(producer, event.id, event.routing_key, event.body)
+        next turn. If publishing fails, they are left to the relay or the sweep."""
+        self._publish(publisher, [(event.id, event.routing_key, event.body) for event in events])
         self.published.put([event.id for event in events])
 
-    def _publish(self, producer, event_id, routing_key, body):
-        producer.publish(body, exchange=routing.EXCHANGE, routing_key=routing_key, serializer="json",
-                         delivery_mode=2, message_id=event_id, retry=False)
-        metrics.EVENTS_PUBLISHED.labels(type=body["type"]).inc()
+    def _publish(self, publisher, messages):
+        """Publish (event id, routing key, body) messages and wait for the broker's confirms."""
+        publisher.publish_all(routing.EXCHANGE, messages)
+        for _, _, body in messages:
+            metrics.EVENTS_PUBLISHED.labels(type=body["type"]).inc()
 
     # The relay ---------------------------------------------------------------------------------------
 
@@ -218,7 +218,7 @@ class Outbox(DependencyProvider):
                 return
             try:
                 if events:
-                    self._publish_from_memory(self._producer(), events)
+                    self._publish_from_memory(self._publisher(), events)
                 self._mark_published()
                 if time.monotonic() - last_sweep >= SWEEP_INTERVAL:
                     self._sweep()
@@ -226,7 +226,7 @@ class Outbox(DependencyProvider):
             except Exception:  # noqa: BLE001 -- the relay must outlive any outage; events wait in the table
                 metrics.PUBLISH_FAILURES.inc()
                 log.warning("outbox relay failed; events stay queued in PostgreSQL", exc_info=True)
-                self._close_connection()
+                self._close_publisher()
                 eventlet.sleep(RETRY_PAUSE)
 
     def _last_pass(self):
@@ -288,23 +288,19 @@ class Outbox(DependencyProvider):
             rows = cur.fetchall()
             if not rows:
                 return 0
-            producer = self._producer()
-            for row in rows:
-                self._publish(producer, str(row["id"]), row["routing_key"], row["body"])
+            self._publish(self._publisher(), [(str(row["id"]), row["routing_key"], row["body"]) for row in rows])
             cur.later(MARK_SENT, {"ids": [str(row["id"]) for row in rows]})
         return len(rows)
 
-    def _producer(self):
-        if self.connection is None:
-            self.connection = self._connect()
-            self.producer = self.connection.Producer()
-        return self.producer
+    def _publisher(self):
+        if self.publisher is None:
+            self.publisher = self._connect()
+        return self.publisher
 
     def _connect(self):
-        connection = Connection(self.amqp_uri, transport_options={"confirm_publish": True}, connect_timeout=5)
-        connection.ensure_connection(max_retries=1)
-        routing.declare_all(connection)
-        return connection
+        publisher = ConfirmedPublisher(self.amqp_uri)
+        routing.declare_all(publisher.connection)
+        return publisher
 
-    def _close_connection(self):
-        self.connection = release_quietly(self.connection)
+    def _close_publisher(self):
+        self.publisher = release_quietly(self.publisher)
