@@ -27,6 +27,7 @@ from bench.floor import Floor
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES = "postgres (backends of the benchmark's database)"
+BROKER = "RabbitMQ (the whole broker)"
 RESULTS = ROOT / "bench" / "results"
 CLOCK_TOLERANCE_S = 0.001  # how far the wall clock may move against the monotonic one in a repetition
 
@@ -80,7 +81,7 @@ class Benchmark:
         return {**stats.summary_ms(latencies), "sender_lag_ms": round(lag * 1000, 1)}, latencies
 
     def floor_throughput(self):
-        meter = procstat.CpuMeter(self.floor.pids, self._postgres_group()).start()
+        meter = procstat.CpuMeter(self.floor.pids, self._shared_groups()).start()
         started = time.monotonic()
         sent = load.flood(self.floor.send, self.config.floor_messages, self.config.concurrency)
         if not self.floor.wait_for([m for m, _ in sent], self.config.drain_timeout):
@@ -88,13 +89,14 @@ class Benchmark:
         cpu, machine = meter.stop()
         finished = [self.floor.arrival(m) for m, _ in sent]
         count = len(sent)
-        postgres = cpu.pop(POSTGRES)
+        postgres, broker = cpu.pop(POSTGRES), cpu.pop(BROKER)
         return {
             "messages": count,
             "per_s": _round(stats.steady_rate(finished)),
             "overall_per_s": _round(count / (max(finished) - started)),
             "cpu_seconds_per_message": _round(sum(cpu.values()) / count, 6),
             "postgres_cpu_seconds_per_message": _round(postgres / count, 6),
+            "broker_cpu_seconds_per_message": _round(broker / count, 6),
             "machine_cpu_seconds_per_message": _round(machine / count, 6),
         }
 
@@ -117,7 +119,7 @@ class Benchmark:
         than the rest of the pipeline carries them, so the backlog waits at intake's door.)"""
         cfg = self.config
         sampler = QueueSampler(self.env).start()
-        meter = procstat.CpuMeter(self.env.service_pids, self._postgres_group()).start()
+        meter = procstat.CpuMeter(self.env.service_pids, self._shared_groups()).start()
         counters = self.env.counters()
         waits_before = self.env.precedence_waits()
         head_start = threading.Event()
@@ -138,7 +140,7 @@ class Benchmark:
         self._await(backlog + critical)
         delivered_at = time.monotonic()
         cpu, machine = meter.stop()
-        postgres = cpu.pop(POSTGRES)
+        postgres, broker = cpu.pop(POSTGRES), cpu.pop(BROKER)
         work = self.env.counters(since=counters)
         waits_after = self.env.precedence_waits()
         memory = {name: procstat.memory_mib(pid) for name, pid in self.env.service_pids.items()}
@@ -181,6 +183,7 @@ class Benchmark:
                                      for name, s in cpu.items()},
             "services_cpu_seconds_per_case": _round(sum(s for s in cpu.values() if s) / cases, 6),
             "postgres_cpu_seconds_per_case": _round(postgres / cases, 6),
+            "broker_cpu_seconds_per_case": _round(broker / cases, 6),
             "machine_cpu_seconds_per_case": _round(machine / cases, 6),
             **{f"{name}_per_case": None if count is None else _round(count / cases, 2)
                for name, count in work.items()},
@@ -243,10 +246,11 @@ class Benchmark:
 
     # Helpers ----------------------------------------------------------------------------------------
 
-    def _postgres_group(self):
-        """PostgreSQL's backends serving the benchmark's database (the stack's and the floor's)."""
+    def _shared_groups(self):
+        """What the stack and the floor share: PostgreSQL's backends serving the benchmark's database, and
+        RabbitMQ (its Erlang VM, the whole broker: the benchmark's vhost is the only busy one)."""
         database = self.env.database_url.rsplit("/", 1)[1]
-        return {POSTGRES: f" {database} "}
+        return {POSTGRES: f" {database} ", BROKER: "beam.smp"}
 
     def _await_status_views(self, timeout=900):
         """Wait until intake has recorded every status event, so case views show every stage. Returns
@@ -422,6 +426,7 @@ def summarise(runs, config):
         "throughput_per_s": over_runs(("floor", "throughput", "per_s")),
         "cpu_seconds_per_message": over_runs(("floor", "throughput", "cpu_seconds_per_message")),
         "postgres_cpu_seconds_per_message": over_runs(("floor", "throughput", "postgres_cpu_seconds_per_message")),
+        "broker_cpu_seconds_per_message": over_runs(("floor", "throughput", "broker_cpu_seconds_per_message")),
     }}
     for phase in latency_phases:
         summary[phase] = {}
@@ -453,6 +458,9 @@ def summarise(runs, config):
         "postgres_cpu_seconds_per_case": over_runs(("throughput", "postgres_cpu_seconds_per_case")),
         "postgres_cpu_vs_floor": ratio_over_runs(("throughput", "postgres_cpu_seconds_per_case"),
                                                  ("floor", "throughput", "postgres_cpu_seconds_per_message")),
+        "broker_cpu_seconds_per_case": over_runs(("throughput", "broker_cpu_seconds_per_case")),
+        "broker_cpu_vs_floor": ratio_over_runs(("throughput", "broker_cpu_seconds_per_case"),
+                                               ("floor", "throughput", "broker_cpu_seconds_per_message")),
         "machine_cpu_seconds_per_case": over_runs(("throughput", "machine_cpu_seconds_per_case")),
         "postgres_commits_per_case": over_runs(("throughput", "postgres_commits_per_case")),
         "broker_publishes_per_case": over_runs(("throughput", "broker_publishes_per_case")),
