@@ -237,42 +237,58 @@ consume = EventConsumer.decorator
 """Every service consumes with this (and requeue_on_error=True), in place of nameko's `consume`."""
 
 BATCH_SIZE = 50
-# One batch at a time: the messages that arrive while a batch is handled make the next one, so the
-# busier a queue, the larger its batches and the cheaper each event. With four side by side (until
-# item 30 in docs/performance.md), a flood's batches held two to three events, and the normal lane's
-# services spent a sixth to a half more CPU a case.
-BATCHES_AT_ONCE = 1
 
 
 class BatchEventQueueConsumer(EventQueueConsumer):
-    """The queue consumer of batch consumers: a connection of its own, whose prefetch lets the broker
-    deliver a batch's worth of messages ahead."""
+    """The queue consumer of a service's batch consumer: a connection and a channel of its own, whose
+    prefetch lets the broker deliver a batch's worth of messages ahead. It serves one batch consumer only,
+    which settles every message delivered on the channel in the order they came, so that a batch is
+    acknowledged with one frame."""
 
     @property
     def prefetch_count(self):
-        return max(self.container.max_workers, BATCH_SIZE * BATCHES_AT_ONCE)
+        return max(self.container.max_workers, BATCH_SIZE)
+
+    def register_provider(self, provider):
+        if self._providers - {provider}:
+            raise RuntimeError(f"{self.container.service_name} has a batch consumer already: one batch "
+                               f"consumer a service, since a batch's acknowledgement covers its channel's "
+                               f"earlier messages")
+        super().register_provider(provider)
+
+    def ack_all(self, messages):
+        """Acknowledge `messages`, in the order they were delivered, with one frame a channel: the last
+        one's, `multiple`, which covers every earlier message of its channel. Only for a batch handed over
+        when every earlier message of the channel was settled."""
+        last_of_channel = {id(message.channel): message for message in messages}
+        for message in last_of_channel.values():
+            with _lost_connection_tolerated():
+                if message.channel.connection:
+                    message.ack(multiple=True)
 
 
 class BatchEventConsumer(EventConsumer):
     """Hands its service method a list of message bodies: every message already delivered and not yet
     handled, up to BATCH_SIZE, for handle_batch to record with one commit. Nothing waits to fill a batch:
-    a message alone goes at once, and those that arrive while batches are being handled make the next.
-    Up to BATCHES_AT_ONCE batches are handled side by side, each taken in the order the messages came.
-    Each message is acknowledged once
-    its batch has committed. When a batch fails because the database is unavailable, its messages go
-    back to the queue; when it fails otherwise, they are handed over again one at a time, and each is
-    then acknowledged or returned to the queue on its own."""
+    a message alone goes at once, and those that arrive while a batch is being handled make the next, so
+    the busier a queue, the larger its batches and the cheaper each event. One batch at a time, in the
+    order the messages came: with four side by side (until item 30 in docs/performance.md), a flood's
+    batches held two to three events, and the normal lane's services spent a sixth to a half more CPU a
+    case. A batch that has committed is acknowledged with one frame (BatchEventQueueConsumer.ack_all).
+    When a batch fails because the database is unavailable, its messages go back to the queue; when it
+    fails otherwise, they are handed over again one at a time, and each is then acknowledged or returned
+    to the queue on its own."""
     queue_consumer = BatchEventQueueConsumer()
 
     def setup(self):
         super().setup()
         self._waiting = collections.deque()
-        self._pumps = 0
+        self._pumping = False
 
     def handle_message(self, body, message):
         self._waiting.append((body, message))
-        if self._pumps < BATCHES_AT_ONCE:
-            self._pumps += 1
+        if not self._pumping:
+            self._pumping = True
             self.container.spawn_managed_thread(self._pump, identifier=f"{type(self).__name__}.pump")
 
     def _pump(self):
@@ -283,7 +299,7 @@ class BatchEventConsumer(EventConsumer):
                     for one in batch:
                         self._handle([one])
         finally:
-            self._pumps -= 1
+            self._pumping = False
 
     def _handle(self, batch):
         """Run the service method on `batch` and wait for it. True when its messages are settled (each
@@ -292,7 +308,9 @@ class BatchEventConsumer(EventConsumer):
 
         def settle(worker_ctx, result=None, exc_info=None):
             settled = exc_info is None or len(batch) == 1 or issubclass(exc_info[0], CONNECTION_ERRORS)
-            if settled:
+            if exc_info is None and len(batch) > 1:
+                self.queue_consumer.ack_all([message for _, message in batch])
+            elif settled:
                 for _, message in batch:
                     self.handle_message_processed(message, result, exc_info)
             finished.send(settled)

@@ -139,3 +139,28 @@ def test_a_batch_the_database_failed_goes_back_to_the_queue_whole_and_is_recorde
     assert len(transactions) <= len(ids) // 5, "the failed batch was handed over one message at a time"
     recorder.stop()
     assert messages_left(amqp_uri) == 0
+
+
+class TwoBatchConsumers:
+    """A batch's one acknowledgement covers every earlier message of its channel, which a second batch
+    consumer on that channel may not have settled yet."""
+    name = "two_batch_consumers"
+
+    db = Database("intake")
+
+    @consume_batches(routing.INTAKE_CASE_STATUS, requeue_on_error=True)
+    def first(self, bodies):
+        handle_batch(self.db, routing.INTAKE_CASE_STATUS.name, bodies, record)
+
+    @consume_batches(routing.TRIAGE_RISK_OVERRIDDEN, requeue_on_error=True)
+    def second(self, bodies):
+        handle_batch(self.db, routing.TRIAGE_RISK_OVERRIDDEN.name, bodies, record)
+
+
+def test_a_service_with_two_batch_consumers_is_refused_at_start(monkeypatch, database_url, amqp_uri):
+    monkeypatch.setenv("SANAD_DATABASE_URL", database_url)
+    monkeypatch.setenv("SANAD_AMQP_URI", amqp_uri)
+    container = ServiceContainer(TwoBatchConsumers, config={"AMQP_URI": amqp_uri})
+    with pytest.raises(RuntimeError, match="one batch consumer a service"):
+        container.start()
+    container.kill()
