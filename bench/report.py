@@ -107,6 +107,9 @@ def markdown(results):
         f"| CPU ms per case, RabbitMQ (the whole broker) | "
         f"{_cell(_scaled(t['broker_cpu_seconds_per_case']), 2)} | "
         f"{_cell(_scaled(s['floor']['broker_cpu_seconds_per_message']), 2)} | {_cell(t['broker_cpu_vs_floor'], 1)} |",
+        f"| CPU ms per case, the benchmark's flooding operators / the partners' receiver | "
+        f"{_cell(_scaled(t['operators_cpu_seconds_per_case']), 2)} / "
+        f"{_cell(_scaled(t['receiver_cpu_seconds_per_case']), 2)} | | |",
         f"| CPU ms per case, whole machine (shared: includes RabbitMQ, the client, others' work) | "
         f"{_cell(_scaled(t['machine_cpu_seconds_per_case']), 2)} | | |",
         f"| cases per second intake accepted during the flood | {_cell(t['intake_accepted_per_s'])} | | |",

@@ -28,6 +28,8 @@ from bench.floor import Floor
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES = "postgres (backends of the benchmark's database)"
 BROKER = "RabbitMQ (the whole broker)"
+OPERATORS = "the flood's operators (this process)"
+RECEIVER = "the partners' receiver"
 RESULTS = ROOT / "bench" / "results"
 CLOCK_TOLERANCE_S = 0.001  # how far the wall clock may move against the monotonic one in a repetition
 
@@ -119,7 +121,8 @@ class Benchmark:
         than the rest of the pipeline carries them, so the backlog waits at intake's door.)"""
         cfg = self.config
         sampler = QueueSampler(self.env).start()
-        meter = procstat.CpuMeter(self.env.service_pids, self._shared_groups()).start()
+        instruments = {OPERATORS: os.getpid(), RECEIVER: self.receiver.pid}
+        meter = procstat.CpuMeter({**self.env.service_pids, **instruments}, self._shared_groups()).start()
         counters = self.env.counters()
         waits_before = self.env.precedence_waits()
         head_start = threading.Event()
@@ -141,6 +144,7 @@ class Benchmark:
         delivered_at = time.monotonic()
         cpu, machine = meter.stop()
         postgres, broker = cpu.pop(POSTGRES), cpu.pop(BROKER)
+        operators, receiver = cpu.pop(OPERATORS), cpu.pop(RECEIVER)
         work = self.env.counters(since=counters)
         waits_after = self.env.precedence_waits()
         memory = {name: procstat.memory_mib(pid) for name, pid in self.env.service_pids.items()}
@@ -184,6 +188,8 @@ class Benchmark:
             "services_cpu_seconds_per_case": _round(sum(s for s in cpu.values() if s) / cases, 6),
             "postgres_cpu_seconds_per_case": _round(postgres / cases, 6),
             "broker_cpu_seconds_per_case": _round(broker / cases, 6),
+            "operators_cpu_seconds_per_case": _round(operators / cases, 6),
+            "receiver_cpu_seconds_per_case": _round(receiver / cases, 6),
             "machine_cpu_seconds_per_case": _round(machine / cases, 6),
             **{f"{name}_per_case": None if count is None else _round(count / cases, 2)
                for name, count in work.items()},
@@ -461,6 +467,8 @@ def summarise(runs, config):
         "broker_cpu_seconds_per_case": over_runs(("throughput", "broker_cpu_seconds_per_case")),
         "broker_cpu_vs_floor": ratio_over_runs(("throughput", "broker_cpu_seconds_per_case"),
                                                ("floor", "throughput", "broker_cpu_seconds_per_message")),
+        "operators_cpu_seconds_per_case": over_runs(("throughput", "operators_cpu_seconds_per_case")),
+        "receiver_cpu_seconds_per_case": over_runs(("throughput", "receiver_cpu_seconds_per_case")),
         "machine_cpu_seconds_per_case": over_runs(("throughput", "machine_cpu_seconds_per_case")),
         "postgres_commits_per_case": over_runs(("throughput", "postgres_commits_per_case")),
         "broker_publishes_per_case": over_runs(("throughput", "broker_publishes_per_case")),
