@@ -57,7 +57,11 @@ class ConfirmedPublisher:
             raise PublishNotConfirmed(f"the broker refused {self._refused} messages")
 
     def _settled(self, delivery_tag, multiple):
-        settled = {tag for tag in self._unconfirmed if tag <= delivery_tag} if multiple else {delivery_tag} & self._unconfirmed
+        """The unconfirmed messages a confirm settles: with `multiple`, every one up to its tag."""
+        if multiple:
+            settled = {tag for tag in self._unconfirmed if tag <= delivery_tag}
+        else:
+            settled = {delivery_tag} & self._unconfirmed
         self._unconfirmed -= settled
         return settled
 
