@@ -97,12 +97,14 @@ def handle_event(pool, queue, body, handler):
     return result
 
 
-def handle_batch(pool, queue, bodies, handler):
+def handle_batch(pool, queue, bodies, handler, prepare=None):
     """handle_event for several messages with one transaction and one commit: each event's effect is
     recorded under its own event id, so duplicates still do nothing. Events are handled in the order of
     their correlation id (the case), and those of one case in the order they came: batches handled side
     by side then take their rows' locks in one order, and cannot deadlock. The batch's event ids are
-    recorded in one statement, a round trip for the batch rather than one for each event.
+    recorded in one statement, a round trip for the batch rather than one for each event. `prepare`, if
+    given, is called as prepare(cursor, events) with the events to handle (duplicates left out) before
+    the first of them, to read what their handlers need in one round trip rather than one each.
     One message is handled by handle_event itself. With several, any failure raises and nothing is
     recorded. The database unavailable, the batch consumer returns every message to the queue after a
     pause; any other failure (a broken contract, the handler), it hands the messages over one at a
@@ -115,7 +117,10 @@ def handle_batch(pool, queue, bodies, handler):
     results, outcomes = [], []
     try:
         with pool.transaction() as cur:
-            for event, first in zip(events, _first_times(cur, events)):
+            firsts = _first_times(cur, events)
+            if prepare is not None:
+                prepare(cur, [event for event, first in zip(events, firsts) if first])
+            for event, first in zip(events, firsts):
                 results.append(handler(cur, event) if first else None)
                 outcomes.append("handled" if first else "duplicate")
     except CONNECTION_ERRORS:

@@ -385,33 +385,64 @@ def assign_case(cur, case_id, actor, assignee, ip=None, now=None):
 
 # What other services report --------------------------------------------------------------------------
 
-def stage_reached(cur, event):
-    """(stage, risk level, seconds since the case was received) when `event` is the first news of a case
-    reaching triage, a referral, a delivered webhook or a partner's answer; None otherwise. Read before
-    the event is recorded, in the same transaction."""
+def _stage_news(event):
+    """(stage, when) if `event` is news of a stage a case is timed to, else None."""
     data = event.data
     if event.type == "case.triaged":
-        stage, at = "triaged", event.occurred_at
-    elif event.type == "referral.created":
-        stage, at = "referred", data["created_at"]
-    elif event.type == "delivery.attempted" and data["outcome"] == "delivered":
-        stage, at = "first_delivery", data["attempted_at"]
-    elif event.type == "referral.status_changed" and data["status"] in sql.ANSWERED_STATUSES:
-        stage, at = "acknowledged", data["changed_at"]
-    else:
-        return None
-    cur.execute(sql.CASE_STAGES_REACHED, {"case_id": data["case_id"], "answered": list(sql.ANSWERED_STATUSES)})
-    case = cur.fetchone()
-    level = data["level"] if stage == "triaged" else case and case["risk_level"]
-    if case is None or case[stage] or not level:
-        return None
-    return stage, level, max(0.0, (at - case["received_at"]).total_seconds())
+        return "triaged", event.occurred_at
+    if event.type == "referral.created":
+        return "referred", data["created_at"]
+    if event.type == "delivery.attempted" and data["outcome"] == "delivered":
+        return "first_delivery", data["attempted_at"]
+    if event.type == "referral.status_changed" and data["status"] in sql.ANSWERED_STATUSES:
+        return "acknowledged", data["changed_at"]
+    return None
 
 
-def record_status(cur, event, keys):
+class StagesReached:
+    """The stages each case had reached, for timing it to the first news of each: triaged, referred, a
+    webhook delivered, a partner's answer. `read` fetches the cases of a batch's events in one round trip
+    before any of them is recorded (one for every event cost intake-status a round trip an event); then
+    `first_news` answers from memory, and keeps it up to date as the batch's events are recorded, as the
+    tables would be. One instance a transaction."""
+
+    def __init__(self):
+        self._cases = {}
+
+    def read(self, cur, events):
+        wanted = {event.data["case_id"] for event in events if _stage_news(event)} - self._cases.keys()
+        if wanted:
+            cur.execute(sql.CASES_STAGES_REACHED, {"case_ids": list(wanted),
+                                                   "answered": list(sql.ANSWERED_STATUSES)})
+            self._cases.update({row["id"]: dict(row) for row in cur.fetchall()})
+
+    def first_news(self, cur, event):
+        """(stage, risk level, seconds since the case was received) when `event` is the first news of its
+        case reaching a stage; None otherwise. Reads the case unless `read` has."""
+        news = _stage_news(event)
+        if news is None:
+            return None
+        self.read(cur, [event])
+        case = self._cases.get(event.data["case_id"])
+        if case is None:
+            return None
+        stage, at = news
+        if stage == "triaged":
+            level, first = event.data["level"], case["triaged_at"] is None
+            if first or case["triaged_at"] <= event.occurred_at:  # as sql.RECORD_TRIAGE decides
+                case["risk_level"], case["triaged_at"] = level, event.occurred_at
+        else:
+            level, first = case["risk_level"], not case[stage]
+            case[stage] = True
+        if not first or not level:
+            return None
+        return stage, level, max(0.0, (at - case["received_at"]).total_seconds())
+
+
+def record_status(cur, event, keys, stages):
     """Keep the operators' view of a case up to date with what the other services report. Returns the
-    stage the case reached, if this is the first news of it (see stage_reached)."""
-    reached = stage_reached(cur, event)
+    stage the case reached, if this is the first news of it (StagesReached.first_news)."""
+    reached = stages.first_news(cur, event)
     _record_status(cur, event, keys)
     return reached
 

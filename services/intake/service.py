@@ -611,8 +611,9 @@ class IntakeStatusService(Observable):
 
     @consume_batches(routing.INTAKE_CASE_STATUS, requeue_on_error=True)
     def on_case_status(self, bodies):
-        handler = partial(handlers.record_status, keys=self.keys)
-        for reached in handle_batch(self.db, routing.INTAKE_CASE_STATUS.name, bodies, handler):
+        stages = handlers.StagesReached()
+        handler = partial(handlers.record_status, keys=self.keys, stages=stages)
+        for reached in handle_batch(self.db, routing.INTAKE_CASE_STATUS.name, bodies, handler, prepare=stages.read):
             if reached:
                 stage, level, seconds = reached
                 CASE_TIME_TO_STAGE.labels(stage=stage, level=level).observe(seconds)

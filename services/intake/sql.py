@@ -228,11 +228,16 @@ USERS_TO_RESEAL = """
 
 # Time to each stage (issue 9): what intake knew of the case before the event it is handling.
 ANSWERED_STATUSES = ("accepted", "declined", "in_progress", "completed", "closed")
-CASE_STAGES_REACHED = Prepared("""
-    SELECT received_at, risk_level, triaged_at IS NOT NULL AS triaged,
-           EXISTS (SELECT 1 FROM case_referrals r WHERE r.case_id = c.id) AS referred,
-           EXISTS (SELECT 1 FROM case_deliveries d WHERE d.case_id = c.id AND d.outcome = 'delivered') AS first_delivery,
-           EXISTS (SELECT 1 FROM case_referral_statuses s
-                   WHERE s.case_id = c.id AND s.status = ANY(%(answered)s)) AS acknowledged
-    FROM cases c WHERE c.id = %(case_id)s
+# The stages a batch's cases had reached. Its shape keeps the plan made on empty tables (see
+# tests/service/test_query_plans.py) to one primary-key lookup a case and one index probe a stage: given
+# `id = ANY(...)` or EXISTS, the planner chose to read cases and the statuses whole.
+CASES_STAGES_REACHED = Prepared("""
+    SELECT c.id, c.received_at, c.risk_level, c.triaged_at,
+           coalesce((SELECT true FROM case_referrals r WHERE r.case_id = c.id LIMIT 1), false) AS referred,
+           coalesce((SELECT true FROM case_deliveries d WHERE d.case_id = c.id AND d.outcome = 'delivered' LIMIT 1),
+                    false) AS first_delivery,
+           coalesce((SELECT true FROM case_referral_statuses s WHERE s.case_id = c.id AND s.status = ANY(%(answered)s)
+                     LIMIT 1), false) AS acknowledged
+    FROM unnest(%(case_ids)s::uuid[]) AS wanted (id)
+    CROSS JOIN LATERAL (SELECT id, received_at, risk_level, triaged_at FROM cases WHERE id = wanted.id LIMIT 1) AS c
 """)

@@ -131,7 +131,7 @@ def triaged(case_id, reference, level="high", evidence=None, keys=None, at=None)
         "sealed_evidence": keys.transport.seal(json.dumps(evidence, ensure_ascii=False), evidence_context(case_id))
         if evidence else None,
         "lexicon_version": "test", "governorate": "dhi_qar", "needs": ["counselling"], "consents": ["counselling"],
-    }, "triage", now=at)
+    }, "triage", correlation_id=case_id, now=at)
 
 
 # Who may ask at all ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ or later news of a stage already reached is not timed again."""
 import uuid
 from datetime import timedelta
 
+import pytest
 from prometheus_client import REGISTRY
 
 from sanad.contracts.events import new_event
@@ -25,7 +26,7 @@ def referral_created(case_id, reference, referral_id, at, level="high"):
         "referral_id": referral_id, "case_id": case_id, "reference": reference, "partner_id": uuid.uuid4(),
         "partner_name": "Centre", "service": "counselling", "level": level, "governorate": "dhi_qar",
         "created_at": at,
-    }, producer="referral", lane=lane_for(level))
+    }, producer="referral", correlation_id=case_id, lane=lane_for(level))
 
 
 def delivery_attempted(case_id, referral_id, outcome, attempt, at):
@@ -34,17 +35,18 @@ def delivery_attempted(case_id, referral_id, outcome, attempt, at):
         "referral_id": referral_id, "case_id": case_id, "partner_id": uuid.uuid4(), "attempt": attempt,
         "outcome": outcome, "status_code": 204 if outcome == "delivered" else 503, "latency_ms": 12.0,
         "attempted_at": at, "next_attempt_at": None,
-    }, producer="notify")
+    }, producer="notify", correlation_id=case_id)
 
 
 def status_changed(case_id, reference, referral_id, status, previous, at):
     return new_event("referral.status_changed", {
         "referral_id": referral_id, "case_id": case_id, "reference": reference, "partner_id": uuid.uuid4(),
         "status": status, "previous_status": previous, "note_code": None, "changed_at": at, "changed_by": "partner",
-    }, producer="referral")
+    }, producer="referral", correlation_id=case_id)
 
 
-def test_each_stage_is_timed_once_from_receipt_at_its_first_news(pools, outbox, keys):
+@pytest.mark.parametrize("delivered", ["one event at a time", "in one batch"])
+def test_each_stage_is_timed_once_from_receipt_at_its_first_news(pools, outbox, keys, delivered):
     service = intake(pools, outbox, keys)
     created = body_of(post_case(service, staff(pools, "operator")))
     case_id, reference = uuid.UUID(created["id"]), created["reference"]
@@ -64,8 +66,11 @@ def test_each_stage_is_timed_once_from_receipt_at_its_first_news(pools, outbox, 
         status_changed(case_id, reference, first, "accepted", "offered", received_at + timedelta(seconds=400)),
         status_changed(case_id, reference, second, "declined", "offered", received_at + timedelta(seconds=500)),
     ]
-    for event in news:
-        intake_status(pools, keys).on_case_status([event.to_message()])
+    if delivered == "in one batch":  # the stages are read once for the batch, then kept in memory
+        intake_status(pools, keys).on_case_status([event.to_message() for event in news])
+    else:
+        for event in news:
+            intake_status(pools, keys).on_case_status([event.to_message()])
 
     expected = {"triaged": 30, "referred": 40, "first_delivery": 110, "acknowledged": 400}
     for stage, seconds in expected.items():
