@@ -13,7 +13,6 @@ broker, read from /proc).
 """
 import argparse
 import os
-import resource
 import statistics
 import time
 
@@ -29,13 +28,7 @@ QUEUE = Queue("bench.confirms", exchange=EXCHANGE, routing_key="bench.confirms",
 BODY = {"id": "0" * 36, "type": "case.triaged", "version": 1, "data": {"sealed_evidence": "x" * 600}}
 
 
-def own_cpu_seconds():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def broker_cpu_seconds():
-    return sum(procstat.cpu_seconds(pid) or 0.0 for pid in procstat.pids_whose_command_has("beam.smp"))
+BROKER = "RabbitMQ"
 
 
 def one_at_a_time(uri):
@@ -65,15 +58,16 @@ def measure(uri, way, batch, rounds):
     try:
         publish(batch)  # connected and warmed up
         times = []
-        own, broker = own_cpu_seconds(), broker_cpu_seconds()
+        meter = procstat.CpuMeter({"this process": os.getpid()}, {BROKER: procstat.BROKER_COMMAND}).start()
         for _ in range(rounds):
             started = time.perf_counter()
             publish(batch)
             times.append(time.perf_counter() - started)
+        used, _ = meter.stop()
         messages = batch * rounds
         return {"batch_ms": statistics.median(times) * 1000,
-                "own_us": (own_cpu_seconds() - own) / messages * 1e6,
-                "broker_us": (broker_cpu_seconds() - broker) / messages * 1e6}
+                "own_us": used["this process"] / messages * 1e6,
+                "broker_us": used[BROKER] / messages * 1e6}
     finally:
         release()
 

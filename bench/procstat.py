@@ -2,6 +2,7 @@
 import os
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BROKER_COMMAND = "beam.smp"  # RabbitMQ's Erlang VM, the whole broker
 
 
 def run_in_real_time() -> bool:

@@ -256,7 +256,7 @@ class Benchmark:
         """What the stack and the floor share: PostgreSQL's backends serving the benchmark's database, and
         RabbitMQ (its Erlang VM, the whole broker: the benchmark's vhost is the only busy one)."""
         database = self.env.database_url.rsplit("/", 1)[1]
-        return {POSTGRES: f" {database} ", BROKER: "beam.smp"}
+        return {POSTGRES: f" {database} ", BROKER: procstat.BROKER_COMMAND}
 
     def _await_status_views(self, timeout=900):
         """Wait until intake has recorded every status event, so case views show every stage. Returns

@@ -30,8 +30,8 @@ class ConfirmedPublisher:
         self.connection.ensure_connection(max_retries=1)
         channel = self.connection.channel()
         channel.confirm_select()
-        channel.events["basic_ack"].add(self._acked)
-        channel.events["basic_nack"].add(self._nacked)
+        channel.events["basic_ack"].add(self._settled)
+        channel.events["basic_nack"].add(self._refused_by_broker)
         self.producer = Producer(channel)
         self._last_tag = 0  # the broker numbers a confirm-mode channel's messages 1, 2, 3...
         self._unconfirmed = set()
@@ -66,10 +66,7 @@ class ConfirmedPublisher:
         self._unconfirmed -= settled
         return settled
 
-    def _acked(self, delivery_tag, multiple):
-        self._settled(delivery_tag, multiple)
-
-    def _nacked(self, delivery_tag, multiple):
+    def _refused_by_broker(self, delivery_tag, multiple):
         self._refused += len(self._settled(delivery_tag, multiple))
 
     def release(self):

@@ -313,7 +313,7 @@ class BatchEventConsumer(EventConsumer):
 
         def settle(worker_ctx, result=None, exc_info=None):
             settled = exc_info is None or len(batch) == 1 or issubclass(exc_info[0], CONNECTION_ERRORS)
-            if exc_info is None and len(batch) > 1:
+            if exc_info is None:
                 self.queue_consumer.ack_all([message for _, message in batch])
             elif settled:
                 for _, message in batch:

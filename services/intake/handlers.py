@@ -414,6 +414,7 @@ class StagesReached:
         if wanted:
             cur.execute(sql.CASES_STAGES_REACHED, {"case_ids": list(wanted),
                                                    "answered": list(sql.ANSWERED_STATUSES)})
+            self._cases.update(dict.fromkeys(wanted))  # a case not found (gone by retention) is not read again
             self._cases.update({row["id"]: dict(row) for row in cur.fetchall()})
 
     def first_news(self, cur, event):
