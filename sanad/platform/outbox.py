@@ -7,7 +7,9 @@ nothing in memory). Right after the worker finishes, the relay publishes those e
 publisher confirms (a batch's confirms awaited together, sanad.platform.broker.ConfirmedPublisher) and
 marks them sent; a sweep every second publishes whatever a crash or a broker outage left behind
 (anything still unsent SWEEP_GRACE seconds after its commit). A crash between publishing and marking
-sent publishes an event twice, which consumers absorb (see sanad.platform.inbox).
+sent publishes an event twice, which consumers absorb (see sanad.platform.inbox). Work a worker starts
+and does not wait for hands its events over as each of its transactions commits
+(OutboxWriter.detached).
 Publishing from memory spares the relay reading back and locking what the worker has just written: a
 round trip to PostgreSQL and a row lock for every batch of events (docs/performance.md, item 29). A relay
 that has fallen behind leaves what it holds older than FROM_MEMORY_WITHIN to the sweeps: the sweep of
@@ -103,11 +105,19 @@ class Added:
 class OutboxWriter:
     """What a worker sees: add events inside its own transaction, and say when its case is critical.
     `added` receives each event once its transaction has committed (`cursor` is a
-    sanad.platform.pool.Transaction)."""
+    sanad.platform.pool.Transaction); `hand_over` gives committed events to the relay (for detached())."""
 
-    def __init__(self, added, go_first=None):
+    def __init__(self, added, go_first=None, hand_over=None):
         self._added = added
         self._go_first = go_first
+        self._hand_over = hand_over
+
+    def detached(self) -> "OutboxWriter":
+        """A writer for work this worker starts and does not wait for (notify's webhook attempts run in a
+        pool of their own). What such work commits after its worker ended would otherwise wait for the
+        sweep, seconds later: the events of each of its transactions go to the relay, or out at once
+        if critical, as soon as that transaction commits."""
+        return OutboxWriter(_HandedOver(self._hand_over))
 
     def add(self, cursor, event):
         body = event.to_message()
@@ -121,6 +131,16 @@ class OutboxWriter:
         (sanad.platform.precedence). A worker calls it as soon as it knows, before its own round trips."""
         if self._go_first is not None:
             self._go_first()
+
+
+class _HandedOver:
+    """In place of a worker's list of added events: each is handed over as it comes."""
+
+    def __init__(self, hand_over):
+        self._hand_over = hand_over
+
+    def append(self, added):
+        self._hand_over([added])
 
 
 class Outbox(DependencyProvider):
@@ -159,12 +179,16 @@ class Outbox(DependencyProvider):
             if worker_ctx not in self.holders:
                 self.holders[worker_ctx] = PRECEDENCE.hold()
 
-        return OutboxWriter(self.added.setdefault(worker_ctx, []), go_first)
+        return OutboxWriter(self.added.setdefault(worker_ctx, []), go_first, self._hand_over)
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
         added = self.added.pop(worker_ctx, [])
-        if not added or exc_info is not None:
-            return
+        if added and exc_info is None:
+            self._hand_over(added)
+
+    def _hand_over(self, added):
+        """Committed events: critical ones published now, by the caller; the others, and any critical one
+        that could not be, to the relay."""
         critical = [event for event in added if event.critical]
         if critical and self._publish_now(critical):
             added = [event for event in added if not event.critical]

@@ -131,7 +131,8 @@ class NotifyService(Observable):
             pool.run(delivery["endpoint_id"], self._attempt, delivery, reserved=True)
 
     def _attempt(self, delivery):
-        attempted = handlers.attempt(self.db, self.outbox, self.keys, delivery, self.webhooks)
+        # The attempt outlives the worker that started it: its events go out as it commits them.
+        attempted = handlers.attempt(self.db, self.outbox.detached(), self.keys, delivery, self.webhooks)
         if attempted is None:
             return
         DELIVERIES.labels(outcome=attempted.outcome, lane=self.lane).inc()

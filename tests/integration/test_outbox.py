@@ -4,6 +4,7 @@ critical events at once, without waiting for the relay's turn (sanad.platform.ou
 import time
 import uuid
 
+import eventlet
 import psycopg2
 import psycopg2.extras
 import pytest
@@ -51,6 +52,24 @@ class Announcer:
         except psycopg2.errors.DivisionByZero:
             pass
         return str(failed.id), self.announce(lane)
+
+    @dummy
+    def announce_after_returning(self, lane):
+        """Starts work it does not wait for, which commits its event after this worker has ended, as
+        notify's webhook attempts do."""
+        event = new_event("case.unmatched", {
+            "case_id": uuid.uuid4(), "reference": "SND-TEST-0003", "level": "critical" if lane == "critical" else "low",
+            "governorate": "dhi_qar", "services": ["counselling"],
+        }, producer="test", lane=lane)
+        writer = self.outbox.detached()
+
+        def work():
+            eventlet.sleep(0.2)
+            with self.db.transaction() as cur:
+                writer.add(cur, event)
+
+        eventlet.spawn_n(work)
+        return str(event.id)
 
 
 @pytest.fixture
@@ -132,6 +151,19 @@ def test_every_event_is_published_once_and_marked_sent_whichever_way_it_went_out
     assert all(sent_at(database_url, event) is not None for event in events)
     time.sleep(SWEEP_GRACE + 2 * SWEEP_INTERVAL)
     assert published_ids(amqp_uri) == [], "the sweep found nothing left to publish again"
+
+
+@pytest.mark.parametrize("lane", ["normal", "critical"])
+def test_an_event_committed_by_work_its_worker_left_running_goes_out_without_waiting_for_the_sweep(
+        monkeypatch, announcer, amqp_uri, database_url, lane):
+    monkeypatch.setattr(outbox, "SWEEP_GRACE", 60.0)  # the sweep would take it only after a minute
+    with entrypoint_hook(announcer, "announce_after_returning") as announce:
+        event = announce(lane)
+    time.sleep(0.5)
+
+    assert published_ids(amqp_uri) == [event]
+    time.sleep(2 * SWEEP_INTERVAL)
+    assert sent_at(database_url, event) is not None
 
 
 def test_events_the_relay_held_too_long_are_left_to_the_sweep_and_published_once(
