@@ -1,10 +1,12 @@
 """Attempts run concurrently, each in a green thread of a bounded pool, so a slow partner holds up only
-its own deliveries: at most `per_endpoint` of the pool's `size` slots go to any one endpoint."""
+its own deliveries: at most `per_endpoint` of the pool's `size` slots go to any one endpoint. Their
+results are recorded in groups (GroupRecorder)."""
 import logging
 from collections import Counter
 
 import eventlet
 from eventlet.event import Event
+from eventlet.semaphore import Semaphore
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +87,63 @@ class AttemptPool:
             del self._in_flight[endpoint]
         finished, self._finished = self._finished, Event()
         finished.send()
+
+
+class GroupRecorder:
+    """Records the results of attempts that end while another group is being recorded together, next, in
+    one transaction: in a surge, one commit for many webhooks, where each took one (docs/performance.md,
+    item 35). An attempt that ends alone is recorded at once.
+
+    `record(record_all, item)` returns the result for `item`, or raises what recording it raised.
+    `record_all(items)` records a list of items in one transaction and returns their results in order;
+    whichever caller's turn comes records the group with its own function, so callers pass equivalent
+    ones. If a group fails, each of its items is recorded again alone, so what fails is only its own."""
+
+    def __init__(self):
+        self._waiting = []
+        self._turn = Semaphore()
+
+    def record(self, record_all, item):
+        entry = _Entry(item)
+        self._waiting.append(entry)
+        with self._turn:
+            if not entry.settled:  # else a group recorded while this one waited for its turn took it
+                group, self._waiting = self._waiting, []
+                self._settle(record_all, group)
+        return entry.outcome()
+
+    def _settle(self, record_all, group):
+        try:
+            results = record_all([entry.item for entry in group])
+        except Exception as exc:  # noqa: BLE001 -- given to the callers, each on its own
+            if len(group) == 1:
+                group[0].fail(exc)
+                return
+            for entry in group:
+                self._settle(record_all, [entry])
+            return
+        except BaseException:  # this green thread is being killed: nobody is left to record them
+            for entry in group:
+                if not entry.settled:
+                    entry.fail(RuntimeError("recording stopped: the process is stopping"))
+            raise
+        for entry, result in zip(group, results):
+            entry.succeed(result)
+
+
+class _Entry:
+    def __init__(self, item):
+        self.item = item
+        self.settled = False
+        self._result = self._error = None
+
+    def succeed(self, result):
+        self.settled, self._result = True, result
+
+    def fail(self, error):
+        self.settled, self._error = True, error
+
+    def outcome(self):
+        if self._error is not None:
+            raise self._error
+        return self._result

@@ -5,13 +5,15 @@ import os
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timedelta, timezone
 
 from sanad import webhooks
 from sanad.contracts.events import new_event
 from sanad.platform.pool import CONNECTION_ERRORS, PLAIN_INDEX_SCANS
 from services.notify import payloads, policy, sql, urls
+from services.notify.dispatch import GroupRecorder
 from services.notify.settings import NotifySettings, from_environment
 
 log = logging.getLogger(__name__)
@@ -24,11 +26,13 @@ RESEAL_BATCH = 200
 
 @dataclass(frozen=True)
 class Dispatch:
-    """What an attempt needs from the outside: settings, the HTTP sender and DNS, and the attempt pool."""
+    """What an attempt needs from the outside: settings, the HTTP sender and DNS, the attempt pool, and
+    what records attempts' results in groups."""
     settings: NotifySettings
     send: object     # send(url, body, headers) -> (policy.Result, latency ms, excerpt)
     resolve: object  # resolve(host, port) -> [address, ...]
     pool: object     # dispatch.AttemptPool
+    recorder: GroupRecorder = field(default_factory=GroupRecorder)
 
 
 @dataclass(frozen=True)
@@ -221,9 +225,10 @@ def attempt(pool, outbox, keys, delivery, dispatch, now=_utc_now, rand=random.ra
     next_at = policy.next_attempt_at(result, round_attempt, attempted_at, rand, settings.retry)
     outcome = policy.outcome(result, next_at)
     tried = Tried(result, outcome, latency_ms, excerpt, attempted_at, next_at)
+    record_all = partial(record_attempts, pool, outbox, settings)
     while True:
         try:
-            return _record(pool, outbox, delivery, tried, settings)
+            return dispatch.recorder.record(record_all, (delivery, tried))
         except CONNECTION_ERRORS:
             if now() + timedelta(seconds=RECORD_RETRY_PAUSE) >= delivery["lease_until"]:
                 raise
@@ -243,7 +248,21 @@ class Tried:
     next_at: datetime | None
 
 
-def _record(pool, outbox, delivery, tried, settings) -> Attempted | None:
+def record_attempts(pool, outbox, settings, attempts) -> list:
+    """Record (delivery, Tried) pairs in one transaction; their Attempted (or None), in order. Rows are
+    taken in the order of endpoint and delivery, so two such transactions never wait for each other in
+    a circle."""
+    results = [None] * len(attempts)
+    in_order = sorted(range(len(attempts)),
+                      key=lambda i: (str(attempts[i][0]["endpoint_id"]), str(attempts[i][0]["id"])))
+    with pool.transaction() as cur:
+        for i in in_order:
+            delivery, tried = attempts[i]
+            results[i] = _record(cur, outbox, delivery, tried, settings)
+    return results
+
+
+def _record(cur, outbox, delivery, tried, settings) -> Attempted | None:
     result, outcome = tried.result, tried.outcome
     attempt_row = {
         "delivery_id": delivery["id"], "endpoint_id": delivery["endpoint_id"], "attempt": delivery["attempts"],
@@ -251,27 +270,26 @@ def _record(pool, outbox, delivery, tried, settings) -> Attempted | None:
         "error": result.error, "latency_ms": tried.latency_ms, "response_excerpt": tried.excerpt or None,
     }
     disabled = False
-    with pool.transaction() as cur:
-        cur.execute(sql.FINISH_ATTEMPT, {
-            "delivery_id": delivery["id"], "attempt": delivery["attempts"], "attempted_at": tried.attempted_at,
-            "next_attempt_at": tried.next_at, "pending": sql.PENDING,
-            "status": {"delivered": "delivered", "retrying": "pending", "failed": "failed"}[outcome],
-        })
-        if cur.fetchone() is None:
-            # The lease ran out and another worker took this delivery over: the try is kept on record,
-            # and the delivery is left to the worker that holds it now.
-            cur.later(sql.INSERT_ATTEMPT, {**attempt_row, "outcome": "superseded"})
-            log.warning("attempt %s of delivery %s finished after its lease ran out; another worker has it",
-                        delivery["attempts"], delivery["id"])
-            return None
-        cur.later(sql.INSERT_ATTEMPT, attempt_row)
-        if delivery["target"] == PARTNER:
-            _announce_attempt(cur, outbox, delivery, result, outcome, tried.latency_ms, tried.attempted_at,
-                              tried.next_at)
-        if outcome == "delivered" and delivery["target"] == PARTNER:
-            cur.later(sql.RESET_EXHAUSTED, {"endpoint_id": delivery["endpoint_id"]})
-        if outcome == "failed":
-            disabled = _bury(cur, outbox, delivery, result, tried.attempted_at, settings)
+    cur.execute(sql.FINISH_ATTEMPT, {
+        "delivery_id": delivery["id"], "attempt": delivery["attempts"], "attempted_at": tried.attempted_at,
+        "next_attempt_at": tried.next_at, "pending": sql.PENDING,
+        "status": {"delivered": "delivered", "retrying": "pending", "failed": "failed"}[outcome],
+    })
+    if cur.fetchone() is None:
+        # The lease ran out and another worker took this delivery over: the try is kept on record,
+        # and the delivery is left to the worker that holds it now.
+        cur.later(sql.INSERT_ATTEMPT, {**attempt_row, "outcome": "superseded"})
+        log.warning("attempt %s of delivery %s finished after its lease ran out; another worker has it",
+                    delivery["attempts"], delivery["id"])
+        return None
+    cur.later(sql.INSERT_ATTEMPT, attempt_row)
+    if delivery["target"] == PARTNER:
+        _announce_attempt(cur, outbox, delivery, result, outcome, tried.latency_ms, tried.attempted_at,
+                          tried.next_at)
+    if outcome == "delivered" and delivery["target"] == PARTNER:
+        cur.later(sql.RESET_EXHAUSTED, {"endpoint_id": delivery["endpoint_id"]})
+    if outcome == "failed":
+        disabled = _bury(cur, outbox, delivery, result, tried.attempted_at, settings)
     return Attempted(outcome, delivery["target"], disabled, delivery["attempts"] - delivery["round_start"])
 
 

@@ -17,7 +17,7 @@ from nameko.testing.services import worker_factory
 
 from sanad import webhooks
 from sanad.contracts.events import new_event, parse
-from services.notify import handlers
+from services.notify import handlers, policy
 from services.notify.dispatch import AttemptPool
 from services.notify.handlers import Dispatch, register_endpoint, register_oncall_endpoint, rotate_secret
 from services.notify.policy import RetryPolicy
@@ -235,6 +235,32 @@ def test_a_late_result_from_a_worker_that_lost_its_lease_is_kept_on_record_and_c
     assert (attempt["attempt"], attempt["outcome"], attempt["status_code"]) == (1, "superseded", 204)
     assert delivery_of(pools, event)["status"] == "pending", "the delivery is the new holder's to finish"
     assert outbox_events(pools["notify"]) == []
+
+
+def test_results_recorded_together_commit_in_one_transaction_each_recorded_as_if_alone(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    config = settings()
+    offers = [referral_created(register(pools, keys, "http://127.0.0.1:9/hook", secret)) for _ in range(3)]
+    claimed = []
+    for event in offers:
+        with pools["notify"].transaction() as cur:
+            handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
+        claimed += claim(pools, delivery_of(pools, event)["id"], config)
+    now = datetime.now(timezone.utc)
+    delivered = handlers.Tried(policy.Result(204, None), "delivered", 3.0, "", now, None)
+    retrying = handlers.Tried(policy.Result(503, None), "retrying", 5.0, "", now, now + timedelta(seconds=30))
+
+    results = handlers.record_attempts(pools["notify"], outbox, config,
+                                       list(zip(claimed, [retrying, delivered, delivered])))
+
+    assert [result.outcome for result in results] == ["retrying", "delivered", "delivered"]
+    deliveries = [delivery_of(pools, event) for event in offers]
+    assert [delivery["status"] for delivery in deliveries] == ["pending", "delivered", "delivered"]
+    [xmin] = {row["xmin"] for row in rows(pools["notify"], "SELECT xmin::text FROM deliveries")}
+    assert [attempt["outcome"] for delivery in deliveries for attempt in attempts_of(pools, delivery["id"])] == [
+        "retrying", "delivered", "delivered"]
+    announced = [event.data["outcome"] for _, event in events_of_type(pools, "delivery.attempted")]
+    assert sorted(announced) == ["delivered", "delivered", "retrying"]
 
 
 class BlinkingPool:

@@ -1,8 +1,9 @@
-"""The attempt pool: bounded, with a share per endpoint, and never stuck by an attempt that fails."""
+"""The attempt pool: bounded, with a share per endpoint, and never stuck by an attempt that fails; and the
+recorder that records the results of attempts ending together in one transaction."""
 import eventlet
 from eventlet.event import Event
 
-from services.notify.dispatch import AttemptPool
+from services.notify.dispatch import AttemptPool, GroupRecorder
 
 
 def test_slots_are_taken_when_an_attempt_starts_and_given_back_when_it_ends():
@@ -94,3 +95,52 @@ def test_a_reserved_slot_counts_until_it_is_released_or_its_attempt_ends():
     gate.send()
     assert pool.wait(timeout=5)
     assert pool.free() == 2 and pool.in_flight() == {}
+
+
+# Recording results in groups
+
+def recording(calls, gate=None, refuse=()):
+    """record_all for a GroupRecorder: notes each group, waits at `gate` on the first, and fails a group
+    holding any item of `refuse`."""
+    def record_all(items):
+        calls.append(list(items))
+        if gate is not None and len(calls) == 1:
+            gate.wait()
+        if set(items) & set(refuse):
+            raise ValueError(f"cannot record {sorted(set(items) & set(refuse))}")
+        return [f"recorded {item}" for item in items]
+    return record_all
+
+
+def test_an_attempt_that_ends_alone_is_recorded_at_once_on_its_own():
+    recorder, calls = GroupRecorder(), []
+    assert recorder.record(recording(calls), "a") == "recorded a"
+    assert calls == [["a"]]
+
+
+def test_attempts_that_end_while_a_group_is_being_recorded_are_recorded_together_next():
+    recorder, calls, gate = GroupRecorder(), [], Event()
+    record_all = recording(calls, gate)
+    threads = [eventlet.spawn(recorder.record, record_all, item) for item in "abcd"]
+    eventlet.sleep(0)  # all four have ended their attempts; "a" is being recorded
+    gate.send()
+
+    assert [thread.wait() for thread in threads] == ["recorded a", "recorded b", "recorded c", "recorded d"]
+    assert calls == [["a"], ["b", "c", "d"]]
+
+
+def test_an_item_that_cannot_be_recorded_fails_only_its_own_attempt():
+    recorder, calls, gate = GroupRecorder(), [], Event()
+    record_all = recording(calls, gate, refuse=["c"])
+    threads = [eventlet.spawn(recorder.record, record_all, item) for item in "abcd"]
+    eventlet.sleep(0)
+    gate.send()
+
+    results = []
+    for thread in threads:
+        try:
+            results.append(thread.wait())
+        except ValueError as exc:
+            results.append(str(exc))
+    assert results == ["recorded a", "recorded b", "cannot record ['c']", "recorded d"]
+    assert calls == [["a"], ["b", "c", "d"], ["b"], ["c"], ["d"]]
