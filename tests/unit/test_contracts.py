@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sanad.contracts.events import CURRENT_VERSION, SCHEMAS, ContractError, Event, new_event, parse
+from sanad.contracts.events import CURRENT_VERSION, SCHEMAS, ContractError, Envelope, Event, new_event, parse
 from sanad.contracts.vocabulary import LANES, RISK_LEVELS, lane_for
 
 NOW = datetime(2024, 3, 10, 9, 30, tzinfo=timezone.utc)
@@ -123,6 +123,21 @@ def test_every_event_type_in_the_schemas_has_a_realistic_example_here():
 
 
 # Round trip
+
+@pytest.mark.parametrize("event_type", sorted(EXAMPLES))
+def test_the_message_is_what_the_envelope_and_data_schemas_dump_whether_made_or_parsed(event_type):
+    event = new_event(event_type, EXAMPLES[event_type](), producer="test", lane="critical",
+                      now=datetime(2024, 3, 10, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=3))))
+    parsed = parse(_over_the_wire(event.to_message()))
+    for message_of in (event, parsed):
+        by_schemas = Envelope().dump({
+            "id": message_of.id, "type": message_of.type, "version": message_of.version,
+            "occurred_at": message_of.occurred_at, "producer": message_of.producer,
+            "correlation_id": message_of.correlation_id, "lane": message_of.lane,
+            "data": SCHEMAS[(event_type, message_of.version)]().dump(message_of.data),
+        })
+        assert message_of.to_message() == by_schemas
+
 
 @pytest.mark.parametrize("event_type", sorted(EXAMPLES))
 def test_message_survives_json_and_parses_back_to_the_same_event(event_type):
