@@ -191,12 +191,50 @@ def set_policy(cur, policy, by, now=None):
 
 def _policy_for(cur, level):
     cur.execute(sql.POLICY_FOR, {"level": level})
-    row = cur.fetchone()
+    return _policy_from_row(level, cur.fetchone())
+
+
+def _policy_from_row(level, row):
     if row is None:
         log.warning("no escalation policy row for level %s; using the built-in default", level)
         return escalation.DEFAULT_POLICIES[level]
     return Policy(level=row["level"], ack_seconds=row["ack_seconds"], max_reoffers=row["max_reoffers"],
                   version=row["version"])
+
+
+class CasesAtHand:
+    """What refer_case reads before it offers: each case's level as referral last recorded it (its row
+    locked) and the escalation policies. `read` fetches them for a batch's events in two round trips
+    (before, two for every case); refer_case then answers from memory and keeps the levels up to date
+    as the batch goes, as the table would be. One instance a transaction."""
+
+    def __init__(self):
+        self._levels = {}  # case id -> level recorded, None for a case referral has not seen
+        self._policies = None
+
+    def read(self, cur, events):
+        self._read_levels(cur, {event.data["case_id"] for event in events})
+        if self._policies is None:
+            cur.execute(sql.EVERY_POLICY)
+            self._policies = {row["level"]: row for row in cur.fetchall()}
+
+    def level_recorded(self, cur, case_id, level_now):
+        """The case's level before this event (None if new), its row locked; from now on, `level_now`."""
+        self._read_levels(cur, {case_id})
+        before, self._levels[case_id] = self._levels[case_id], level_now
+        return before
+
+    def policy(self, cur, level):
+        if self._policies is None:
+            self.read(cur, [])
+        return _policy_from_row(level, self._policies.get(level))
+
+    def _read_levels(self, cur, case_ids):
+        wanted = case_ids - self._levels.keys()
+        if wanted:
+            cur.execute(sql.CASE_LEVELS_FOR_UPDATE, {"case_ids": sorted(wanted)})
+            self._levels.update(dict.fromkeys(wanted))
+            self._levels.update({row["case_id"]: row["level"] for row in cur.fetchall()})
 
 
 # Offering -----------------------------------------------------------------------------------------------
@@ -211,23 +249,24 @@ def _case(cur, case_id):
     return cur.fetchone()
 
 
-def refer_case(cur, event, outbox, now=None):
+def refer_case(cur, event, outbox, now=None, at_hand=None):
     """Offer each consented need of a triaged case to the best partner. A need nobody can take goes to the
-    on-duty supervisor at once (referral.escalated, reason no_match), and case.unmatched tells intake."""
+    on-duty supervisor at once (referral.escalated, reason no_match), and case.unmatched tells intake.
+    `at_hand` (CasesAtHand) may hold what the case's batch read beforehand."""
     data, now, effects = event.data, _utcnow(now), Effects()
+    at_hand = at_hand or CasesAtHand()
     case = _case_from_event(data, event.correlation_id)
-    cur.execute(sql.CASE_LEVEL_FOR_UPDATE, {"case_id": case["case_id"]})
-    previous = cur.fetchone()
+    previous_level = at_hand.level_recorded(cur, case["case_id"], case["level"])
     cur.later(sql.UPSERT_CASE, {**case, "needs": list(case["needs"]), "consents": list(case["consents"]),
                                   "now": now})
-    if previous is not None and escalation.more_urgent(case["level"], previous["level"]):
-        _raise_level(cur, case, now)
+    if previous_level is not None and escalation.more_urgent(case["level"], previous_level):
+        _raise_level(cur, case, now, at_hand.policy(cur, case["level"]))
     services = referable_services(case["needs"], case["consents"])
     if not services:
         return effects
     routing = route(case["needs"], case["consents"], case["governorate"], load_offers(cur, services), now,
                     preferences=Preferences(**data.get("preferences") or {}))
-    policy = _policy_for(cur, case["level"])
+    policy = at_hand.policy(cur, case["level"])
     for match in routing.matches:
         _offer(cur, outbox, case, match.service, match.partner, attempt=1, offered_by="matching",
                chain=Chain(policy), chain_id=uuid.uuid4(), due_at=escalation.first_deadline(policy, now), now=now,
@@ -243,10 +282,9 @@ def refer_case(cur, event, outbox, now=None):
     return effects
 
 
-def _raise_level(cur, case, now):
-    """Staff raised the case's risk: what is already offered is chased on the new level's terms at once.
-    A lowered risk changes nothing that is running: a deadline is never pushed back."""
-    policy = _policy_for(cur, case["level"])
+def _raise_level(cur, case, now, policy):
+    """Staff raised the case's risk: what is already offered is chased on the new level's terms (`policy`)
+    at once. A lowered risk changes nothing that is running: a deadline is never pushed back."""
     cur.later(sql.RELEVEL_OPEN_REFERRALS, {"case_id": case["case_id"], "level": case["level"], "now": now})
     cur.later(sql.HASTEN_PENDING_DEADLINES, {
         "case_id": case["case_id"], "level": policy.level, "version": policy.version,

@@ -166,7 +166,9 @@ class ReferralService(Observable):
 
     @consume_batches(routing.REFERRAL_CASE_TRIAGED, requeue_on_error=True)
     def on_case_triaged(self, bodies):
-        self._handle(routing.REFERRAL_CASE_TRIAGED.name, bodies, handlers.refer_case)
+        at_hand = handlers.CasesAtHand()
+        self._handle(routing.REFERRAL_CASE_TRIAGED.name, bodies, partial(handlers.refer_case, at_hand=at_hand),
+                     prepare=at_hand.read)
 
     @consume(routing.REFERRAL_NOTIFICATION_EXHAUSTED, requeue_on_error=True)
     def on_notification_exhausted(self, body):
@@ -175,8 +177,8 @@ class ReferralService(Observable):
     def _delivery_exhausted(self, cur, event, outbox):
         return handlers.delivery_exhausted(cur, event, outbox, fired_by=self._process())
 
-    def _handle(self, queue, bodies, handler):
-        for effects in handle_batch(self.db, queue, bodies, partial(handler, outbox=self.outbox)):
+    def _handle(self, queue, bodies, handler, prepare=None):
+        for effects in handle_batch(self.db, queue, bodies, partial(handler, outbox=self.outbox), prepare=prepare):
             if effects:
                 _record(effects)
 

@@ -109,7 +109,13 @@ FOLD_PARTNER_LOAD = """
 
 # Cases and referrals -----------------------------------------------------------------------------------
 
-CASE_LEVEL_FOR_UPDATE = Prepared("SELECT level FROM cases WHERE case_id = %(case_id)s FOR UPDATE")
+# A batch's cases, their rows locked in the order of the ids given (sorted by the caller, so that two
+# batches lock them in one order).
+CASE_LEVELS_FOR_UPDATE = Prepared("""
+    SELECT c.case_id, c.level
+    FROM unnest(%(case_ids)s::uuid[]) AS wanted (id)
+    CROSS JOIN LATERAL (SELECT case_id, level FROM cases WHERE case_id = wanted.id FOR UPDATE) AS c
+""")
 UPSERT_CASE = Prepared("""
     INSERT INTO cases (case_id, reference, level, governorate, needs, consents, correlation_id, triaged_at)
     VALUES (%(case_id)s, %(reference)s, %(level)s, %(governorate)s, %(needs)s, %(consents)s, %(correlation_id)s,
@@ -170,6 +176,7 @@ REFERRALS_OF_CASE = """
 POLICIES = "SELECT level, ack_seconds, max_reoffers, version, updated_at, updated_by FROM escalation_policies"
 POLICY_FOR = Prepared(
     "SELECT level, ack_seconds, max_reoffers, version FROM escalation_policies WHERE level = %(level)s")
+EVERY_POLICY = Prepared("SELECT level, ack_seconds, max_reoffers, version FROM escalation_policies")
 SET_POLICY = """
     INSERT INTO escalation_policies (level, ack_seconds, max_reoffers, version, updated_at, updated_by)
     VALUES (%(level)s, %(ack_seconds)s, %(max_reoffers)s, 1, %(now)s, %(by)s)

@@ -121,6 +121,33 @@ def test_cases_triaged_in_one_batch_are_offered_in_one_transaction_taking_turns_
     assert len(outbox_events(pools["referral"])) == 4
 
 
+def test_a_batch_reads_its_cases_levels_and_the_policies_once_not_for_every_case(pools, outbox, keys, database_url):
+    """BEGIN with the inbox rows, the cases' levels, the policies; then for each case its partners' offers
+    and its referral's insert; then COMMIT with what was left for later."""
+    add_partners(pools)
+    cases = [case_triaged() for _ in range(4)]
+    with counting_pool(database_url, schema="referral") as (pool, sent):
+        service = worker_factory(ReferralService, db=pool, outbox=outbox, keys=keys)
+        service.on_case_triaged([case.to_message() for case in cases])
+
+    assert len(sent) == 3 + 2 * len(cases) + 1, sent
+    assert len(referrals(pools)) == len(cases)
+
+
+def test_a_case_triaged_then_raised_in_one_batch_ends_as_if_its_events_came_one_by_one(pools, outbox, keys):
+    two_counsellors(pools, keys)
+    medium = case_triaged(level="medium")
+    raised = new_event("case.triaged", {**medium.data, "level": "high"}, producer="triage",
+                       correlation_id=medium.correlation_id)
+
+    referral_service(pools, outbox, keys).on_case_triaged([medium.to_message(), raised.to_message()])
+
+    [offer] = referrals(pools)
+    [deadline] = deadlines(pools)
+    assert offer["level"] == "high", "the second event found the level the first had recorded, and raised it"
+    assert (deadline["policy_level"], deadline["lane"]) == ("high", "normal")
+
+
 def test_partners_equally_placed_take_turns_by_open_referrals_counted_as_offers_open_and_close(pools, outbox, keys):
     with pools["referral"].transaction() as cur:
         amara = add_partner(cur, "Amara Counselling Centre", ["counselling"], ["dhi_qar"])
