@@ -5,7 +5,7 @@ exists if and only if the change committed. The writer keeps each event in memor
 transaction's COMMIT has succeeded (a transaction that failed, or whose COMMIT went unanswered, leaves
 nothing in memory). Right after the worker finishes, the relay publishes those events from memory with
 publisher confirms (a batch's confirms awaited together, sanad.platform.broker.ConfirmedPublisher) and
-marks them sent; a sweep every second publishes whatever a crash or a broker outage left behind
+marks them sent, those of MARK_INTERVAL together; a sweep every second publishes whatever a crash or a broker outage left behind
 (anything still unsent SWEEP_GRACE seconds after its commit). A crash between publishing and marking
 sent publishes an event twice, which consumers absorb (see sanad.platform.inbox). Work a worker starts
 and does not wait for hands its events over as each of its transactions commits
@@ -26,7 +26,7 @@ of a green thread hands the turn to every other ready worker, and in a surge eac
 milliseconds: the relay, or a worker claiming its event the relay's way, made a critical case wait a
 quarter of a second. So the worker that committed a critical event publishes it itself, from memory,
 right after its answer or acknowledgement has gone, on a connection of its own, and waits only for the
-broker's confirm; the relay marks it sent at its next turn. If publishing fails, the relay sends it as
+broker's confirm; the relay marks it sent with the others. If publishing fails, the relay sends it as
 any other. If marking comes later than the sweep's grace, the sweep publishes it again, which consumers
 absorb.
 """
@@ -55,6 +55,9 @@ SWEEP_INTERVAL = 1.0
 SWEEP_BATCH = 500
 SWEEP_GRACE = 2.0  # seconds an event is left to the worker's or the relay's own publishing
 FROM_MEMORY_WITHIN = SWEEP_GRACE / 2  # the relay publishes from memory only events younger than this
+# Events published from memory are marked sent together, at most this long after: a transaction every
+# turn of the relay was a commit for every few events in a flood. Well inside SWEEP_GRACE.
+MARK_INTERVAL = 0.2
 PURGE_INTERVAL = 3600.0  # sent events are kept 7 days; deleting them reads the whole table, so not every sweep
 RETRY_PAUSE = 1.0
 LAST_PASS_SECONDS = 5.0  # how long a stopping service waits for its last events to be published
@@ -220,8 +223,8 @@ class Outbox(DependencyProvider):
         return True
 
     def _publish_from_memory(self, publisher, events):
-        """Publish committed events as their workers held them, in order; the relay marks them sent at its
-        next turn. If publishing fails, they are left to the relay or the sweep."""
+        """Publish committed events as their workers held them, in order; the relay marks them sent within
+        MARK_INTERVAL. If publishing fails, they are left to the relay or the sweep."""
         self._publish(publisher, [(event.id, event.routing_key, event.body) for event in events])
         self.published.put([event.id for event in events])
 
@@ -234,16 +237,20 @@ class Outbox(DependencyProvider):
     # The relay ---------------------------------------------------------------------------------------
 
     def _run(self):
-        last_sweep = 0.0
+        last_sweep = last_mark = 0.0
         while True:
-            events = self._wait_for_events(timeout=SWEEP_INTERVAL)
+            to_mark = self.published.qsize() > 0
+            events = self._wait_for_events(
+                timeout=max(0.0, last_mark + MARK_INTERVAL - time.monotonic()) if to_mark else SWEEP_INTERVAL)
             if self.stopping:
                 self._last_pass()
                 return
             try:
                 if events:
                     self._publish_from_memory(self._publisher(), events)
-                self._mark_published()
+                if time.monotonic() - last_mark >= MARK_INTERVAL:
+                    self._mark_published()
+                    last_mark = time.monotonic()
                 if time.monotonic() - last_sweep >= SWEEP_INTERVAL:
                     self._sweep()
                     last_sweep = time.monotonic()
