@@ -40,6 +40,7 @@ CASE_TIME_TO_STAGE = Histogram(
 )
 LOGINS = Counter("sanad_logins_total", "Staff login attempts, by outcome.", ["outcome"])
 MAX_IDEMPOTENCY_KEY = 200
+STATUS_LINGER = 0.05  # seconds intake-status waits to fill a batch
 MAX_QUEUE_LIMIT = 500
 LANGUAGE_COOKIE = "sanad_lang"
 POLL_HEADER = "X-Sanad-Poll"  # set by the queue's background refresh: not activity, see auth.py
@@ -603,13 +604,16 @@ class IntakeStatusService(Observable):
     other services report. A process of its own, beside the API's: a case brings three to five reports,
     and during a surge the API must answer calls at once while this catches up. Reports are recorded in
     batches, one commit for all those waiting (sanad.platform.inbox.BatchEventConsumer): in a surge they
-    were a third of all the commits PostgreSQL made."""
+    were a third of all the commits PostgreSQL made. A batch that is not full waits STATUS_LINGER for
+    more: the news comes from four services, a few events at a time, and recording them as they came cost
+    this process half as much CPU a case again (docs/performance.md, item 37). What operators see comes
+    that much later; nothing else waits for it."""
     name = "intake_status"
 
     db = Database("intake")
     keys = KeyFile()
 
-    @consume_batches(routing.INTAKE_CASE_STATUS, requeue_on_error=True)
+    @consume_batches(routing.INTAKE_CASE_STATUS, requeue_on_error=True, linger=STATUS_LINGER)
     def on_case_status(self, bodies):
         stages = handlers.StagesReached()
         handler = partial(handlers.record_status, keys=self.keys, stages=stages)

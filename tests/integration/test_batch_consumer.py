@@ -40,6 +40,15 @@ def record(cur, event):
         raise RuntimeError("this case cannot be recorded")
 
 
+class LingeringRecorder(StatusRecorder):
+    """The same, waiting LINGER for more before a batch that is not full, as intake-status does."""
+    name = "batch_probe_lingering"
+
+    @consume_batches(routing.INTAKE_CASE_STATUS, requeue_on_error=True, linger=0.5)
+    def record(self, bodies):
+        handle_batch(self.db, routing.INTAKE_CASE_STATUS.name, bodies, record)
+
+
 def unmatched(reference="SND-TEST-0001"):
     return new_event("case.unmatched", {
         "case_id": uuid.uuid4(), "reference": reference, "level": "low", "governorate": "dhi_qar",
@@ -47,15 +56,27 @@ def unmatched(reference="SND-TEST-0001"):
     }, producer="test", lane="normal")
 
 
-@pytest.fixture
-def recorder(monkeypatch, database_url, amqp_uri):
-    """The recorder, not started yet, so that a test can put events on the queue before it runs."""
+def _recorder(service_class, monkeypatch, database_url, amqp_uri):
     monkeypatch.setenv("SANAD_DATABASE_URL", database_url)
     monkeypatch.setenv("SANAD_AMQP_URI", amqp_uri)
     monkeypatch.setattr(inbox, "RETRY_PAUSE", 0.01)  # a failing event is retried at once, not after seconds
     with Connection(amqp_uri) as connection:
         routing.INTAKE_CASE_STATUS(connection.default_channel).purge()
-    container = ServiceContainer(StatusRecorder, config={"AMQP_URI": amqp_uri, "max_workers": 2})
+    return ServiceContainer(service_class, config={"AMQP_URI": amqp_uri, "max_workers": 2})
+
+
+@pytest.fixture
+def recorder(monkeypatch, database_url, amqp_uri):
+    """The recorder, not started yet, so that a test can put events on the queue before it runs."""
+    container = _recorder(StatusRecorder, monkeypatch, database_url, amqp_uri)
+    yield container
+    container.stop()
+
+
+@pytest.fixture
+def lingering_recorder(monkeypatch, database_url, amqp_uri):
+    container = _recorder(LingeringRecorder, monkeypatch, database_url, amqp_uri)
+    container.start()
     yield container
     container.stop()
 
@@ -93,6 +114,15 @@ def test_events_waiting_on_the_queue_are_recorded_many_to_a_commit_each_exactly_
     assert len(transactions) <= len(ids) // 5, f"{len(ids)} events took {len(transactions)} commits"
     recorder.stop()
     assert messages_left(amqp_uri) == 0, "a message was never acknowledged"
+
+
+def test_a_consumer_that_lingers_records_events_trickling_in_together(lingering_recorder, database_url, amqp_uri):
+    events = [unmatched() for _ in range(5)]
+    for event in events:  # one at a time, as news comes in from several services
+        publish_events(amqp_uri, event)
+    ids = {str(event.id) for event in events}
+    wait_until(lambda: len(processed(database_url, ids)) == len(ids), timeout=30, what="every event recorded")
+    assert len(set(processed(database_url, ids).values())) <= 2, "recorded in one or two commits, not five"
 
 
 @pytest.mark.parametrize("fault", ["broken_contract", "handler_fails"])
