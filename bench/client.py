@@ -1,10 +1,11 @@
 """The benchmark's operators: they post cases to intake's HTTP API as the operators' UI would, and
 note the moment each 201 arrived. Intake is the only service the benchmark talks to."""
+import http.client
+import json
 import multiprocessing
 import threading
 import time
-
-import requests
+from urllib.parse import urlsplit
 
 from bench import load
 from bench.procstat import run_in_real_time
@@ -48,21 +49,39 @@ class Submitted:
 
 
 class IntakeClient:
-    """One HTTP session per thread (keep-alive, like a browser tab per operator), authenticated with an
-    API token when intake asks for one (see BenchEnvironment.api_token)."""
+    """One keep-alive HTTP connection per thread (like a browser tab per operator), authenticated with an
+    API token when intake asks for one (see BenchEnvironment.api_token). Plain http.client, not requests:
+    the operators share the machine with the services they load, and with requests the flood's senders
+    took 0.89 CPU ms a case against 0.26 (docs/performance.md, "The benchmark's operators")."""
 
     def __init__(self, base_url, api_token=None):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = base_url
+        parts = urlsplit(base_url)
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.prefix = parts.path.rstrip("/")
         self.headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
         self._local = threading.local()
 
-    def _session(self):
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers.update(self.headers)
-            self._local.session = session
-        return session
+    def _request(self, method, path, body=None, timeout=60):
+        """(status, body bytes). A connection that failed is dropped, and the next request opens another;
+        the failed request itself is not sent again."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            self._local.connection = connection
+        headers = dict(self.headers)
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            connection.request(method, self.prefix + path, body=payload, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            self._local.connection = None
+            raise
 
     def post_case(self, kind):
         """Post a case of `kind` ("normal" or "critical"); the time is taken when the 201 has arrived.
@@ -71,21 +90,21 @@ class IntakeClient:
         body = CRITICAL_CASE if kind == "critical" else NORMAL_CASE
         sent_at = time.monotonic()
         for pause in RETRY_PAUSES:
-            response = self._session().post(f"{self.base_url}/api/cases", json=body, timeout=60)
+            status, text = self._request("POST", "/api/cases", body)
             answered_at = time.monotonic()
-            if response.status_code != 503:
+            if status != 503:
                 break
             time.sleep(pause)
-        if response.status_code != 201:
-            raise IntakeError(f"intake answered {response.status_code}: {response.text[:200]}")
-        created = response.json()
+        if status != 201:
+            raise IntakeError(f"intake answered {status}: {text[:200]!r}")
+        created = json.loads(text)
         return Submitted(created["reference"], created["id"], sent_at, answered_at, kind)
 
     def case_status(self, case_id):
-        response = self._session().get(f"{self.base_url}/api/cases/{case_id}", timeout=30)
-        if response.status_code != 200:
-            raise IntakeError(f"intake answered {response.status_code} for a case status")
-        return response.json()
+        status, text = self._request("GET", f"/api/cases/{case_id}", timeout=30)
+        if status != 200:
+            raise IntakeError(f"intake answered {status} for a case status")
+        return json.loads(text)
 
 
 def paced_from_own_process(base_url, api_token, kind, count, rate):
