@@ -166,6 +166,18 @@ class BenchEnvironment:
     def queue_depths(self):
         return self.rabbit.queue_depths(self.vhost)
 
+    def cases_shown_delivered(self, case_ids):
+        """How many of `case_ids` intake's case views show with a delivered webhook (what operators see,
+        read from intake's own table)."""
+        conn = connect(self.database_url)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT count(DISTINCT case_id) FROM intake.case_deliveries "
+                            "WHERE outcome = 'delivered' AND case_id = ANY(%s::uuid[])", (list(case_ids),))
+                return cur.fetchone()[0]
+        finally:
+            conn.close()
+
     def counters(self, since=None):
         """Commits in the benchmark's database and messages through its vhost so far (or since `since`)."""
         try:

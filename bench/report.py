@@ -90,7 +90,7 @@ def markdown(results):
         f"took {_cell(s['critical_alone']['from_send_p50_ms'])} / {_cell(s['critical_alone']['from_send_p99_ms'])} "
         f"ms (p50 / p99) alone and {_cell(backlog['from_send_p50_ms'])} / {_cell(backlog['from_send_p99_ms'])} "
         f"ms behind the backlog. Intake's "
-        f"case views (what operators see) caught up "
+        f"case views (what operators see) showed every case delivered "
         f"{_cell(backlog['intake_views_behind_partners_s'])} s after the partners had every webhook."
         + _precedence_waits(backlog),
         "",
