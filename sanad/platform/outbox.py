@@ -5,8 +5,8 @@ exists if and only if the change committed. The writer keeps each event in memor
 transaction's COMMIT has succeeded (a transaction that failed, or whose COMMIT went unanswered, leaves
 nothing in memory). Right after the worker finishes, the relay publishes those events from memory with
 publisher confirms (a batch's confirms awaited together, sanad.platform.broker.ConfirmedPublisher) and
-marks them sent, those of MARK_INTERVAL together; a sweep every second publishes whatever a crash or a broker outage left behind
-(anything still unsent SWEEP_GRACE seconds after its commit). A crash between publishing and marking
+marks them sent, those of MARK_INTERVAL together; a sweep every second publishes whatever a crash or a
+broker outage left behind (anything still unsent SWEEP_GRACE seconds after its commit). A crash between publishing and marking
 sent publishes an event twice, which consumers absorb (see sanad.platform.inbox). Work a worker starts
 and does not wait for hands its events over as each of its transactions commits
 (OutboxWriter.detached).

@@ -6,8 +6,8 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 from sanad import webhooks
 from sanad.contracts.events import new_event
