@@ -112,7 +112,9 @@ def _as_uuid(value):
 
 class LogContext(DependencyProvider):
     """Puts the worker's event (or HTTP route) into every log line the worker writes, and logs one line
-    per event handled. The context lives in a contextvar, which eventlet keeps per green thread."""
+    per event handled, each event of a batch that committed included, so that a case can be followed
+    across the services by its correlation id whether its events came alone or together. The context
+    lives in a contextvar, which eventlet keeps per green thread."""
 
     def __init__(self):
         self.started = {}
@@ -144,6 +146,16 @@ class LogContext(DependencyProvider):
         context = _context.get() or {}
         duration_ms = round((time.perf_counter() - started[0]) * 1000, 1)
         batch = context.get("events", 1)
+        if batch > 1 and exc_info is None:
+            for body in worker_ctx.args[0]:
+                each = {**context, **event_context(body)}
+                token = _context.set(each)
+                try:
+                    log.info("handled %s", each.get("event_type") or "a message",
+                             extra={"duration_ms": duration_ms, "outcome": "ok"})
+                finally:
+                    _context.reset(token)
+            return
         outcome = "ok" if exc_info is None else "requeued" if batch == 1 else "handed_over_one_at_a_time"
         what = context.get("event_type") or (f"{batch} events" if batch > 1 else "a message")
         log.info("handled %s", what, extra={"duration_ms": duration_ms, "outcome": outcome})

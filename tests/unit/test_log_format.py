@@ -1,11 +1,14 @@
-"""The log formatter and privacy filter (sanad.platform.logs), on records made here: no process, no I/O."""
+"""The log formatter, the privacy filter and the worker's log context (sanad.platform.logs), on records and
+workers made here: no process, no I/O."""
 import json
 import logging
 import uuid
 
 import pytest
+from nameko.messaging import Consumer
 
-from sanad.platform.logs import JsonFormatter, PlainFormatter, PrivacyFilter, event_context, mask
+from sanad.contracts import routing
+from sanad.platform.logs import JsonFormatter, LogContext, PlainFormatter, PrivacyFilter, event_context, mask
 
 CASE_ID = "4f1c2a3b-1234-4567-8901-123456789012"
 
@@ -120,3 +123,28 @@ def test_event_context_keeps_nothing_from_a_malformed_body(body):
 ])
 def test_successful_scrapes_and_health_checks_leave_no_access_line_and_everything_else_does(line, kept):
     assert PrivacyFilter().filter(record(line, name="nameko.web.server")) is kept
+
+
+class _Worker:
+    """What LogContext reads of a nameko worker context: the entrypoint and the arguments."""
+
+    def __init__(self, bodies):
+        self.entrypoint = Consumer(queue=routing.INTAKE_CASE_STATUS)
+        self.entrypoint.method_name = "on_case_status"
+        self.args, self.kwargs = (bodies,), {}
+
+
+def test_each_event_of_a_batch_gets_its_own_handled_line_with_its_correlation_id(caplog):
+    bodies = [{"type": event_type, "correlation_id": str(uuid.uuid4()), "data": {"reference": "SND-7K3Q-9F2M"}}
+              for event_type in ("case.triaged", "delivery.attempted")]
+    context, worker = LogContext(), _Worker(bodies)
+    caplog.handler.addFilter(PrivacyFilter())  # as on every handler: it reads the context as a line is logged
+    context.worker_setup(worker)
+    with caplog.at_level(logging.INFO, logger="sanad.platform.logs"):
+        context.worker_result(worker)
+    context.worker_teardown(worker)
+
+    lines = [json.loads(JsonFormatter().format(made)) for made in caplog.records]
+    assert [(line["message"], line["event_type"], line["correlation_id"]) for line in lines] == [
+        (f"handled {body['type']}", body["type"], body["correlation_id"]) for body in bodies]
+    assert all(line["outcome"] == "ok" for line in lines)
