@@ -108,19 +108,20 @@ class Added:
 class OutboxWriter:
     """What a worker sees: add events inside its own transaction, and say when its case is critical.
     `added` receives each event once its transaction has committed (`cursor` is a
-    sanad.platform.pool.Transaction); `hand_over` gives committed events to the relay (for detached())."""
+    sanad.platform.pool.Transaction); `hand_over` gives committed events to the relay (for detached()).
+    A writer with no relay (made in a test) keeps a detached writer's events with its own."""
 
     def __init__(self, added, go_first=None, hand_over=None):
         self._added = added
         self._go_first = go_first
-        self._hand_over = hand_over
+        self._hand_over = hand_over if hand_over is not None else added.extend
 
     def detached(self) -> "OutboxWriter":
         """A writer for work this worker starts and does not wait for (notify's webhook attempts run in a
         pool of their own). What such work commits after its worker ended would otherwise wait for the
         sweep, seconds later: the events of each of its transactions go to the relay, or out at once
         if critical, as soon as that transaction commits."""
-        return OutboxWriter(_HandedOver(self._hand_over))
+        return OutboxWriter(_HandedOver(self._hand_over), hand_over=self._hand_over)
 
     def add(self, cursor, event):
         body = event.to_message()

@@ -17,6 +17,7 @@ from nameko.testing.services import worker_factory
 
 from sanad import webhooks
 from sanad.contracts.events import new_event, parse
+from sanad.platform.outbox import OutboxWriter
 from services.notify import handlers, policy
 from services.notify.dispatch import AttemptPool
 from services.notify.handlers import Dispatch, register_endpoint, register_oncall_endpoint, rotate_secret
@@ -143,6 +144,16 @@ def test_a_new_referral_is_delivered_signed_minimal_and_recorded(pools, outbox, 
     assert announced.data["outcome"] == "delivered" and key == "delivery.attempted.normal"
     stored = rows(pools["notify"], "SELECT secret_sealed FROM endpoint_secrets")[0]["secret_sealed"]
     assert secret not in stored, "webhook secrets are sealed at rest"
+
+
+def test_an_attempt_hands_its_events_over_as_it_commits_them_after_its_worker_has_ended(pools, keys):
+    added = []
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        Notify(pools, OutboxWriter(added), keys).offer(event)
+
+    assert [item.body["type"] for item in added] == ["delivery.attempted"]
 
 
 def test_the_same_referral_event_twice_makes_one_delivery(pools, outbox, keys):
