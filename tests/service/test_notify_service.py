@@ -616,7 +616,8 @@ pool = Pool(sys.argv[1], size=1, schema="notify")
 settings = NotifySettings(per_endpoint=1000, lease_seconds=600)
 with pool.transaction() as cur:  # connected before the start, so neither begins a connection behind
     cur.execute("SELECT 1")
-sys.stdin.readline()  # both claimers start together
+print("ready", flush=True)
+sys.stdin.readline()  # both claimers start together, once both are ready
 claimed = []
 while True:
     rows = handlers.claim_due(pool, "normal", 3, {}, settings)
@@ -637,6 +638,8 @@ def test_two_claimers_racing_on_the_real_database_never_claim_the_same_delivery(
             handlers.schedule_offer(cur, parse(referral_created(partner_id).to_message()), "https://x.example")
     claimers = [subprocess.Popen([sys.executable, "-c", CLAIMER, database_url], cwd=ROOT, stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    for claimer in claimers:  # a claimer still starting up when the other began found nothing left
+        assert claimer.stdout.readline().strip() == "ready"
     for claimer in claimers:
         claimer.stdin.write("go\n")
         claimer.stdin.flush()
