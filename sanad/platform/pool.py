@@ -44,6 +44,14 @@ CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 # bitmap scan never marks the dead entries it passes, so it meets them again next time. A plain index
 # scan stops after the few rows it needs and marks dead entries, so later scans skip them.
 PLAIN_INDEX_SCANS = "SET LOCAL enable_bitmapscan = off"
+# For a transaction that runs a `Prepared` statement whose plan must not read a growing table whole. The
+# plan is made at the statement's first run on a connection and kept until the table is analysed. Made
+# while the table held a page or so of rows and had never been analysed (a service's first minutes; for
+# ever where autovacuum is off), a plan chose to read all of it rather than look rows up by their ids,
+# which is cheapest for one page and grows with the table from then on (notify's claim of due
+# deliveries: 3 to 5 ms a claim, half of PostgreSQL's time in a 5,000-case flood; docs/performance.md,
+# item 42). Where an index answers, this makes the planner take it.
+NO_WHOLE_TABLE_READS = "SET LOCAL enable_seqscan = off"
 
 
 # Between statements sent together: the newline ends a statement's trailing line comment, if it has one.

@@ -11,7 +11,7 @@ from functools import partial
 
 from sanad import webhooks
 from sanad.contracts.events import new_event
-from sanad.platform.pool import CONNECTION_ERRORS, PLAIN_INDEX_SCANS
+from sanad.platform.pool import CONNECTION_ERRORS, NO_WHOLE_TABLE_READS, PLAIN_INDEX_SCANS
 from services.notify import payloads, policy, sql, urls
 from services.notify.dispatch import GroupRecorder
 from services.notify.settings import NotifySettings, from_environment
@@ -200,6 +200,7 @@ def claim_due(pool, lane, limit, in_flight, settings, now=None):
     if limit <= 0:
         return []
     with pool.transaction() as cur:
+        cur.later(NO_WHOLE_TABLE_READS)  # the deliveries it claims, looked up by id, not all of them read
         cur.execute(sql.CLAIM_DUE, {
             "lane": lane, "limit": limit, "in_flight": json.dumps(in_flight),
             "per_endpoint": settings.per_endpoint, "now": now or _utc_now(), "lease": settings.lease_seconds,

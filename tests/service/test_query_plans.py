@@ -5,18 +5,22 @@ moment, and the plan is kept until the table is analysed. A plan made on empty t
 first minutes, and for ever where autovacuum is off) once read a whole index of pending deliveries to
 find one delivery by its id (docs/performance.md, item 28). These tests plan every prepared statement on
 the emptied tables of this tier's database and refuse a plan that reads an index from its first entry or
-reads a whole table that grows with the cases.
+reads a whole table that grows with the cases. A table holding a page of rows, never analysed, is planned
+differently again: notify's claim of due deliveries is checked there too (item 42).
 """
 import importlib
 import pkgutil
 import re
+import uuid
 
 import pytest
 
 import sanad.platform
 import services
 from sanad.platform.migrate import SCHEMAS
-from sanad.platform.pool import Prepared
+from sanad.platform.pool import Pool, Prepared
+from services.notify import handlers, sql
+from services.notify.settings import NotifySettings
 
 # Tables whose size staff set (the partner directory, endpoints, policies), not the number of cases:
 # reading them whole is cheap at any load.
@@ -122,3 +126,45 @@ def test_the_check_refuses_a_lookup_by_id_that_reads_the_index_of_pending_delive
     """)
     faults = plan_faults(generic_plan("notify", before), first_columns("notify"))
     assert faults and "reads it from its first entry" in faults[0]
+
+
+# A page or so of pending deliveries, in a table never analysed since TRUNCATE emptied it: what notify's
+# tables hold when its sweep first claims in a surge (docs/performance.md, item 42).
+A_PAGE_OF_DELIVERIES = """
+    INSERT INTO deliveries (id, webhook_id, kind, target, endpoint_id, referral_id, case_id, partner_id, lane,
+                            payload, next_attempt_at, created_at)
+    SELECT gen_random_uuid(), 'msg_' || n, 'referral.offered', 'partner', %(endpoint)s, gen_random_uuid(),
+           gen_random_uuid(), %(endpoint)s, 'normal', '{}', now() - interval '1 minute', now()
+    FROM generate_series(1, 30) AS n
+"""
+
+
+@pytest.fixture
+def a_page_of_deliveries(pools):
+    endpoint = uuid.uuid4()
+    with pools["notify"].transaction() as cur:
+        cur.execute("INSERT INTO endpoints (partner_id, url) VALUES (%(endpoint)s, 'https://partner.example/w')",
+                    {"endpoint": endpoint})
+        cur.execute(A_PAGE_OF_DELIVERIES, {"endpoint": endpoint})
+
+
+def test_the_sweeps_claim_plans_on_a_page_of_deliveries_to_look_them_up_by_id(
+        database_url, a_page_of_deliveries, first_columns):
+    pool = Pool(database_url, size=1, schema="notify")  # one connection: the claim's, whose plan is read back
+    try:
+        claimed = handlers.claim_due(pool, "normal", 3, {}, NotifySettings(per_endpoint=4, lease_seconds=60))
+        with pool.connection() as conn, conn.cursor() as cur:
+            values = ", ".join(["NULL"] * len(sql.CLAIM_DUE.parameters))
+            cur.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {sql.CLAIM_DUE.name}({values})")
+            plan = cur.fetchone()[0][0]["Plan"]
+    finally:
+        pool.close()
+    assert len(claimed) == 3
+    assert plan_faults(plan, first_columns("notify")) == []
+
+
+def test_left_to_itself_the_planner_reads_every_delivery_for_the_sweeps_claim(
+        generic_plan, a_page_of_deliveries, first_columns):
+    # Why claim_due sends NO_WHOLE_TABLE_READS: without it, the same data gets the plan notify kept in the
+    # benchmark's floods.
+    assert "reads all of deliveries" in plan_faults(generic_plan("notify", sql.CLAIM_DUE), first_columns("notify"))
