@@ -80,21 +80,24 @@ def plan_faults(plan, first_columns):
     return faults
 
 
+def generic_plan_on(pool, statement):
+    """The plan a connection of `pool` keeps for a statement, made on its tables as they are now."""
+    with pool.connection() as conn, conn.cursor() as cur:
+        cur.execute("SHOW plan_cache_mode")
+        assert cur.fetchone()[0] == "force_generic_plan"
+        cur.execute(statement.prepare.replace(statement.name, "plan_check", 1))
+        try:
+            values = f"({', '.join(['NULL'] * len(statement.parameters))})" if statement.parameters else ""
+            cur.execute(f"EXPLAIN (FORMAT JSON) EXECUTE plan_check{values}")
+            return cur.fetchone()[0][0]["Plan"]
+        finally:
+            cur.execute("DEALLOCATE plan_check")
+
+
 @pytest.fixture
 def generic_plan(pools):
     """The plan a service's connection keeps for a statement, made on the (emptied) tables of `schema`."""
-    def plan(schema, statement):
-        with pools[schema].connection() as conn, conn.cursor() as cur:
-            cur.execute("SHOW plan_cache_mode")
-            assert cur.fetchone()[0] == "force_generic_plan"
-            cur.execute(statement.prepare.replace(statement.name, "plan_check", 1))
-            try:
-                values = f"({', '.join(['NULL'] * len(statement.parameters))})" if statement.parameters else ""
-                cur.execute(f"EXPLAIN (FORMAT JSON) EXECUTE plan_check{values}")
-                return cur.fetchone()[0][0]["Plan"]
-            finally:
-                cur.execute("DEALLOCATE plan_check")
-    return plan
+    return lambda schema, statement: generic_plan_on(pools[schema], statement)
 
 
 @pytest.fixture
@@ -128,8 +131,9 @@ def test_the_check_refuses_a_lookup_by_id_that_reads_the_index_of_pending_delive
     assert faults and "reads it from its first entry" in faults[0]
 
 
-# A page or so of pending deliveries, in a table never analysed since TRUNCATE emptied it: what notify's
-# tables hold when its sweep first claims in a surge (docs/performance.md, item 42).
+# A page or so of pending deliveries in a table never analysed: what notify's table holds when its sweep
+# first claims in a surge (docs/performance.md, item 42). A database of its own, since TRUNCATE keeps a
+# table's statistics: an emptied table that was once analysed is planned otherwise.
 A_PAGE_OF_DELIVERIES = """
     INSERT INTO deliveries (id, webhook_id, kind, target, endpoint_id, referral_id, case_id, partner_id, lane,
                             payload, next_attempt_at, created_at)
@@ -139,32 +143,32 @@ A_PAGE_OF_DELIVERIES = """
 """
 
 
-@pytest.fixture
-def a_page_of_deliveries(pools):
+@pytest.fixture(scope="module")
+def a_page_of_deliveries(make_database):
+    """A pool of one connection on a database whose deliveries hold a page of pending rows."""
+    pool = Pool(make_database("a_page_of_deliveries"), size=1, schema="notify")
     endpoint = uuid.uuid4()
-    with pools["notify"].transaction() as cur:
+    with pool.transaction() as cur:
         cur.execute("INSERT INTO endpoints (partner_id, url) VALUES (%(endpoint)s, 'https://partner.example/w')",
                     {"endpoint": endpoint})
         cur.execute(A_PAGE_OF_DELIVERIES, {"endpoint": endpoint})
+    yield pool
+    pool.close()
 
 
-def test_the_sweeps_claim_plans_on_a_page_of_deliveries_to_look_them_up_by_id(
-        database_url, a_page_of_deliveries, first_columns):
-    pool = Pool(database_url, size=1, schema="notify")  # one connection: the claim's, whose plan is read back
-    try:
-        claimed = handlers.claim_due(pool, "normal", 3, {}, NotifySettings(per_endpoint=4, lease_seconds=60))
-        with pool.connection() as conn, conn.cursor() as cur:
-            values = ", ".join(["NULL"] * len(sql.CLAIM_DUE.parameters))
-            cur.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {sql.CLAIM_DUE.name}({values})")
-            plan = cur.fetchone()[0][0]["Plan"]
-    finally:
-        pool.close()
+def test_the_sweeps_claim_plans_on_a_page_of_deliveries_to_look_them_up_by_id(a_page_of_deliveries, first_columns):
+    pool = a_page_of_deliveries
+    claimed = handlers.claim_due(pool, "normal", 3, {}, NotifySettings(per_endpoint=4, lease_seconds=60))
+    with pool.connection() as conn, conn.cursor() as cur:  # the claim's connection, and the plan it kept
+        values = ", ".join(["NULL"] * len(sql.CLAIM_DUE.parameters))
+        cur.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {sql.CLAIM_DUE.name}({values})")
+        plan = cur.fetchone()[0][0]["Plan"]
     assert len(claimed) == 3
     assert plan_faults(plan, first_columns("notify")) == []
 
 
-def test_left_to_itself_the_planner_reads_every_delivery_for_the_sweeps_claim(
-        generic_plan, a_page_of_deliveries, first_columns):
+def test_left_to_itself_the_planner_reads_every_delivery_for_the_sweeps_claim(a_page_of_deliveries, first_columns):
     # Why claim_due sends NO_WHOLE_TABLE_READS: without it, the same data gets the plan notify kept in the
     # benchmark's floods.
-    assert "reads all of deliveries" in plan_faults(generic_plan("notify", sql.CLAIM_DUE), first_columns("notify"))
+    plan = generic_plan_on(a_page_of_deliveries, sql.CLAIM_DUE)
+    assert "reads all of deliveries" in plan_faults(plan, first_columns("notify"))
