@@ -75,13 +75,13 @@ DISABLE_ENDPOINT = """
 
 # Deliveries ------------------------------------------------------------------------------------------------
 
+# A webhook id already taken (the same event handled again) leaves the delivery that has it alone.
 INSERT_DELIVERY = Prepared("""
     INSERT INTO deliveries (id, webhook_id, kind, target, endpoint_id, referral_id, case_id, partner_id, lane,
                             payload, next_attempt_at, created_at)
     VALUES (%(id)s, %(webhook_id)s, %(kind)s, %(target)s, %(endpoint_id)s, %(referral_id)s, %(case_id)s,
             %(partner_id)s, %(lane)s, %(payload)s, %(now)s, %(now)s)
     ON CONFLICT (webhook_id) DO NOTHING
-    RETURNING id, endpoint_id
 """)
 
 # A claim is a lease: the attempt that holds it runs outside any transaction, and if its process dies the

@@ -167,6 +167,23 @@ def test_the_same_referral_event_twice_makes_one_delivery(pools, outbox, keys):
     assert len(rows(pools["notify"], "SELECT id FROM deliveries")) == 1
 
 
+@pytest.mark.parametrize("service_class", [NotifyService, CriticalNotifyService], ids=["normal", "critical"])
+def test_another_event_for_a_referral_that_has_its_delivery_sends_nothing_again(pools, outbox, keys, service_class):
+    # Not the same event redelivered (the inbox drops that) but another one offering the same referral: its
+    # webhook id is taken, so its insert does nothing and claiming the id it was given finds nothing.
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as receiver:
+        first = referral_created(register(pools, keys, receiver.url, secret))
+        again = new_event("referral.created", first.data, producer="referral", lane=first.lane)
+        notify = Notify(pools, outbox, keys, service_class=service_class)
+        notify.offer(first)
+        notify.offer(again)
+        assert receiver.webhook_ids() == [f"msg_{first.data['referral_id'].hex}"]
+    [delivery] = rows(pools["notify"], "SELECT id, attempts FROM deliveries")
+    assert delivery["attempts"] == 1
+    assert notify.dispatch.pool.in_flight() == {}, "the second offer's slot was given back"
+
+
 def test_a_partner_answering_503_is_retried_later_under_the_same_webhook_id(pools, outbox, keys):
     secret = webhooks.generate_secret()
     answers = iter([503, 204])
