@@ -146,8 +146,9 @@ def handlers_waiting(bench):
     with psycopg2.connect(bench.database_url, connect_timeout=5) as conn, conn.cursor() as cur:
         # The statement travels as its text the first time a connection runs it, then by its prepared name.
         cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = 'sanad'"
-                    " AND (query ILIKE '%%processed_events%%' OR strpos(query, %(name)s) > 0)",
-                    {"name": inbox.RECORD_PROCESSED.name})
+                    " AND (query ILIKE '%%processed_events%%' OR strpos(query, %(batch)s) > 0"
+                    " OR strpos(query, %(one)s) > 0)",
+                    {"batch": inbox.RECORD_PROCESSED.name, "one": inbox.RECORD_FIRST_TIME.name})
         return cur.fetchone()[0]
 
 

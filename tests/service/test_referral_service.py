@@ -11,6 +11,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from sanad.contracts.events import new_event, parse
+from sanad.platform import inbox
 from sanad.platform.http import ApiError
 from services.referral import access, handlers, sql
 from services.referral.directory import PartnerEntry, ServiceTerms, parse_hours
@@ -213,17 +214,18 @@ def test_a_critical_case_is_referred_on_the_critical_lane(pools, outbox, keys):
     assert routing_key == "referral.created.critical"
 
 
-def test_a_critical_case_is_offered_in_one_transaction_of_six_round_trips(pools, outbox, keys, database_url):
+def test_a_critical_case_is_offered_in_one_transaction_of_five_round_trips(pools, outbox, keys, database_url):
     """Each round trip is a wait for a core under a flood. What is left needs an answer before the next
-    step: BEGIN with the inbox row (a repeated event stops here), the case's level before, the partners'
-    offers (the case's upsert with them), the policy, the referral's insert (an attempt that exists
-    stops here); then its deadline, its event and COMMIT go together."""
+    step: BEGIN with the inbox row and the case's level before (a repeated event fails here, on the inbox
+    row), the partners' offers (the case's upsert with them), the policy, the referral's insert (an
+    attempt that exists stops here); then its deadline, its event and COMMIT go together."""
     add_partners(pools)
     with counting_pool(database_url, schema="referral") as (pool, sent):
         service = worker_factory(CriticalReferralService, db=pool, outbox=outbox, keys=keys)
         service.on_case_triaged(case_triaged(level="critical").to_message())
 
-    assert len(sent) == 6, sent
+    assert len(sent) == 5, sent
+    assert "BEGIN" in sent[0] and inbox.RECORD_FIRST_TIME.name in sent[0]
     assert sent[-1].endswith("COMMIT") and "INSERT INTO ack_deadlines" in sent[-1] and "INSERT INTO outbox" in sent[-1]
     [(routing_key, _)] = outbox_events(pools["referral"])
     assert routing_key == "referral.created.critical"
