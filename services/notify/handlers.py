@@ -182,7 +182,8 @@ def schedule_pages(cur, event, now=None):
 def _insert_delivery(cur, now, row):
     """[(delivery id, endpoint id)] of the delivery `row`, which goes to PostgreSQL with the transaction's
     next statement (the claim of it, if the pool has room for its attempt; else the COMMIT, with the
-    batch's other deliveries): a round trip of its own was a quarter of a critical webhook's in notify.
+    batch's other deliveries): a round trip of its own was one of the four a critical webhook took in
+    notify (docs/performance.md, item 43).
     Where the event was handled before, its webhook id is taken and nothing is inserted; claiming the id
     returned then finds nothing."""
     payloads.encode(row["payload"])  # refuse an oversized body here, not at every attempt
