@@ -6,9 +6,9 @@ transaction's COMMIT has succeeded (a transaction that failed, or whose COMMIT w
 nothing in memory). Right after the worker finishes, the relay publishes those events from memory with
 publisher confirms (a batch's confirms awaited together, sanad.platform.broker.ConfirmedPublisher) and
 marks them sent, those of MARK_INTERVAL together; a sweep every second publishes whatever a crash or a
-broker outage left behind (anything still unsent SWEEP_GRACE seconds after its commit). A crash between publishing and marking
-sent publishes an event twice, which consumers absorb (see sanad.platform.inbox). Work a worker starts
-and does not wait for hands its events over as each of its transactions commits
+broker outage left behind (anything still unsent SWEEP_GRACE seconds after its commit). A crash between
+publishing and marking sent publishes an event twice, which consumers absorb (see sanad.platform.inbox).
+Work a worker starts and does not wait for hands its events over as each of its transactions commits
 (OutboxWriter.detached).
 Publishing from memory spares the relay reading back and locking what the worker has just written: a
 round trip to PostgreSQL and a row lock for every batch of events (docs/performance.md, item 29). A relay
