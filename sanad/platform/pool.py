@@ -68,12 +68,17 @@ class Prepared(str):
     each to the type it inferred for that parameter at PREPARE, which is stricter than the context of a
     statement written out in full: a list of strings does not become a uuid[] (send uuid.UUID values),
     and a parameter whose type the statement leaves open needs a cast. A connection made elsewhere
-    (not by `Pool`) runs the text as it is."""
+    (not by `Pool`) runs the text as it is.
 
-    def __new__(cls, text):
+    `planner` is a `SET LOCAL` the plan must be made under (NO_WHOLE_TABLE_READS, say): `Transaction`
+    sends it before the statement every time, since whichever run comes first on a connection makes the
+    plan that connection keeps, and tests/service/test_query_plans.py plans the statement under it."""
+
+    def __new__(cls, text, planner=None):
         if "%" in re.sub(r"%%|%\(\w+\)s", "", text):
             raise ValueError("a prepared statement takes named parameters only")
         self = super().__new__(cls, text)
+        self.planner = planner
         parameters = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", text)))
         numbered = re.sub(r"%\((\w+)\)s", lambda match: f"${parameters.index(match.group(1)) + 1}", text)
         self.parameters = tuple(parameters)  # their names, in the order of $1, $2...
@@ -141,6 +146,8 @@ class Transaction(psycopg2.extras.RealDictCursor):
 
     def _bound(self, query, vars):
         prepared = getattr(self.connection, "prepared", None)
+        if isinstance(query, Prepared) and query.planner:
+            self._waiting.append(query.planner.encode())
         if not isinstance(query, Prepared) or prepared is None:
             return self.mogrify(query, vars)
         if query.name not in prepared:

@@ -1,6 +1,7 @@
 """Attempts run concurrently, each in a green thread of a bounded pool, so a slow partner holds up only
-its own deliveries: at most `per_endpoint` of the pool's `size` slots go to any one endpoint. Their
-results are recorded in groups (GroupRecorder)."""
+its own deliveries: at most `per_endpoint` requests are open to any one endpoint, and at most `size`
+attempts run in the pool. An attempt lets go of its endpoint as soon as its request has ended, so
+recording the results (in groups, GroupRecorder) never keeps the next webhook from going out."""
 import logging
 from collections import Counter
 
@@ -16,7 +17,8 @@ class AttemptPool:
         self.size = size
         self.per_endpoint = per_endpoint
         self._threads = eventlet.GreenPool(size)
-        self._in_flight = Counter()
+        self._running = 0
+        self._requests = Counter()
         self._finished = Event()
         self.closed = False
 
@@ -27,34 +29,37 @@ class AttemptPool:
     def free(self) -> int:
         if self.closed:
             return 0
-        return self.size - sum(self._in_flight.values())
+        return self.size - self._running
 
     def has_room_for(self, endpoint_id) -> bool:
-        return self.free() > 0 and self._in_flight[str(endpoint_id)] < self.per_endpoint
+        return self.free() > 0 and self._requests[str(endpoint_id)] < self.per_endpoint
 
     def in_flight(self) -> dict:
-        """{endpoint id: attempts running now}, for endpoints with any."""
-        return {endpoint: n for endpoint, n in self._in_flight.items() if n}
+        """{endpoint id: requests open to it now}, for endpoints with any."""
+        return {endpoint: n for endpoint, n in self._requests.items() if n}
 
     def run(self, endpoint_id, function, *args, reserved=False):
-        """Run function(*args) in the pool, counted against `endpoint_id` until it returns. The caller
-        checks has_room_for() first, or reserve()d the slot (`reserved`); the slot is taken at once,
-        before the green thread starts."""
+        """Run function(*args, request_ended) in the pool. The attempt holds a slot of the pool until it
+        returns, and one of `endpoint_id`'s until it calls request_ended() (or returns). The caller checks
+        has_room_for() first, or reserve()d the slots (`reserved`); they are taken at once, before the
+        green thread starts."""
         endpoint = str(endpoint_id)
         if not reserved:
-            self._in_flight[endpoint] += 1
-        self._threads.spawn_n(self._run, endpoint, function, args)
+            self._take(endpoint)
+        hold = _EndpointHold(self, endpoint)
+        self._threads.spawn_n(self._run, hold, function, args)
 
     def reserve(self, endpoint_id) -> bool:
-        """Take a slot for an attempt to `endpoint_id` that will start later with run(reserved=True), if
-        the endpoint has room now; give it back with release() if the attempt never starts."""
+        """Take the slots for an attempt to `endpoint_id` that will start later with run(reserved=True),
+        if there is room now; give them back with release() if the attempt never starts."""
         if not self.has_room_for(endpoint_id):
             return False
-        self._in_flight[str(endpoint_id)] += 1
+        self._take(str(endpoint_id))
         return True
 
     def release(self, endpoint_id) -> None:
-        self._free_slot(str(endpoint_id))
+        self._end_request(str(endpoint_id))
+        self._end_attempt()
 
     def wait_for_room(self, timeout) -> None:
         """Return at once if a slot is free, else when an attempt finishes, or after `timeout` seconds."""
@@ -63,7 +68,7 @@ class AttemptPool:
         self.wait_for_an_attempt(timeout)
 
     def wait_for_an_attempt(self, timeout) -> None:
-        """Return when the next attempt finishes, or after `timeout` seconds."""
+        """Return when the next attempt finishes or lets go of its endpoint, or after `timeout` seconds."""
         with eventlet.Timeout(max(timeout, 0), False):
             self._finished.wait()
 
@@ -71,22 +76,48 @@ class AttemptPool:
         """Wait for every running attempt; True when none is left."""
         with eventlet.Timeout(timeout, False):
             self._threads.waitall()
-        return not self.in_flight()
+        return self._running == 0
 
-    def _run(self, endpoint, function, args):
+    def _run(self, hold, function, args):
         try:
-            function(*args)
+            function(*args, hold.let_go)
         except Exception:  # noqa: BLE001 -- an attempt's failure must not kill the pool; its lease runs out
             log.exception("a webhook attempt failed unexpectedly; its delivery is retried when its lease ends")
         finally:
-            self._free_slot(endpoint)
+            hold.let_go()
+            self._end_attempt()
 
-    def _free_slot(self, endpoint):
-        self._in_flight[endpoint] -= 1
-        if not self._in_flight[endpoint]:
-            del self._in_flight[endpoint]
+    def _take(self, endpoint):
+        self._requests[endpoint] += 1
+        self._running += 1
+
+    def _end_request(self, endpoint):
+        self._requests[endpoint] -= 1
+        if not self._requests[endpoint]:
+            del self._requests[endpoint]
+        self._wake()
+
+    def _end_attempt(self):
+        self._running -= 1
+        self._wake()
+
+    def _wake(self):
         finished, self._finished = self._finished, Event()
         finished.send()
+
+
+class _EndpointHold:
+    """An attempt's slot of its endpoint, let go once: when its request has ended, or when it returns."""
+
+    def __init__(self, pool, endpoint):
+        self._pool = pool
+        self._endpoint = endpoint
+        self._held = True
+
+    def let_go(self):
+        if self._held:
+            self._held = False
+            self._pool._end_request(self._endpoint)
 
 
 class GroupRecorder:

@@ -11,7 +11,7 @@ from functools import partial
 
 from sanad import webhooks
 from sanad.contracts.events import new_event
-from sanad.platform.pool import CONNECTION_ERRORS, NO_WHOLE_TABLE_READS, PLAIN_INDEX_SCANS
+from sanad.platform.pool import CONNECTION_ERRORS, PLAIN_INDEX_SCANS
 from services.notify import payloads, policy, sql, urls
 from services.notify.dispatch import GroupRecorder
 from services.notify.settings import NotifySettings, from_environment
@@ -205,7 +205,6 @@ def claim_due(pool, lane, limit, in_flight, settings, now=None):
     if limit <= 0:
         return []
     with pool.transaction() as cur:
-        cur.later(NO_WHOLE_TABLE_READS)  # the deliveries it claims, looked up by id, not all of them read
         cur.execute(sql.CLAIM_DUE, {
             "lane": lane, "limit": limit, "in_flight": json.dumps(in_flight),
             "per_endpoint": settings.per_endpoint, "now": now or _utc_now(), "lease": settings.lease_seconds,
@@ -216,16 +215,18 @@ def claim_due(pool, lane, limit, in_flight, settings, now=None):
 
 # Attempting --------------------------------------------------------------------------------------------------
 
-def attempt(pool, outbox, keys, delivery, dispatch, now=_utc_now, rand=random.random,
-            pause=time.sleep) -> Attempted | None:
+def attempt(pool, outbox, keys, delivery, dispatch, request_ended=lambda: None, now=_utc_now,
+            rand=random.random, pause=time.sleep) -> Attempted | None:
     """Send one claimed delivery, record the attempt and what comes next, and announce it. After the last
     attempt: a dead letter, `notification.exhausted` (partners) or an alert (the pager), and a partner's
     endpoint that keeps failing is disabled. Returns None when the lease was lost meanwhile.
+    `request_ended()` is called once the partner has answered (or the request failed), before recording.
 
     The webhook has gone out when its result is recorded, so a database that blinks then is retried for
     as long as the lease lasts: giving up sooner would send the same webhook again."""
     settings = dispatch.settings
     result, latency_ms, excerpt = _send(keys, delivery, dispatch, now)
+    request_ended()
     attempted_at = now()
     round_attempt = delivery["attempts"] - delivery["round_start"]
     next_at = policy.next_attempt_at(result, round_attempt, attempted_at, rand, settings.retry)
@@ -255,20 +256,28 @@ class Tried:
 
 
 def record_attempts(pool, outbox, settings, attempts) -> list:
-    """Record (delivery, Tried) pairs in one transaction; their Attempted (or None), in order. Rows are
-    taken in the order of endpoint and delivery, so two such transactions never wait for each other in
-    a circle."""
-    results = [None] * len(attempts)
-    in_order = sorted(range(len(attempts)),
-                      key=lambda i: (str(attempts[i][0]["endpoint_id"]), str(attempts[i][0]["id"])))
+    """Record (delivery, Tried) pairs in one transaction; their Attempted (or None), in order. Every
+    delivery is finished by one statement, and the rest goes with COMMIT: two round trips however many
+    attempts end together. Each delivery is this process's by its lease, so another transaction waits
+    for one of them only when it took the delivery over after the lease ran out; the endpoints' rows are
+    written in the order of endpoint, so two such transactions never wait for each other in a circle
+    there."""
     with pool.transaction() as cur:
-        for i in in_order:
+        cur.execute(sql.FINISH_ATTEMPTS, {"finished": json.dumps([{
+            "id": str(delivery["id"]), "attempt": delivery["attempts"], "attempted_at": tried.attempted_at.isoformat(),
+            "status": {"delivered": "delivered", "retrying": "pending", "failed": "failed"}[tried.outcome],
+            "next_attempt_at": tried.next_at and tried.next_at.isoformat(),
+        } for delivery, tried in attempts]), "ids": [delivery["id"] for delivery, _ in attempts], "pending": sql.PENDING})
+        finished = {(row["id"], row["attempts"]) for row in cur.fetchall()}
+        results = [None] * len(attempts)
+        for i in sorted(range(len(attempts)), key=lambda i: str(attempts[i][0]["endpoint_id"])):
             delivery, tried = attempts[i]
-            results[i] = _record(cur, outbox, delivery, tried, settings)
+            results[i] = _record(cur, outbox, delivery, tried, settings,
+                                 finished=(delivery["id"], delivery["attempts"]) in finished)
     return results
 
 
-def _record(cur, outbox, delivery, tried, settings) -> Attempted | None:
+def _record(cur, outbox, delivery, tried, settings, finished) -> Attempted | None:
     result, outcome = tried.result, tried.outcome
     attempt_row = {
         "delivery_id": delivery["id"], "endpoint_id": delivery["endpoint_id"], "attempt": delivery["attempts"],
@@ -276,12 +285,7 @@ def _record(cur, outbox, delivery, tried, settings) -> Attempted | None:
         "error": result.error, "latency_ms": tried.latency_ms, "response_excerpt": tried.excerpt or None,
     }
     disabled = False
-    cur.execute(sql.FINISH_ATTEMPT, {
-        "delivery_id": delivery["id"], "attempt": delivery["attempts"], "attempted_at": tried.attempted_at,
-        "next_attempt_at": tried.next_at, "pending": sql.PENDING,
-        "status": {"delivered": "delivered", "retrying": "pending", "failed": "failed"}[outcome],
-    })
-    if cur.fetchone() is None:
+    if not finished:
         # The lease ran out and another worker took this delivery over: the try is kept on record,
         # and the delivery is left to the worker that holds it now.
         cur.later(sql.INSERT_ATTEMPT, {**attempt_row, "outcome": "superseded"})

@@ -5,8 +5,8 @@ Two service classes run as separate processes: one for the normal lane and one f
 each consuming its own queues and retrying only its own deliveries, so a critical webhook never waits
 behind a backlog or behind the retries of a failing partner. The normal lane records its offers as many
 to a transaction as are waiting (sanad.platform.inbox.consume_batches); the critical lane one at a time.
-Within a process, attempts run side by side in a bounded pool, a few slots at most per endpoint, so one
-slow partner holds up only its own webhooks.
+Within a process, attempts run side by side in a bounded pool, with a few requests at most open to any
+one endpoint, so one slow partner holds up only its own webhooks.
 """
 import time
 from functools import partial
@@ -84,17 +84,19 @@ class NotifyService(Observable):
         stop_at = time.monotonic() + SWEEP_SECONDS
         while time.monotonic() < stop_at and not pool.closed:
             room = pool.free()
-            if room == 0:
+            if room <= 0:  # below zero when offers took slots while this sweep was claiming
                 pool.wait_for_room(timeout=stop_at - time.monotonic())
                 continue
-            claimed = handlers.claim_due(self.db, self.lane, room, pool.in_flight(), settings)
+            in_flight = pool.in_flight()
+            claimed = handlers.claim_due(self.db, self.lane, room, in_flight, settings)
             for delivery in claimed:
                 pool.run(delivery["endpoint_id"], self._attempt, delivery)
             IN_FLIGHT.labels(lane=self.lane).set(pool.size - pool.free())
-            if not claimed and not pool.in_flight():
+            if not claimed and not in_flight:
                 break  # nothing due
             if len(claimed) < room:
-                # What is still due waits for its endpoint's slots: claim again when an attempt ends.
+                # What is still due waits for its endpoint's slots: claim again when an attempt ends or lets
+                # go of its endpoint.
                 pool.wait_for_an_attempt(timeout=min(SWEEP_INTERVAL, stop_at - time.monotonic()))
 
     def _offer(self, queue, bodies):
@@ -130,9 +132,10 @@ class NotifyService(Observable):
         for delivery in claimed:
             pool.run(delivery["endpoint_id"], self._attempt, delivery, reserved=True)
 
-    def _attempt(self, delivery):
+    def _attempt(self, delivery, request_ended):
         # The attempt outlives the worker that started it: its events go out as it commits them.
-        attempted = handlers.attempt(self.db, self.outbox.detached(), self.keys, delivery, self.webhooks)
+        attempted = handlers.attempt(self.db, self.outbox.detached(), self.keys, delivery, self.webhooks,
+                                     request_ended)
         if attempted is None:
             return
         DELIVERIES.labels(outcome=attempted.outcome, lane=self.lane).inc()

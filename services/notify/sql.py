@@ -1,5 +1,5 @@
 """Every query notify runs, against its own schema."""
-from sanad.platform.pool import Prepared
+from sanad.platform.pool import NO_WHOLE_TABLE_READS, Prepared
 
 # Every endpoint a webhook can go to: partners' (keyed by partner id) and the on-call pager's.
 _WITH_ENDPOINTS = """
@@ -121,7 +121,8 @@ CLAIM_BY_ID = Prepared(_CLAIMED.format(due=f"""
 # endpoint id to its attempts running here), so one slow partner cannot take every slot. In a surge
 # thousands of deliveries wait, and ranking them all at every claim made this notify's costliest query;
 # instead the endpoints with deliveries waiting are found by skipping through the index one endpoint at a
-# time, and each one's oldest are read from its own range of it.
+# time, and each one's oldest are read from its own range of it. Planned on a page of never-analysed rows,
+# the claim read every delivery twice (docs/performance.md, item 42): NO_WHOLE_TABLE_READS.
 CLAIM_DUE = Prepared(_CLAIMED.format(due=f"""
     WITH RECURSIVE waiting (endpoint_id) AS (
         (SELECT endpoint_id FROM deliveries WHERE status = 'pending' AND lane = %(lane)s
@@ -145,7 +146,7 @@ CLAIM_DUE = Prepared(_CLAIMED.format(due=f"""
     SELECT d.id FROM deliveries d
     WHERE d.id = ANY(ARRAY(SELECT id FROM candidates)) AND {_IS_DUE.format(t='d.', pending='%(pending)s')}
     FOR UPDATE OF d SKIP LOCKED
-"""))
+"""), planner=NO_WHOLE_TABLE_READS)
 
 
 INSERT_ATTEMPT = Prepared("""
@@ -155,16 +156,20 @@ INSERT_ATTEMPT = Prepared("""
             %(latency_ms)s, %(response_excerpt)s)
     ON CONFLICT (delivery_id, attempt) DO NOTHING
 """)
-# Guarded by the attempt number: if the lease ran out and another worker took the delivery over, this
-# worker's late result changes nothing.
-FINISH_ATTEMPT = Prepared("""
-    UPDATE deliveries
-    SET status = %(status)s, next_attempt_at = coalesce(%(next_attempt_at)s, next_attempt_at),
-        lease_until = NULL,
-        finished_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE %(attempted_at)s::timestamptz END
-    WHERE id = %(delivery_id)s AND attempts = %(attempt)s AND status = %(pending)s
-    RETURNING id
-""")
+# The results of attempts recorded together, one statement for all of them: `finished` is a JSON list of
+# {id, attempt, status, next_attempt_at, attempted_at}, `ids` their delivery ids, looked up by the primary
+# key (a plan made on a near-empty table would read every delivery: NO_WHOLE_TABLE_READS). Each is guarded
+# by its attempt number: if the lease ran out and another worker took the delivery over, this worker's
+# late result changes nothing.
+FINISH_ATTEMPTS = Prepared("""
+    UPDATE deliveries d
+    SET status = f.status, next_attempt_at = coalesce(f.next_attempt_at, d.next_attempt_at), lease_until = NULL,
+        finished_at = CASE WHEN f.status = 'pending' THEN NULL ELSE f.attempted_at END
+    FROM jsonb_to_recordset(%(finished)s::jsonb)
+        AS f(id uuid, attempt int, status text, next_attempt_at timestamptz, attempted_at timestamptz)
+    WHERE d.id = ANY(%(ids)s::uuid[]) AND d.id = f.id AND d.attempts = f.attempt AND d.status = %(pending)s
+    RETURNING d.id, d.attempts
+""", planner=NO_WHOLE_TABLE_READS)
 INSERT_DEAD_DELIVERY = """
     INSERT INTO dead_deliveries (delivery_id, attempts, last_error, dead_at)
     VALUES (%(delivery_id)s, %(attempts)s, %(last_error)s, %(now)s)

@@ -172,6 +172,23 @@ def test_a_prepared_statement_failing_once_prepared_keeps_its_connection(pool, r
     assert relay.connections == 1
 
 
+def test_a_prepared_statements_planner_setting_goes_before_it_in_the_same_round_trip_every_time(pool, relay):
+    note_of_without_bitmaps = Prepared("SELECT note FROM pool_probe WHERE id = %(id)s",
+                                       planner="SET LOCAL enable_bitmapscan = off")
+    for _ in (1, 2):
+        with pool.transaction() as cur:
+            cur.execute(note_of_without_bitmaps, {"id": 1})
+            cur.execute("SHOW enable_bitmapscan")
+            assert cur.fetchone() == {"enable_bitmapscan": "off"}
+        with pool.transaction() as cur:  # and the setting ended with its transaction
+            cur.execute("SHOW enable_bitmapscan")
+            assert cur.fetchone() == {"enable_bitmapscan": "on"}
+
+    runs = [query for query in relay.queries if "EXECUTE sanad_" in query]
+    assert len(runs) == 2
+    assert all(query.index("SET LOCAL enable_bitmapscan = off") < query.index("EXECUTE sanad_") for query in runs)
+
+
 def test_a_prepared_statement_takes_named_parameters_only():
     with pytest.raises(ValueError):
         Prepared("SELECT note FROM pool_probe WHERE id = %s")

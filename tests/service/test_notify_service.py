@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import eventlet
+import eventlet.event
 import psycopg2
 import pytest
 from nameko.testing.services import worker_factory
@@ -302,6 +304,22 @@ class BlinkingPool:
             self.failures -= 1
             raise psycopg2.OperationalError("server closed the connection unexpectedly")
         return self.pool.transaction()
+
+
+def test_an_attempt_lets_go_of_its_endpoint_when_the_partner_has_answered_before_recording(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        with pools["notify"].transaction() as cur:
+            handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
+        config = settings()
+        [claimed] = claim(pools, delivery_of(pools, event)["id"], config)
+        seen_then = []
+        attempted = handlers.attempt(
+            pools["notify"], outbox, keys, claimed, dispatch_for(config),
+            request_ended=lambda: seen_then.append((len(receiver.requests), delivery_of(pools, event)["status"])))
+    assert seen_then == [(1, "pending")], "once: after the partner's answer, before the result was recorded"
+    assert attempted.outcome == "delivered" and delivery_of(pools, event)["status"] == "delivered"
 
 
 def test_a_database_blink_after_the_send_is_retried_so_the_webhook_is_not_sent_again(pools, outbox, keys):
@@ -623,6 +641,24 @@ def test_one_sweep_works_through_a_backlog_larger_than_an_endpoints_share_of_the
         Notify(pools, outbox, keys, concurrency=4, per_endpoint=1).sweep()
         assert len(receiver.received) == 6, "the sweep claimed again as the endpoint's one slot came free"
 
+
+
+def test_a_sweep_that_finds_more_attempts_running_than_the_pool_holds_waits_for_room(pools, outbox, keys):
+    # Offers take slots while a sweep is claiming, so the sweep's next turn can find the pool over-full.
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as receiver:
+        partner_id = register(pools, keys, receiver.url, secret)
+        with pools["notify"].transaction() as cur:
+            handlers.schedule_offer(cur, parse(referral_created(partner_id).to_message()), "https://x.example")
+        notify = Notify(pools, outbox, keys, concurrency=2, per_endpoint=2)
+        pool, answered, elsewhere = notify.dispatch.pool, eventlet.event.Event(), uuid.uuid4()
+        for _ in range(3):
+            eventlet.spawn(pool.run, elsewhere, lambda request_ended: answered.wait())
+        eventlet.sleep(0)
+        assert pool.free() == -1
+        eventlet.spawn_after(0.2, answered.send)
+        notify.sweep()
+        assert len(receiver.received) == 1, "the sweep spun without yielding, so no attempt could end"
 
 CLAIMER = """
 import json, sys

@@ -80,11 +80,15 @@ def plan_faults(plan, first_columns):
     return faults
 
 
-def generic_plan_on(pool, statement):
-    """The plan a connection of `pool` keeps for a statement, made on its tables as they are now."""
+def generic_plan_on(pool, statement, under_its_planner_setting=True):
+    """The plan a connection of `pool` keeps for a statement, made on its tables as they are now, under the
+    statement's own planner setting (`Prepared.planner`) as `Transaction` sends it, unless told not to."""
     with pool.connection() as conn, conn.cursor() as cur:
         cur.execute("SHOW plan_cache_mode")
         assert cur.fetchone()[0] == "force_generic_plan"
+        cur.execute("BEGIN")
+        if statement.planner and under_its_planner_setting:
+            cur.execute(statement.planner)
         cur.execute(statement.prepare.replace(statement.name, "plan_check", 1))
         try:
             values = f"({', '.join(['NULL'] * len(statement.parameters))})" if statement.parameters else ""
@@ -92,6 +96,7 @@ def generic_plan_on(pool, statement):
             return cur.fetchone()[0][0]["Plan"]
         finally:
             cur.execute("DEALLOCATE plan_check")
+            cur.execute("ROLLBACK")
 
 
 @pytest.fixture
@@ -112,7 +117,7 @@ def first_columns(pools):
 def test_every_service_prepares_statements_and_the_check_finds_them():
     schemas = {schema for schema, _, _ in STATEMENTS}
     assert schemas == set(SCHEMAS)
-    assert any(name == "services.notify.sql.FINISH_ATTEMPT" for _, name, _ in STATEMENTS)
+    assert any(name == "services.notify.sql.FINISH_ATTEMPTS" for _, name, _ in STATEMENTS)
 
 
 @pytest.mark.parametrize("schema, name, statement", STATEMENTS, ids=[f"{s}:{n}" for s, n, _ in STATEMENTS])
@@ -122,7 +127,7 @@ def test_a_prepared_plan_made_on_empty_tables_reads_no_index_from_its_start_and_
 
 
 def test_the_check_refuses_a_lookup_by_id_that_reads_the_index_of_pending_deliveries(generic_plan, first_columns):
-    # What FINISH_ATTEMPT was: the literal status let the partial index of pending deliveries answer.
+    # What finishing an attempt once was: the literal status let the partial index of pending deliveries answer.
     before = Prepared("""
         UPDATE deliveries SET lease_until = NULL
         WHERE id = %(delivery_id)s AND attempts = %(attempt)s AND status = 'pending' RETURNING id
@@ -156,19 +161,32 @@ def a_page_of_deliveries(make_database):
     pool.close()
 
 
+def kept_plan(pool, statement):
+    """The plan the pool's one connection keeps for `statement`, as its first run there made it."""
+    with pool.connection() as conn, conn.cursor() as cur:
+        values = ", ".join(["NULL"] * len(statement.parameters))
+        cur.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {statement.name}({values})")
+        return cur.fetchone()[0][0]["Plan"]
+
+
 def test_the_sweeps_claim_plans_on_a_page_of_deliveries_to_look_them_up_by_id(a_page_of_deliveries, first_columns):
     pool = a_page_of_deliveries
     claimed = handlers.claim_due(pool, "normal", 3, {}, NotifySettings(per_endpoint=4, lease_seconds=60))
-    with pool.connection() as conn, conn.cursor() as cur:  # the claim's connection, and the plan it kept
-        values = ", ".join(["NULL"] * len(sql.CLAIM_DUE.parameters))
-        cur.execute(f"EXPLAIN (FORMAT JSON) EXECUTE {sql.CLAIM_DUE.name}({values})")
-        plan = cur.fetchone()[0][0]["Plan"]
     assert len(claimed) == 3
-    assert plan_faults(plan, first_columns("notify")) == []
+    assert plan_faults(kept_plan(pool, sql.CLAIM_DUE), first_columns("notify")) == []
 
 
-def test_left_to_itself_the_planner_reads_every_delivery_for_the_sweeps_claim(a_page_of_deliveries, first_columns):
-    # Why claim_due sends NO_WHOLE_TABLE_READS: without it, the same data gets the plan notify kept in the
-    # benchmark's floods.
-    plan = generic_plan_on(a_page_of_deliveries, sql.CLAIM_DUE)
+def test_recording_results_plans_on_a_page_of_deliveries_to_look_them_up_by_id(a_page_of_deliveries, first_columns):
+    pool = a_page_of_deliveries
+    with pool.transaction() as cur:  # a Transaction sends the statement's planner setting with it
+        cur.execute(sql.FINISH_ATTEMPTS, {"finished": "[]", "ids": [uuid.uuid4()], "pending": sql.PENDING})
+    assert plan_faults(kept_plan(pool, sql.FINISH_ATTEMPTS), first_columns("notify")) == []
+
+
+@pytest.mark.parametrize("statement", [sql.CLAIM_DUE, sql.FINISH_ATTEMPTS], ids=["CLAIM_DUE", "FINISH_ATTEMPTS"])
+def test_left_to_itself_the_planner_reads_every_delivery_for_notifys_lookups_by_id(
+        a_page_of_deliveries, first_columns, statement):
+    # Why they are planned under NO_WHOLE_TABLE_READS: without it, the same data gets the plan notify's
+    # claim kept in the benchmark's floods.
+    plan = generic_plan_on(a_page_of_deliveries, statement, under_its_planner_setting=False)
     assert "reads all of deliveries" in plan_faults(plan, first_columns("notify"))

@@ -1,16 +1,22 @@
-"""The attempt pool: bounded, with a share per endpoint, and never stuck by an attempt that fails; and the
-recorder that records the results of attempts ending together in one transaction."""
+"""The attempt pool: bounded, with a share of the requests per endpoint that an attempt gives back when its
+request has ended, and never stuck by an attempt that fails; and the recorder that records the results of
+attempts ending together in one transaction."""
 import eventlet
 from eventlet.event import Event
 
 from services.notify.dispatch import AttemptPool, GroupRecorder
 
 
+def hold(gate):
+    """An attempt whose request stays open until `gate` is sent."""
+    return lambda request_ended: gate.wait()
+
+
 def test_slots_are_taken_when_an_attempt_starts_and_given_back_when_it_ends():
     pool = AttemptPool(size=3, per_endpoint=2)
     gate = Event()
-    pool.run("a", gate.wait)
-    pool.run("b", gate.wait)
+    pool.run("a", hold(gate))
+    pool.run("b", hold(gate))
     assert pool.free() == 1 and pool.in_flight() == {"a": 1, "b": 1}
     gate.send()
     assert pool.wait(timeout=5)
@@ -20,8 +26,8 @@ def test_slots_are_taken_when_an_attempt_starts_and_given_back_when_it_ends():
 def test_an_endpoint_gets_no_more_than_its_share_while_others_still_have_room():
     pool = AttemptPool(size=4, per_endpoint=2)
     gate = Event()
-    pool.run("slow", gate.wait)
-    pool.run("slow", gate.wait)
+    pool.run("slow", hold(gate))
+    pool.run("slow", hold(gate))
     assert not pool.has_room_for("slow")
     assert pool.has_room_for("other")
     gate.send()
@@ -31,8 +37,8 @@ def test_an_endpoint_gets_no_more_than_its_share_while_others_still_have_room():
 def test_a_full_pool_has_room_for_no_one():
     pool = AttemptPool(size=2, per_endpoint=2)
     gate = Event()
-    pool.run("a", gate.wait)
-    pool.run("b", gate.wait)
+    pool.run("a", hold(gate))
+    pool.run("b", hold(gate))
     assert not pool.has_room_for("c")
     gate.send()
     pool.wait(timeout=5)
@@ -41,7 +47,7 @@ def test_a_full_pool_has_room_for_no_one():
 def test_an_attempt_that_raises_gives_its_slot_back():
     pool = AttemptPool(size=1, per_endpoint=1)
 
-    def broken():
+    def broken(request_ended):
         raise RuntimeError("boom")
 
     pool.run("a", broken)
@@ -52,7 +58,7 @@ def test_an_attempt_that_raises_gives_its_slot_back():
 def test_waiting_for_room_returns_as_soon_as_an_attempt_ends():
     pool = AttemptPool(size=1, per_endpoint=1)
     gate = Event()
-    pool.run("a", gate.wait)
+    pool.run("a", hold(gate))
     eventlet.spawn_after(0.05, gate.send)
     pool.wait_for_room(timeout=30)
     eventlet.sleep(0)
@@ -63,7 +69,7 @@ def test_a_closed_pool_takes_no_more_attempts_and_lets_running_ones_finish():
     pool = AttemptPool(size=2, per_endpoint=2)
     gate = Event()
     finished = []
-    pool.run("a", lambda: finished.append(gate.wait()))
+    pool.run("a", lambda request_ended: finished.append(gate.wait()))
     pool.close()
     assert pool.free() == 0 and not pool.has_room_for("b")
     gate.send("done")
@@ -74,7 +80,7 @@ def test_a_closed_pool_takes_no_more_attempts_and_lets_running_ones_finish():
 def test_waiting_for_an_attempt_returns_when_one_ends_even_with_slots_free():
     pool = AttemptPool(size=4, per_endpoint=1)
     gate = Event()
-    pool.run("a", gate.wait)
+    pool.run("a", hold(gate))
     eventlet.spawn_after(0.05, gate.send)
     pool.wait_for_an_attempt(timeout=30)
     eventlet.sleep(0)
@@ -90,12 +96,49 @@ def test_a_reserved_slot_counts_until_it_is_released_or_its_attempt_ends():
 
     assert pool.reserve("a")
     gate = Event()
-    pool.run("a", gate.wait, reserved=True)
+    pool.run("a", hold(gate), reserved=True)
     assert pool.in_flight() == {"a": 1}, "the attempt took the reserved slot, not another"
     gate.send()
     assert pool.wait(timeout=5)
     assert pool.free() == 2 and pool.in_flight() == {}
 
+
+
+def test_an_endpoint_takes_its_next_request_once_the_last_has_ended_while_that_attempt_still_records():
+    pool = AttemptPool(size=3, per_endpoint=1)
+    recorded = Event()
+
+    def attempt(request_ended):
+        request_ended()
+        request_ended()  # a second call gives back nothing more
+        recorded.wait()
+
+    pool.run("a", attempt)
+    eventlet.sleep(0)
+    assert pool.has_room_for("a") and pool.in_flight() == {}
+    assert pool.free() == 2, "the attempt still holds its slot of the pool while it records"
+    pool.run("a", hold(recorded))
+    assert not pool.has_room_for("a") and pool.free() == 1
+    recorded.send()
+    assert pool.wait(timeout=5)
+    assert pool.free() == 3 and pool.in_flight() == {}
+
+
+def test_the_pool_bounds_attempts_recording_as_well_as_those_sending():
+    pool = AttemptPool(size=2, per_endpoint=2)
+    recorded = Event()
+
+    def attempt(request_ended):
+        request_ended()
+        recorded.wait()
+
+    pool.run("a", attempt)
+    pool.run("b", attempt)
+    eventlet.sleep(0)
+    assert pool.in_flight() == {} and pool.free() == 0 and not pool.has_room_for("c")
+    recorded.send()
+    assert pool.wait(timeout=5)
+    assert pool.free() == 2
 
 # Recording results in groups
 
