@@ -28,7 +28,8 @@ class Webhooks(DependencyProvider):
         self.sender = Sender(settings.urls, settings.connect_timeout, settings.read_timeout,
                              settings.attempt_deadline, connections_per_host=settings.concurrency)
         self.dispatch = Dispatch(settings=settings, send=self.sender.post, resolve=self.sender.resolve,
-                                 pool=AttemptPool(settings.concurrency, settings.per_endpoint))
+                                 pool=AttemptPool(settings.concurrency, settings.per_endpoint,
+                                                           settings.held_per_endpoint))
 
     def drain(self):
         """Wait for the attempts in flight (each ends within its deadline); any that cannot finish is taken

@@ -1,7 +1,9 @@
 """Attempts run concurrently, each in a green thread of a bounded pool, so a slow partner holds up only
 its own deliveries: at most `per_endpoint` requests are open to any one endpoint, and at most `size`
-attempts run in the pool. An attempt lets go of its endpoint as soon as its request has ended, so
-recording the results (in groups, GroupRecorder) never keeps the next webhook from going out."""
+attempts run in the pool. An endpoint may hold `held_per_endpoint` attempts: those sending, and the rest
+claimed ahead, waiting for one of its requests to end, so the next webhook goes out without waiting for
+a claim's round trip to PostgreSQL. An attempt lets go of its endpoint as soon as its request has ended,
+so recording the results (in groups, GroupRecorder) never keeps the next webhook from going out."""
 import logging
 from collections import Counter
 
@@ -13,12 +15,14 @@ log = logging.getLogger(__name__)
 
 
 class AttemptPool:
-    def __init__(self, size, per_endpoint):
+    def __init__(self, size, per_endpoint, held_per_endpoint=None):
         self.size = size
         self.per_endpoint = per_endpoint
+        self.held_per_endpoint = held_per_endpoint or per_endpoint
         self._threads = eventlet.GreenPool(size)
         self._running = 0
-        self._requests = Counter()
+        self._held = Counter()  # by endpoint: attempts sending, or waiting for a request slot
+        self._requests = {}  # by endpoint: a semaphore of its request slots
         self._finished = Event()
         self.closed = False
 
@@ -32,17 +36,17 @@ class AttemptPool:
         return self.size - self._running
 
     def has_room_for(self, endpoint_id) -> bool:
-        return self.free() > 0 and self._requests[str(endpoint_id)] < self.per_endpoint
+        return self.free() > 0 and self._held[str(endpoint_id)] < self.held_per_endpoint
 
     def in_flight(self) -> dict:
-        """{endpoint id: requests open to it now}, for endpoints with any."""
-        return {endpoint: n for endpoint, n in self._requests.items() if n}
+        """{endpoint id: attempts it holds now, sending or waiting to}, for endpoints with any."""
+        return {endpoint: n for endpoint, n in self._held.items() if n}
 
     def run(self, endpoint_id, function, *args, reserved=False):
-        """Run function(*args, request_ended) in the pool. The attempt holds a slot of the pool until it
-        returns, and one of `endpoint_id`'s until it calls request_ended() (or returns). The caller checks
-        has_room_for() first, or reserve()d the slots (`reserved`); they are taken at once, before the
-        green thread starts."""
+        """Run function(*args, request_ended) in the pool once one of `endpoint_id`'s request slots is
+        free. The attempt holds a slot of the pool until it returns, and its place at the endpoint until
+        it calls request_ended() (or returns). The caller checks has_room_for() first, or reserve()d the
+        slots (`reserved`); they are taken at once, before the green thread starts."""
         endpoint = str(endpoint_id)
         if not reserved:
             self._take(endpoint)
@@ -58,7 +62,7 @@ class AttemptPool:
         return True
 
     def release(self, endpoint_id) -> None:
-        self._end_request(str(endpoint_id))
+        self._end_hold(str(endpoint_id))
         self._end_attempt()
 
     def wait_for_room(self, timeout) -> None:
@@ -80,6 +84,7 @@ class AttemptPool:
 
     def _run(self, hold, function, args):
         try:
+            hold.take_request_slot(self._requests.setdefault(hold.endpoint, Semaphore(self.per_endpoint)))
             function(*args, hold.let_go)
         except Exception:  # noqa: BLE001 -- an attempt's failure must not kill the pool; its lease runs out
             log.exception("a webhook attempt failed unexpectedly; its delivery is retried when its lease ends")
@@ -88,13 +93,13 @@ class AttemptPool:
             self._end_attempt()
 
     def _take(self, endpoint):
-        self._requests[endpoint] += 1
+        self._held[endpoint] += 1
         self._running += 1
 
-    def _end_request(self, endpoint):
-        self._requests[endpoint] -= 1
-        if not self._requests[endpoint]:
-            del self._requests[endpoint]
+    def _end_hold(self, endpoint):
+        self._held[endpoint] -= 1
+        if not self._held[endpoint]:
+            del self._held[endpoint]
         self._wake()
 
     def _end_attempt(self):
@@ -107,17 +112,25 @@ class AttemptPool:
 
 
 class _EndpointHold:
-    """An attempt's slot of its endpoint, let go once: when its request has ended, or when it returns."""
+    """An attempt's place at its endpoint: counted from when it was claimed, with one of the endpoint's
+    request slots from when it gets one, both let go once, when its request has ended or it returns."""
 
     def __init__(self, pool, endpoint):
+        self.endpoint = endpoint
         self._pool = pool
-        self._endpoint = endpoint
+        self._request_slot = None
         self._held = True
+
+    def take_request_slot(self, slots):
+        slots.acquire()
+        self._request_slot = slots
 
     def let_go(self):
         if self._held:
             self._held = False
-            self._pool._end_request(self._endpoint)
+            if self._request_slot is not None:
+                self._request_slot.release()
+            self._pool._end_hold(self.endpoint)
 
 
 class GroupRecorder:

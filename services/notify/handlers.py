@@ -201,13 +201,14 @@ def claim(cur, delivery_id, settings, now=None):
 
 
 def claim_due(pool, lane, limit, in_flight, settings, now=None):
-    """Up to `limit` due deliveries of `lane`, oldest first, none beyond an endpoint's free slots."""
+    """Up to `limit` due deliveries of `lane`, oldest first, none beyond what an endpoint may hold
+    (`settings.held_per_endpoint`, less the attempts it holds now: `in_flight`)."""
     if limit <= 0:
         return []
     with pool.transaction() as cur:
         cur.execute(sql.CLAIM_DUE, {
             "lane": lane, "limit": limit, "in_flight": json.dumps(in_flight),
-            "per_endpoint": settings.per_endpoint, "now": now or _utc_now(), "lease": settings.lease_seconds,
+            "per_endpoint": settings.held_per_endpoint, "now": now or _utc_now(), "lease": settings.lease_seconds,
             "pending": sql.PENDING,
         })
         return cur.fetchall()
@@ -219,12 +220,19 @@ def attempt(pool, outbox, keys, delivery, dispatch, request_ended=lambda: None, 
             rand=random.random, pause=time.sleep) -> Attempted | None:
     """Send one claimed delivery, record the attempt and what comes next, and announce it. After the last
     attempt: a dead letter, `notification.exhausted` (partners) or an alert (the pager), and a partner's
-    endpoint that keeps failing is disabled. Returns None when the lease was lost meanwhile.
+    endpoint that keeps failing is disabled. Returns None when the lease was lost meanwhile, or too little
+    of it is left to send.
     `request_ended()` is called once the partner has answered (or the request failed), before recording.
 
     The webhook has gone out when its result is recorded, so a database that blinks then is retried for
     as long as the lease lasts: giving up sooner would send the same webhook again."""
     settings = dispatch.settings
+    if now() + timedelta(seconds=settings.attempt_deadline) >= delivery["lease_until"]:
+        # It waited for its endpoint so long that its request could outlast the lease, and another worker
+        # might send the same webhook meanwhile: the sweep takes it up again when the lease runs out.
+        log.warning("attempt %s of delivery %s waited too long for its endpoint; it is tried again when its "
+                    "lease runs out", delivery["attempts"], delivery["id"])
+        return None
     result, latency_ms, excerpt = _send(keys, delivery, dispatch, now)
     request_ended()
     attempted_at = now()

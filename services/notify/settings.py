@@ -21,9 +21,18 @@ class NotifySettings:
     read_timeout: float = 10.0
     attempt_deadline: float = 23.0            # one attempt, connection to last byte read, never longer
     lease_seconds: float = 60.0               # a claimed delivery is its worker's for this long
-    concurrency: int = 20                     # attempts in flight per process
-    per_endpoint: int = 4                     # of which to any one endpoint, so a slow one cannot hog them
+    # Attempts in flight per process, and requests open to any one endpoint. An endpoint holds at most
+    # twice its requests (held_per_endpoint), so five slow partners at once still leave room for the rest.
+    concurrency: int = 40
+    per_endpoint: int = 4
     disable_after: int = DISABLE_AFTER_EXHAUSTED
+
+    @property
+    def held_per_endpoint(self) -> int:
+        """Attempts one endpoint may hold in a process: its requests open, and as many claimed ahead to
+        follow them, so a request ending never waits for a claim's round trip to PostgreSQL. A claimed
+        attempt waits for at most one round of its endpoint's requests, well within its lease."""
+        return 2 * self.per_endpoint
 
 
 def from_environment(environ) -> NotifySettings:
@@ -41,7 +50,7 @@ def from_environment(environ) -> NotifySettings:
         read_timeout=read_timeout,
         attempt_deadline=deadline,
         lease_seconds=_positive(environ, "SANAD_WEBHOOK_LEASE_SECONDS", max(60.0, 2 * deadline)),
-        concurrency=int(_positive(environ, "SANAD_WEBHOOK_CONCURRENCY", 20)),
+        concurrency=int(_positive(environ, "SANAD_WEBHOOK_CONCURRENCY", 40)),
         per_endpoint=int(_positive(environ, "SANAD_WEBHOOK_PER_ENDPOINT", 4)),
         disable_after=int(_positive(environ, "SANAD_WEBHOOK_DISABLE_AFTER", DISABLE_AFTER_EXHAUSTED)),
     )

@@ -345,13 +345,34 @@ def test_recording_gives_up_when_the_lease_would_run_out_and_leaves_the_delivery
         event = referral_created(register(pools, keys, receiver.url, secret))
         with pools["notify"].transaction() as cur:
             handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
-        config = settings(lease_seconds=1.0)
+        config = settings(lease_seconds=1.0, attempt_deadline=0.5)
         [claimed] = claim(pools, delivery_of(pools, event)["id"], config)
         later = claimed["lease_until"] + timedelta(seconds=1)
+        moments = iter([claimed["lease_until"] - timedelta(seconds=0.9)])  # time enough to send, then none
         with pytest.raises(psycopg2.OperationalError):
             handlers.attempt(BlinkingPool(pools["notify"], failures=1), outbox, keys, claimed,
-                             dispatch_for(config), now=lambda: later, pause=lambda seconds: None)
+                             dispatch_for(config), now=lambda: next(moments, later), pause=lambda seconds: None)
+        assert len(receiver.requests) == 1
     assert delivery_of(pools, event)["status"] == "pending"
+
+
+def test_an_attempt_left_with_less_of_its_lease_than_a_request_may_take_is_not_sent(pools, outbox, keys):
+    # It waited for its endpoint's requests: sending now could outlast the lease, and another worker might
+    # send the same webhook meanwhile.
+    secret = webhooks.generate_secret()
+    with Receiver(secret) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        with pools["notify"].transaction() as cur:
+            handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
+        config = settings(lease_seconds=60.0, attempt_deadline=23.0)
+        [claimed] = claim(pools, delivery_of(pools, event)["id"], config)
+        ended = []
+        attempted = handlers.attempt(pools["notify"], outbox, keys, claimed, dispatch_for(config),
+                                     request_ended=lambda: ended.append(True),
+                                     now=lambda: claimed["lease_until"] - timedelta(seconds=22))
+        assert attempted is None and receiver.requests == [] and ended == []
+    delivery = delivery_of(pools, event)
+    assert delivery["status"] == "pending" and delivery["lease_until"] == claimed["lease_until"], "left to the sweep"
 
 
 # Stopping early, dead letters, exhaustion
@@ -613,22 +634,23 @@ def test_offers_waiting_together_are_recorded_in_one_transaction_and_as_many_sen
 
 def test_a_slow_partner_does_not_hold_up_webhooks_to_others(pools, outbox, keys):
     secret = webhooks.generate_secret()
-    with partner_holding_answers(pools, outbox, keys, concurrency=4, per_endpoint=2, read_timeout=20.0,
+    with partner_holding_answers(pools, outbox, keys, concurrency=6, per_endpoint=2, read_timeout=20.0,
                                  attempt_deadline=25.0, lease_seconds=60.0) as (slow, slow_partner, notify, release), \
             Receiver(secret) as quick:
         quick_partner = register(pools, keys, quick.url, secret)
-        for _ in range(5):
+        for _ in range(7):
             notify.service.on_referral_created([referral_created(slow_partner).to_message()])
         notify.service.retry_due()
         assert slow.wait_until(lambda r: r.holding == 2, timeout=10)
         notify.service.on_referral_created([referral_created(quick_partner).to_message()])
         assert quick.wait_for(lambda got: len(got) == 1, timeout=10), "held up behind the slow partner"
-        assert slow.holding == 2, "no more than its share of the slots went to the slow partner"
+        assert slow.holding == 2, "no more than its share of the requests went to the slow partner"
+        assert notify.dispatch.pool.in_flight()[str(slow_partner)] == 4, "two sending, two claimed to follow"
         release.set()
         notify.settle()
         for _ in range(3):
             notify.sweep()
-        assert len(slow.received) == 5
+        assert len(slow.received) == 7
 
 
 def test_one_sweep_works_through_a_backlog_larger_than_an_endpoints_share_of_the_pool(pools, outbox, keys):

@@ -87,6 +87,25 @@ def test_waiting_for_an_attempt_returns_when_one_ends_even_with_slots_free():
     assert pool.in_flight() == {}
 
 
+def test_an_endpoint_holds_attempts_claimed_ahead_that_send_as_its_requests_end():
+    pool = AttemptPool(size=6, per_endpoint=1, held_per_endpoint=2)
+    answered, sent = Event(), []
+
+    def attempt(request_ended):
+        sent.append(len(sent) + 1)
+        answered.wait()
+        request_ended()
+
+    pool.run("a", attempt)
+    pool.run("a", attempt)
+    eventlet.sleep(0)
+    assert sent == [1], "one request open to the endpoint; the other attempt waits for it"
+    assert pool.in_flight() == {"a": 2} and not pool.has_room_for("a") and pool.has_room_for("b")
+    answered.send()
+    assert pool.wait(timeout=5)
+    assert sent == [1, 2] and pool.in_flight() == {}
+
+
 def test_a_reserved_slot_counts_until_it_is_released_or_its_attempt_ends():
     pool = AttemptPool(size=2, per_endpoint=1)
     assert pool.reserve("a")
