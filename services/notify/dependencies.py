@@ -29,7 +29,7 @@ class Webhooks(DependencyProvider):
                              settings.attempt_deadline, connections_per_host=settings.concurrency)
         self.dispatch = Dispatch(settings=settings, send=self.sender.post, resolve=self.sender.resolve,
                                  pool=AttemptPool(settings.concurrency, settings.per_endpoint,
-                                                           settings.held_per_endpoint))
+                                                  settings.held_per_endpoint))
 
     def drain(self):
         """Wait for the attempts in flight (each ends within its deadline); any that cannot finish is taken

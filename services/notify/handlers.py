@@ -271,11 +271,10 @@ def record_attempts(pool, outbox, settings, attempts) -> list:
     written in the order of endpoint, so two such transactions never wait for each other in a circle
     there."""
     with pool.transaction() as cur:
-        cur.execute(sql.FINISH_ATTEMPTS, {"finished": json.dumps([{
-            "id": str(delivery["id"]), "attempt": delivery["attempts"], "attempted_at": tried.attempted_at.isoformat(),
-            "status": {"delivered": "delivered", "retrying": "pending", "failed": "failed"}[tried.outcome],
-            "next_attempt_at": tried.next_at and tried.next_at.isoformat(),
-        } for delivery, tried in attempts]), "ids": [delivery["id"] for delivery, _ in attempts], "pending": sql.PENDING})
+        cur.execute(sql.FINISH_ATTEMPTS, {
+            "finished": json.dumps([_finishing(delivery, tried) for delivery, tried in attempts]),
+            "ids": [delivery["id"] for delivery, _ in attempts], "pending": sql.PENDING,
+        })
         finished = {(row["id"], row["attempts"]) for row in cur.fetchall()}
         results = [None] * len(attempts)
         for i in sorted(range(len(attempts)), key=lambda i: str(attempts[i][0]["endpoint_id"])):
@@ -283,6 +282,15 @@ def record_attempts(pool, outbox, settings, attempts) -> list:
             results[i] = _record(cur, outbox, delivery, tried, settings,
                                  finished=(delivery["id"], delivery["attempts"]) in finished)
     return results
+
+
+def _finishing(delivery, tried) -> dict:
+    """How an attempt leaves its delivery, as FINISH_ATTEMPTS reads it."""
+    return {
+        "id": str(delivery["id"]), "attempt": delivery["attempts"], "attempted_at": tried.attempted_at.isoformat(),
+        "status": {"delivered": "delivered", "retrying": "pending", "failed": "failed"}[tried.outcome],
+        "next_attempt_at": tried.next_at and tried.next_at.isoformat(),
+    }
 
 
 def _record(cur, outbox, delivery, tried, settings, finished) -> Attempted | None:

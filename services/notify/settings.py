@@ -22,7 +22,8 @@ class NotifySettings:
     attempt_deadline: float = 23.0            # one attempt, connection to last byte read, never longer
     lease_seconds: float = 60.0               # a claimed delivery is its worker's for this long
     # Attempts in flight per process, and requests open to any one endpoint. An endpoint holds at most
-    # twice its requests (held_per_endpoint), so five slow partners at once still leave room for the rest.
+    # twice its requests (held_per_endpoint), so it takes five slow partners at once to fill the pool, as
+    # it did with 20 attempts when an endpoint held only its requests.
     concurrency: int = 40
     per_endpoint: int = 4
     disable_after: int = DISABLE_AFTER_EXHAUSTED
@@ -31,7 +32,8 @@ class NotifySettings:
     def held_per_endpoint(self) -> int:
         """Attempts one endpoint may hold in a process: its requests open, and as many claimed ahead to
         follow them, so a request ending never waits for a claim's round trip to PostgreSQL. A claimed
-        attempt waits for at most one round of its endpoint's requests, well within its lease."""
+        attempt waits for about one round of its endpoint's requests; one left with too little of its
+        lease is not sent (handlers.attempt)."""
         return 2 * self.per_endpoint
 
 

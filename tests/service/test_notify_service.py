@@ -306,14 +306,21 @@ class BlinkingPool:
         return self.pool.transaction()
 
 
-def test_an_attempt_lets_go_of_its_endpoint_when_the_partner_has_answered_before_recording(pools, outbox, keys):
+@contextmanager
+def a_claimed_offer(pools, keys, config):
+    """A partner's receiver, an offer to it scheduled and its delivery claimed: (receiver, event, claimed)."""
     secret = webhooks.generate_secret()
     with Receiver(secret) as receiver:
         event = referral_created(register(pools, keys, receiver.url, secret))
         with pools["notify"].transaction() as cur:
             handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
-        config = settings()
         [claimed] = claim(pools, delivery_of(pools, event)["id"], config)
+        yield receiver, event, claimed
+
+
+def test_an_attempt_lets_go_of_its_endpoint_when_the_partner_has_answered_before_recording(pools, outbox, keys):
+    config = settings()
+    with a_claimed_offer(pools, keys, config) as (receiver, event, claimed):
         seen_then = []
         attempted = handlers.attempt(
             pools["notify"], outbox, keys, claimed, dispatch_for(config),
@@ -323,13 +330,8 @@ def test_an_attempt_lets_go_of_its_endpoint_when_the_partner_has_answered_before
 
 
 def test_a_database_blink_after_the_send_is_retried_so_the_webhook_is_not_sent_again(pools, outbox, keys):
-    secret = webhooks.generate_secret()
-    with Receiver(secret) as receiver:
-        event = referral_created(register(pools, keys, receiver.url, secret))
-        with pools["notify"].transaction() as cur:
-            handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
-        config = settings()
-        [claimed] = claim(pools, delivery_of(pools, event)["id"], config)
+    config = settings()
+    with a_claimed_offer(pools, keys, config) as (receiver, event, claimed):
         pauses = []
         attempted = handlers.attempt(BlinkingPool(pools["notify"], failures=2), outbox, keys, claimed,
                                      dispatch_for(config), pause=pauses.append)
@@ -340,13 +342,8 @@ def test_a_database_blink_after_the_send_is_retried_so_the_webhook_is_not_sent_a
 
 def test_recording_gives_up_when_the_lease_would_run_out_and_leaves_the_delivery_to_the_next_worker(
         pools, outbox, keys):
-    secret = webhooks.generate_secret()
-    with Receiver(secret) as receiver:
-        event = referral_created(register(pools, keys, receiver.url, secret))
-        with pools["notify"].transaction() as cur:
-            handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
-        config = settings(lease_seconds=1.0, attempt_deadline=0.5)
-        [claimed] = claim(pools, delivery_of(pools, event)["id"], config)
+    config = settings(lease_seconds=1.0, attempt_deadline=0.5)
+    with a_claimed_offer(pools, keys, config) as (receiver, event, claimed):
         later = claimed["lease_until"] + timedelta(seconds=1)
         moments = iter([claimed["lease_until"] - timedelta(seconds=0.9)])  # time enough to send, then none
         with pytest.raises(psycopg2.OperationalError):
@@ -359,13 +356,8 @@ def test_recording_gives_up_when_the_lease_would_run_out_and_leaves_the_delivery
 def test_an_attempt_left_with_less_of_its_lease_than_a_request_may_take_is_not_sent(pools, outbox, keys):
     # It waited for its endpoint's requests: sending now could outlast the lease, and another worker might
     # send the same webhook meanwhile.
-    secret = webhooks.generate_secret()
-    with Receiver(secret) as receiver:
-        event = referral_created(register(pools, keys, receiver.url, secret))
-        with pools["notify"].transaction() as cur:
-            handlers.schedule_offer(cur, parse(event.to_message()), "https://sanad.example.org")
-        config = settings(lease_seconds=60.0, attempt_deadline=23.0)
-        [claimed] = claim(pools, delivery_of(pools, event)["id"], config)
+    config = settings(lease_seconds=60.0, attempt_deadline=23.0)
+    with a_claimed_offer(pools, keys, config) as (receiver, event, claimed):
         ended = []
         attempted = handlers.attempt(pools["notify"], outbox, keys, claimed, dispatch_for(config),
                                      request_ended=lambda: ended.append(True),

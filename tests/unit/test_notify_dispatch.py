@@ -12,6 +12,14 @@ def hold(gate):
     return lambda request_ended: gate.wait()
 
 
+def recording_until(gate):
+    """An attempt whose request ends at once, and which records its result until `gate` is sent."""
+    def attempt(request_ended):
+        request_ended()
+        gate.wait()
+    return attempt
+
+
 def test_slots_are_taken_when_an_attempt_starts_and_given_back_when_it_ends():
     pool = AttemptPool(size=3, per_endpoint=2)
     gate = Event()
@@ -122,7 +130,6 @@ def test_a_reserved_slot_counts_until_it_is_released_or_its_attempt_ends():
     assert pool.free() == 2 and pool.in_flight() == {}
 
 
-
 def test_an_endpoint_takes_its_next_request_once_the_last_has_ended_while_that_attempt_still_records():
     pool = AttemptPool(size=3, per_endpoint=1)
     recorded = Event()
@@ -146,13 +153,8 @@ def test_an_endpoint_takes_its_next_request_once_the_last_has_ended_while_that_a
 def test_the_pool_bounds_attempts_recording_as_well_as_those_sending():
     pool = AttemptPool(size=2, per_endpoint=2)
     recorded = Event()
-
-    def attempt(request_ended):
-        request_ended()
-        recorded.wait()
-
-    pool.run("a", attempt)
-    pool.run("b", attempt)
+    pool.run("a", recording_until(recorded))
+    pool.run("b", recording_until(recorded))
     eventlet.sleep(0)
     assert pool.in_flight() == {} and pool.free() == 0 and not pool.has_room_for("c")
     recorded.send()
