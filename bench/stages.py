@@ -4,7 +4,7 @@
 It starts the stack as the benchmark does, on a database and a vhost of its own, warms it up, and has eight
 operators post --cases normal cases as fast as intake takes them. When every webhook has arrived it reads,
 for each case, when intake recorded it, triage assessed it, referral offered it and notify finished its
-delivery, all on PostgreSQL's clock. It prints each stage's rate (cases a second between the 10th and 90th
+delivery, as each service wrote it down (one machine, one wall clock). It prints each stage's rate (cases a second between the 10th and 90th
 percentile of its times) and, for each tenth of the flood in the order intake recorded the cases, how long
 a case waited between one stage and the next (the median). The stage whose wait grows through the flood
 is the one that falls behind; a profile cannot tell it, since every process is busy in a flood.
@@ -64,7 +64,7 @@ def _flood_and_wait(environment, client, count):
 
 
 def _stage_times(database_url, references, timeout=30):
-    """(recorded, assessed, offered, delivered) seconds on PostgreSQL's clock for each case, in the order
+    """(recorded, assessed, offered, delivered) in seconds of the wall clock for each case, in the order
     intake recorded them. Notify finishes a delivery just after the partner's answer, so the last ones
     are waited for a little."""
     deadline = time.monotonic() + timeout
