@@ -50,7 +50,7 @@ class AttemptPool:
         endpoint = str(endpoint_id)
         if not reserved:
             self._take(endpoint)
-        hold = _EndpointHold(self, endpoint)
+        hold = _EndpointHold(endpoint, on_let_go=self._end_hold)
         self._threads.spawn_n(self._run, hold, function, args)
 
     def reserve(self, endpoint_id) -> bool:
@@ -115,9 +115,9 @@ class _EndpointHold:
     """An attempt's place at its endpoint: counted from when it was claimed, with one of the endpoint's
     request slots from when it gets one, both let go once, when its request has ended or it returns."""
 
-    def __init__(self, pool, endpoint):
+    def __init__(self, endpoint, on_let_go):
         self.endpoint = endpoint
-        self._pool = pool
+        self._on_let_go = on_let_go
         self._request_slot = None
         self._held = True
 
@@ -130,7 +130,7 @@ class _EndpointHold:
             self._held = False
             if self._request_slot is not None:
                 self._request_slot.release()
-            self._pool._end_hold(self.endpoint)
+            self._on_let_go(self.endpoint)
 
 
 class GroupRecorder:

@@ -208,7 +208,7 @@ def claim_due(pool, lane, limit, in_flight, settings, now=None):
     with pool.transaction() as cur:
         cur.execute(sql.CLAIM_DUE, {
             "lane": lane, "limit": limit, "in_flight": json.dumps(in_flight),
-            "per_endpoint": settings.held_per_endpoint, "now": now or _utc_now(), "lease": settings.lease_seconds,
+            "held_per_endpoint": settings.held_per_endpoint, "now": now or _utc_now(), "lease": settings.lease_seconds,
             "pending": sql.PENDING,
         })
         return cur.fetchall()

@@ -117,8 +117,9 @@ _IS_DUE_IN_INDEX = _IS_DUE.format(t="", pending="'pending'")
 CLAIM_BY_ID = Prepared(_CLAIMED.format(due=f"""
     SELECT id FROM deliveries WHERE id = %(id)s AND {_IS_DUE.format(t='', pending='%(pending)s')}
     FOR UPDATE SKIP LOCKED"""))
-# Oldest due first, but no more per endpoint than it has free slots in this process (`in_flight` maps an
-# endpoint id to its attempts running here), so one slow partner cannot take every slot. In a surge
+# Oldest due first, but no more per endpoint than it may still hold in this process (`in_flight` maps an
+# endpoint id to the attempts it holds here, sending or waiting to), so one slow partner cannot take every
+# slot. In a surge
 # thousands of deliveries wait, and ranking them all at every claim made this notify's costliest query;
 # instead the endpoints with deliveries waiting are found by skipping through the index one endpoint at a
 # time, and each one's oldest are read from its own range of it. Planned on a page of never-analysed rows,
@@ -133,13 +134,13 @@ CLAIM_DUE = Prepared(_CLAIMED.format(due=f"""
                 ORDER BY d.endpoint_id LIMIT 1)
         FROM waiting w WHERE w.endpoint_id IS NOT NULL
     ), busy AS (
-        SELECT key::uuid AS endpoint_id, value::int AS running FROM jsonb_each_text(%(in_flight)s::jsonb)
+        SELECT key::uuid AS endpoint_id, value::int AS held FROM jsonb_each_text(%(in_flight)s::jsonb)
     ), candidates AS MATERIALIZED (
         SELECT due.id FROM waiting w LEFT JOIN busy b ON b.endpoint_id = w.endpoint_id
         CROSS JOIN LATERAL (
             SELECT id, next_attempt_at FROM deliveries
             WHERE endpoint_id = w.endpoint_id AND lane = %(lane)s AND {_IS_DUE_IN_INDEX}
-            ORDER BY next_attempt_at LIMIT greatest(%(per_endpoint)s - coalesce(b.running, 0), 0)
+            ORDER BY next_attempt_at LIMIT greatest(%(held_per_endpoint)s - coalesce(b.held, 0), 0)
         ) due
         ORDER BY due.next_attempt_at LIMIT %(limit)s
     )
