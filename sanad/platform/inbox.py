@@ -123,6 +123,7 @@ def handle_batch(pool, queue, bodies, handler, prepare=None):
     pause; any other failure (a broken contract, the handler), it hands the messages over one at a
     time, so that only the one at fault is retried or set aside. Returns the handler's results, None
     for a duplicate."""
+    metrics.EVENT_BATCH_SIZE.labels(queue=queue).observe(len(bodies))
     if len(bodies) == 1:
         return [handle_event(pool, queue, bodies[0], handler)]
     started = time.perf_counter()

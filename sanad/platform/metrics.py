@@ -11,6 +11,10 @@ EVENT_HANDLING_SECONDS = Histogram(
     "sanad_event_handling_seconds", "Time to handle one event, committed effect included.", ["queue"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+EVENT_BATCH_SIZE = Histogram(
+    "sanad_event_batch_size", "Events handed over together, to be handled in one transaction and one commit.", ["queue"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 DEAD_LETTERS = Counter(
     "sanad_dead_letters_total", "Messages set aside because they could not be handled.", ["queue", "reason"],
 )

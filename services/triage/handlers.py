@@ -26,8 +26,37 @@ def assess_or_escalate(assessor, facts):
                           reasons=(Reason(code=ASSESSMENT_FAILED, evidence=(), source="text"),))
 
 
-def triage_case(cur, event, outbox, keys, assessor, now=None):
-    """Assess a received case, store the assessment and announce it on the lane its level calls for."""
+class Assessments:
+    """Stores a transaction's assessments. Alone, an assessment is inserted in a round trip that says
+    whether the case was assessed already (its case.received replayed under another event id). A batch's
+    cases are looked up together first (`read`, handle_batch's `prepare`), and each new assessment then
+    goes to PostgreSQL with the next statement, the COMMIT: a round trip a case was most of triage's round
+    trips in a flood (docs/performance.md, item 47). A case assessed by another process between the read
+    and the COMMIT fails the batch on the table's key, and the consumer hands the batch over again one
+    event at a time. One instance a transaction."""
+
+    def __init__(self):
+        self._assessed = None  # case ids assessed before or in this transaction, once read
+
+    def read(self, cur, events):
+        cur.execute(sql.ASSESSED_AMONG, {"case_ids": [event.data["case_id"] for event in events]})
+        self._assessed = {row["case_id"] for row in cur.fetchall()}
+
+    def store(self, cur, row) -> bool:
+        """Insert the assessment `row`; False, and nothing stored, if its case was assessed already."""
+        if self._assessed is None:
+            cur.execute(sql.INSERT_ASSESSMENT, row)
+            return cur.fetchone() is not None
+        if row["case_id"] in self._assessed:
+            return False
+        self._assessed.add(row["case_id"])
+        cur.later(sql.INSERT_NEW_ASSESSMENT, row)
+        return True
+
+
+def triage_case(cur, event, outbox, keys, assessor, assessments=None, now=None):
+    """Assess a received case, store the assessment (through `assessments`, an Assessments of the
+    transaction) and announce it on the lane its level calls for."""
     data = event.data
     case_id = data["case_id"]
     narrative = keys.transport.open(data["sealed_narrative"], narrative_context(case_id))
@@ -35,7 +64,7 @@ def triage_case(cur, event, outbox, keys, assessor, now=None):
     reasons = [{"code": r.code, "source": r.source} for r in assessment.reasons]
     evidence = {r.code: list(r.evidence) for r in assessment.reasons if r.evidence}
     evidence_json = json.dumps(evidence, ensure_ascii=False) if evidence else None
-    cur.execute(sql.INSERT_ASSESSMENT, {
+    stored = (assessments or Assessments()).store(cur, {
         "case_id": case_id,
         "reference": data["reference"],
         "event_id": event.id,
@@ -50,8 +79,8 @@ def triage_case(cur, event, outbox, keys, assessor, now=None):
         "needs": data["needs"],
         "consents": data["consents"],
     })
-    if cur.fetchone() is None:
-        return None  # already assessed under another event id (a replayed case.received)
+    if not stored:
+        return None
     outbox.add(cur, new_event("case.triaged", {
         "case_id": case_id,
         "reference": data["reference"],

@@ -43,8 +43,10 @@ class TriageService(Observable):
             RISK_OVERRIDES.labels(level=level).inc()
 
     def _triage(self, queue, bodies):
-        handler = partial(handlers.triage_case, outbox=self.outbox, keys=self.keys, assessor=self.risk_model)
-        for level in handle_batch(self.db, queue, bodies, handler):
+        assessments = handlers.Assessments()
+        handler = partial(handlers.triage_case, outbox=self.outbox, keys=self.keys, assessor=self.risk_model,
+                          assessments=assessments)
+        for level in handle_batch(self.db, queue, bodies, handler, prepare=assessments.read):
             if level:
                 CASES_TRIAGED.labels(level=level).inc()
 

@@ -1,14 +1,19 @@
 """Every query triage runs, against its own schema."""
-from sanad.platform.pool import Prepared
+from sanad.platform.pool import NO_WHOLE_TABLE_READS, Prepared
 
-INSERT_ASSESSMENT = Prepared("""
+_INSERT_ASSESSMENT = """
     INSERT INTO assessments (case_id, reference, event_id, level, score, reasons, evidence_sealed,
                              lexicon_version, received_at, assessed_at, governorate, needs, consents)
     VALUES (%(case_id)s, %(reference)s, %(event_id)s, %(level)s, %(score)s, %(reasons)s, %(evidence_sealed)s,
             %(lexicon_version)s, %(received_at)s, %(assessed_at)s, %(governorate)s, %(needs)s, %(consents)s)
-    ON CONFLICT (case_id) DO NOTHING
-    RETURNING case_id
-""")
+"""
+# A case assessed before, under another event id, inserts nothing and returns nothing.
+INSERT_ASSESSMENT = Prepared(_INSERT_ASSESSMENT + "ON CONFLICT (case_id) DO NOTHING RETURNING case_id")
+# For a case a batch has read it has not assessed: one assessed since fails on the table's key.
+INSERT_NEW_ASSESSMENT = Prepared(_INSERT_ASSESSMENT)
+# Planned on a table never analysed, the lookup read the whole table: NO_WHOLE_TABLE_READS.
+ASSESSED_AMONG = Prepared("SELECT case_id FROM assessments WHERE case_id = ANY(%(case_ids)s::uuid[])",
+                          planner=NO_WHOLE_TABLE_READS)
 ASSESSMENT_OF_CASE = "SELECT * FROM assessments WHERE case_id = %(case_id)s FOR UPDATE"
 
 INSERT_OVERRIDE = """

@@ -2,10 +2,14 @@
 import json
 import uuid
 
+import psycopg2.errors
+import pytest
 from nameko.testing.services import worker_factory
 
-from sanad.contracts.events import parse
+from sanad.contracts.events import new_event, parse
+from sanad.platform.outbox import OutboxWriter
 from services.triage.assessment import DEFAULT_LEXICON_DIRECTORY, Assessor
+from services.triage.handlers import Assessments, triage_case
 from services.triage.service import TriageService
 from tests.service.conftest import outbox_events, rows
 from tests.service.events import case_received
@@ -148,3 +152,40 @@ def test_cases_received_in_one_batch_are_assessed_in_one_transaction_each_once(p
     assert len({a["tx"] for a in assessed}) == 1, "one transaction, one commit"
     lanes = sorted(routing_key for routing_key, _ in outbox_events(pools["triage"]))
     assert lanes == ["case.triaged.critical", "case.triaged.normal"], "each on its own level's lane, once"
+
+
+def replayed(event):
+    """The same case.received under a new event id, as a republished event would come."""
+    return new_event("case.received", event.data, producer="intake", correlation_id=event.correlation_id)
+
+
+def test_a_case_received_again_under_a_new_event_id_is_assessed_and_announced_once(pools, outbox, keys):
+    first = case_received(keys, "he wants money or he will post the video")
+    other = case_received(keys, "he threatens to send the pictures to my father")
+    service = triage(pools, outbox, keys)
+    service.on_case_received([first.to_message()])
+
+    service.on_case_received([replayed(first).to_message(), other.to_message(), replayed(first).to_message()])
+    service.on_case_received([replayed(first).to_message()])
+
+    assessed = rows(pools["triage"], "SELECT case_id FROM assessments")
+    assert sorted(str(a["case_id"]) for a in assessed) == sorted(str(e.data["case_id"]) for e in (first, other))
+    announced = [parse(body).data["case_id"] for _, body in outbox_events(pools["triage"])]
+    assert sorted(map(str, announced)) == sorted(str(e.data["case_id"]) for e in (first, other))
+
+
+def test_a_case_assessed_elsewhere_after_its_batch_looked_fails_the_batch_on_the_key(pools, keys):
+    first, other = (case_received(keys, "he wants money or he will post the video") for _ in range(2))
+    events = [parse(first.to_message()), parse(other.to_message())]
+    assessments = Assessments()
+
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        with pools["triage"].transaction() as cur:
+            assessments.read(cur, events)
+            with pools["triage"].transaction() as elsewhere:  # triage-critical, say, got there first
+                triage_case(elsewhere, events[0], OutboxWriter([]), keys, ASSESSOR)
+            for event in events:
+                triage_case(cur, event, OutboxWriter([]), keys, ASSESSOR, assessments=assessments)
+
+    assert [str(row["case_id"]) for row in rows(pools["triage"], "SELECT case_id FROM assessments")] == [
+        str(first.data["case_id"])], "nothing of the batch was kept"
