@@ -3,6 +3,8 @@
 Every state change and the events announcing it are written in one transaction (the caller's cursor);
 time comes in as `now`, so tests move the clock instead of sleeping.
 """
+import collections
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -204,19 +206,35 @@ def _policy_from_row(level, row):
 
 class CasesAtHand:
     """What refer_case reads before it offers: each case's level as referral last recorded it (its row
-    locked) and the escalation policies. `read` fetches them for a batch's events in two round trips
-    (before, two for every case); refer_case then answers from memory and keeps the levels up to date
-    as the batch goes, as the table would be. One instance a transaction."""
+    locked), the escalation policies, and, for a batch, the partners offering the batch's services. `read`
+    fetches them for a batch's events in three round trips (before, two for every case, then another for
+    every case's partners); refer_case then answers from memory and keeps the levels and the partners'
+    open referrals up to date as the batch goes, as the tables would be. A batch's first offer of a case
+    referral had not seen then goes to PostgreSQL with the COMMIT (`offers_later`). One instance a
+    transaction."""
 
     def __init__(self):
         self._levels = {}  # case id -> level recorded, None for a case referral has not seen
         self._policies = None
+        self._partners = None  # service -> [Partner] as read for a batch, open referrals as they were then
+        self._offered = collections.Counter()  # partner id -> referrals offered in this transaction since
 
     def read(self, cur, events):
         self._read_levels(cur, {event.data["case_id"] for event in events})
-        if self._policies is None:
-            cur.execute(sql.EVERY_POLICY)
-            self._policies = {row["level"]: row for row in cur.fetchall()}
+        self._read_policies(cur)
+        services = {service for event in events
+                    for service in referable_services(event.data["needs"], event.data["consents"])}
+        self._partners = {service: [] for service in services}
+        for partner in load_offers(cur, sorted(services)) if services else ():
+            self._partners[partner.services[0]].append(partner)
+
+    @property
+    def offers_later(self) -> bool:
+        """Whether a case's first offers may go with the COMMIT: in a batch, whose cases were read first. A
+        case referral has not seen has no referral to conflict with, unless another process offers it in
+        the meantime; then the offer fails the batch on the referrals' key, and the consumer hands the
+        batch over one event at a time, where each insert says whether it took place."""
+        return self._partners is not None
 
     def level_recorded(self, cur, case_id, level_now):
         """The case's level before this event (None if new), its row locked; from now on, `level_now`."""
@@ -225,9 +243,25 @@ class CasesAtHand:
         return before
 
     def policy(self, cur, level):
-        if self._policies is None:
-            self.read(cur, [])
+        self._read_policies(cur)
         return _policy_from_row(level, self._policies.get(level))
+
+    def offers(self, cur, services):
+        """The partners offering `services`, each with its open referrals as this transaction has left
+        them: from what the batch read, or read now."""
+        if self._partners is None or not self._partners.keys() >= set(services):
+            return load_offers(cur, services)
+        return [dataclasses.replace(partner, open_referrals=partner.open_referrals + self._offered[partner.id])
+                for service in services for partner in self._partners[service]]
+
+    def offered(self, partner_id):
+        """A referral to the partner was offered in this transaction."""
+        self._offered[partner_id] += 1
+
+    def _read_policies(self, cur):
+        if self._policies is None:
+            cur.execute(sql.EVERY_POLICY)
+            self._policies = {row["level"]: row for row in cur.fetchall()}
 
     def _read_levels(self, cur, case_ids):
         wanted = case_ids - self._levels.keys()
@@ -264,13 +298,15 @@ def refer_case(cur, event, outbox, now=None, at_hand=None):
     services = referable_services(case["needs"], case["consents"])
     if not services:
         return effects
-    routing = route(case["needs"], case["consents"], case["governorate"], load_offers(cur, services), now,
+    routing = route(case["needs"], case["consents"], case["governorate"], at_hand.offers(cur, services), now,
                     preferences=Preferences(**data.get("preferences") or {}))
     policy = at_hand.policy(cur, case["level"])
     for match in routing.matches:
-        _offer(cur, outbox, case, match.service, match.partner, attempt=1, offered_by="matching",
-               chain=Chain(policy), chain_id=uuid.uuid4(), due_at=escalation.first_deadline(policy, now), now=now,
-               effects=effects)
+        offered = _offer(cur, outbox, case, match.service, match.partner, attempt=1, offered_by="matching",
+                         chain=Chain(policy), chain_id=uuid.uuid4(), due_at=escalation.first_deadline(policy, now),
+                         now=now, effects=effects, first=previous_level is None and at_hand.offers_later)
+        if offered:
+            at_hand.offered(match.partner.id)
     if routing.unmatched:
         outbox.add(cur, new_event("case.unmatched", {
             "case_id": case["case_id"], "reference": case["reference"], "level": case["level"],
@@ -292,17 +328,23 @@ def _raise_level(cur, case, now, policy):
     })
 
 
-def _offer(cur, outbox, case, service, partner, attempt, offered_by, chain, chain_id, due_at, now, effects):
+def _offer(cur, outbox, case, service, partner, attempt, offered_by, chain, chain_id, due_at, now, effects,
+           first=False):
     """Offer one need of a case to one partner, with the deadline for its acknowledgement. Returns the
-    referral id, or None when this attempt exists already (a repeated event)."""
+    referral id, or None when this attempt exists already (a repeated event). `first`: the caller knows
+    it does not (CasesAtHand.offers_later), and the referral goes to PostgreSQL with the next statement."""
     referral_id, lane = uuid.uuid4(), lane_for(case["level"])
-    cur.execute(sql.INSERT_REFERRAL, {
+    referral = {
         "id": referral_id, "case_id": case["case_id"], "reference": case["reference"], "partner_id": partner.id,
         "service": service, "level": case["level"], "governorate": case["governorate"], "attempt": attempt,
         "offered_by": offered_by, "now": now,
-    })
-    if cur.fetchone() is None:
-        return None
+    }
+    if first:
+        cur.later(sql.INSERT_NEW_REFERRAL, referral)
+    else:
+        cur.execute(sql.INSERT_REFERRAL, referral)
+        if cur.fetchone() is None:
+            return None
     _schedule(cur, referral_id, chain, chain_id, lane, due_at, now)
     outbox.add(cur, new_event("referral.created", {
         "referral_id": referral_id, "case_id": case["case_id"], "reference": case["reference"],

@@ -138,14 +138,16 @@ HASTEN_PENDING_DEADLINES = """
     WHERE r.id = d.referral_id AND r.case_id = %(case_id)s AND d.status = 'pending'
 """
 CASE_BY_ID = "SELECT * FROM cases WHERE case_id = %(case_id)s"
-INSERT_REFERRAL = Prepared("""
+_INSERT_REFERRAL = """
     INSERT INTO referrals (id, case_id, reference, partner_id, service, level, governorate, attempt, offered_by,
                            created_at, updated_at)
     VALUES (%(id)s, %(case_id)s, %(reference)s, %(partner_id)s, %(service)s, %(level)s, %(governorate)s,
             %(attempt)s, %(offered_by)s, %(now)s, %(now)s)
-    ON CONFLICT (case_id, service, attempt) DO NOTHING
-    RETURNING id
-""")
+"""
+# An attempt made before (a repeated event) inserts nothing and returns nothing.
+INSERT_REFERRAL = Prepared(_INSERT_REFERRAL + "ON CONFLICT (case_id, service, attempt) DO NOTHING RETURNING id")
+# For an attempt known to be new: one made since fails on the table's key.
+INSERT_NEW_REFERRAL = Prepared(_INSERT_REFERRAL)
 NEXT_ATTEMPT = """
     SELECT coalesce(max(attempt), 0) + 1 AS attempt FROM referrals
     WHERE case_id = %(case_id)s AND service = %(service)s

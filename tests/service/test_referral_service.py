@@ -6,6 +6,8 @@ import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import psycopg2.errors
+import pytest
 from nameko.testing.services import worker_factory
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
@@ -122,17 +124,50 @@ def test_cases_triaged_in_one_batch_are_offered_in_one_transaction_taking_turns_
     assert len(outbox_events(pools["referral"])) == 4
 
 
-def test_a_batch_reads_its_cases_levels_and_the_policies_once_not_for_every_case(pools, outbox, keys, database_url):
-    """BEGIN with the inbox rows, the cases' levels, the policies; then for each case its partners' offers
-    and its referral's insert; then COMMIT with what was left for later."""
+def test_a_batch_reads_its_cases_levels_the_policies_and_the_partners_once_and_offers_with_its_commit(
+        pools, outbox, keys, database_url):
+    """BEGIN with the inbox rows, the cases' levels, the policies, the partners offering the batch's
+    services; then COMMIT with every case's referral and what else was left for later."""
     add_partners(pools)
     cases = [case_triaged() for _ in range(4)]
     with counting_pool(database_url, schema="referral") as (pool, sent):
         service = worker_factory(ReferralService, db=pool, outbox=outbox, keys=keys)
         service.on_case_triaged([case.to_message() for case in cases])
 
-    assert len(sent) == 3 + 2 * len(cases) + 1, sent
+    assert len(sent) == 5, sent
+    assert sent[-1].count(f"EXECUTE {sql.INSERT_NEW_REFERRAL.name}") == len(cases) and sent[-1].endswith("COMMIT")
     assert len(referrals(pools)) == len(cases)
+
+
+def test_a_case_triaged_again_under_a_new_event_id_in_a_later_batch_is_offered_once(pools, outbox, keys):
+    add_partners(pools)
+    first = case_triaged()
+    again = new_event("case.triaged", first.data, producer="triage", correlation_id=first.correlation_id)
+    service = referral_service(pools, outbox, keys)
+    service.on_case_triaged([first.to_message(), case_triaged().to_message()])
+
+    service.on_case_triaged([again.to_message(), case_triaged().to_message()])
+
+    assert len(rows(pools["referral"], "SELECT id FROM referrals WHERE case_id = %(id)s",
+                    {"id": first.data["case_id"]})) == 1
+    assert len(referrals(pools)) == 3
+    assert len(events(pools, "referral.created")) == 3
+
+
+def test_a_case_offered_elsewhere_after_its_batch_read_fails_the_batch_on_the_key(pools, outbox, keys):
+    add_partners(pools)
+    first, other = (parse(case_triaged().to_message()) for _ in range(2))
+    at_hand = handlers.CasesAtHand()
+
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        with pools["referral"].transaction() as cur:
+            at_hand.read(cur, [first, other])
+            with pools["referral"].transaction() as elsewhere:  # referral-critical, say, got there first
+                handlers.refer_case(elsewhere, first, outbox)
+            for event in (first, other):
+                handlers.refer_case(cur, event, outbox, at_hand=at_hand)
+
+    assert [r["case_id"] for r in referrals(pools)] == [first.data["case_id"]], "nothing of the batch was kept"
 
 
 def test_a_case_triaged_then_raised_in_one_batch_ends_as_if_its_events_came_one_by_one(pools, outbox, keys):
