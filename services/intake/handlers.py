@@ -6,6 +6,7 @@ import os
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import psycopg2.errors
 from psycopg2.extras import Json
 
 from sanad.contracts.events import new_event
@@ -19,12 +20,18 @@ QUEUE_LIMIT = 200
 RESEAL_BATCH = 200
 
 
-class DuplicateSubmission(Exception):
-    """The Idempotency-Key was used before; the case it created is attached."""
+def taken_by_another(exc) -> str | None:
+    """What a new case's COMMIT failed on (`exc`, any exception), if another case holds it: "idempotency_key"
+    (an earlier or concurrent submission of the same case) or "reference" (drawn twice); else None."""
+    if isinstance(exc, psycopg2.errors.UniqueViolation):
+        return sql.CASE_KEYS.get(exc.diag.constraint_name)
+    return None
 
-    def __init__(self, case):
-        super().__init__("case already recorded for this idempotency key")
-        self.case = case
+
+def case_recorded_under(cur, idempotency_key):
+    """{id, reference} of the case recorded under an Idempotency-Key, or None."""
+    cur.execute(sql.CASE_BY_IDEMPOTENCY_KEY, {"key": idempotency_key})
+    return cur.fetchone()
 
 
 class Refused(Exception):
@@ -91,9 +98,9 @@ def _deadline(fields, received_at):
 def record_case(cur, outbox, keys, fields, lane, actor=None, idempotency_key=None, ip=None, now=None):
     """Store a new case, its audit entry and its case.received event, on `lane` (new_case_lane), in the
     caller's transaction. `fields` come from schemas.load_new_case. A case recorded in a staff session is
-    held by whoever recorded it; one posted by a machine client (an API token) joins the open queue. A
-    repeated idempotency key is found by the insert itself, which saves every first submission a round
-    trip."""
+    held by whoever recorded it; one posted by a machine client (an API token) joins the open queue.
+    The case goes to PostgreSQL with the transaction's COMMIT, not in a round trip of its own: an
+    idempotency key or a reference that another case holds fails the COMMIT (taken_by_another)."""
     case_id = uuid.uuid4()
     received_at = _now(now)
     contact = fields.get("safe_contact") or {}
@@ -132,17 +139,8 @@ def record_case(cur, outbox, keys, fields, lane, actor=None, idempotency_key=Non
         "contact_code_word_sealed": sealed("contact_code_word", contact.get("code_word")),
         "no_messages": contact.get("no_messages", True) is not False,
     }
-    while True:
-        row["reference"] = cases.new_reference()
-        cur.execute(sql.INSERT_CASE, row)
-        if cur.fetchone() is not None:
-            break
-        if idempotency_key:  # the key may be taken, by an earlier submission or a concurrent one
-            cur.execute(sql.CASE_BY_IDEMPOTENCY_KEY, {"key": idempotency_key})
-            existing = cur.fetchone()
-            if existing:
-                raise DuplicateSubmission(existing)
-        # otherwise the reference was taken: draw another
+    row["reference"] = cases.new_reference()
+    cur.later(sql.INSERT_CASE, row)
     audit(cur, actor, "case_recorded", case_id, {"channel": row["channel"]}, ip, received_at)
     outbox.add(cur, new_event("case.received", {
         "case_id": case_id,

@@ -40,6 +40,7 @@ CASE_TIME_TO_STAGE = Histogram(
 )
 LOGINS = Counter("sanad_logins_total", "Staff login attempts, by outcome.", ["outcome"])
 MAX_IDEMPOTENCY_KEY = 200
+RECORD_TRIES = 5  # a reference drawn twice (one in about 10^12) is drawn again, within this many tries
 STATUS_LINGER = 0.05  # seconds intake-status waits to fill a batch
 MAX_QUEUE_LIMIT = 500
 LANGUAGE_COOKIE = "sanad_lang"
@@ -272,27 +273,39 @@ class IntakeService(Observable):
         since every round trip to PostgreSQL waits its turn among the other requests, and a critical case
         waits that turn once per round trip. The body is read once the caller is known and allowed; or
         first, when this process allowed the same credential lately (services/intake/callers.py), so that
-        a critical case goes first from its first round trip. A refusal wins over anything in the body."""
+        a critical case goes first from its first round trip. A refusal wins over anything in the body.
+        The case goes with the COMMIT (handlers.record_case): when its Idempotency-Key turns out to be
+        taken, the answer is the case recorded under it; when its reference does, it is recorded again
+        under another."""
         lang, now = self._lang(request), _now()
         key = request.headers.get("Idempotency-Key")
         read_first = self.recent_callers.vouch(callers.presented(request))
         if read_first:
             fields, lane, invalid = self._new_case(request, key, now, lang)
-        try:
-            with self.db.transaction() as cur:  # committed whatever the answer: a refusal is audited
-                principal, refusal = self._authorise(cur, request, now, write=True,
-                                                     allowed=permissions.may_record_cases)
-                if refusal is not None:
-                    error = _api_error(*refusal, lang)
-                else:
-                    if not read_first:
-                        fields, lane, invalid = self._new_case(request, key, now, lang)
-                    error = invalid
-                if error is None:
-                    created = handlers.record_case(cur, self.outbox, self.keys, fields, lane, principal,
-                                                   idempotency_key=key, ip=self._ip(request), now=now)
-        except handlers.DuplicateSubmission as dup:
-            return _json(200, self._created_body(dup.case), {"Idempotent-Replayed": "true"})
+        for tried in range(1, RECORD_TRIES + 1):
+            try:
+                with self.db.transaction() as cur:  # committed whatever the answer: a refusal is audited
+                    principal, refusal = self._authorise(cur, request, now, write=True,
+                                                         allowed=permissions.may_record_cases)
+                    if refusal is not None:
+                        error = _api_error(*refusal, lang)
+                    else:
+                        if not read_first:
+                            fields, lane, invalid = self._new_case(request, key, now, lang)
+                        error = invalid
+                    if error is None:
+                        created = handlers.record_case(cur, self.outbox, self.keys, fields, lane, principal,
+                                                       idempotency_key=key, ip=self._ip(request), now=now)
+                break
+            except Exception as exc:
+                taken = handlers.taken_by_another(exc)
+                if taken == "idempotency_key":
+                    with self.db.transaction() as cur:
+                        earlier = handlers.case_recorded_under(cur, key)
+                    if earlier is not None:
+                        return _json(200, self._created_body(earlier), {"Idempotent-Replayed": "true"})
+                if taken is None or tried == RECORD_TRIES:
+                    raise
         if error is not None:
             raise error
         CASES_RECEIVED.labels(channel=fields["channel"], governorate=fields["governorate"]).inc()

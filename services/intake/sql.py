@@ -19,9 +19,9 @@ INSERT_CASE = Prepared("""
             %(demand_currency)s, %(deadline_at)s, %(published_on)s, %(family_contact_allowed)s,
             %(tribe_contact_allowed)s, %(anonymous)s, %(contact_name_sealed)s, %(contact_phone_sealed)s,
             %(contact_phone_hash)s, %(contact_safe_times_sealed)s, %(contact_code_word_sealed)s, %(no_messages)s)
-    ON CONFLICT DO NOTHING
-    RETURNING id
 """)
+# What a case's unique columns are called when an insert fails on them (services/intake/handlers.py).
+CASE_KEYS = {"cases_idempotency_key_key": "idempotency_key", "cases_reference_key": "reference"}
 CASE_BY_IDEMPOTENCY_KEY = "SELECT id, reference FROM cases WHERE idempotency_key = %(key)s"
 
 # Which cases each role sees (see permissions.py). %(viewer)s is the account, %(partner)s its partner.
