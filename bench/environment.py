@@ -131,7 +131,8 @@ class BenchEnvironment:
             **self.extra_env,
         }
 
-    def open(self):
+    def open(self, only=None):
+        """Make what is missing and start the stack, or only the processes named in `only`."""
         if self._made_database:
             ensure_database(self.database_url)
             migrate(self.database_url)
@@ -146,7 +147,7 @@ class BenchEnvironment:
                       "--webhook-url", self.receiver.url, "--secret", secret)
         self.api_token = self._make_api_token()
         self.stack = Stack(env=self.env, port_base=free_port_base(), log_dir=self.log_dir)
-        self.stack.start()
+        self.stack.start(only)
         self.stack.wait_healthy(timeout=90)
         return self
 

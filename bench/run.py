@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -600,9 +601,11 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def run_at(revision, argv, out, patches=()):
-    """Run this same benchmark command in an export of `revision`, with `patches` applied to it (an
-    experiment on the services: see bench/experiments/); the working tree is left alone."""
+@contextmanager
+def exported(revision, patches=()):
+    """(folder, commit): `revision` exported with `git archive` into a temporary folder, with this
+    benchmark copied in and `patches` applied (an experiment on the services: see bench/experiments/);
+    the working tree is left alone. The folder is removed when the block ends."""
     commit = subprocess.run(["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.strip()
     export = Path(tempfile.mkdtemp(prefix=f"sanad-at-{commit[:10]}-"))
@@ -616,29 +619,45 @@ def run_at(revision, argv, out, patches=()):
         shutil.copytree(ROOT / "bench", export / "bench", ignore=shutil.ignore_patterns("results", "__pycache__"))
         for patch in patches:
             subprocess.run(["git", "apply", str(Path(patch).resolve())], cwd=export, check=True)
-        env = {**os.environ, "PYTHONPATH": str(export), "SANAD_BENCH_EXPORTED_COMMIT": commit,
-               "SANAD_BENCH_PATCHES": json.dumps([Path(p).name for p in patches]),
-               "SANAD_BENCH_HARNESS": json.dumps(harness_version())}
-        rest = []
-        skip = False
-        for arg in argv:
-            if skip:
-                skip = False
-            elif arg in ("--at", "--out", "--patch"):
-                skip = True
-            elif not arg.startswith(("--at=", "--out=", "--patch=")):
-                rest.append(arg)
-        env["SANAD_BENCH_COMMAND"] = command_line(argv)
-        child = subprocess.Popen([sys.executable, "-m", "bench", *rest, "--out", str(out.resolve())], cwd=export,
-                                 env=env)
-        try:
-            return child.wait()
-        except SystemExit:
-            child.terminate()  # the child stops its stack and drops what it made
-            child.wait()
-            raise
+        yield export, commit
     finally:
         shutil.rmtree(export, ignore_errors=True)
+
+
+def without_options(argv, options):
+    """`argv` less each of `options` and its value."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in options:
+            skip = True
+        elif not arg.startswith(tuple(f"{option}=" for option in options)):
+            rest.append(arg)
+    return rest
+
+
+def run_in_child(module, args, export, env=None):
+    """Run `python -m module args` in `export`; stopping this process stops the child first."""
+    child = subprocess.Popen([sys.executable, "-m", module, *args], cwd=export,
+                             env={**os.environ, "PYTHONPATH": str(export), **(env or {})})
+    try:
+        return child.wait()
+    except SystemExit:
+        child.terminate()  # the child stops its stack and drops what it made
+        child.wait()
+        raise
+
+
+def run_at(revision, argv, out, patches=()):
+    """Run this same benchmark command in an export of `revision` (`exported`)."""
+    with exported(revision, patches) as (export, commit):
+        env = {"SANAD_BENCH_EXPORTED_COMMIT": commit,
+               "SANAD_BENCH_PATCHES": json.dumps([Path(p).name for p in patches]),
+               "SANAD_BENCH_HARNESS": json.dumps(harness_version()),
+               "SANAD_BENCH_COMMAND": command_line(argv)}
+        rest = without_options(argv, ("--at", "--out", "--patch"))
+        return run_in_child("bench", [*rest, "--out", str(out.resolve())], export, env)
 
 
 def stop_cleanly(signum, frame):
