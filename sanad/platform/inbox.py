@@ -72,12 +72,12 @@ INSERT_DEAD_LETTER = """
 def handle_event(pool, queue, body, handler, finish=None):
     """Parse `body`, then run handler(cursor, event) once per event id, and then `finish(cursor)`, if
     given, in the same transaction. Returns the handler's result, or None for a duplicate or a message
-    set aside. The event's id goes to PostgreSQL with the handler's
-    first statement, not in a round trip of its own before the handler runs: on the critical lane, which
-    handles one event at a time, that round trip took 0.3 to 0.5 ms of each hop's 3 to 5
-    (docs/performance.md, item 44). A duplicate is then known when that statement fails, after the
-    handler has begun; everything it did in the transaction is rolled back, and what it did outside
-    must be undone on failure anyway (notify gives back the slots it reserved)."""
+    set aside. The event's id goes to PostgreSQL with the handler's first statement, not in a round
+    trip of its own before the handler runs: on the critical lane, which handles one event at a time,
+    that round trip took 0.3 to 0.5 ms of each hop's 3 to 5 (docs/performance.md, item 44). A duplicate
+    is then known when that statement fails, after the handler has begun; everything it did in the
+    transaction is rolled back, and what it did outside must be undone on failure anyway (notify gives
+    back the slots it reserved)."""
     started = time.perf_counter()
     try:
         event = parse(body)
@@ -122,11 +122,11 @@ def handle_batch(pool, queue, bodies, handler, prepare=None, finish=None):
     given, is called as prepare(cursor, events) with the events to handle (duplicates left out) before
     the first of them, to read what their handlers need in one round trip rather than one each; and
     `finish`, if given, as finish(cursor) after the last of them, for what their handlers leave to do
-    together. One message is handled by handle_event itself (which calls `finish`, not `prepare`). With several, any failure raises and nothing is
-    recorded. The database unavailable, the batch consumer returns every message to the queue after a
-    pause; any other failure (a broken contract, the handler), it hands the messages over one at a
-    time, so that only the one at fault is retried or set aside. Returns the handler's results, None
-    for a duplicate."""
+    together. One message is handled by handle_event itself, which calls `finish` but not `prepare`.
+    With several, any failure raises and nothing is recorded. The database unavailable, the batch
+    consumer returns every message to the queue after a pause; any other failure (a broken contract, the
+    handler), it hands the messages over one at a time, so that only the one at fault is retried or set
+    aside. Returns the handler's results, None for a duplicate."""
     metrics.EVENT_BATCH_SIZE.labels(queue=queue).observe(len(bodies))
     if len(bodies) == 1:
         return [handle_event(pool, queue, bodies[0], handler, finish)]

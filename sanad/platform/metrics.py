@@ -12,7 +12,8 @@ EVENT_HANDLING_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 EVENT_BATCH_SIZE = Histogram(
-    "sanad_event_batch_size", "Events handed over together, to be handled in one transaction and one commit.", ["queue"],
+    "sanad_event_batch_size", "Events handed over together, to be handled in one transaction and one commit.",
+    ["queue"],
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 DEAD_LETTERS = Counter(
