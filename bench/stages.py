@@ -11,14 +11,17 @@ is the one that falls behind; a profile cannot tell it, since every process is b
 """
 import argparse
 import statistics
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import psycopg2
 
 from bench import load
 from bench.client import IntakeClient
 from bench.environment import POSTGRES, BenchEnvironment
+from bench.run import exported, run_in_child, without_options
 from sanad.platform.migrate import drop_database, ensure_database, migrate
 
 STAGES = ("recorded", "assessed", "offered", "delivered")
@@ -36,14 +39,25 @@ OPERATORS = 8
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench.stages", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=5000, help="normal cases flooded from eight operators")
+    parser.add_argument("--logs", type=Path, default=Path("bench/results/stages-logs"),
+                        help="where each service writes its log")
+    parser.add_argument("--at", metavar="REV", help="the services of this commit (as python -m bench)")
+    parser.add_argument("--patch", action="append", default=[], metavar="FILE",
+                        help="with --at: apply this patch to the export first (as python -m bench)")
     args = parser.parse_args(argv)
+    if args.at:
+        with exported(args.at, args.patch) as (export, commit):
+            print(f"services at {commit[:10]}")
+            rest = without_options(argv, ("--at", "--patch", "--logs"))
+            return run_in_child("bench.stages", [*rest, "--logs", str(args.logs.resolve())], export)
 
     database_url = f"{POSTGRES}/sanad_stages_{uuid.uuid4().hex[:8]}"
     ensure_database(database_url)
     migrate(database_url)
-    environment = BenchEnvironment("bench/results/stages-logs", database_url=database_url)
+    environment = BenchEnvironment(args.logs, database_url=database_url)
     try:
         environment.open()
         client = IntakeClient(environment.stack.url("intake"), environment.api_token)
@@ -100,4 +114,4 @@ def _report(times):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
