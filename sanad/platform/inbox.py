@@ -69,15 +69,14 @@ INSERT_DEAD_LETTER = """
 """
 
 
-def handle_event(pool, queue, body, handler, finish=None):
-    """Parse `body`, then run handler(cursor, event) once per event id, and then `finish(cursor)`, if
-    given, in the same transaction. Returns the handler's result, or None for a duplicate or a message
-    set aside. The event's id goes to PostgreSQL with the handler's first statement, not in a round
-    trip of its own before the handler runs: on the critical lane, which handles one event at a time,
-    that round trip took 0.3 to 0.5 ms of each hop's 3 to 5 (docs/performance.md, item 44). A duplicate
-    is then known when that statement fails, after the handler has begun; everything it did in the
-    transaction is rolled back, and what it did outside must be undone on failure anyway (notify gives
-    back the slots it reserved)."""
+def handle_event(pool, queue, body, handler):
+    """Parse `body`, then run handler(cursor, event) once per event id. Returns the handler's result,
+    or None for a duplicate or a message set aside. The event's id goes to PostgreSQL with the handler's
+    first statement, not in a round trip of its own before the handler runs: on the critical lane, which
+    handles one event at a time, that round trip took 0.3 to 0.5 ms of each hop's 3 to 5
+    (docs/performance.md, item 44). A duplicate is then known when that statement fails, after the
+    handler has begun; everything it did in the transaction is rolled back, and what it did outside
+    must be undone on failure anyway (notify gives back the slots it reserved)."""
     started = time.perf_counter()
     try:
         event = parse(body)
@@ -88,8 +87,6 @@ def handle_event(pool, queue, body, handler, finish=None):
         with pool.transaction() as cur:
             cur.later(RECORD_FIRST_TIME, {"id": event.id, "type": event.type})
             result = handler(cur, event)
-            if finish is not None:
-                finish(cur)
     except CONNECTION_ERRORS:
         metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="retried").inc()
         log.warning("database unavailable while handling %s %s; returning it to the queue", event.type, event.id)
@@ -113,23 +110,22 @@ def handle_event(pool, queue, body, handler, finish=None):
     return result
 
 
-def handle_batch(pool, queue, bodies, handler, prepare=None, finish=None):
+def handle_batch(pool, queue, bodies, handler, prepare=None):
     """handle_event for several messages with one transaction and one commit: each event's effect is
     recorded under its own event id, so duplicates still do nothing. Events are handled in the order of
     their correlation id (the case), and those of one case in the order they came: batches handled side
     by side then take their rows' locks in one order, and cannot deadlock. The batch's event ids are
     recorded in one statement, a round trip for the batch rather than one for each event. `prepare`, if
     given, is called as prepare(cursor, events) with the events to handle (duplicates left out) before
-    the first of them, to read what their handlers need in one round trip rather than one each; and
-    `finish`, if given, as finish(cursor) after the last of them, for what their handlers leave to do
-    together. One message is handled by handle_event itself, which calls `finish` but not `prepare`.
-    With several, any failure raises and nothing is recorded. The database unavailable, the batch
-    consumer returns every message to the queue after a pause; any other failure (a broken contract, the
-    handler), it hands the messages over one at a time, so that only the one at fault is retried or set
-    aside. Returns the handler's results, None for a duplicate."""
+    the first of them, to read what their handlers need in one round trip rather than one each.
+    One message is handled by handle_event itself. With several, any failure raises and nothing is
+    recorded. The database unavailable, the batch consumer returns every message to the queue after a
+    pause; any other failure (a broken contract, the handler), it hands the messages over one at a
+    time, so that only the one at fault is retried or set aside. Returns the handler's results, None
+    for a duplicate."""
     metrics.EVENT_BATCH_SIZE.labels(queue=queue).observe(len(bodies))
     if len(bodies) == 1:
-        return [handle_event(pool, queue, bodies[0], handler, finish)]
+        return [handle_event(pool, queue, bodies[0], handler)]
     started = time.perf_counter()
     events = sorted((parse(body) for body in bodies), key=lambda event: str(event.correlation_id))
     results, outcomes = [], []
@@ -141,8 +137,6 @@ def handle_batch(pool, queue, bodies, handler, prepare=None, finish=None):
             for event, first in zip(events, firsts):
                 results.append(handler(cur, event) if first else None)
                 outcomes.append("handled" if first else "duplicate")
-            if finish is not None:
-                finish(cur)
     except CONNECTION_ERRORS:
         metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="retried").inc(len(events))
         log.warning("database unavailable while handling a batch of %s events; returning them to the queue",

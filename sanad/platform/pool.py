@@ -127,16 +127,6 @@ class Transaction(psycopg2.extras.RealDictCursor):
     def later(self, query, vars=None):
         self._waiting.append(self._bound(query, vars))
 
-    def alone(self, query, vars=None):
-        """Run `query` as a transaction of its own (Pool.run), before anything else on this cursor."""
-        if self._begun or self._waiting:
-            raise RuntimeError("a statement run alone takes a transaction of its own")
-        self._begun = True  # no BEGIN: PostgreSQL makes the message a transaction, and ends it
-        try:
-            return self._send(self._bound(query, vars))
-        finally:
-            self._begun = False
-
     def after_commit(self, function):
         self._after_commit.append(function)
 
@@ -259,15 +249,6 @@ class Pool:
                     if not conn.closed:
                         cursor.rollback()
                     raise
-
-    def run(self, query, vars=None):
-        """The rows of one statement run as a transaction of its own, in one round trip. PostgreSQL runs
-        the statements of one message as one transaction unless they say otherwise, so the statement's
-        planner setting and its PREPARE, if any, go with it, and no BEGIN or COMMIT is needed: for a
-        transaction of one statement (notify's claim of due deliveries) they took a second round trip."""
-        with self.connection() as conn, conn.cursor(cursor_factory=Transaction) as cursor:
-            cursor.alone(query, vars)
-            return cursor.fetchall()
 
     def close(self):
         while True:

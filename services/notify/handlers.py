@@ -193,10 +193,10 @@ def _insert_delivery(cur, now, row):
 
 # Claiming ----------------------------------------------------------------------------------------------------
 
-def claim(cur, delivery_ids, settings, now=None):
-    """Those of the deliveries that are due and nobody holds, leased for an attempt."""
-    cur.execute(sql.CLAIM_BY_IDS, {"ids": delivery_ids, "now": now or _utc_now(), "lease": settings.lease_seconds,
-                                   "pending": sql.PENDING})
+def claim(cur, delivery_id, settings, now=None):
+    """The delivery, leased for an attempt, if it is due and nobody holds it; else nothing ([])."""
+    cur.execute(sql.CLAIM_BY_ID, {"id": delivery_id, "now": now or _utc_now(), "lease": settings.lease_seconds,
+                                  "pending": sql.PENDING})
     return cur.fetchall()
 
 
@@ -205,11 +205,13 @@ def claim_due(pool, lane, limit, in_flight, settings, now=None):
     (`settings.held_per_endpoint`, less the attempts it holds now: `in_flight`)."""
     if limit <= 0:
         return []
-    return pool.run(sql.CLAIM_DUE, {
-        "lane": lane, "limit": limit, "in_flight": json.dumps(in_flight),
-        "held_per_endpoint": settings.held_per_endpoint, "now": now or _utc_now(), "lease": settings.lease_seconds,
-        "pending": sql.PENDING,
-    })
+    with pool.transaction() as cur:
+        cur.execute(sql.CLAIM_DUE, {
+            "lane": lane, "limit": limit, "in_flight": json.dumps(in_flight),
+            "held_per_endpoint": settings.held_per_endpoint, "now": now or _utc_now(), "lease": settings.lease_seconds,
+            "pending": sql.PENDING,
+        })
+        return cur.fetchall()
 
 
 # Attempting --------------------------------------------------------------------------------------------------

@@ -108,27 +108,26 @@ class NotifyService(Observable):
     def _schedule(self, queue, bodies, schedule):
         """Record the events' deliveries and, in the same transaction, claim those the pool has room to
         attempt now, then attempt them at once; the sweep takes up the rest. One commit, not two, stands
-        between a referral and its webhook; and one round trip claims what a whole batch has room for."""
+        between a referral and its webhook."""
         pool, settings = self.webhooks.pool, self.webhooks.settings
-        reserved = {}  # delivery id -> endpoint id of each slot taken; given back unless its attempt starts
-        claims = []
+        reserved = []  # endpoints of slots taken; given back unless their attempt starts
 
-        def schedule_and_reserve(cur, event):
+        def schedule_and_claim(cur, event):
+            claimed = []
             for delivery_id, endpoint_id in schedule(cur, event):
                 if pool.reserve(endpoint_id):
-                    reserved[delivery_id] = endpoint_id
-
-        def claim_reserved(cur):
-            claims[:] = handlers.claim(cur, list(reserved), settings) if reserved else []
+                    reserved.append(str(endpoint_id))
+                    claimed += handlers.claim(cur, delivery_id, settings)
+            return claimed
 
         claimed = []
         try:
-            handle_batch(self.db, queue, bodies, schedule_and_reserve, finish=claim_reserved)
-            claimed = claims  # committed
+            for claimed_for_event in handle_batch(self.db, queue, bodies, schedule_and_claim):
+                claimed += claimed_for_event or []
         finally:
             for delivery in claimed:
-                del reserved[delivery["id"]]
-            for endpoint_id in reserved.values():
+                reserved.remove(str(delivery["endpoint_id"]))
+            for endpoint_id in reserved:
                 pool.release(endpoint_id)
         for delivery in claimed:
             pool.run(delivery["endpoint_id"], self._attempt, delivery, reserved=True)

@@ -114,8 +114,8 @@ _IS_DUE = ("{t}status = {pending} AND {t}next_attempt_at <= %(now)s "
 # condition, so the primary key answers. tests/service/test_query_plans.py checks every prepared plan.
 PENDING = "pending"
 _IS_DUE_IN_INDEX = _IS_DUE.format(t="", pending="'pending'")
-CLAIM_BY_IDS = Prepared(_CLAIMED.format(due=f"""
-    SELECT id FROM deliveries WHERE id = ANY(%(ids)s::uuid[]) AND {_IS_DUE.format(t='', pending='%(pending)s')}
+CLAIM_BY_ID = Prepared(_CLAIMED.format(due=f"""
+    SELECT id FROM deliveries WHERE id = %(id)s AND {_IS_DUE.format(t='', pending='%(pending)s')}
     FOR UPDATE SKIP LOCKED"""))
 # Oldest due first, but no more per endpoint than it may still hold in this process (`in_flight` maps an
 # endpoint id to the attempts it holds here, sending or waiting to), so one slow partner cannot take every

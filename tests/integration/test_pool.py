@@ -189,35 +189,6 @@ def test_a_prepared_statements_planner_setting_goes_before_it_in_the_same_round_
     assert all(query.index("SET LOCAL enable_bitmapscan = off") < query.index("EXECUTE sanad_") for query in runs)
 
 
-def test_a_statement_run_alone_is_a_transaction_of_one_round_trip_with_its_planner_setting(pool, relay):
-    take = Prepared("UPDATE pool_probe SET note = note || ' taken' WHERE id = %(id)s "
-                    "RETURNING note, current_setting('enable_seqscan') AS seqscan",
-                    planner="SET LOCAL enable_seqscan = off")
-    with pool.transaction() as cur:
-        cur.execute("INSERT INTO pool_probe VALUES (1, 'waiting')")
-
-    assert pool.run(take, {"id": 1}) == [{"note": "waiting taken", "seqscan": "off"}]
-    assert pool.run(take, {"id": 1}) == [{"note": "waiting taken taken", "seqscan": "off"}]
-
-    alone = relay.queries[-2:]
-    assert not any("BEGIN" in query or "COMMIT" in query for query in alone), alone
-    assert "PREPARE" in alone[0] and "PREPARE" not in alone[1]
-    with pool.transaction() as cur:  # committed, and the setting ended with its transaction
-        cur.execute("SHOW enable_seqscan")
-        assert cur.fetchone() == {"enable_seqscan": "on"}
-    assert notes(pool) == [(1, "waiting taken taken")]
-
-
-def test_a_statement_run_alone_that_fails_leaves_nothing_and_the_pool_goes_on(pool):
-    with pool.transaction() as cur:
-        cur.execute("INSERT INTO pool_probe VALUES (1, 'kept'), (2, 'also kept')")
-    with pytest.raises(psycopg2.errors.UniqueViolation):
-        pool.run("UPDATE pool_probe SET note = 'changed', id = 2 WHERE id IN (1, 2) RETURNING id")
-
-    assert pool.run("SELECT count(*) AS n FROM pool_probe") == [{"n": 2}]
-    assert notes(pool) == [(1, "kept"), (2, "also kept")]
-
-
 def test_a_prepared_statement_takes_named_parameters_only():
     with pytest.raises(ValueError):
         Prepared("SELECT note FROM pool_probe WHERE id = %s")

@@ -51,20 +51,3 @@ def test_a_handlers_own_unique_violation_is_a_failure_not_a_duplicate(pools, mon
         inbox.handle_event(pool, "probe", unmatched(), lambda cur, event: cur.execute(INSERT_OUTBOX_ROW, {"id": taken}))
     assert rows(pool, "SELECT attempts FROM handler_failures")[0]["attempts"] == 1
     assert rows(pool, "SELECT count(*) AS n FROM processed_events")[0]["n"] == 0
-
-
-def test_finish_runs_once_after_every_handler_in_the_same_transaction_alone_or_in_a_batch(pools):
-    pool, seen = pools["intake"], []
-
-    def handler(cur, event):
-        seen.append("handler")
-        cur.later(INSERT_OUTBOX_ROW, {"id": uuid.uuid4()})
-
-    def finish(cur):
-        cur.execute("SELECT count(*) AS n FROM outbox")
-        seen.append(f"finish saw {cur.fetchone()['n']}")
-
-    inbox.handle_batch(pool, "probe", [unmatched(), unmatched(), unmatched()], handler, finish=finish)
-    inbox.handle_batch(pool, "probe", [unmatched()], handler, finish=finish)
-
-    assert seen == ["handler"] * 3 + ["finish saw 3", "handler", "finish saw 4"]

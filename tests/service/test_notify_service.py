@@ -92,7 +92,7 @@ def delivery_of(pools, event):
 def claim(pools, delivery_id, config):
     """Lease a delivery as a worker does before an attempt."""
     with pools["notify"].transaction() as cur:
-        return handlers.claim(cur, [delivery_id], config)
+        return handlers.claim(cur, delivery_id, config)
 
 
 def attempts_of(pools, delivery_id):
@@ -606,7 +606,7 @@ def test_a_webhook_the_pool_has_no_room_for_is_left_unleased_for_the_sweep(pools
     assert delivery_of(pools, waiting)["status"] == "delivered"
 
 
-def test_offers_waiting_together_are_recorded_and_claimed_in_one_transaction_and_as_many_sent_as_there_is_room(
+def test_offers_waiting_together_are_recorded_in_one_transaction_and_as_many_sent_at_once_as_there_is_room(
         pools, outbox, keys):
     with partner_holding_answers(pools, outbox, keys, concurrency=4, per_endpoint=2) as (
             partner, partner_id, notify, release):
@@ -615,9 +615,7 @@ def test_offers_waiting_together_are_recorded_and_claimed_in_one_transaction_and
         assert partner.wait_until(lambda r: r.holding == 2, timeout=10), "the endpoint's two slots went at once"
         recorded = rows(pools["notify"], "SELECT xmin::text AS tx, lease_until FROM deliveries")
         assert len(recorded) == 5 and len({d["tx"] for d in recorded}) == 1, "one transaction, one commit"
-        leases = [d["lease_until"] for d in recorded if d["lease_until"] is not None]
-        assert len(leases) == 2, "the rest left unleased for the sweep"
-        assert leases[0] == leases[1], "the batch's room claimed in one statement, at one moment"
+        assert sum(d["lease_until"] is not None for d in recorded) == 2, "the rest left unleased for the sweep"
         release.set()
         notify.settle()
         for _ in range(3):
