@@ -15,10 +15,11 @@ MARK = "round trips: "
 
 
 def last_counts(log):
+    """The last counts a service's log holds; its lines are JSON (sanad.platform.logs)."""
     counts = {}
     for line in log.read_text(errors="replace").splitlines():
         if MARK in line:
-            counts = json.loads(line.split(MARK, 1)[1])
+            counts = json.loads(json.loads(line)["message"].split(MARK, 1)[1])
     return counts
 
 
