@@ -68,12 +68,12 @@ def main(argv=None):
 def measure(environment, service, events, repetitions, log=print):
     """[(CPU ms an event, events a second)] of each repetition, `service` alone running in `environment`."""
     pid = environment.service_pids[service]
-    once = _posting(environment, events) if service == "intake" else _draining(environment, service, events)
+    repetition = _posting(environment, events) if service == "intake" else _draining(environment, service, events)
     figures = []
-    for repetition in range(1, repetitions + 1):
-        cpu_ms, rate = once(pid)
+    for number in range(1, repetitions + 1):
+        cpu_ms, rate = repetition(pid)
         figures.append((cpu_ms, rate))
-        log(f"repetition {repetition}: {cpu_ms:.3f} CPU ms an event, {rate:.0f} events a second")
+        log(f"repetition {number}: {cpu_ms:.3f} CPU ms an event, {rate:.0f} events a second")
     return figures
 
 
@@ -81,20 +81,20 @@ def _posting(environment, count):
     client = IntakeClient(environment.stack.url("intake"), environment.api_token)
     load.flood(lambda i: client.post_case("normal"), 300, OPERATORS)  # warm up
 
-    def measure(pid):
+    def repetition(pid):
         before, started = cpu_seconds(pid), time.monotonic()
         load.flood(lambda i: client.post_case("normal"), count, OPERATORS)
         seconds = time.monotonic() - started
         time.sleep(SETTLE_SECONDS)
         return 1000 * (cpu_seconds(pid) - before) / count, count / seconds
-    return measure
+    return repetition
 
 
 def _draining(environment, service, count):
     make = _event_maker(environment, service)
     queue, routing_key = QUEUES[service]
 
-    def measure(pid):
+    def repetition(pid):
         arrived = environment.receiver.count
         bodies = [make() for _ in range(count)]
         os.kill(pid, signal.SIGSTOP)
@@ -115,7 +115,7 @@ def _draining(environment, service, count):
         seconds = time.monotonic() - started
         time.sleep(SETTLE_SECONDS)
         return 1000 * (cpu_seconds(pid) - before) / count, count / seconds
-    return measure
+    return repetition
 
 
 def _event_maker(environment, service):
