@@ -121,7 +121,7 @@ def _draining(environment, service, count):
 def _event_maker(environment, service):
     """A function making one message body of what `service` consumes, as its producer would."""
     keys = load_keys(environment.keys_file)
-    legal_aid = _partner_of(environment, "legal_aid")
+    legal_aid = _partner_of(environment, "legal_aid") if service == "notify" else None
 
     def case_received():
         case_id = uuid.uuid4()
