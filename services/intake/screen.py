@@ -22,9 +22,12 @@ log = logging.getLogger(__name__)
 
 
 def triage_lane(assessor, narrative, facts) -> str:
-    """The lane for a case with this note and these checklist facts (as record_case passes them)."""
-    if assessor is None:
-        return cases.triage_lane(facts)
+    """The lane for a case with this note and these checklist facts (as record_case passes them). A case
+    the checklist already sends to the critical lane is not read first: the note could only agree, and
+    its request goes first among intake's from the moment its lane is known (OutboxWriter.go_first)."""
+    by_checklist = cases.triage_lane(facts)
+    if assessor is None or by_checklist == "critical":
+        return by_checklist
     try:
         assessment = assessor.assess(CaseFacts(narrative=narrative, **facts))
     except Exception:  # noqa: BLE001 -- a note the model cannot read goes to a person first, as in triage

@@ -379,3 +379,18 @@ def test_without_triage_s_model_intake_routes_by_the_checklist_and_a_note_the_mo
     assert screen.triage_lane(None, "قالت راح انتحر", NO_FACTS) == "normal"
     assert screen.triage_lane(None, "", {**NO_FACTS, "suicidal_thoughts": True}) == "critical"
     assert screen.triage_lane(Broken(), "anything", NO_FACTS) == "critical"
+
+
+def test_a_case_the_checklist_puts_on_the_critical_lane_goes_there_without_waiting_for_the_note_to_be_read():
+    class Counting:
+        read = 0
+
+        def assess(self, facts):
+            self.read += 1
+            return default_assessor().assess(facts)
+
+    model = Counting()
+    assert screen.triage_lane(model, "قالت راح انتحر", {**NO_FACTS, "threat_of_violence": True}) == "critical"
+    assert model.read == 0
+    assert screen.triage_lane(model, "قالت راح انتحر", NO_FACTS) == "critical"
+    assert model.read == 1
