@@ -296,6 +296,17 @@ class Benchmark:
         return [self.receiver.first_arrival(c.reference) - (c.sent_at if since_sent else c.answered_at)
                 for c in submitted]
 
+    def _case_times(self, submitted, wall_offset):
+        """Each critical case in the order it was sent: when its request left, on the wall clock (UTC), so
+        that a stall can be lined up with PostgreSQL's and RabbitMQ's logs; how long intake took to answer;
+        and how long from the 201 to the partner's verified webhook (below zero when the 201 came last)."""
+        def utc(monotonic):
+            return datetime.fromtimestamp(monotonic + wall_offset, timezone.utc).isoformat(timespec="milliseconds")
+
+        return [{"sent_at": utc(c.sent_at), "answer_ms": round((c.answered_at - c.sent_at) * 1000, 2),
+                 "latency_ms": round((self.receiver.first_arrival(c.reference) - c.answered_at) * 1000, 2)}
+                for c in sorted(submitted, key=lambda c: c.sent_at)]
+
     def _lane_check(self, submitted):
         """A critical case must reach its partner as critical; anything else is a triage miss."""
         levels = [a.level for c in submitted for a in self.receiver.arrivals_of(c.reference)[:1]]
@@ -333,6 +344,8 @@ class Benchmark:
                        "critical_with_backlog": self.stages(backlogged_cases, wall_offset_at_start)},
             "samples_s": {"floor": floor_samples, "critical_alone": alone_samples,
                           "critical_with_backlog": backlog_samples},
+            "critical_cases": {"critical_alone": self._case_times(alone_cases, wall_offset_at_start),
+                               "critical_with_backlog": self._case_times(backlogged_cases, wall_offset_at_start)},
         }
 
     def run(self, after_each=lambda runs: None):

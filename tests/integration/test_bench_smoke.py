@@ -3,6 +3,7 @@ the floor and the partner receiver, and the results come out complete and well f
 never asserted here; the benchmark itself measures them (docs/performance.md)."""
 import json
 import urllib.parse
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -48,6 +49,21 @@ def test_critical_cases_were_measured_on_the_critical_lane(smoke):
         assert run[phase]["arrived_as_critical"] == run[phase]["cases"], phase
     alone = run["critical_alone"]
     assert alone["from_send"]["p50_ms"] > alone["p50_ms"], "from the request's send includes intake's answer"
+
+
+def test_each_critical_case_is_kept_with_its_send_time_on_the_wall_clock_to_line_up_with_servers_logs(smoke):
+    _, _, results = smoke
+    run = results["runs"][0]
+    started, finished = (datetime.fromisoformat(results[key]) for key in ("started_at", "finished_at"))
+    for phase in ("critical_alone", "critical_with_backlog"):
+        cases = run["critical_cases"][phase]
+        assert len(cases) == run[phase]["count"], phase
+        sent = [datetime.fromisoformat(case["sent_at"]) for case in cases]
+        # started_at and finished_at are given to the second
+        assert sent == sorted(sent) and started <= sent[0] and sent[-1] <= finished + timedelta(seconds=1), phase
+        assert all(case["answer_ms"] > 0 for case in cases), phase
+        assert sorted(case["latency_ms"] / 1000 for case in cases) == pytest.approx(sorted(run["samples_s"][phase]),
+                                                                                 abs=1e-4), phase
     assert run["stages"]["critical_alone"]["received_to_partner"]["count"] > 0
 
 
