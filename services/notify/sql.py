@@ -121,8 +121,9 @@ CLAIM_BY_ID = Prepared(_CLAIMED.format(due=f"""
 # endpoint id to the attempts it holds here, sending or waiting to), so one slow partner cannot take every
 # slot. In a surge thousands of deliveries wait, and ranking them all at every claim made this notify's
 # costliest query; instead the endpoints with deliveries waiting are found by skipping through the index
-# one endpoint at a time, and each one's oldest are read from its own range of it. Planned on a page of never-analysed rows,
-# the claim read every delivery twice (docs/performance.md, item 42): NO_WHOLE_TABLE_READS.
+# one endpoint at a time, and each one's oldest are read from its own range of it. Planned on a page of
+# never-analysed rows, the claim read every delivery twice (docs/performance.md, item 42):
+# NO_WHOLE_TABLE_READS.
 CLAIM_DUE = Prepared(_CLAIMED.format(due=f"""
     WITH RECURSIVE waiting (endpoint_id) AS (
         (SELECT endpoint_id FROM deliveries WHERE status = 'pending' AND lane = %(lane)s
