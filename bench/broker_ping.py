@@ -1,6 +1,6 @@
 """`python -m bench.broker_ping`: what one crossing of RabbitMQ costs an event of the critical lane, with
 no service and no database in it; alone, or while the stack is flooded (`python -m bench.timeline
---broker-ping`, docs/performance.md, "Where the time goes").
+--broker-ping`, docs/performance.md, "The targets").
 
 A process of its own, in real time where it may (as each process of the critical lane is), publishes a
 persistent message with publisher confirms to a durable queue of its own every INTERVAL seconds, and

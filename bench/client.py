@@ -52,7 +52,7 @@ class IntakeClient:
     """One keep-alive HTTP connection per thread (like a browser tab per operator), authenticated with an
     API token when intake asks for one (see BenchEnvironment.api_token). Plain http.client, not requests:
     the operators share the machine with the services they load, and with requests the flood's senders
-    took 0.89 CPU ms a case against 0.26 (docs/performance.md, "The benchmark's operators")."""
+    took 0.89 CPU ms a case against 0.26 (docs/performance.md, item 40)."""
 
     def __init__(self, base_url, api_token=None):
         self.base_url = base_url

@@ -1,6 +1,6 @@
 """`python -m bench.timeline`: where a critical case's time goes from referral's offer to notify's
 request, read from the services' own rows, alone or behind a flood, and what PostgreSQL's backends are
-doing meanwhile (docs/performance.md, "Inside the last stage").
+doing meanwhile (docs/performance-runs.md, "Inside the last stage").
 
 It starts the stack as the benchmark does, on a database and a vhost of its own; with --flood N, eight
 operators post N normal cases as fast as intake takes them; 5 s in, the critical cases go at 10 a second.

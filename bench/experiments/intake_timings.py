@@ -1,5 +1,5 @@
 """Summarise what bench/experiments/intake_timings.patch logged: the steps of intake's handler for each
-critical case, with no flood and behind it (docs/performance.md, "Inside intake").
+critical case, with no flood and behind it (docs/performance-runs.md, "Inside intake").
 
     python -m bench --at REV --patch bench/experiments/intake_timings.patch --repetitions 1 ... --out DIR
     python bench/experiments/intake_timings.py DIR/logs/intake.log [critical cases a phase, default 300]
