@@ -1,4 +1,6 @@
-"""What the intake API accepts. Unknown fields are refused; every error names its field.
+"""What the intake API accepts. Unknown fields are refused; every error names its field. A field takes what
+the API's document (openapi.json) says it takes and nothing that merely resembles it: a flag true or false
+(not 1 or "yes"), a choice one of its values (not a blank string).
 
 Error messages are codes ("required", "range:0:120", "consent_without_need:legal_aid"), never English
 prose and never the value sent: the API renders them in the user's language from the catalogue
@@ -10,6 +12,7 @@ from datetime import timedelta
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 from sanad.contracts.vocabulary import CHANNELS, GOVERNORATES, RISK_LEVELS, SERVICE_TYPES
+from sanad.platform.fields import StrictBoolean
 from services.intake import accounts, cases
 from services.intake.vocabulary import (
     AGE_BANDS, CALLER_RELATIONS, CURRENCIES, DEMANDS, DHI_QAR_DISTRICTS, EXTORTION_TYPES, GENDERS, PERPETRATORS,
@@ -31,7 +34,7 @@ CODES = {
 }
 KIND_OF = {
     fields.String: "invalid_string", fields.Integer: "invalid_integer", fields.Float: "invalid_number",
-    fields.Decimal: "invalid_number", fields.Boolean: "invalid_boolean", fields.List: "invalid_list",
+    fields.Decimal: "invalid_number", StrictBoolean: "invalid_boolean", fields.List: "invalid_list",
     fields.AwareDateTime: "invalid_datetime", fields.Nested: "invalid_object", fields.UUID: "invalid_uuid",
 }
 
@@ -67,12 +70,18 @@ def no_nul(value):
         raise ValidationError("invalid_string")
 
 
+def free_text(**kwargs):
+    """Text a person types: trimmed, and blank means not given, as a form's empty box does
+    (CodedSchema.blank_text_is_absent). Only free text is read so; a choice or an id is taken as sent."""
+    return coded(fields.String, metadata={"free_text": True}, **kwargs)
+
+
 def short_text(maximum=MAX_SHORT_TEXT):
-    return coded(fields.String, allow_none=True, load_default=None, validate=[length(maximum), no_nul])
+    return free_text(allow_none=True, load_default=None, validate=[length(maximum), no_nul])
 
 
 def flag(default=None):
-    return coded(fields.Boolean, allow_none=default is None, load_default=default)
+    return coded(StrictBoolean, allow_none=default is None, load_default=default)
 
 
 class CodedSchema(Schema):
@@ -83,12 +92,13 @@ class CodedSchema(Schema):
 
     @pre_load
     def blank_text_is_absent(self, data, **kwargs):
-        """A form's empty or blank text box means "not given", and text is stored trimmed."""
+        """A form's empty or blank text box means "not given", and free text is stored trimmed."""
         if not isinstance(data, dict):
             return data
         cleaned = {}
         for name, value in data.items():
-            if isinstance(value, str):
+            field = self.fields.get(name)
+            if isinstance(value, str) and field is not None and field.metadata.get("free_text"):
                 value = value.strip() or None
             cleaned[name] = value
         return cleaned
@@ -109,7 +119,7 @@ class SafeContact(CodedSchema):
 
 
 class NewCase(CodedSchema):
-    narrative = coded(fields.String, required=True, validate=length(MAX_NARRATIVE_CHARS, minimum=1))
+    narrative = free_text(required=True, validate=length(MAX_NARRATIVE_CHARS, minimum=1))
     channel = coded(fields.String, required=True, validate=one_of(CHANNELS))
     caller_relation = choice(CALLER_RELATIONS)
     victim_age = coded(fields.Integer, strict=True, allow_none=True, load_default=None,
@@ -182,7 +192,7 @@ def load_new_case(body, now) -> dict:
 
 class RiskOverride(CodedSchema):
     level = coded(fields.String, required=True, validate=one_of(RISK_LEVELS))
-    reason = coded(fields.String, required=True, validate=length(MAX_OVERRIDE_REASON, minimum=3))
+    reason = free_text(required=True, validate=length(MAX_OVERRIDE_REASON, minimum=3))
 
 
 class Assignment(CodedSchema):
@@ -196,10 +206,10 @@ def username_shape(value):
 
 
 class NewUser(CodedSchema):
-    username = coded(fields.String, required=True, validate=[length(50, minimum=2), no_nul, username_shape])
+    username = free_text(required=True, validate=[length(50, minimum=2), no_nul, username_shape])
     display_name = short_text(100)
     role = coded(fields.String, required=True, validate=one_of(("operator", "counsellor", "supervisor", "admin")))
-    password = coded(fields.String, required=True, validate=length(200, minimum=12))
+    password = free_text(required=True, validate=length(200, minimum=12))
     partner_id = coded(fields.UUID, allow_none=True, load_default=None)
 
     @pre_load

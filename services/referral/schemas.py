@@ -2,21 +2,13 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from sanad.contracts.vocabulary import GOVERNORATES, NATIONWIDE, RISK_LEVELS, SERVICE_TYPES
+from sanad.platform.fields import StrictBoolean
 from services.referral import lifecycle
 from services.referral.directory import MAX_TEXT, STAFF_GENDERS, ServiceTerms
 from services.referral.handlers import REFER_ANYWAY_REASONS
 from services.referral.matching import Hours, Preferences
 
 ALL_NOTE_CODES = sorted({code for codes in lifecycle.NOTE_CODES.values() for code in codes})
-
-
-class StrictBoolean(fields.Boolean):
-    """true or false, and nothing that merely compares equal to them (1 == True in Python)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
 
 
 def _text(max_length=MAX_TEXT, **kwargs):

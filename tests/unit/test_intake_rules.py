@@ -9,7 +9,7 @@ from marshmallow import ValidationError
 from services.intake import screen
 from services.intake.accounts import check_new_account
 from services.intake.cases import REFERENCE_ALPHABET, case_status, facts_of, new_reference, triage_lane
-from services.intake.schemas import MAX_NARRATIVE_CHARS
+from services.intake.schemas import MAX_NARRATIVE_CHARS, Assignment, load
 from services.intake.schemas import load_new_case as load_at
 from services.triage.assessment import default_assessor
 
@@ -145,9 +145,31 @@ def test_deadline_that_is_not_a_finite_number_is_refused(hours):
     assert set(errors_of(body(deadline_hours=hours))) == {"deadline_hours"}
 
 
-@pytest.mark.parametrize("flag", ["material_published", "suicidal_thoughts", "threat_of_violence"])
-def test_checklist_flag_that_is_not_a_boolean_is_refused(flag):
-    assert set(errors_of(body(**{flag: "perhaps"}))) == {flag}
+@pytest.mark.parametrize("value", ["perhaps", "true", "yes", 1, 0, 0.0, "on"])
+@pytest.mark.parametrize("flag", ["material_published", "suicidal_thoughts", "threat_of_violence", "anonymous"])
+def test_flag_that_is_not_a_json_boolean_is_refused_even_if_it_reads_like_one(flag, value):
+    assert set(errors_of(body(**{flag: value}))) == {flag}
+
+
+@pytest.mark.parametrize("field, value", [("demand_currency", ""), ("channel", " "), ("victim_gender", "  "),
+                                          ("governorate", " dhi_qar ")])
+def test_a_choice_is_taken_as_sent_so_a_blank_or_padded_one_is_refused_naming_it(field, value):
+    assert set(errors_of(body(**{field: value}))) == {field}
+
+
+def test_free_text_is_trimmed_and_blank_free_text_is_not_given():
+    case = load_new_case(body(narrative="  " + NARRATIVE + "\n",
+                              safe_contact={"name": "   ", "safe_times": " evenings "}))
+    assert case["narrative"] == NARRATIVE
+    assert case["safe_contact"]["name"] is None and case["safe_contact"]["safe_times"] == "evenings"
+    assert errors_of(body(narrative="   ")) == {"narrative": ["required"]}
+
+
+def test_an_assignee_is_an_id_or_null_never_a_blank_string():
+    assert load(Assignment, {"assignee": None}) == {"assignee": None}
+    with pytest.raises(ValidationError) as raised:
+        load(Assignment, {"assignee": ""})
+    assert set(raised.value.messages) == {"assignee"}
 
 
 def test_narrative_of_exactly_the_maximum_length_is_accepted_in_arabic():
