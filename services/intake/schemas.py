@@ -7,12 +7,13 @@ prose and never the value sent: the API renders them in the user's language from
 (services.intake.i18n), and a value echoed back could be personal data.
 """
 import functools
+import re
 from datetime import timedelta
 
-from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from sanad.contracts.vocabulary import CHANNELS, GOVERNORATES, RISK_LEVELS, SERVICE_TYPES
-from sanad.platform.fields import StrictBoolean
+from sanad.platform.fields import StrictBoolean, StrictFloat
 from services.intake import accounts, cases
 from services.intake.vocabulary import (
     AGE_BANDS, CALLER_RELATIONS, CURRENCIES, DEMANDS, DHI_QAR_DISTRICTS, EXTORTION_TYPES, GENDERS, PERPETRATORS,
@@ -32,9 +33,22 @@ CODES = {
     "unknown": "unknown_field", "special": "invalid_number", "too_large": "invalid_number",
     "invalid_utf8": "invalid_string", "invalid_awareness": "invalid_datetime", "format": "invalid_datetime",
 }
+
+
+class Amount(fields.Decimal):
+    """A sum of money: a JSON number, or a string of digits with at most two decimals ("300", "12.50"), as
+    the web form's number box sends it; not "1e3", " 12" or "12.345", which marshmallow's Decimal takes."""
+    TEXT = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not self.TEXT.fullmatch(value):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 KIND_OF = {
-    fields.String: "invalid_string", fields.Integer: "invalid_integer", fields.Float: "invalid_number",
-    fields.Decimal: "invalid_number", StrictBoolean: "invalid_boolean", fields.List: "invalid_list",
+    fields.String: "invalid_string", fields.Integer: "invalid_integer", StrictFloat: "invalid_number",
+    Amount: "invalid_number", StrictBoolean: "invalid_boolean", fields.List: "invalid_list",
     fields.AwareDateTime: "invalid_datetime", fields.Nested: "invalid_object", fields.UUID: "invalid_uuid",
 }
 
@@ -70,10 +84,21 @@ def no_nul(value):
         raise ValidationError("invalid_string")
 
 
-def free_text(**kwargs):
-    """Text a person types: trimmed, and blank means not given, as a form's empty box does
-    (CodedSchema.blank_text_is_absent). Only free text is read so; a choice or an id is taken as sent."""
-    return coded(fields.String, metadata={"free_text": True}, **kwargs)
+def not_blank(value):
+    """Text of nothing but spaces counts as missing."""
+    if not value.strip():
+        raise ValidationError("required")
+
+
+def free_text(required=False, validate=(), **kwargs):
+    """Text a person types: checked as sent, its length included, then stored trimmed (CodedSchema.
+    trim_free_text). Blank, it counts as missing where the field is required and as not given (null)
+    where it is not, as a form's empty box does. Only free text is read so: a choice or an id is taken
+    as sent."""
+    validators = list(validate) if isinstance(validate, (list, tuple)) else [validate]
+    if required:
+        validators.append(not_blank)
+    return coded(fields.String, required=required, validate=validators, metadata={"free_text": True}, **kwargs)
 
 
 def short_text(maximum=MAX_SHORT_TEXT):
@@ -90,18 +115,13 @@ class CodedSchema(Schema):
 
     error_messages = {"unknown": "unknown_field", "type": "invalid_object"}
 
-    @pre_load
-    def blank_text_is_absent(self, data, **kwargs):
-        """A form's empty or blank text box means "not given", and free text is stored trimmed."""
-        if not isinstance(data, dict):
-            return data
-        cleaned = {}
-        for name, value in data.items():
-            field = self.fields.get(name)
-            if isinstance(value, str) and field is not None and field.metadata.get("free_text"):
-                value = value.strip() or None
-            cleaned[name] = value
-        return cleaned
+    @post_load
+    def trim_free_text(self, data, **kwargs):
+        """Free text is stored trimmed, and blank free text that may be left out is not given."""
+        for name, field in self.fields.items():
+            if field.metadata.get("free_text") and isinstance(data.get(name), str):
+                data[name] = data[name].strip() or None
+        return data
 
 
 class SafeContact(CodedSchema):
@@ -132,12 +152,12 @@ class NewCase(CodedSchema):
     platforms = choices(PLATFORMS)
     perpetrator = choice(PERPETRATORS)
     demands = choices(DEMANDS)
-    demand_amount = coded(fields.Decimal, allow_none=True, load_default=None, allow_nan=False, places=2,
+    demand_amount = coded(Amount, allow_none=True, load_default=None, allow_nan=False, places=2,
                           validate=validate.Range(min=0, max=MAX_AMOUNT, min_inclusive=False,
                                                   error="amount_range:{max}"))
     demand_currency = choice(CURRENCIES)
     deadline_at = coded(fields.AwareDateTime, allow_none=True, load_default=None)
-    deadline_hours = coded(fields.Float, allow_none=True, load_default=None, allow_nan=False,
+    deadline_hours = coded(StrictFloat, allow_none=True, load_default=None, allow_nan=False,
                            validate=validate.Range(min=0, max=24 * 365, error="range:{min}:{max}"))
     material_published = flag()
     published_on = choices(PLATFORMS)
@@ -209,17 +229,8 @@ class NewUser(CodedSchema):
     username = free_text(required=True, validate=[length(50, minimum=2), no_nul, username_shape])
     display_name = short_text(100)
     role = coded(fields.String, required=True, validate=one_of(("operator", "counsellor", "supervisor", "admin")))
-    password = free_text(required=True, validate=length(200, minimum=12))
+    password = coded(fields.String, required=True, validate=length(200, minimum=12))  # as typed, spaces and all
     partner_id = coded(fields.UUID, allow_none=True, load_default=None)
-
-    @pre_load
-    def blank_text_is_absent(self, data, **kwargs):
-        # A password is taken as typed: spaces are part of it.
-        password = data.get("password") if isinstance(data, dict) else None
-        data = super().blank_text_is_absent(data, **kwargs)
-        if isinstance(password, str) and password:
-            data["password"] = password
-        return data
 
 
 def load(schema_class, body) -> dict:

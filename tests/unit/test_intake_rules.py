@@ -9,7 +9,7 @@ from marshmallow import ValidationError
 from services.intake import screen
 from services.intake.accounts import check_new_account
 from services.intake.cases import REFERENCE_ALPHABET, case_status, facts_of, new_reference, triage_lane
-from services.intake.schemas import MAX_NARRATIVE_CHARS, Assignment, load
+from services.intake.schemas import MAX_NARRATIVE_CHARS, MAX_OVERRIDE_REASON, Assignment, RiskOverride, load
 from services.intake.schemas import load_new_case as load_at
 from services.triage.assessment import default_assessor
 
@@ -151,6 +151,23 @@ def test_flag_that_is_not_a_json_boolean_is_refused_even_if_it_reads_like_one(fl
     assert set(errors_of(body(**{flag: value}))) == {flag}
 
 
+@pytest.mark.parametrize("hours", ["5", True, "5.0"])
+def test_deadline_hours_must_be_a_json_number(hours):
+    assert set(errors_of(body(deadline_hours=hours))) == {"deadline_hours"}
+
+
+@pytest.mark.parametrize("amount, expected", [(300, "300.00"), ("300", "300.00"), ("12.5", "12.50"), (12.5, "12.50")])
+def test_an_amount_is_a_number_or_digits_with_at_most_two_decimals(amount, expected):
+    case = load_new_case(body(demands=["money"], demand_amount=amount, demand_currency="USD"))
+    assert str(case["demand_amount"]) == expected
+
+
+@pytest.mark.parametrize("amount", ["1e3", " 12", "12.345", "-5", "300 USD", True])
+def test_an_amount_written_otherwise_is_refused_naming_it(amount):
+    assert set(errors_of(body(demands=["money"], demand_amount=amount, demand_currency="USD"))) == {
+        "demand_amount"}
+
+
 @pytest.mark.parametrize("field, value", [("demand_currency", ""), ("channel", " "), ("victim_gender", "  "),
                                           ("governorate", " dhi_qar ")])
 def test_a_choice_is_taken_as_sent_so_a_blank_or_padded_one_is_refused_naming_it(field, value):
@@ -163,6 +180,14 @@ def test_free_text_is_trimmed_and_blank_free_text_is_not_given():
     assert case["narrative"] == NARRATIVE
     assert case["safe_contact"]["name"] is None and case["safe_contact"]["safe_times"] == "evenings"
     assert errors_of(body(narrative="   ")) == {"narrative": ["required"]}
+
+
+def test_free_text_is_measured_as_sent_so_spaces_around_it_cannot_stretch_it_past_its_limit():
+    within = " " + "x" * (MAX_OVERRIDE_REASON - 1)
+    assert load(RiskOverride, {"level": "high", "reason": within})["reason"] == within.strip()
+    with pytest.raises(ValidationError) as raised:
+        load(RiskOverride, {"level": "high", "reason": "\r" + "x" * MAX_OVERRIDE_REASON})
+    assert set(raised.value.messages) == {"reason"}
 
 
 def test_an_assignee_is_an_id_or_null_never_a_blank_string():
