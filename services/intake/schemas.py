@@ -1,6 +1,7 @@
 """What the intake API accepts. Unknown fields are refused; every error names its field. A field takes what
 the API's document (openapi.json) says it takes and nothing that merely resembles it: a flag true or false
-(not 1 or "yes"), a choice one of its values (not a blank string).
+(not 1 or "yes"), a choice one of its values (not a blank string), a number a JSON number (not "5"), and
+free text within its limits as sent, before it is trimmed.
 
 Error messages are codes ("required", "range:0:120", "consent_without_need:legal_aid"), never English
 prose and never the value sent: the API renders them in the user's language from the catalogue
