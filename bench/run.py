@@ -303,9 +303,10 @@ class Benchmark:
         def utc(monotonic):
             return datetime.fromtimestamp(monotonic + wall_offset, timezone.utc).isoformat(timespec="milliseconds")
 
+        in_order = sorted(submitted, key=lambda c: c.sent_at)
         return [{"sent_at": utc(c.sent_at), "answer_ms": round((c.answered_at - c.sent_at) * 1000, 2),
-                 "latency_ms": round((self.receiver.first_arrival(c.reference) - c.answered_at) * 1000, 2)}
-                for c in sorted(submitted, key=lambda c: c.sent_at)]
+                 "latency_ms": round(latency * 1000, 2)}
+                for c, latency in zip(in_order, self._latencies(in_order))]
 
     def _lane_check(self, submitted):
         """A critical case must reach its partner as critical; anything else is a triage miss."""

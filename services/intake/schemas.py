@@ -91,19 +91,17 @@ def not_blank(value):
         raise ValidationError("required")
 
 
-def free_text(required=False, validate=(), **kwargs):
+def free_text(*validators, required=False, **kwargs):
     """Text a person types: checked as sent, its length included, then stored trimmed (CodedSchema.
     trim_free_text). Blank, it counts as missing where the field is required and as not given (null)
     where it is not, as a form's empty box does. Only free text is read so: a choice or an id is taken
     as sent."""
-    validators = list(validate) if isinstance(validate, (list, tuple)) else [validate]
-    if required:
-        validators.append(not_blank)
+    validators = [*validators, not_blank] if required else list(validators)
     return coded(fields.String, required=required, validate=validators, metadata={"free_text": True}, **kwargs)
 
 
 def short_text(maximum=MAX_SHORT_TEXT):
-    return free_text(allow_none=True, load_default=None, validate=[length(maximum), no_nul])
+    return free_text(length(maximum), no_nul, allow_none=True, load_default=None)
 
 
 def flag(default=None):
@@ -116,11 +114,15 @@ class CodedSchema(Schema):
 
     error_messages = {"unknown": "unknown_field", "type": "invalid_object"}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._free_text = [name for name, field in self.fields.items() if field.metadata.get("free_text")]
+
     @post_load
     def trim_free_text(self, data, **kwargs):
         """Free text is stored trimmed, and blank free text that may be left out is not given."""
-        for name, field in self.fields.items():
-            if field.metadata.get("free_text") and isinstance(data.get(name), str):
+        for name in self._free_text:
+            if isinstance(data.get(name), str):
                 data[name] = data[name].strip() or None
         return data
 
@@ -140,7 +142,7 @@ class SafeContact(CodedSchema):
 
 
 class NewCase(CodedSchema):
-    narrative = free_text(required=True, validate=length(MAX_NARRATIVE_CHARS, minimum=1))
+    narrative = free_text(length(MAX_NARRATIVE_CHARS, minimum=1), required=True)
     channel = coded(fields.String, required=True, validate=one_of(CHANNELS))
     caller_relation = choice(CALLER_RELATIONS)
     victim_age = coded(fields.Integer, strict=True, allow_none=True, load_default=None,
@@ -213,7 +215,7 @@ def load_new_case(body, now) -> dict:
 
 class RiskOverride(CodedSchema):
     level = coded(fields.String, required=True, validate=one_of(RISK_LEVELS))
-    reason = free_text(required=True, validate=length(MAX_OVERRIDE_REASON, minimum=3))
+    reason = free_text(length(MAX_OVERRIDE_REASON, minimum=3), required=True)
 
 
 class Assignment(CodedSchema):
@@ -227,7 +229,7 @@ def username_shape(value):
 
 
 class NewUser(CodedSchema):
-    username = free_text(required=True, validate=[length(50, minimum=2), no_nul, username_shape])
+    username = free_text(length(50, minimum=2), no_nul, username_shape, required=True)
     display_name = short_text(100)
     role = coded(fields.String, required=True, validate=one_of(("operator", "counsellor", "supervisor", "admin")))
     password = coded(fields.String, required=True, validate=length(200, minimum=12))  # as typed, spaces and all
