@@ -4,6 +4,8 @@ import time
 
 from kombu import Connection, Producer
 
+from sanad.platform.sockets import corked
+
 CONFIRM_TIMEOUT = 10.0  # seconds a batch may wait for the broker's confirms before it counts as failed
 
 
@@ -40,11 +42,12 @@ class ConfirmedPublisher:
     def publish_all(self, exchange, messages):
         """Publish each (message_id, routing_key, body) as persistent JSON, in order, then wait until the
         broker has confirmed them all; PublishNotConfirmed if it refused any or took too long."""
-        for message_id, routing_key, body in messages:
-            self.producer.publish(body, exchange=exchange, routing_key=routing_key, serializer="json",
-                                  delivery_mode=2, message_id=message_id, retry=False)
-            self._last_tag += 1
-            self._unconfirmed.add(self._last_tag)
+        with corked(self.connection.connection.sock):
+            for message_id, routing_key, body in messages:
+                self.producer.publish(body, exchange=exchange, routing_key=routing_key, serializer="json",
+                                      delivery_mode=2, message_id=message_id, retry=False)
+                self._last_tag += 1
+                self._unconfirmed.add(self._last_tag)
         deadline = time.monotonic() + self.confirm_timeout
         while self._unconfirmed:
             remaining = deadline - time.monotonic()

@@ -1,4 +1,6 @@
 """The outbox's publisher on a real RabbitMQ: a batch published, then its confirms awaited together."""
+import socket
+
 import pytest
 from kombu import Connection, Exchange, Queue
 
@@ -64,3 +66,21 @@ def test_confirms_that_do_not_come_in_time_raise(amqp_uri):
             impatient.publish_all(EXCHANGE, messages(queue.name, 5))
     finally:
         impatient.release()
+
+
+def test_a_batch_is_written_while_the_connection_is_corked(publisher, amqp_uri, monkeypatch):
+    queue = declare(amqp_uri, "publisher_test.corked")
+    sock = publisher.connection.connection.sock
+    corked_at_each = []
+    publish = publisher.producer.publish
+
+    def publish_noting_the_cork(*args, **kwargs):
+        corked_at_each.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK))
+        return publish(*args, **kwargs)
+
+    monkeypatch.setattr(publisher.producer, "publish", publish_noting_the_cork)
+    publisher.publish_all(EXCHANGE, messages(queue.name, 3))
+
+    assert corked_at_each == [1, 1, 1], "each message went to the broker as a segment of its own"
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 0
+    assert [message.payload["n"] for message in take_all(amqp_uri, queue)] == [0, 1, 2]
