@@ -26,7 +26,9 @@ def cork_of(sock):
 def read_exactly(sock, size):
     data = b""
     while len(data) < size:
-        data += sock.recv(size - len(data))
+        chunk = sock.recv(size - len(data))
+        assert chunk, f"the connection closed after {len(data)} of {size} bytes"
+        data += chunk
     return data
 
 
