@@ -68,6 +68,7 @@ def test_confirms_that_do_not_come_in_time_raise(amqp_uri):
         impatient.release()
 
 
+@pytest.mark.skipif(not hasattr(socket, "TCP_CORK"), reason="TCP_CORK is Linux's")
 def test_a_batch_is_written_while_the_connection_is_corked(publisher, amqp_uri, monkeypatch):
     queue = declare(amqp_uri, "publisher_test.corked")
     sock = publisher.connection.connection.sock
