@@ -26,6 +26,7 @@ from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
 from services.intake import auth, callers, handlers, i18n, pages, permissions, schemas, sql
 from services.intake.screen import LaneScreen
+from services.intake.slots import RecordingSlots
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class IntakeService(Observable):
     keys = KeyFile()
     lane_of = LaneScreen()
     recent_callers = callers.Callers()
+    recording_slots = RecordingSlots()
 
     # Who is asking ----------------------------------------------------------------------------------
 
@@ -276,36 +278,39 @@ class IntakeService(Observable):
         a critical case goes first from its first round trip. A refusal wins over anything in the body.
         The case goes with the COMMIT (handlers.record_case): when its Idempotency-Key turns out to be
         taken, the answer is the case recorded under it; when its reference does, it is recorded again
-        under another."""
+        under another. A normal case read first waits for one of the process's recording slots
+        (services/intake/slots.py) before its transaction."""
         lang, now = self._lang(request), _now()
         key = request.headers.get("Idempotency-Key")
         read_first = self.recent_callers.vouch(callers.presented(request))
+        lane = None
         if read_first:
             fields, lane, invalid = self._new_case(request, key, now, lang)
-        for tried in range(1, RECORD_TRIES + 1):
-            try:
-                with self.db.transaction() as cur:  # committed whatever the answer: a refusal is audited
-                    principal, refusal = self._authorise(cur, request, now, write=True,
-                                                         allowed=permissions.may_record_cases)
-                    if refusal is not None:
-                        error = _api_error(*refusal, lang)
-                    else:
-                        if not read_first:
-                            fields, lane, invalid = self._new_case(request, key, now, lang)
-                        error = invalid
-                    if error is None:
-                        created = handlers.record_case(cur, self.outbox, self.keys, fields, lane, principal,
-                                                       idempotency_key=key, ip=self._ip(request), now=now)
-                break
-            except Exception as exc:
-                taken = handlers.taken_by_another(exc)
-                if taken == "idempotency_key":
-                    with self.db.transaction() as cur:
-                        earlier = handlers.case_recorded_under(cur, key)
-                    if earlier is not None:
-                        return _json(200, self._created_body(earlier), {"Idempotent-Replayed": "true"})
-                if taken is None or tried == RECORD_TRIES:
-                    raise
+        with self.recording_slots.held_for(lane):
+            for tried in range(1, RECORD_TRIES + 1):
+                try:
+                    with self.db.transaction() as cur:  # committed whatever the answer: a refusal is audited
+                        principal, refusal = self._authorise(cur, request, now, write=True,
+                                                             allowed=permissions.may_record_cases)
+                        if refusal is not None:
+                            error = _api_error(*refusal, lang)
+                        else:
+                            if not read_first:
+                                fields, lane, invalid = self._new_case(request, key, now, lang)
+                            error = invalid
+                        if error is None:
+                            created = handlers.record_case(cur, self.outbox, self.keys, fields, lane, principal,
+                                                           idempotency_key=key, ip=self._ip(request), now=now)
+                    break
+                except Exception as exc:
+                    taken = handlers.taken_by_another(exc)
+                    if taken == "idempotency_key":
+                        with self.db.transaction() as cur:
+                            earlier = handlers.case_recorded_under(cur, key)
+                        if earlier is not None:
+                            return _json(200, self._created_body(earlier), {"Idempotent-Replayed": "true"})
+                    if taken is None or tried == RECORD_TRIES:
+                        raise
         if error is not None:
             raise error
         CASES_RECEIVED.labels(channel=fields["channel"], governorate=fields["governorate"]).inc()

@@ -8,6 +8,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from functools import partial
 
+import eventlet
+import eventlet.event
 import pytest
 from nameko.testing.services import worker_factory
 
@@ -18,6 +20,7 @@ from sanad.platform.outbox import OutboxWriter
 from services.intake import accounts, auth, cases, handlers, screen, sql
 from services.intake.callers import RecentCallers
 from services.intake.service import IntakeService, IntakeStatusService
+from services.intake.slots import DEFAULT_SLOTS, Slots
 from services.intake.vocabulary import field_context
 from services.triage.assessment import default_assessor
 from tests.service import conftest
@@ -58,11 +61,13 @@ def intake(pools, outbox, keys, recent_callers=None):
     return intake_on(pools["intake"], outbox, keys, recent_callers)
 
 
-def intake_on(pool, outbox, keys, recent_callers=None):
-    """IntakeService on `pool`, with the real lane screen and a memory of callers of its own."""
+def intake_on(pool, outbox, keys, recent_callers=None, recording_slots=None):
+    """IntakeService on `pool`, with the real lane screen, and a memory of callers and recording slots of
+    its own."""
     return worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
                           lane_of=partial(screen.triage_lane, default_assessor()),
-                          recent_callers=recent_callers or RecentCallers())
+                          recent_callers=recent_callers or RecentCallers(),
+                          recording_slots=recording_slots or Slots(DEFAULT_SLOTS))
 
 
 def intake_status(pools, keys):
@@ -314,6 +319,38 @@ def test_a_caller_allowed_lately_has_a_critical_case_go_first_from_its_first_rou
     assert went_first_after == [before], "the critical case went first before any of its round trips"
     # The token's check runs as a prepared statement, by name, once the connection has prepared it.
     assert len(sent) - before == 2 and (sql.TOKEN_USER.name if via == "token" else "sessions") in sent[before]
+
+
+def test_a_normal_case_waits_for_a_recording_slot_and_a_critical_one_does_not(pools, keys):
+    """services/intake/slots.py: while every slot is held, a normal case read first is not recorded, and a
+    critical one is; the normal case goes in once a slot is free."""
+    operator = staff(pools, "operator")
+    headers = {"Authorization": f"Bearer {token_for(pools, operator.username)[0]}"}
+    slots, release = Slots(1), eventlet.event.Event()
+    service = intake_on(pools["intake"], OutboxWriter([]), keys, recording_slots=slots)
+    assert call(service, "list_cases", json_request("GET", "/api/cases", headers=headers)).status_code == 200
+
+    def hold_the_only_slot():
+        with slots.held_for("normal"):
+            release.wait()
+
+    holder = eventlet.spawn(hold_the_only_slot)
+    eventlet.sleep(0)
+
+    normal = {**CASE, "threat_of_violence": False, "narrative": "he wants money for old chats"}
+    waiting = eventlet.spawn(call, service, "create_case", json_request("POST", "/api/cases", normal, headers))
+    with eventlet.Timeout(5):
+        critical = call(service, "create_case", json_request("POST", "/api/cases", CASE, headers))
+    eventlet.sleep(0.1)
+    assert critical.status_code == 201
+    assert [key for key, _ in outbox_events(pools["intake"])] == ["case.received.critical"], \
+        "the normal case waits for the slot the test holds"
+
+    release.send()
+    with eventlet.Timeout(5):
+        assert waiting.wait().status_code == 201
+    holder.wait()
+    assert [key for key, _ in outbox_events(pools["intake"])] == ["case.received.critical", "case.received.normal"]
 
 
 def test_a_credential_revoked_since_it_was_allowed_records_nothing_and_is_forgotten(pools, keys):

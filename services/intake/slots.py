@@ -1,0 +1,50 @@
+"""How many normal cases intake records at once, so that a critical case's request is read sooner.
+
+Each time one of intake's green threads waits for PostgreSQL, the turn passes to every other ready green
+thread, and a flood's requests are most of them. A critical case's request is not known to be critical
+until its body is read, and before that it waited about two whole turns: one for the server to read the
+request, one for its worker to start. Behind a 5,000-case flood those two took 17 to 20 ms of the 25 to
+32 ms intake took to answer a critical case at the median (docs/performance.md, item 50). Once its case is
+known to be critical, sanad.platform.precedence puts it first; these waits come before that.
+
+So at most `count` normal cases are recorded at a time: the others wait here, their bodies read and their
+transactions not begun, out of everyone's turns. A critical case takes no slot, nor does a request whose
+lane is unknown until its transaction (its caller not allowed lately, services/intake/callers.py) or that
+is refused before one. With three slots intake still took the benchmark's flood about as fast as the
+pipeline behind it delivered it.
+"""
+import os
+from contextlib import contextmanager
+
+from eventlet.semaphore import Semaphore
+from nameko.extensions import DependencyProvider
+
+SLOTS_SETTING = "SANAD_INTAKE_RECORDING_SLOTS"
+DEFAULT_SLOTS = 3
+
+
+class Slots:
+    def __init__(self, count: int):
+        if count < 1:
+            raise ValueError(f"{SLOTS_SETTING} must be at least 1, not {count}")
+        self._free = Semaphore(count)
+
+    @contextmanager
+    def held_for(self, lane):
+        """Hold a slot while recording a case on `lane` (None when not known yet); only the normal lane
+        takes one, waiting for it if none is free."""
+        if lane != "normal":
+            yield
+            return
+        with self._free:
+            yield
+
+
+class RecordingSlots(DependencyProvider):
+    """One Slots for the whole process, sized by SANAD_INTAKE_RECORDING_SLOTS."""
+
+    def setup(self):
+        self.slots = Slots(int(os.environ.get(SLOTS_SETTING, DEFAULT_SLOTS)))
+
+    def get_dependency(self, worker_ctx):
+        return self.slots

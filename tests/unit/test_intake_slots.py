@@ -1,0 +1,78 @@
+"""services/intake/slots.py: how many normal cases intake records at once, and who never waits for a slot."""
+import eventlet
+import eventlet.event
+import pytest
+
+from services.intake.slots import RecordingSlots, Slots
+
+
+def recording(slots, lane, log, name, release=None):
+    """A green thread recording one case on `lane`: it logs when it holds its slot, and keeps it until
+    `release` (an eventlet Event) is sent."""
+    def record():
+        with slots.held_for(lane):
+            log.append(name)
+            if release is not None:
+                release.wait()
+    return eventlet.spawn(record)
+
+
+def test_a_normal_case_waits_while_every_slot_is_held_and_goes_in_when_one_is_freed():
+    slots, log = Slots(2), []
+    releases = [eventlet.event.Event(), eventlet.event.Event()]
+    holders = [recording(slots, "normal", log, f"holder {i}", release) for i, release in enumerate(releases)]
+    eventlet.sleep(0)
+    waiting = recording(slots, "normal", log, "third")
+    eventlet.sleep(0.05)
+    assert log == ["holder 0", "holder 1"], "the third normal case waits: both slots are held"
+
+    releases[0].send()
+    waiting.wait()
+    assert log == ["holder 0", "holder 1", "third"]
+    releases[1].send()
+    for holder in holders:
+        holder.wait()
+
+
+@pytest.mark.parametrize("lane", ["critical", None])
+def test_a_critical_case_or_one_whose_lane_is_not_known_yet_takes_no_slot(lane):
+    slots, log = Slots(1), []
+    release = eventlet.event.Event()
+    holder = recording(slots, "normal", log, "holder", release)
+    eventlet.sleep(0)
+
+    with eventlet.Timeout(1):
+        recording(slots, lane, log, "unslotted").wait()
+    assert log == ["holder", "unslotted"], "it went in while the only slot was held"
+    release.send()
+    holder.wait()
+
+
+def test_a_slot_is_given_back_when_recording_fails():
+    slots = Slots(1)
+    with pytest.raises(RuntimeError):
+        with slots.held_for("normal"):
+            raise RuntimeError("the database went away")
+    with eventlet.Timeout(1):
+        with slots.held_for("normal"):
+            pass
+
+
+def test_the_number_of_slots_comes_from_the_environment_and_must_be_at_least_one(monkeypatch):
+    monkeypatch.setenv("SANAD_INTAKE_RECORDING_SLOTS", "1")
+    provider = RecordingSlots()
+    provider.setup()
+    slots, log = provider.get_dependency(None), []
+    release = eventlet.event.Event()
+    holder = recording(slots, "normal", log, "holder", release)
+    eventlet.sleep(0)
+    waiting = recording(slots, "normal", log, "second")
+    eventlet.sleep(0.05)
+    assert log == ["holder"]
+    release.send()
+    waiting.wait()
+    holder.wait()
+
+    monkeypatch.setenv("SANAD_INTAKE_RECORDING_SLOTS", "0")
+    with pytest.raises(ValueError, match="SANAD_INTAKE_RECORDING_SLOTS"):
+        RecordingSlots().setup()
