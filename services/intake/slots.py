@@ -10,8 +10,8 @@ known to be critical, sanad.platform.precedence puts it first; these waits come 
 So at most `count` normal cases are recorded at a time: the others wait here, their bodies read and their
 transactions not begun, out of everyone's turns. A critical case takes no slot, nor does a request whose
 lane is unknown until its transaction (its caller not allowed lately, services/intake/callers.py) or that
-is refused before one. With three slots intake still took the benchmark's flood about as fast as the
-pipeline behind it delivered it.
+is refused before one. With three slots intake took the benchmark's flood as fast as the pipeline behind
+it delivered it, and no slower: the flood waited in front of intake rather than in the queues behind it.
 """
 import os
 from contextlib import contextmanager
@@ -24,10 +24,10 @@ DEFAULT_SLOTS = 3
 
 
 class Slots:
-    def __init__(self, count: int):
-        if count < 1:
-            raise ValueError(f"{SLOTS_SETTING} must be at least 1, not {count}")
-        self._free = Semaphore(count)
+    def __init__(self, count):
+        if not str(count).isdigit() or int(count) < 1:
+            raise ValueError(f"{SLOTS_SETTING} must be a whole number of at least 1, not {count!r}")
+        self._free = Semaphore(int(count))
 
     @contextmanager
     def held_for(self, lane):
@@ -44,7 +44,7 @@ class RecordingSlots(DependencyProvider):
     """One Slots for the whole process, sized by SANAD_INTAKE_RECORDING_SLOTS."""
 
     def setup(self):
-        self.slots = Slots(int(os.environ.get(SLOTS_SETTING, DEFAULT_SLOTS)))
+        self.slots = Slots(os.environ.get(SLOTS_SETTING, DEFAULT_SLOTS))
 
     def get_dependency(self, worker_ctx):
         return self.slots

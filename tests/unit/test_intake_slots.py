@@ -58,7 +58,7 @@ def test_a_slot_is_given_back_when_recording_fails():
             pass
 
 
-def test_the_number_of_slots_comes_from_the_environment_and_must_be_at_least_one(monkeypatch):
+def test_the_number_of_slots_comes_from_the_environment_and_must_be_a_whole_number_of_at_least_one(monkeypatch):
     monkeypatch.setenv("SANAD_INTAKE_RECORDING_SLOTS", "1")
     provider = RecordingSlots()
     provider.setup()
@@ -73,6 +73,7 @@ def test_the_number_of_slots_comes_from_the_environment_and_must_be_at_least_one
     waiting.wait()
     holder.wait()
 
-    monkeypatch.setenv("SANAD_INTAKE_RECORDING_SLOTS", "0")
-    with pytest.raises(ValueError, match="SANAD_INTAKE_RECORDING_SLOTS"):
-        RecordingSlots().setup()
+    for wrong in ("0", "three", "-1"):
+        monkeypatch.setenv("SANAD_INTAKE_RECORDING_SLOTS", wrong)
+        with pytest.raises(ValueError, match="SANAD_INTAKE_RECORDING_SLOTS"):
+            RecordingSlots().setup()
