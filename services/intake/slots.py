@@ -14,13 +14,22 @@ is refused before one. With three slots intake took the benchmark's flood as fas
 it delivered it, and no slower: the flood waited in front of intake rather than in the queues behind it.
 """
 import os
+import time
 from contextlib import contextmanager
 
 from eventlet.semaphore import Semaphore
 from nameko.extensions import DependencyProvider
+from prometheus_client import Histogram
 
 SLOTS_SETTING = "SANAD_INTAKE_RECORDING_SLOTS"
 DEFAULT_SLOTS = 3
+
+# How long normal cases wait here: long waits mean intake is holding a flood back, as it should.
+SLOT_WAIT = Histogram(
+    "sanad_intake_recording_slot_wait_seconds",
+    "How long a normal case waited for one of intake's recording slots before its transaction.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 
 
 class Slots:
@@ -36,7 +45,9 @@ class Slots:
         if lane != "normal":
             yield
             return
+        asked = time.perf_counter()
         with self._free:
+            SLOT_WAIT.observe(time.perf_counter() - asked)
             yield
 
 

@@ -2,6 +2,7 @@
 import eventlet
 import eventlet.event
 import pytest
+from prometheus_client import REGISTRY
 
 from services.intake.slots import RecordingSlots, Slots
 
@@ -46,6 +47,31 @@ def test_a_critical_case_or_one_whose_lane_is_not_known_yet_takes_no_slot(lane):
     assert log == ["holder", "unslotted"], "it went in while the only slot was held"
     release.send()
     holder.wait()
+
+
+def slot_waits():
+    """(waits measured so far, those of them of 25 ms or less)."""
+    name = "sanad_intake_recording_slot_wait_seconds"
+    return (REGISTRY.get_sample_value(f"{name}_count"),
+            REGISTRY.get_sample_value(f"{name}_bucket", {"le": "0.025"}))
+
+
+def test_each_wait_for_a_slot_is_measured_and_a_critical_case_has_none():
+    slots, log = Slots(1), []
+    waits_before, short_before = slot_waits()
+    release = eventlet.event.Event()
+    holder = recording(slots, "normal", log, "holder", release)
+    eventlet.sleep(0)
+    recording(slots, "critical", log, "critical").wait()
+    waiting = recording(slots, "normal", log, "second")
+    eventlet.sleep(0.05)
+    release.send()
+    waiting.wait()
+    holder.wait()
+
+    waits, short = slot_waits()
+    assert waits - waits_before == 2, "the two normal cases' waits, not the critical one's"
+    assert short - short_before == 1, "the first found its slot free; the second waited about 50 ms"
 
 
 def test_a_slot_is_given_back_when_recording_fails():
