@@ -283,24 +283,11 @@ class IntakeService(Observable):
         lang, now = self._lang(request), _now()
         key = request.headers.get("Idempotency-Key")
         read_first = self.recent_callers.vouch(callers.presented(request))
-        lane = None
-        if read_first:
-            fields, lane, invalid = self._new_case(request, key, now, lang)
-        with self.recording_slots.held_for(lane):
+        new_case = self._new_case(request, key, now, lang) if read_first else None
+        with self.recording_slots.held_for(new_case[1] if new_case else None):
             for tried in range(1, RECORD_TRIES + 1):
                 try:
-                    with self.db.transaction() as cur:  # committed whatever the answer: a refusal is audited
-                        principal, refusal = self._authorise(cur, request, now, write=True,
-                                                             allowed=permissions.may_record_cases)
-                        if refusal is not None:
-                            error = _api_error(*refusal, lang)
-                        else:
-                            if not read_first:
-                                fields, lane, invalid = self._new_case(request, key, now, lang)
-                            error = invalid
-                        if error is None:
-                            created = handlers.record_case(cur, self.outbox, self.keys, fields, lane, principal,
-                                                           idempotency_key=key, ip=self._ip(request), now=now)
+                    new_case, created, error = self._record_once(request, key, now, lang, new_case)
                     break
                 except Exception as exc:
                     taken = handlers.taken_by_another(exc)
@@ -313,9 +300,28 @@ class IntakeService(Observable):
                         raise
         if error is not None:
             raise error
+        fields = new_case[0]
         CASES_RECEIVED.labels(channel=fields["channel"], governorate=fields["governorate"]).inc()
         body = self._created_body(created)
         return _json(201, body, {"Location": body["status_url"]})
+
+    def _record_once(self, request, key, now, lang, new_case):
+        """One try at recording the case, in one transaction that checks the caller first: (what _new_case
+        gave, the case recorded, None) or (..., None, the ApiError to answer). `new_case` is what
+        _new_case gave if the body was read first, None to read it once the caller is allowed. A
+        refusal is audited, and committed with the transaction."""
+        with self.db.transaction() as cur:
+            principal, refusal = self._authorise(cur, request, now, write=True, allowed=permissions.may_record_cases)
+            if refusal is not None:
+                return new_case, None, _api_error(*refusal, lang)
+            if new_case is None:
+                new_case = self._new_case(request, key, now, lang)
+            fields, lane, invalid = new_case
+            if invalid is not None:
+                return new_case, None, invalid
+            created = handlers.record_case(cur, self.outbox, self.keys, fields, lane, principal,
+                                           idempotency_key=key, ip=self._ip(request), now=now)
+            return new_case, created, None
 
     def _new_case(self, request, key, now, lang):
         """(the new case's fields, its lane, None), or (None, None, the ApiError its body or
