@@ -220,6 +220,7 @@ class QuickSchema:
         return self.schema.dump(obj)
 
     def quick_load(self, data, unknown=None):
+        """The quick path alone: what marshmallow's load returns, or one of _GIVE_UP raised."""
         unknown = self.schema.unknown if unknown is None else unknown
         if type(data) is not dict or unknown not in (RAISE, EXCLUDE):
             raise _Unsure
@@ -243,6 +244,7 @@ class QuickSchema:
         return loaded
 
     def quick_dump(self, obj):
+        """The quick path alone: what marshmallow's dump returns, or one of _GIVE_UP raised."""
         if type(obj) is not dict:
             raise _Unsure
         dumped = {}
