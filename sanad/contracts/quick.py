@@ -10,7 +10,8 @@ decides what is wrong and words the errors. So the quick path can only be slower
 lenient, and what it accepts is what marshmallow accepts.
 
 Why: marshmallow's general machinery (error stores, per-field closures, partial loading) cost 40 to 80 µs
-an event for each load and dump, and every case passes about ten of them on its way to a partner.
+each time an event was made or read, and a case's events are made or read about ten times on its way to
+a partner (docs/performance.md, item 51).
 """
 import math
 import uuid
