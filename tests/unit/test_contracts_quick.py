@@ -7,6 +7,7 @@ quick path must actually be taken for what our producers write, or it buys nothi
 import json
 import math
 import uuid
+from decimal import Decimal
 from datetime import datetime, timezone
 
 import pytest
@@ -264,7 +265,7 @@ class _WithOwnTruth(Schema):
 
 @pytest.mark.parametrize("schema,message,expected", [
     (_WithHook(), {"name": "amira"}, {"name": "AMIRA"}),
-    (_WithDecimal(), {"amount": "1.50"}, {"amount": __import__("decimal").Decimal("1.50")}),
+    (_WithDecimal(), {"amount": "1.50"}, {"amount": Decimal("1.50")}),
     (_WithDataKey(), {"full_name": "amira"}, {"name": "amira"}),
     (_WithDictMethodName(), {"items": ["a"]}, {"items": ["a"]}),
 ])
