@@ -68,6 +68,11 @@ ALL_SCHEMAS = _schemas_and_nested()
 NAMES = sorted(ALL_SCHEMAS)
 
 
+def for_every_schema(test):
+    """Run `test(name, data)` for every schema, nested ones included, with Hypothesis drawing from `data`."""
+    return pytest.mark.parametrize("name", NAMES)(EXAMPLES(given(data=st.data())(test)))
+
+
 @st.composite
 def damaged(draw, value, depth=0):
     """`value` (a JSON object) with some fields, at any depth, replaced, removed or added."""
@@ -96,15 +101,18 @@ def _wire(schema, payload):
     return json.loads(json.dumps(schema.dump(payload)))
 
 
+def _damaged_message(data, schema):
+    """A valid message for `schema`, as it arrives off the wire, then damaged."""
+    return data.draw(damaged(_wire(schema, data.draw(strategy_for_schema(schema)))))
+
+
 def test_every_contract_and_the_envelope_take_the_quick_path():
     assert _ENVELOPE.compiled is not None
     assert all(schema.compiled is not None for schema in _DATA_SCHEMAS.values())
     assert all(QuickSchema(schema).compiled is not None for schema in ALL_SCHEMAS.values())
 
 
-@pytest.mark.parametrize("name", NAMES)
-@EXAMPLES
-@given(data=st.data())
+@for_every_schema
 def test_what_a_producer_writes_is_read_quickly_and_exactly_as_marshmallow_reads_it(name, data):
     schema = ALL_SCHEMAS[name]
     wire = _wire(schema, data.draw(strategy_for_schema(schema)))
@@ -115,12 +123,10 @@ def test_what_a_producer_writes_is_read_quickly_and_exactly_as_marshmallow_reads
     assert _same(quick, schema.load(wire))
 
 
-@pytest.mark.parametrize("name", NAMES)
-@EXAMPLES
-@given(data=st.data())
+@for_every_schema
 def test_the_quick_path_never_accepts_what_marshmallow_refuses_nor_reads_it_otherwise(name, data):
     schema = ALL_SCHEMAS[name]
-    message = data.draw(damaged(_wire(schema, data.draw(strategy_for_schema(schema)))))
+    message = _damaged_message(data, schema)
     unknown = data.draw(st.sampled_from([None, RAISE, EXCLUDE, INCLUDE]))
 
     quick = _quick(QuickSchema(schema).quick_load, message, unknown=unknown)
@@ -131,12 +137,10 @@ def test_the_quick_path_never_accepts_what_marshmallow_refuses_nor_reads_it_othe
         assert _same(quick, expected)
 
 
-@pytest.mark.parametrize("name", NAMES)
-@EXAMPLES
-@given(data=st.data())
+@for_every_schema
 def test_load_and_validate_answer_as_marshmallow_does_errors_included(name, data):
     schema = ALL_SCHEMAS[name]
-    message = data.draw(damaged(_wire(schema, data.draw(strategy_for_schema(schema)))))
+    message = _damaged_message(data, schema)
     quick_schema = QuickSchema(schema)
 
     assert quick_schema.validate(message) == schema.validate(message)
@@ -164,9 +168,7 @@ def damaged_objects(draw, value):
     return value
 
 
-@pytest.mark.parametrize("name", NAMES)
-@EXAMPLES
-@given(data=st.data())
+@for_every_schema
 def test_the_quick_dump_writes_what_marshmallow_writes_or_leaves_it_to_marshmallow(name, data):
     schema = ALL_SCHEMAS[name]
     payload = data.draw(strategy_for_schema(schema))
