@@ -7,8 +7,8 @@ quick path must actually be taken for what our producers write, or it buys nothi
 import json
 import math
 import uuid
-from decimal import Decimal
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
