@@ -39,7 +39,8 @@ def _read_uuid(value):
     return uuid.UUID(value)
 
 
-def _read_text(value):
+# Text, booleans and JSON objects are the same read as written.
+def _text(value):
     if type(value) is not str:
         raise _Unsure
     return value
@@ -51,19 +52,20 @@ def _read_integer(value):
     return value
 
 
-def _finite_float(value):
-    if (type(value) is not float and type(value) is not int) or not math.isfinite(value):
-        raise _Unsure
-    return float(value)
-
-
 def _any_float(value):
     if type(value) is not float and type(value) is not int:
         raise _Unsure
     return float(value)
 
 
-def _read_boolean(value):
+def _finite_float(value):
+    value = _any_float(value)
+    if not math.isfinite(value):
+        raise _Unsure
+    return value
+
+
+def _boolean(value):
     if value is not True and value is not False:
         raise _Unsure
     return value
@@ -78,7 +80,7 @@ def _read_aware_time(value):
     return moment
 
 
-def _read_object(value):
+def _object(value):
     if type(value) is not dict:
         raise _Unsure
     return dict(value)
@@ -110,17 +112,17 @@ def _converters(field):
     if kind is fields.UUID:
         return _read_uuid, _write_uuid
     if kind is fields.String:
-        return _read_text, _read_text
+        return _text, _text
     if kind is fields.Integer and not field.as_string:
         return _read_integer, _write_number(int)
     if kind is fields.Float and not field.as_string:
         return (_any_float if field.allow_nan else _finite_float), _write_number(float)
     if kind is fields.Boolean and field.truthy is fields.Boolean.truthy and field.falsy is fields.Boolean.falsy:
-        return _read_boolean, _read_boolean
+        return _boolean, _boolean
     if kind is fields.AwareDateTime and field.format in (None, "iso") and field.default_timezone is None:
         return _read_aware_time, _write_time
     if kind is fields.Dict and field.key_field is None and field.value_field is None:
-        return _read_object, _read_object
+        return _object, _object
     if kind is fields.List:
         read_item, write_item = _converters(field.inner)
         read_item = _validated(read_item, field.inner.validators)

@@ -10,6 +10,7 @@ import logging
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from marshmallow import ValidationError
 from prometheus_client import Counter, Histogram
@@ -112,6 +113,13 @@ def _refusal(exc, lang):
 def _invalid(exc, lang):
     return ApiError(422, "invalid_request", i18n.t("error.request_invalid", lang),
                     i18n.field_errors(exc.messages, lang))
+
+
+class NewCase(NamedTuple):
+    """A new case's body as read: its fields and lane, or the error that refused it."""
+    fields: dict | None = None
+    lane: str | None = None
+    error: Exception | None = None
 
 
 class IntakeService(Observable):
@@ -284,7 +292,7 @@ class IntakeService(Observable):
         key = request.headers.get("Idempotency-Key")
         read_first = self.recent_callers.vouch(callers.presented(request))
         new_case = self._new_case(request, key, now, lang) if read_first else None
-        with self.recording_slots.held_for(new_case[1] if new_case else None):
+        with self.recording_slots.held_for(new_case.lane if new_case else None):
             for tried in range(1, RECORD_TRIES + 1):
                 try:
                     new_case, created, error = self._record_once(request, key, now, lang, new_case)
@@ -300,46 +308,44 @@ class IntakeService(Observable):
                         raise
         if error is not None:
             raise error
-        fields = new_case[0]
+        fields = new_case.fields
         CASES_RECEIVED.labels(channel=fields["channel"], governorate=fields["governorate"]).inc()
         body = self._created_body(created)
         return _json(201, body, {"Location": body["status_url"]})
 
     def _record_once(self, request, key, now, lang, new_case):
-        """One try at recording the case, in one transaction that checks the caller first: (what _new_case
-        gave, the case recorded, None) or (..., None, the ApiError to answer). `new_case` is what
-        _new_case gave if the body was read first, None to read it once the caller is allowed. A
-        refusal is audited, and committed with the transaction."""
+        """One try at recording the case, in one transaction that checks the caller first: (the NewCase,
+        the case recorded, None) or (the NewCase or None, None, the ApiError to answer). `new_case` is
+        the NewCase if the body was read first, None to read it once the caller is allowed. A refusal is
+        audited, and committed with the transaction."""
         with self.db.transaction() as cur:
             principal, refusal = self._authorise(cur, request, now, write=True, allowed=permissions.may_record_cases)
             if refusal is not None:
                 return new_case, None, _api_error(*refusal, lang)
             if new_case is None:
                 new_case = self._new_case(request, key, now, lang)
-            fields, lane, invalid = new_case
-            if invalid is not None:
-                return new_case, None, invalid
-            created = handlers.record_case(cur, self.outbox, self.keys, fields, lane, principal,
+            if new_case.error is not None:
+                return new_case, None, new_case.error
+            created = handlers.record_case(cur, self.outbox, self.keys, new_case.fields, new_case.lane, principal,
                                            idempotency_key=key, ip=self._ip(request), now=now)
             return new_case, created, None
 
     def _new_case(self, request, key, now, lang):
-        """(the new case's fields, its lane, None), or (None, None, the ApiError its body or
-        Idempotency-Key earns). A critical case goes first among the process's requests from here on
-        (OutboxWriter.go_first)."""
+        """The new case's fields and lane, or the ApiError its body or Idempotency-Key earns. A critical
+        case goes first among the process's requests from here on (OutboxWriter.go_first)."""
         try:
             fields = schemas.load_new_case(read_json(request), now)
         except (ApiError, HTTPException) as exc:  # HTTPException: a body over the limit (413), a client gone
-            return None, None, exc
+            return NewCase(error=exc)
         except ValidationError as exc:
-            return None, None, _invalid(exc, lang)
+            return NewCase(error=_invalid(exc, lang))
         if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
             message = i18n.error_message("invalid_idempotency_key", lang)
-            return None, None, ApiError(400, "invalid_idempotency_key", message, {"Idempotency-Key": [message]})
+            return NewCase(error=ApiError(400, "invalid_idempotency_key", message, {"Idempotency-Key": [message]}))
         lane = handlers.new_case_lane(fields, now, self.lane_of)
         if lane == "critical":
             self.outbox.go_first()
-        return fields, lane, None
+        return NewCase(fields, lane)
 
     @http("GET", "/api/cases")
     def list_cases(self, request):
