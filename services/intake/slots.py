@@ -34,7 +34,8 @@ SLOT_WAIT = Histogram(
 
 class Slots:
     def __init__(self, count):
-        if not str(count).isdigit() or int(count) < 1:
+        # ASCII digits only: str.isdigit() also admits "²", which int() then refuses without naming the setting.
+        if not str(count).isascii() or not str(count).isdigit() or int(count) < 1:
             raise ValueError(f"{SLOTS_SETTING} must be a whole number of at least 1, not {count!r}")
         self._free = Semaphore(int(count))
 
@@ -55,7 +56,8 @@ class RecordingSlots(DependencyProvider):
     """One Slots for the whole process, sized by SANAD_INTAKE_RECORDING_SLOTS."""
 
     def setup(self):
-        self.slots = Slots(os.environ.get(SLOTS_SETTING, DEFAULT_SLOTS))
+        # Set but empty means the default, as for notify's settings (services/notify/settings.py).
+        self.slots = Slots(os.environ.get(SLOTS_SETTING) or DEFAULT_SLOTS)
 
     def get_dependency(self, worker_ctx):
         return self.slots

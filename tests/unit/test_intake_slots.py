@@ -99,7 +99,25 @@ def test_the_number_of_slots_comes_from_the_environment_and_must_be_a_whole_numb
     waiting.wait()
     holder.wait()
 
-    for wrong in ("0", "three", "-1"):
+    for wrong in ("0", "three", "-1", "²", "2.5"):
         monkeypatch.setenv("SANAD_INTAKE_RECORDING_SLOTS", wrong)
         with pytest.raises(ValueError, match="SANAD_INTAKE_RECORDING_SLOTS"):
             RecordingSlots().setup()
+
+
+def test_an_empty_slot_setting_means_the_default_of_three(monkeypatch):
+    monkeypatch.setenv("SANAD_INTAKE_RECORDING_SLOTS", "")
+    provider = RecordingSlots()
+    provider.setup()
+    slots, log = provider.get_dependency(None), []
+    release = eventlet.event.Event()
+    holders = [recording(slots, "normal", log, f"holder {n}", release) for n in range(3)]
+    eventlet.sleep(0)
+    fourth = recording(slots, "normal", log, "fourth")
+    eventlet.sleep(0.05)
+    assert sorted(log) == ["holder 0", "holder 1", "holder 2"]
+    release.send()
+    fourth.wait()
+    for holder in holders:
+        holder.wait()
+    assert log[-1] == "fourth"
