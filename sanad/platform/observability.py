@@ -21,6 +21,7 @@ from sanad import settings
 from sanad.platform import metrics
 from sanad.platform.broker import release_quietly
 from sanad.platform.database import database_of
+from sanad.platform.frames import FramesReadAhead
 from sanad.platform.heap import SettledHeap
 from sanad.platform.http import http, json_response
 from sanad.platform.logs import LogContext
@@ -184,6 +185,7 @@ class Observable:
     log_context = LogContext()
     probe = Probe()
     heap = SettledHeap()
+    frames = FramesReadAhead()
 
     @http("GET", "/metrics")
     def metrics(self, request):
