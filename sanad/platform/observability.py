@@ -21,7 +21,6 @@ from sanad import settings
 from sanad.platform import metrics
 from sanad.platform.broker import release_quietly
 from sanad.platform.database import database_of
-from sanad.platform.frames import FramesReadAhead
 from sanad.platform.heap import SettledHeap
 from sanad.platform.http import http, json_response
 from sanad.platform.logs import LogContext
@@ -185,7 +184,6 @@ class Observable:
     log_context = LogContext()
     probe = Probe()
     heap = SettledHeap()
-    frames = FramesReadAhead()
 
     @http("GET", "/metrics")
     def metrics(self, request):
