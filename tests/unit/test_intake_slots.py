@@ -84,20 +84,28 @@ def test_a_slot_is_given_back_when_recording_fails():
             pass
 
 
-def test_the_number_of_slots_comes_from_the_environment_and_must_be_a_whole_number_of_at_least_one(monkeypatch):
-    monkeypatch.setenv("SANAD_INTAKE_RECORDING_SLOTS", "1")
+def assert_setting_gives_slots(monkeypatch, setting, count):
+    """With SANAD_INTAKE_RECORDING_SLOTS set to `setting`, the provider's slots let `count` normal cases
+    in at once, and the next one waits until they are freed."""
+    monkeypatch.setenv("SANAD_INTAKE_RECORDING_SLOTS", setting)
     provider = RecordingSlots()
     provider.setup()
     slots, log = provider.get_dependency(None), []
     release = eventlet.event.Event()
-    holder = recording(slots, "normal", log, "holder", release)
+    holders = [recording(slots, "normal", log, f"holder {n}", release) for n in range(count)]
     eventlet.sleep(0)
-    waiting = recording(slots, "normal", log, "second")
+    waiting = recording(slots, "normal", log, "next")
     eventlet.sleep(0.05)
-    assert log == ["holder"]
+    assert sorted(log) == [f"holder {n}" for n in range(count)]
     release.send()
     waiting.wait()
-    holder.wait()
+    for holder in holders:
+        holder.wait()
+    assert log[-1] == "next"
+
+
+def test_the_number_of_slots_comes_from_the_environment_and_must_be_a_whole_number_of_at_least_one(monkeypatch):
+    assert_setting_gives_slots(monkeypatch, "1", 1)
 
     for wrong in ("0", "three", "-1", "²", "2.5"):
         monkeypatch.setenv("SANAD_INTAKE_RECORDING_SLOTS", wrong)
@@ -106,18 +114,4 @@ def test_the_number_of_slots_comes_from_the_environment_and_must_be_a_whole_numb
 
 
 def test_an_empty_slot_setting_means_the_default_of_three(monkeypatch):
-    monkeypatch.setenv("SANAD_INTAKE_RECORDING_SLOTS", "")
-    provider = RecordingSlots()
-    provider.setup()
-    slots, log = provider.get_dependency(None), []
-    release = eventlet.event.Event()
-    holders = [recording(slots, "normal", log, f"holder {n}", release) for n in range(3)]
-    eventlet.sleep(0)
-    fourth = recording(slots, "normal", log, "fourth")
-    eventlet.sleep(0.05)
-    assert sorted(log) == ["holder 0", "holder 1", "holder 2"]
-    release.send()
-    fourth.wait()
-    for holder in holders:
-        holder.wait()
-    assert log[-1] == "fourth"
+    assert_setting_gives_slots(monkeypatch, "", 3)
