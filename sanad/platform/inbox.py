@@ -257,6 +257,9 @@ consume = EventConsumer.decorator
 """Every service consumes with this (and requeue_on_error=True), in place of nameko's `consume`."""
 
 BATCH_SIZE = 50
+# How long the normal lane's batch consumers wait to fill a batch after one of several events (a flood):
+# fuller batches, fewer commits (docs/performance.md, item 54). See BatchEventConsumer.
+BUSY_LINGER = 0.01
 
 
 class BatchEventQueueConsumer(EventQueueConsumer):
@@ -293,23 +296,28 @@ class BatchEventConsumer(EventConsumer):
     fill a batch: a message alone goes at once, and those that arrive while a batch is being handled make
     the next, so the busier a queue, the larger its batches and the cheaper each event. A consumer whose
     events may wait a little (`linger`, in seconds: intake-status, whose news trickles in from four
-    services) waits that long for more before a batch that is not full. One batch at a time, in the
-    order the messages came: with four side by side (until item 30 in docs/performance.md), a flood's
-    batches held two to three events, and the normal lane's services spent a sixth to a half more CPU a
-    case. A batch that has committed is acknowledged with one frame (BatchEventQueueConsumer.ack_all).
-    When a batch fails because the database is unavailable, its messages go back to the queue; when it
-    fails otherwise, they are handed over again one at a time, and each is then acknowledged or returned
-    to the queue on its own."""
+    services) waits that long for more before a batch that is not full. One given `linger_when_busy`
+    (the normal lane's triage, referral and notify) waits that long only after a batch of several
+    events, when they come faster than it handles them one by one: a flood's batches fill up and each
+    event costs less, while a quiet queue's events go at once (the first after a flood waits once).
+    One batch at a time, in the order the messages came: with four side by side (until item 30 in
+    docs/performance.md), a flood's batches held two to three events, and the normal lane's services
+    spent a sixth to a half more CPU a case. A batch that has committed is acknowledged with one frame
+    (BatchEventQueueConsumer.ack_all). When a batch fails because the database is unavailable, its
+    messages go back to the queue; when it fails otherwise, they are handed over again one at a time,
+    and each is then acknowledged or returned to the queue on its own."""
     queue_consumer = BatchEventQueueConsumer()
 
-    def __init__(self, queue, linger=0.0, **kwargs):
+    def __init__(self, queue, linger=0.0, linger_when_busy=0.0, **kwargs):
         super().__init__(queue, **kwargs)
         self.linger = linger
+        self.linger_when_busy = linger_when_busy
 
     def setup(self):
         super().setup()
         self._waiting = collections.deque()
         self._pumping = False
+        self._last_batch = 0
 
     def handle_message(self, body, message):
         self._waiting.append((body, message))
@@ -320,9 +328,11 @@ class BatchEventConsumer(EventConsumer):
     def _pump(self):
         try:
             while self._waiting:
-                if self.linger and len(self._waiting) < BATCH_SIZE:
-                    eventlet.sleep(self.linger)
+                wait = wait_before_batch(self.linger, self.linger_when_busy, self._last_batch, len(self._waiting))
+                if wait:
+                    eventlet.sleep(wait)
                 batch = [self._waiting.popleft() for _ in range(min(BATCH_SIZE, len(self._waiting)))]
+                self._last_batch = len(batch)
                 if not self._handle(batch) and len(batch) > 1:
                     for one in batch:
                         self._handle([one])
@@ -351,6 +361,14 @@ class BatchEventConsumer(EventConsumer):
                 self.queue_consumer.requeue_message(message)
             return True
         return finished.wait()
+
+
+def wait_before_batch(linger, linger_when_busy, last_batch, waiting) -> float:
+    """Seconds a batch consumer waits for more events before it takes the next batch, with `waiting`
+    events at hand and `last_batch` events in the batch before (BatchEventConsumer)."""
+    if waiting >= BATCH_SIZE:
+        return 0.0
+    return linger or (linger_when_busy if last_batch > 1 else 0.0)
 
 
 consume_batches = BatchEventConsumer.decorator

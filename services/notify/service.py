@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sanad.contracts import routing
 from sanad.contracts.vocabulary import LANES
 from sanad.platform.database import Database
-from sanad.platform.inbox import consume, consume_batches, handle_batch
+from sanad.platform.inbox import BUSY_LINGER, consume, consume_batches, handle_batch
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
@@ -69,7 +69,7 @@ class NotifyService(Observable):
     keys = KeyFile()
     webhooks = Webhooks()
 
-    @consume_batches(routing.NOTIFY_REFERRAL_CREATED, requeue_on_error=True)
+    @consume_batches(routing.NOTIFY_REFERRAL_CREATED, requeue_on_error=True, linger_when_busy=BUSY_LINGER)
     def on_referral_created(self, bodies):
         self._offer(routing.NOTIFY_REFERRAL_CREATED.name, bodies)
 

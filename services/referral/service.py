@@ -27,7 +27,7 @@ from sanad.contracts import routing
 from sanad.contracts.vocabulary import ESCALATION_REASONS, LANES, REFERRAL_STATUSES, RISK_LEVELS
 from sanad.platform.database import Database
 from sanad.platform.http import ApiError, JsonHttpHandler, json_response, read_json
-from sanad.platform.inbox import consume, consume_batches, handle_batch
+from sanad.platform.inbox import BUSY_LINGER, consume, consume_batches, handle_batch
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
@@ -164,7 +164,7 @@ class ReferralService(Observable):
 
     # Events -------------------------------------------------------------------------------------------
 
-    @consume_batches(routing.REFERRAL_CASE_TRIAGED, requeue_on_error=True)
+    @consume_batches(routing.REFERRAL_CASE_TRIAGED, requeue_on_error=True, linger_when_busy=BUSY_LINGER)
     def on_case_triaged(self, bodies):
         at_hand = handlers.CasesAtHand()
         self._handle(routing.REFERRAL_CASE_TRIAGED.name, bodies, partial(handlers.refer_case, at_hand=at_hand),

@@ -12,7 +12,7 @@ from prometheus_client import Counter
 
 from sanad.contracts import routing
 from sanad.platform.database import Database
-from sanad.platform.inbox import consume, consume_batches, handle_batch, handle_event
+from sanad.platform.inbox import BUSY_LINGER, consume, consume_batches, handle_batch, handle_event
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
@@ -31,7 +31,7 @@ class TriageService(Observable):
     keys = KeyFile()
     risk_model = RiskModel()
 
-    @consume_batches(routing.TRIAGE_CASE_RECEIVED, requeue_on_error=True)
+    @consume_batches(routing.TRIAGE_CASE_RECEIVED, requeue_on_error=True, linger_when_busy=BUSY_LINGER)
     def on_case_received(self, bodies):
         self._triage(routing.TRIAGE_CASE_RECEIVED.name, bodies)
 

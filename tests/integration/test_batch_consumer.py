@@ -49,6 +49,16 @@ class LingeringRecorder(StatusRecorder):
         handle_batch(self.db, routing.INTAKE_CASE_STATUS.name, bodies, record)
 
 
+class BusyRecorder(StatusRecorder):
+    """The same, waiting for more only after a batch of several, as the normal lane's services do; the wait
+    is long enough that a test would time out on it."""
+    name = "batch_probe_busy"
+
+    @consume_batches(routing.INTAKE_CASE_STATUS, requeue_on_error=True, linger_when_busy=60.0)
+    def record(self, bodies):
+        handle_batch(self.db, routing.INTAKE_CASE_STATUS.name, bodies, record)
+
+
 def unmatched(reference="SND-TEST-0001"):
     return new_event("case.unmatched", {
         "case_id": uuid.uuid4(), "reference": reference, "level": "low", "governorate": "dhi_qar",
@@ -76,6 +86,14 @@ def recorder(monkeypatch, database_url, amqp_uri):
 @pytest.fixture
 def lingering_recorder(monkeypatch, database_url, amqp_uri):
     container = _recorder(LingeringRecorder, monkeypatch, database_url, amqp_uri)
+    container.start()
+    yield container
+    container.stop()
+
+
+@pytest.fixture
+def busy_recorder(monkeypatch, database_url, amqp_uri):
+    container = _recorder(BusyRecorder, monkeypatch, database_url, amqp_uri)
     container.start()
     yield container
     container.stop()
@@ -123,6 +141,16 @@ def test_a_consumer_that_lingers_records_events_trickling_in_together(lingering_
     ids = {str(event.id) for event in events}
     wait_until(lambda: len(processed(database_url, ids)) == len(ids), timeout=30, what="every event recorded")
     assert len(set(processed(database_url, ids).values())) <= 2, "recorded in one or two commits, not five"
+
+
+def test_a_consumer_that_waits_when_busy_records_a_quiet_queues_events_one_at_a_time_at_once(
+        busy_recorder, database_url, amqp_uri):
+    events = [unmatched() for _ in range(3)]
+    for event in events:
+        publish_events(amqp_uri, event)
+        wait_until(lambda: processed(database_url, [str(event.id)]), timeout=10,
+                   what="the event recorded without waiting for more")
+    assert len(set(processed(database_url, {str(event.id) for event in events}).values())) == 3
 
 
 @pytest.mark.parametrize("fault", ["broken_contract", "handler_fails"])
