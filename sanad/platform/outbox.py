@@ -3,12 +3,11 @@
 A handler adds its events to the outbox table in the same transaction as its state change, so an event
 exists if and only if the change committed. The writer keeps each event in memory too, once its
 transaction's COMMIT has succeeded (a transaction that failed, or whose COMMIT went unanswered, leaves
-nothing in memory). Right after the worker finishes (in a flood, BUSY_LINGER later, with others), the
-relay publishes those events from memory with publisher confirms (a batch's confirms awaited together,
-sanad.platform.broker.ConfirmedPublisher) and marks them sent, those of MARK_INTERVAL together; a sweep
-every second publishes whatever a crash or a broker outage left behind (anything still unsent SWEEP_GRACE
-seconds after its commit). A crash between publishing and marking sent publishes an event twice, which
-consumers absorb (see sanad.platform.inbox).
+nothing in memory). Right after the worker finishes, the relay publishes those events from memory with
+publisher confirms (a batch's confirms awaited together, sanad.platform.broker.ConfirmedPublisher) and
+marks them sent, those of MARK_INTERVAL together; a sweep every second publishes whatever a crash or a
+broker outage left behind (anything still unsent SWEEP_GRACE seconds after its commit). A crash between
+publishing and marking sent publishes an event twice, which consumers absorb (see sanad.platform.inbox).
 Work a worker starts and does not wait for hands its events over as each of its transactions commits
 (OutboxWriter.detached).
 Publishing from memory spares the relay reading back and locking what the worker has just written: a
@@ -62,10 +61,6 @@ MARK_INTERVAL = 0.2
 PURGE_INTERVAL = 3600.0  # sent events are kept 7 days; deleting them reads the whole table, so not every sweep
 RETRY_PAUSE = 1.0
 LAST_PASS_SECONDS = 5.0  # how long a stopping service waits for its last events to be published
-# After a pass that published several events (a flood), the relay waits this long for more before the
-# next, so that more of them share a batch's confirms (docs/performance.md, item 54). After a pass of one
-# event or none, the next goes at once.
-BUSY_LINGER = 0.005
 
 INSERT_EVENT = Prepared("""
     INSERT INTO outbox (id, routing_key, body) VALUES (%(id)s, %(routing_key)s, %(body)s)
@@ -166,7 +161,6 @@ class Outbox(DependencyProvider):
         self.stopping = False
         self.relay_thread = None
         self.last_purge = float("-inf")
-        self.last_batch = 0  # events the relay's last pass published from memory
 
     def start(self):
         self.relay_thread = self.container.spawn_managed_thread(self._run, identifier="outbox-relay")
@@ -279,23 +273,18 @@ class Outbox(DependencyProvider):
 
     def _wait_for_events(self, timeout):
         """The events workers handed over since the last pass, but those handed over longer ago than
-        FROM_MEMORY_WITHIN: those are left to the sweep, which claims what it publishes. After a pass of
-        several events, those handed over in the next BUSY_LINGER come too."""
+        FROM_MEMORY_WITHIN: those are left to the sweep, which claims what it publishes."""
         try:
             handed = [self.wakeups.get(timeout=timeout)]
         except Empty:
             return []
-        if self.last_batch > 1:
-            eventlet.sleep(BUSY_LINGER)
         while True:
             try:
                 handed.append(self.wakeups.get_nowait())
             except Empty:
                 break
         fresh_since = time.monotonic() - FROM_MEMORY_WITHIN
-        fresh = [event for at, events in handed if at >= fresh_since for event in events]
-        self.last_batch = len(fresh)
-        return fresh
+        return [event for at, events in handed if at >= fresh_since for event in events]
 
     def _mark_published(self):
         ids = []

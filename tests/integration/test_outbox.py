@@ -17,7 +17,6 @@ from sanad.contracts.events import new_event
 from sanad.platform import outbox
 from sanad.platform.database import Database
 from sanad.platform.outbox import SWEEP_GRACE, SWEEP_INTERVAL, Outbox
-from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -37,18 +36,6 @@ class Announcer:
         with self.db.transaction() as cur:
             self.outbox.add(cur, event)
         return str(event.id)
-
-    @dummy
-    def announce_several(self, count):
-        """`count` normal events from one transaction, which the relay publishes in one pass."""
-        events = [new_event("case.unmatched", {
-            "case_id": uuid.uuid4(), "reference": "SND-TEST-0004", "level": "low", "governorate": "dhi_qar",
-            "services": ["counselling"],
-        }, producer="test", lane="normal") for _ in range(count)]
-        with self.db.transaction() as cur:
-            for event in events:
-                self.outbox.add(cur, event)
-        return [str(event.id) for event in events]
 
     @dummy
     def announce_after_a_failed_try(self, lane):
@@ -215,27 +202,3 @@ def test_the_relay_marks_events_sent_without_waiting_for_the_disk(monkeypatch, a
     while time.monotonic() < deadline and not all(sent_at(database_url, event) for event in events):
         time.sleep(0.1)
     assert all(sent_at(database_url, event) is not None for event in events)
-
-
-def test_after_a_pass_of_several_events_the_relay_waits_for_more_to_publish_them_together(
-        monkeypatch, announcer, amqp_uri):
-    # Long enough for two workers to hand theirs over, and short of FROM_MEMORY_WITHIN, after which an event
-    # handed over is left to the sweep.
-    monkeypatch.setattr(outbox, "BUSY_LINGER", 0.5)
-    batches = []
-    publish = Outbox._publish
-
-    def counted(self, publisher, messages):
-        batches.append(len(messages))
-        return publish(self, publisher, messages)
-    monkeypatch.setattr(Outbox, "_publish", counted)
-
-    with entrypoint_hook(announcer, "announce_several") as announce_several:
-        several = announce_several(3)
-    assert sorted(published_ids(amqp_uri)) == sorted(several)
-    with entrypoint_hook(announcer, "announce") as announce:
-        later = [announce("normal"), announce("normal")]
-
-    wait_until(lambda: sum(batches) == 5, timeout=10, what="the later events published")
-    assert batches == [3, 2], "the two later events went out in one publish, not one each"
-    assert sorted(published_ids(amqp_uri)) == sorted(later)
