@@ -83,20 +83,21 @@ def recorder(monkeypatch, database_url, amqp_uri):
     container.stop()
 
 
-@pytest.fixture
-def lingering_recorder(monkeypatch, database_url, amqp_uri):
-    container = _recorder(LingeringRecorder, monkeypatch, database_url, amqp_uri)
+def _running(service_class, monkeypatch, database_url, amqp_uri):
+    container = _recorder(service_class, monkeypatch, database_url, amqp_uri)
     container.start()
     yield container
     container.stop()
+
+
+@pytest.fixture
+def lingering_recorder(monkeypatch, database_url, amqp_uri):
+    yield from _running(LingeringRecorder, monkeypatch, database_url, amqp_uri)
 
 
 @pytest.fixture
 def busy_recorder(monkeypatch, database_url, amqp_uri):
-    container = _recorder(BusyRecorder, monkeypatch, database_url, amqp_uri)
-    container.start()
-    yield container
-    container.stop()
+    yield from _running(BusyRecorder, monkeypatch, database_url, amqp_uri)
 
 
 def processed(database_url, event_ids):
@@ -148,7 +149,7 @@ def test_a_consumer_that_waits_when_busy_records_a_quiet_queues_events_one_at_a_
     events = [unmatched() for _ in range(3)]
     for event in events:
         publish_events(amqp_uri, event)
-        wait_until(lambda: processed(database_url, [str(event.id)]), timeout=10,
+        wait_until(lambda event=event: processed(database_url, [str(event.id)]), timeout=10,
                    what="the event recorded without waiting for more")
     assert len(set(processed(database_url, {str(event.id) for event in events}).values())) == 3
 
