@@ -257,8 +257,8 @@ consume = EventConsumer.decorator
 """Every service consumes with this (and requeue_on_error=True), in place of nameko's `consume`."""
 
 BATCH_SIZE = 50
-# How long the normal lane's batch consumers wait to fill a batch after one of several events (a flood):
-# fuller batches, fewer commits (docs/performance.md, item 54). See BatchEventConsumer.
+# How long the normal lane's batch consumers wait to fill their next batch after a batch of several events
+# (a flood): fuller batches, fewer commits (docs/performance.md, item 54). See BatchEventConsumer.
 BUSY_LINGER = 0.01
 
 
