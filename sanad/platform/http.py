@@ -6,6 +6,7 @@ import logging
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map
 from werkzeug.wrappers import Response
 
 from sanad.platform.pool import CONNECTION_ERRORS
@@ -50,22 +51,39 @@ def http_exception_response(exc):
 
 
 class JsonWebServer(WebServer):
-    """nameko's web server, answering a request no route matches (404, or 405 for a method no route takes)
-    in JSON like every other error, not with werkzeug's HTML page. A catch-all route cannot do it: werkzeug's
-    path converter does not match a path holding a newline (%0A)."""
+    """nameko's web server, answering a request no route takes in JSON like every other error, not with
+    werkzeug's HTML page: 404 for an address no route serves, 405 with an Allow header naming the methods
+    its routes take. A fallback route (`http(..., fallback=True)`, intake's JSON 404 in the operator's
+    language for any other /api address) answers only addresses no other route serves: a method a route
+    does not take is still a 405, and Allow never names the fallback's methods. A fallback cannot cover
+    every address itself: werkzeug's path converter does not match a path holding a newline (%0A)."""
 
     def get_wsgi_app(self):
         app = super().get_wsgi_app()
+        routes = Map([provider.get_url_rule() for provider in self._providers if not getattr(provider, "fallback", False)])
 
         def unmatched_in_json(environ, start_response):
             try:
-                app.url_map.bind_to_environ(environ).match()
-            except (NotFound, MethodNotAllowed) as exc:
+                routes.bind_to_environ(environ).match()
+            except MethodNotAllowed as exc:
                 return http_exception_response(exc)(environ, start_response)
+            except NotFound as exc:
+                if not _matches(app.url_map, environ):  # nor does a fallback serve it, with any method
+                    return http_exception_response(exc)(environ, start_response)
             except HTTPException:
                 pass  # a redirect to the canonical address: nameko's app answers it
             return app(environ, start_response)
         return unmatched_in_json
+
+
+def _matches(url_map, environ) -> bool:
+    try:
+        url_map.bind_to_environ(environ).match()
+    except (NotFound, MethodNotAllowed):
+        return False
+    except HTTPException:
+        pass  # a redirect
+    return True
 
 
 class JsonHttpHandler(HttpRequestHandler):
@@ -73,6 +91,10 @@ class JsonHttpHandler(HttpRequestHandler):
     exception's text (which could quote personal data) with a blanket 500."""
 
     server = JsonWebServer()
+
+    def __init__(self, method, url, fallback=False, **kwargs):
+        super().__init__(method, url, **kwargs)
+        self.fallback = fallback
 
     def handle_request(self, request):
         request.max_content_length = MAX_BODY_BYTES

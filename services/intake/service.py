@@ -462,9 +462,11 @@ class IntakeService(Observable):
         return _secured(Response(OPENAPI_FILE.read_bytes(), mimetype="application/json",
                                  headers={"Cache-Control": "no-cache"}))
 
-    @http("GET,POST,PUT,PATCH,DELETE", "/api/<path:rest>")
+    @http("GET,POST,PUT,PATCH,DELETE", "/api/<path:rest>", fallback=True)
     def api_not_found(self, request, rest):
-        """Any other /api address (a malformed case id, say) answers in JSON like the rest of the API."""
+        """Any other /api address (a malformed case id, say) answers in JSON, in the caller's language, like
+        the rest of the API. A method an address's own route does not take is answered 405 before this
+        (sanad.platform.http.JsonWebServer)."""
         raise _api_error(404, "not_found", self._lang(request))
 
     # The pages --------------------------------------------------------------------------------------

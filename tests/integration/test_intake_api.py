@@ -57,6 +57,26 @@ def test_a_staff_session_from_login_to_logout(stack, accounts):
     assert session.get(stack.url("intake") + "/api/cases", timeout=10).status_code == 401
 
 
+def test_an_address_or_method_no_route_takes_is_answered_in_json_naming_the_methods_there_are(stack):
+    intake = stack.url("intake")
+    case_id = uuid.uuid4()
+    for method, path, allowed in [("PUT", "/api/users", {"GET", "HEAD", "POST"}),
+                                  ("OPTIONS", f"/api/cases/{case_id}", {"GET", "HEAD"}),
+                                  ("PATCH", "/api/me", {"GET", "HEAD"})]:
+        response = requests.request(method, intake + path, timeout=10)
+        assert response.status_code == 405, (method, path, response.text)
+        assert set(response.headers["Allow"].split(", ")) == allowed, (method, path)
+        assert response.json()["error"]["code"] == "method_not_allowed"
+
+    for method, path in [("GET", "/api/cases/not-a-case-id"), ("OPTIONS", "/api/nothing-here"),
+                         ("GET", "/api/cases/%0A")]:
+        response = requests.request(method, intake + path, headers={"Accept-Language": "en"}, timeout=10)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["error"]["code"] == "not_found"
+    arabic = requests.get(intake + "/api/cases/not-a-case-id", headers={"Accept-Language": "ar"}, timeout=10)
+    assert arabic.json()["error"]["message"] == "لا يوجد شيء في هذا العنوان."
+
+
 def test_an_override_travels_to_triage_and_comes_back_as_the_cases_level(stack, accounts):
     operator, _ = logged_in(stack, accounts["operator"])
     supervisor, _ = logged_in(stack, accounts["supervisor"])
