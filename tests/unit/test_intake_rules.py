@@ -1,9 +1,14 @@
 """Intake's pure rules: what a new case may contain, references, case status, new staff accounts."""
+import json
 import math
+import re
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from services.intake import screen
@@ -166,6 +171,23 @@ def test_an_amount_is_a_number_or_digits_with_at_most_two_decimals(amount, expec
 def test_an_amount_written_otherwise_is_refused_naming_it(amount):
     assert set(errors_of(body(demands=["money"], demand_amount=amount, demand_currency="USD"))) == {
         "demand_amount"}
+
+
+API_DOCUMENT = json.loads((Path(__file__).resolve().parents[2] / "services" / "intake" / "openapi.json").read_text())
+AMOUNT_IN_THE_DOCUMENT = re.compile(
+    API_DOCUMENT["components"]["schemas"]["NewCase"]["properties"]["demand_amount"]["oneOf"][1]["pattern"])
+
+
+@settings(max_examples=400)
+@given(st.one_of(st.from_regex(r"\A[0-9]{1,14}(\.[0-9]{1,3})?\Z"), st.sampled_from(
+    ["0", "00.00", "0.01", "0.1", "999999999999.99", "1000000000000", "1000000000000.0", "1000000000000.01"])))
+def test_the_api_document_admits_exactly_the_amounts_written_as_text_that_intake_takes(amount):
+    try:
+        load_new_case(body(demands=["money"], demand_amount=amount, demand_currency="USD"))
+        taken = True
+    except ValidationError:
+        taken = False
+    assert bool(AMOUNT_IN_THE_DOCUMENT.search(amount)) == taken
 
 
 @pytest.mark.parametrize("field, value", [("demand_currency", ""), ("channel", " "), ("victim_gender", "  "),
