@@ -28,11 +28,16 @@ class ApiError(Exception):
         self.fields = fields or {}
 
 
+# Every JSON answer, errors included: no cache on the way or in the client keeps it (a partner's referrals,
+# a case), and no browser reads it as anything but JSON.
+JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
 def json_response(status, payload, headers=None):
     return Response(
         json.dumps(payload, ensure_ascii=False, default=str),
         status=status,
-        headers=headers or {},
+        headers={**JSON_HEADERS, **(headers or {})},
         mimetype="application/json",
     )
 

@@ -263,6 +263,7 @@ def assert_refused_and_shows_nothing(world, guarded, response, status):
     if not guarded.page:
         assert response.headers["Content-Type"].startswith("application/json")
         assert response.json()["error"]["code"] in ("unauthenticated", "forbidden", "not_found", "case_not_found")
+        assert response.headers["Cache-Control"] == "no-store" and response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 # The matrix ------------------------------------------------------------------------------------------------
@@ -328,6 +329,7 @@ def test_the_credential_the_design_allows_gets_past_the_gate(world, guarded):
         guarded = Guarded(**{**guarded.__dict__, "path": guarded.path.replace("{service}", "shelter")})
     response = send(world, guarded, guarded.allowed, body=body)
     assert response.status_code not in (401, 403), response.text[:300]
+    assert response.headers["Cache-Control"] == "no-store" and response.headers["X-Content-Type-Options"] == "nosniff"
     if guarded.method == "GET":
         assert response.status_code == 200, response.text[:300]
 
