@@ -2,7 +2,8 @@
 running processes; after a case flows through, the series the dashboard and the alerts rely on are
 there, every rule evaluates without error, and no label carries anything about the case.
 
-Also /ready, which docker-compose's health checks ask."""
+Also /ready, which docker-compose's health checks ask, and /metrics as each version of Prometheus asks for it.
+"""
 import shutil
 import subprocess
 import time
@@ -11,6 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+
+from prometheus_client import parser
+from prometheus_client.openmetrics import parser as openmetrics_parser
 
 from sanad import webhooks
 from sanad.launcher import PROCESSES
@@ -189,3 +193,45 @@ def test_every_process_is_ready_naming_the_queue_it_consumes(stack):
         assert body["status"] == "ready" and body["database"] and body["broker"] and body["migrations"]
         assert set(body["queues"]) == {queue for queue, (process, _) in CONSUMERS.items() if process == proc.name}
         assert all(q["declared"] and q["consumers"] >= 1 for q in body["queues"].values())
+
+
+# The Accept header each Prometheus sends by default (its scrape_protocols), and none at all (curl, a probe).
+SCRAPERS = {
+    "prometheus 3": "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+                    "application/openmetrics-text;version=0.0.1;q=0.4,"
+                    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+    "prometheus 2": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "no preference": None,
+}
+
+
+@pytest.mark.parametrize("scraper", SCRAPERS)
+def test_every_process_answers_a_scrape_in_a_format_the_scraper_can_parse(stack, scraper):
+    """Prometheus 3 fails a scrape whose Content-Type it cannot parse as Go's mime package does (a
+    parameter named twice is an error there), unless the job names a fallback protocol."""
+    for proc in PROCESSES:
+        response = requests.get(stack.url(proc.name) + "/metrics", headers={"Accept": SCRAPERS[scraper] or ""},
+                                timeout=10)
+        assert response.status_code == 200
+        media_type, params = strict_media_type(response.headers["Content-Type"])
+        if media_type == "application/openmetrics-text":
+            assert scraper != "no preference"
+            families = list(openmetrics_parser.text_string_to_metric_families(response.text))
+        else:
+            assert media_type == "text/plain" and params["version"] in ("0.0.4", "1.0.0"), params
+            families = list(parser.text_string_to_metric_families(response.text))
+        assert params["charset"] == "utf-8"
+        assert any(family.name == "sanad_dependency_up" for family in families), proc.name
+
+
+def strict_media_type(value):
+    """(type, {parameter: value}) as Go's mime.ParseMediaType reads it, failing where it fails."""
+    media_type, *parts = [part.strip() for part in value.split(";")]
+    params = {}
+    for part in parts:
+        name, equals, text = part.partition("=")
+        assert equals and name and text, f"malformed parameter {part!r} in {value!r}"
+        assert name.lower() not in params, f"parameter {name!r} named twice in {value!r}"
+        params[name.lower()] = text
+    return media_type.lower(), params
