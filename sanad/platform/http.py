@@ -65,7 +65,7 @@ class JsonWebServer(WebServer):
 
     def get_wsgi_app(self):
         app = super().get_wsgi_app()
-        routes = Map([provider.get_url_rule() for provider in self._providers if not getattr(provider, "fallback", False)])
+        routes = Map([provider.get_url_rule() for provider in self._providers if not provider.fallback])
 
         def unmatched_in_json(environ, start_response):
             try:
