@@ -103,6 +103,8 @@ class Stack:
         self.env = {**os.environ, **(env or {})}
         self.host = host
         self.port_base = port_base
+        # With no proxy in front, a webhook's details_url leads to this stack's own referral process.
+        self.env.setdefault("SANAD_PUBLIC_URL", self.url("referral"))
         self.log_dir = Path(log_dir) if log_dir else None
         self.nice = {"api": 0, **{lane: int(self.env.get(variable, default))
                                   for lane, (variable, default) in NICE_SETTINGS.items()}}

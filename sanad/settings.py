@@ -9,6 +9,9 @@ from pathlib import Path
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/sanad"
 DEFAULT_AMQP_URI = "pyamqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_KEYS_FILE = ".sanad/keys.json"
+# Where partners reach the partner API (the base of each webhook's details_url): in production the public
+# address whose /partner/ a proxy routes to the referral processes; without one, referral's own port.
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8002"
 
 
 @dataclass(frozen=True)
@@ -30,5 +33,5 @@ def from_environment(environ=os.environ) -> Settings:
         amqp_uri=environ.get("SANAD_AMQP_URI", DEFAULT_AMQP_URI),
         keys_file=Path(environ.get("SANAD_KEYS_FILE", DEFAULT_KEYS_FILE)),
         environment=environ.get("SANAD_ENV", "development"),
-        public_url=environ.get("SANAD_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+        public_url=environ.get("SANAD_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/"),
     )

@@ -14,7 +14,7 @@ from services.notify.urls import UrlPolicy
 
 @dataclass(frozen=True)
 class NotifySettings:
-    public_url: str = "http://127.0.0.1:8000"  # where partners fetch details through the partner API
+    public_url: str = sanad_settings.DEFAULT_PUBLIC_URL  # where partners fetch details through the partner API
     urls: UrlPolicy = UrlPolicy(require_https=False, allow_private=False)
     retry: RetryPolicy = STANDARD
     connect_timeout: float = 3.0

@@ -368,6 +368,9 @@ def test_a_partner_reads_only_its_own_referrals_only_for_consented_needs_and_onl
     for offer in world.partner_a.offers():
         assert set(offer["data"]) == {"referral_id", "case_reference", "risk_level", "service", "governorate",
                                       "details_url"}
+        # The link leads to the partner API of this stack (no proxy in front), which shows the referral.
+        details = requests.get(offer["data"]["details_url"], headers=world.partner_a.headers, timeout=30)
+        assert details.status_code == 200 and details.json() == referral, details.text[:300]
 
 
 def test_a_counsellor_sees_a_case_referred_to_their_partner_and_only_that(world):

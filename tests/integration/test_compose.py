@@ -33,7 +33,7 @@ SUPPORT_SERVICES = {"rabbitmq", "postgres", "prometheus", "grafana", "migrate"}
 SANAD_ENVIRONMENT = {
     "SANAD_AMQP_URI", "SANAD_DATABASE_URL", "SANAD_WEB_ADDRESS", "SANAD_KEYS_FILE", "SANAD_ENV", "SANAD_LOG_LEVEL",
 }
-PUBLISHED_PORTS = {8000, 15672, 3000, 9090}
+PUBLISHED_PORTS = {8000, 8002, 15672, 3000, 9090}
 DASHBOARD_METRICS = {
     "sanad_cases_received_total",
     "sanad_cases_triaged_total",
@@ -218,6 +218,13 @@ def test_every_published_port_binds_loopback_only():
             assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond loopback"
             published.add(host_port)
     assert PUBLISHED_PORTS <= published
+
+
+def test_a_webhooks_details_link_leads_to_the_partner_api_referral_publishes():
+    for name in ("notify", "notify-critical"):
+        public_url = services()[name]["environment"]["SANAD_PUBLIC_URL"]
+        assert public_url == "http://127.0.0.1:8002", public_url
+    assert ("127.0.0.1", 8002) in [parse_port(port) for port in services()["referral"]["ports"]]
 
 
 def test_passwords_come_from_the_environment_not_the_file():
