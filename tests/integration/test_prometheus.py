@@ -2,8 +2,8 @@
 running processes; after a case flows through, the series the dashboard and the alerts rely on are
 there, every rule evaluates without error, and no label carries anything about the case.
 
-Also /ready, which docker-compose's health checks ask, and /metrics as each version of Prometheus asks for it.
-"""
+Also /ready, which docker-compose's health checks ask, and /metrics as each version of Prometheus asks
+for it."""
 import shutil
 import subprocess
 import time
@@ -195,11 +195,14 @@ def test_every_process_is_ready_naming_the_queue_it_consumes(stack):
         assert all(q["declared"] and q["consumers"] >= 1 for q in body["queues"].values())
 
 
-# The Accept header each Prometheus sends by default (its scrape_protocols), and none at all (curl, a probe).
+# The Accept headers Prometheus sends by default (its scrape_protocols: their order and weights changed
+# between 3.x releases), and none at all (curl, a probe).
 SCRAPERS = {
     "prometheus 3": "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
                     "application/openmetrics-text;version=0.0.1;q=0.4,"
                     "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+    "prometheus 3, text first": "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.6,text/plain;version=0.0.4;q=0.5,"
+                                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.4,*/*;q=0.3",
     "prometheus 2": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
     "no preference": None,
