@@ -5,7 +5,7 @@ import logging
 
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map
 from werkzeug.wrappers import Response
 
@@ -61,13 +61,18 @@ class JsonWebServer(WebServer):
     its routes take. A fallback route (`http(..., fallback=True)`, intake's JSON 404 in the operator's
     language for any other /api address) answers only addresses no other route serves: a method a route
     does not take is still a 405, and Allow never names the fallback's methods. A fallback cannot cover
-    every address itself: werkzeug's path converter does not match a path holding a newline (%0A)."""
+    every address itself: werkzeug's path converter does not match a path holding a newline (%0A). A body
+    sent in chunks is read like any other, up to the same limit."""
 
     def get_wsgi_app(self):
         app = super().get_wsgi_app()
         routes = Map([provider.get_url_rule() for provider in self._providers if not provider.fallback])
 
         def unmatched_in_json(environ, start_response):
+            if environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+                # eventlet's server reads a chunked body to its last chunk (as it decides, by this same
+                # header); without this werkzeug reads such a body as empty, and a JSON one is refused.
+                environ["wsgi.input_terminated"] = True
             try:
                 routes.bind_to_environ(environ).match()
             except MethodNotAllowed as exc:
@@ -134,6 +139,8 @@ def read_json(request):
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
     raw = request.get_data(cache=False)
+    if request.content_length is None and len(raw) >= (request.max_content_length or float("inf")):
+        raise RequestEntityTooLarge()  # a body sent in chunks: werkzeug stops reading it at the limit, silently
     try:
         body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

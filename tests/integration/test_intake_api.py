@@ -77,6 +77,21 @@ def test_an_address_or_method_no_route_takes_is_answered_in_json_naming_the_meth
     assert arabic.json()["error"]["message"] == "لا يوجد شيء في هذا العنوان."
 
 
+def test_a_body_sent_in_chunks_is_read_like_any_other_up_to_the_same_limit(stack, accounts):
+    session, _ = logged_in(stack, accounts["operator"])
+    body = json.dumps(CASE, ensure_ascii=False).encode()
+    created = session.post(stack.url("intake") + "/api/cases", data=iter([body[:10], body[10:]]),
+                           headers={"Content-Type": "application/json"}, timeout=10)
+    assert created.request.headers["Transfer-Encoding"] == "chunked" and "Content-Length" not in created.request.headers
+    assert created.status_code == 201, created.text
+    assert session.get(stack.url("intake") + created.json()["status_url"], timeout=10).json()["narrative"] == NARRATIVE
+
+    too_long = json.dumps({**CASE, "narrative": "x" * 300_000}).encode()
+    refused = session.post(stack.url("intake") + "/api/cases", data=iter([too_long]),
+                           headers={"Content-Type": "application/json"}, timeout=10)
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "request_entity_too_large"
+
+
 def test_an_override_travels_to_triage_and_comes_back_as_the_cases_level(stack, accounts):
     operator, _ = logged_in(stack, accounts["operator"])
     supervisor, _ = logged_in(stack, accounts["supervisor"])
