@@ -17,15 +17,22 @@ MAX_BODY_BYTES = 256 * 1024
 RETRY_AFTER_SECONDS = 2
 
 
-class ApiError(Exception):
-    """An error the client can act on. `fields` maps each offending field to its messages."""
+# What a 401 says a client may authenticate with (RFC 9110 asks every 401 to say it): both APIs take an
+# API key or token as a bearer credential.
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sanad"'}
 
-    def __init__(self, status, code, message, fields=None):
+
+class ApiError(Exception):
+    """An error the client can act on. `fields` maps each offending field to its messages; `headers` go
+    with the answer (BEARER_CHALLENGE with a 401)."""
+
+    def __init__(self, status, code, message, fields=None, headers=None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.fields = fields or {}
+        self.headers = headers or {}
 
 
 # Every JSON answer, errors included: no cache on the way or in the client keeps it (a partner's referrals,
@@ -112,7 +119,7 @@ class JsonHttpHandler(HttpRequestHandler):
 
     def response_from_exception(self, exc):
         if isinstance(exc, ApiError):
-            return json_response(exc.status, error_payload(exc.code, exc.message, exc.fields))
+            return json_response(exc.status, error_payload(exc.code, exc.message, exc.fields), exc.headers)
         if isinstance(exc, HTTPException):
             return http_exception_response(exc)
         if isinstance(exc, CONNECTION_ERRORS):

@@ -26,7 +26,7 @@ from werkzeug.wrappers import Response
 from sanad.contracts import routing
 from sanad.contracts.vocabulary import ESCALATION_REASONS, LANES, REFERRAL_STATUSES, RISK_LEVELS
 from sanad.platform.database import Database
-from sanad.platform.http import ApiError, JsonHttpHandler, json_response, read_json
+from sanad.platform.http import BEARER_CHALLENGE, ApiError, JsonHttpHandler, json_response, read_json
 from sanad.platform.inbox import BUSY_LINGER, consume, consume_batches, handle_batch
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
@@ -81,24 +81,8 @@ def _partner_not_found():
     return ApiError(404, "not_found", "No partner has this id.", {"partner_id": ["Not found."]})
 
 
-class HttpError(ApiError):
-    def __init__(self, status, code, message, fields=None, headers=None):
-        super().__init__(status, code, message, fields)
-        self.headers = headers or {}
-
-
-class ReferralHttpHandler(JsonHttpHandler):
-    """The platform's JSON errors, plus the headers an error asks for (WWW-Authenticate on a 401)."""
-
-    def response_from_exception(self, exc):
-        response = super().response_from_exception(exc)
-        for name, value in getattr(exc, "headers", {}).items():
-            response.headers[name] = value
-        return response
-
-
 def api(method, url):
-    return ReferralHttpHandler.decorator(method, url, expected_exceptions=ApiError)
+    return JsonHttpHandler.decorator(method, url, expected_exceptions=ApiError)
 
 
 def _now():
@@ -237,9 +221,8 @@ class ReferralService(Observable):
                 access.audit(cur, now, action, "refused", remote_addr=request.remote_addr, key_id=refused.key_id,
                              detail={"reason": refused.reason, "method": request.method, "path": request.path})
             API_REFUSALS.labels(reason=refused.reason).inc()
-            headers = {"WWW-Authenticate": 'Bearer realm="sanad"'} if refused.status == 401 else {}
-            raise HttpError(refused.status, refused.code, refused.message,
-                            {"Authorization": [refused.message]}, headers) from None
+            raise ApiError(refused.status, refused.code, refused.message, {"Authorization": [refused.message]},
+                           BEARER_CHALLENGE if refused.status == 401 else None) from None
 
     def _audit(self, now, action, outcome, principal, request, **details):
         with self.db.transaction() as cur:

@@ -264,6 +264,8 @@ def assert_refused_and_shows_nothing(world, guarded, response, status):
         assert response.headers["Content-Type"].startswith("application/json")
         assert response.json()["error"]["code"] in ("unauthenticated", "forbidden", "not_found", "case_not_found")
         assert response.headers["Cache-Control"] == "no-store" and response.headers["X-Content-Type-Options"] == "nosniff"
+        if status == 401:  # every 401 names the scheme to authenticate with (RFC 9110, section 11.6.1)
+            assert response.headers["WWW-Authenticate"] == 'Bearer realm="sanad"'
 
 
 # The matrix ------------------------------------------------------------------------------------------------

@@ -14,11 +14,11 @@ from werkzeug.wrappers import Request
 
 from sanad.contracts.events import new_event, parse
 from sanad.platform import inbox
-from sanad.platform.http import ApiError
+from sanad.platform.http import ApiError, JsonHttpHandler
 from services.referral import access, handlers, sql
 from services.referral.directory import PartnerEntry, ServiceTerms, parse_hours
 from services.referral.handlers import add_partner
-from services.referral.service import CriticalReferralService, ReferralHttpHandler, ReferralService
+from services.referral.service import CriticalReferralService, ReferralService
 from tests.service.conftest import outbox_events, rows
 from tests.service.events import case_triaged
 from tests.support.wire import counting_pool
@@ -54,7 +54,7 @@ def call(service, entrypoint, method, path, *args, body=None, key=None, raw=None
     try:
         response = getattr(service, entrypoint)(request, *args)
     except ApiError as exc:
-        response = ReferralHttpHandler("GET", "/").response_from_exception(exc)
+        response = JsonHttpHandler("GET", "/").response_from_exception(exc)
     text = response.get_data()
     return response.status_code, (json.loads(text) if text else None), response
 
