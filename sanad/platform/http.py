@@ -135,9 +135,10 @@ class JsonHttpHandler(HttpRequestHandler):
 
 
 def http(method, url, **kwargs):
-    """nameko's @http, answering in JSON. ApiError and a database outage count as expected: nameko logs
-    them without a traceback, and the answer says what to do."""
-    kwargs.setdefault("expected_exceptions", (ApiError, *CONNECTION_ERRORS))
+    """nameko's @http, answering in JSON. ApiError, werkzeug's HTTP errors (a body over the limit, a client
+    gone) and a database outage count as expected: nameko logs them as warnings, not errors, and the
+    answer says what to do."""
+    kwargs.setdefault("expected_exceptions", (ApiError, HTTPException, *CONNECTION_ERRORS))
     return JsonHttpHandler.decorator(method, url, **kwargs)
 
 

@@ -82,7 +82,7 @@ def _partner_not_found():
 
 
 def api(method, url):
-    return JsonHttpHandler.decorator(method, url, expected_exceptions=ApiError)
+    return JsonHttpHandler.decorator(method, url, expected_exceptions=(ApiError, HTTPException))
 
 
 def _now():

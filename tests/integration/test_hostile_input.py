@@ -44,10 +44,15 @@ HOSTILE_TEXT = (
 )
 
 
+LOG_DIR = ARTIFACTS / "logs" / "test_hostile_input"
+
+
 @pytest.fixture(scope="module")
 def intake(stack_env):
     env = {**stack_env, "SANAD_LOG_LEVEL": "INFO"}
-    running = Stack(env=env, port_base=free_ports(6), log_dir=ARTIFACTS / "logs" / "test_hostile_input")
+    for old in LOG_DIR.glob("*.log"):
+        old.unlink()
+    running = Stack(env=env, port_base=free_ports(6), log_dir=LOG_DIR)
     running.start(["intake"])
     try:
         running.wait_healthy(timeout=90)
@@ -172,3 +177,12 @@ def test_no_body_hypothesis_makes_up_gets_a_500_or_a_stack_trace(intake, changes
     assert "Traceback" not in response.text
     if response.status_code == 422:
         assert response.json()["error"]["fields"]
+
+
+def test_no_refusal_above_was_logged_as_an_error_of_the_service(intake):
+    """Every request above was the client's mistake: intake logs a refusal as a warning at most, so that
+    an ERROR line, and the alert an operator may hang on it, means something went wrong inside."""
+    lines = [json.loads(line) for line in (LOG_DIR / "intake.log").read_text().splitlines() if line.startswith("{")]
+    assert lines, "intake wrote no log"
+    errors = [line for line in lines if line["level"] in ("ERROR", "CRITICAL")]
+    assert not errors, errors[:3]
