@@ -29,9 +29,21 @@ def taken_by_another(exc) -> str | None:
 
 
 def case_recorded_under(cur, idempotency_key):
-    """{id, reference} of the case recorded under an Idempotency-Key, or None."""
+    """{id, reference, idempotency_fingerprint} of the case recorded under an Idempotency-Key, or None."""
     cur.execute(sql.CASE_BY_IDEMPOTENCY_KEY, {"key": idempotency_key})
     return cur.fetchone()
+
+
+def submission_fingerprint(keys, body) -> str:
+    """What tells a retry of a new case from another case sent under the same Idempotency-Key: a keyed
+    hash of its JSON body, whatever its spacing and order of keys. Keyed, since the body is personal."""
+    return keys.lookup_hash(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+
+def same_submission(earlier, fingerprint) -> bool:
+    """Whether a case sent with `fingerprint` is the one recorded as `earlier` (case_recorded_under) sent
+    again. A case recorded before fingerprints were kept is taken to be."""
+    return earlier["idempotency_fingerprint"] in (None, fingerprint)
 
 
 class Refused(Exception):
@@ -95,7 +107,8 @@ def _deadline(fields, received_at):
     return None, None
 
 
-def record_case(cur, outbox, keys, fields, lane, actor=None, idempotency_key=None, ip=None, now=None):
+def record_case(cur, outbox, keys, fields, lane, actor=None, idempotency_key=None, fingerprint=None, ip=None,
+                now=None):
     """Store a new case, its audit entry and its case.received event, on `lane` (new_case_lane), in the
     caller's transaction. `fields` come from schemas.load_new_case. A case recorded in a staff session is
     held by whoever recorded it; one posted by a machine client (an API token) joins the open queue.
@@ -128,6 +141,7 @@ def record_case(cur, outbox, keys, fields, lane, actor=None, idempotency_key=Non
         "threat_of_violence": facts["threat_of_violence"],
         "id": case_id,
         "idempotency_key": idempotency_key,
+        "idempotency_fingerprint": fingerprint,
         "received_at": received_at,
         "recorded_by": actor.id if actor else None,
         "assigned_to": actor.id if actor and actor.via == "session" else None,

@@ -4,7 +4,7 @@ period (sanad/platform/retention.py), and what it keeps.
 Dropped: the narrative (a sealed empty value takes its place, so the case still opens), the safe contact
 (name, phone, the phone's lookup hash, safe times, code word), the risk evidence (words quoted from the
 narrative), the exact age (the age band stays), the idempotency key (a client may put anything in it) and
-staff's reasons for overriding the risk level (sealed empty).
+the keyed hash of the body it came with, and staff's reasons for overriding the risk level (sealed empty).
 Kept for statistics: the reference, dates, channel, governorate and district, caller relation, age band,
 gender, extortion types, platforms, perpetrator kind, demands, needs and consents, risk level, score and
 reason codes, the referrals, statuses, escalations and deliveries intake heard of, and the audit log
@@ -24,6 +24,7 @@ PERSONAL_COLUMNS = {
     ("cases", "contact_code_word_sealed"),
     ("cases", "victim_age"),
     ("cases", "idempotency_key"),
+    ("cases", "idempotency_fingerprint"),
     ("case_overrides", "reason_sealed"),
 }
 
@@ -39,7 +40,7 @@ BLANK_CASE = """
     UPDATE cases
     SET narrative_sealed = %(narrative_sealed)s, risk_evidence_sealed = NULL, contact_name_sealed = NULL,
         contact_phone_sealed = NULL, contact_phone_hash = NULL, contact_safe_times_sealed = NULL,
-        contact_code_word_sealed = NULL, victim_age = NULL, idempotency_key = NULL
+        contact_code_word_sealed = NULL, victim_age = NULL, idempotency_key = NULL, idempotency_fingerprint = NULL
     WHERE id = %(case_id)s
 """
 OVERRIDES_OF = "SELECT id, case_id FROM case_overrides WHERE case_id = ANY(%(case_ids)s)"

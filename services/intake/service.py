@@ -8,7 +8,7 @@ field). Every read and change of a case is audited in the transaction that reads
 import json
 import logging
 from datetime import datetime, timezone
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -116,10 +116,12 @@ def _invalid(exc, lang):
 
 
 class NewCase(NamedTuple):
-    """A new case's body as read: its fields and lane, or the error that refused it."""
+    """A new case's body as read: its fields, lane and fingerprint (handlers.submission_fingerprint), or
+    the error that refused it."""
     fields: dict | None = None
     lane: str | None = None
     error: Exception | None = None
+    fingerprint: str | None = None
 
 
 class IntakeService(Observable):
@@ -285,17 +287,18 @@ class IntakeService(Observable):
         first, when this process allowed the same credential lately (services/intake/callers.py), so that
         a critical case goes first from its first round trip. A refusal wins over anything in the body.
         The case goes with the COMMIT (handlers.record_case): when its Idempotency-Key turns out to be
-        taken, the answer is the case recorded under it; when its reference does, it is recorded again
-        under another. A normal case read first waits for one of the process's recording slots
-        (services/intake/slots.py) before its transaction."""
+        taken by a case sent with the same body, the answer is that case, and by another, a 422 naming the
+        key; when its reference is taken, it is recorded again under another. A normal case read first
+        waits for one of the process's recording slots (services/intake/slots.py) before its
+        transaction."""
         lang, now = self._lang(request), _now()
         key = request.headers.get("Idempotency-Key")
+        new_case = cache(partial(self._new_case, request, key, now, lang))  # the body is read once, when asked
         read_first = self.recent_callers.vouch(callers.presented(request))
-        new_case = self._new_case(request, key, now, lang) if read_first else None
-        with self.recording_slots.held_for(new_case.lane if new_case else None):
+        with self.recording_slots.held_for(new_case().lane if read_first else None):
             for tried in range(1, RECORD_TRIES + 1):
                 try:
-                    new_case, created, error = self._record_once(request, key, now, lang, new_case)
+                    created, error = self._record_once(request, key, now, lang, new_case)
                     break
                 except Exception as exc:
                     taken = handlers.taken_by_another(exc)
@@ -303,38 +306,46 @@ class IntakeService(Observable):
                         with self.db.transaction() as cur:
                             earlier = handlers.case_recorded_under(cur, key)
                         if earlier is not None:
-                            return _json(200, self._created_body(earlier), {"Idempotent-Replayed": "true"})
+                            return self._replayed(earlier, new_case(), lang)
                     if taken is None or tried == RECORD_TRIES:
                         raise
         if error is not None:
             raise error
-        fields = new_case.fields
+        fields = new_case().fields
         CASES_RECEIVED.labels(channel=fields["channel"], governorate=fields["governorate"]).inc()
         body = self._created_body(created)
         return _json(201, body, {"Location": body["status_url"]})
 
     def _record_once(self, request, key, now, lang, new_case):
-        """One try at recording the case, in one transaction that checks the caller first: (the NewCase,
-        the case recorded, None) or (the NewCase or None, None, the ApiError to answer). `new_case` is
-        the NewCase if the body was read first, None to read it once the caller is allowed. A refusal is
-        audited, and committed with the transaction."""
+        """One try at recording the case, in one transaction that checks the caller first: (the case
+        recorded, None) or (None, the ApiError to answer). `new_case()` reads the body, or gives it as
+        read before. A refusal is audited, and committed with the transaction."""
         with self.db.transaction() as cur:
             principal, refusal = self._authorise(cur, request, now, write=True, allowed=permissions.may_record_cases)
             if refusal is not None:
-                return new_case, None, _api_error(*refusal, lang)
-            if new_case is None:
-                new_case = self._new_case(request, key, now, lang)
-            if new_case.error is not None:
-                return new_case, None, new_case.error
-            created = handlers.record_case(cur, self.outbox, self.keys, new_case.fields, new_case.lane, principal,
-                                           idempotency_key=key, ip=self._ip(request), now=now)
-            return new_case, created, None
+                return None, _api_error(*refusal, lang)
+            read = new_case()
+            if read.error is not None:
+                return None, read.error
+            created = handlers.record_case(cur, self.outbox, self.keys, read.fields, read.lane, principal,
+                                           idempotency_key=key, fingerprint=read.fingerprint, ip=self._ip(request),
+                                           now=now)
+            return created, None
+
+    def _replayed(self, earlier, new_case, lang):
+        """The answer to a case sent under an Idempotency-Key a case already holds: that case if this is
+        the same submission again, else a 422 naming the key (nothing recorded either way)."""
+        if not handlers.same_submission(earlier, new_case.fingerprint):
+            message = i18n.error_message("idempotency_key_reused", lang)
+            raise ApiError(422, "idempotency_key_reused", message, {"Idempotency-Key": [message]})
+        return _json(200, self._created_body(earlier), {"Idempotent-Replayed": "true"})
 
     def _new_case(self, request, key, now, lang):
         """The new case's fields and lane, or the ApiError its body or Idempotency-Key earns. A critical
         case goes first among the process's requests from here on (OutboxWriter.go_first)."""
         try:
-            fields = schemas.load_new_case(read_json(request), now)
+            body = read_json(request)
+            fields = schemas.load_new_case(body, now)
         except (ApiError, HTTPException) as exc:  # HTTPException: a body over the limit (413), a client gone
             return NewCase(error=exc)
         except ValidationError as exc:
@@ -345,7 +356,7 @@ class IntakeService(Observable):
         lane = handlers.new_case_lane(fields, now, self.lane_of)
         if lane == "critical":
             self.outbox.go_first()
-        return NewCase(fields, lane)
+        return NewCase(fields, lane, fingerprint=handlers.submission_fingerprint(self.keys, body) if key else None)
 
     @http("GET", "/api/cases")
     def list_cases(self, request):

@@ -4,25 +4,28 @@ from sanad.platform.pool import Prepared
 # Cases ----------------------------------------------------------------------------------------------
 
 INSERT_CASE = Prepared("""
-    INSERT INTO cases (id, reference, idempotency_key, received_at, channel, governorate, needs, consents,
-                       victim_age, material_published, deadline_hours, suicidal_thoughts, threat_of_violence,
-                       narrative_sealed, recorded_by, assigned_to, caller_relation, victim_age_band,
-                       victim_gender, district, extortion_types, platforms, perpetrator, demands, demand_amount,
-                       demand_currency, deadline_at, published_on, family_contact_allowed, tribe_contact_allowed,
-                       anonymous, contact_name_sealed, contact_phone_sealed, contact_phone_hash,
-                       contact_safe_times_sealed, contact_code_word_sealed, no_messages)
-    VALUES (%(id)s, %(reference)s, %(idempotency_key)s, %(received_at)s, %(channel)s, %(governorate)s,
-            %(needs)s, %(consents)s, %(victim_age)s, %(material_published)s, %(deadline_hours)s,
-            %(suicidal_thoughts)s, %(threat_of_violence)s, %(narrative_sealed)s, %(recorded_by)s,
-            %(assigned_to)s, %(caller_relation)s, %(victim_age_band)s, %(victim_gender)s, %(district)s,
-            %(extortion_types)s, %(platforms)s, %(perpetrator)s, %(demands)s, %(demand_amount)s,
+    INSERT INTO cases (id, reference, idempotency_key, idempotency_fingerprint, received_at, channel, governorate,
+                       needs, consents, victim_age, material_published, deadline_hours, suicidal_thoughts,
+                       threat_of_violence, narrative_sealed, recorded_by, assigned_to, caller_relation,
+                       victim_age_band, victim_gender, district, extortion_types, platforms, perpetrator, demands,
+                       demand_amount, demand_currency, deadline_at, published_on, family_contact_allowed,
+                       tribe_contact_allowed, anonymous, contact_name_sealed, contact_phone_sealed,
+                       contact_phone_hash, contact_safe_times_sealed, contact_code_word_sealed, no_messages)
+    VALUES (%(id)s, %(reference)s, %(idempotency_key)s, %(idempotency_fingerprint)s, %(received_at)s, %(channel)s,
+            %(governorate)s, %(needs)s, %(consents)s, %(victim_age)s, %(material_published)s,
+            %(deadline_hours)s, %(suicidal_thoughts)s, %(threat_of_violence)s, %(narrative_sealed)s,
+            %(recorded_by)s, %(assigned_to)s, %(caller_relation)s, %(victim_age_band)s, %(victim_gender)s,
+            %(district)s, %(extortion_types)s, %(platforms)s, %(perpetrator)s, %(demands)s, %(demand_amount)s,
             %(demand_currency)s, %(deadline_at)s, %(published_on)s, %(family_contact_allowed)s,
             %(tribe_contact_allowed)s, %(anonymous)s, %(contact_name_sealed)s, %(contact_phone_sealed)s,
             %(contact_phone_hash)s, %(contact_safe_times_sealed)s, %(contact_code_word_sealed)s, %(no_messages)s)
 """)
+
 # What a case's unique columns are called when an insert fails on them (services/intake/handlers.py).
 CASE_KEYS = {"cases_idempotency_key_key": "idempotency_key", "cases_reference_key": "reference"}
-CASE_BY_IDEMPOTENCY_KEY = "SELECT id, reference FROM cases WHERE idempotency_key = %(key)s"
+CASE_BY_IDEMPOTENCY_KEY = """
+    SELECT id, reference, idempotency_fingerprint FROM cases WHERE idempotency_key = %(key)s
+"""
 
 # Which cases each role sees (see permissions.py). %(viewer)s is the account, %(partner)s its partner.
 VISIBILITY = {

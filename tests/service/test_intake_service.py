@@ -241,6 +241,35 @@ def test_the_same_idempotency_key_returns_the_first_case_and_stores_nothing_more
     assert len(rows(pools["intake"], "SELECT id FROM cases")) == 1 and len(outbox_events(pools["intake"])) == 1
 
 
+def test_the_same_case_resent_in_another_form_is_the_same_submission(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    first = post_case(service, operator, **{"Idempotency-Key": "call-19"})
+    reordered = dict(reversed(list(CASE.items())))
+    again = call(service, "create_case", json_request("POST", "/api/cases", raw=json.dumps(reordered, indent=4),
+                                                      headers={**operator.headers(), "Idempotency-Key": "call-19"}))
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert body_of(first)["id"] == body_of(again)["id"]
+
+
+def test_another_case_under_a_key_already_used_is_refused_naming_the_key_and_nothing_is_lost_silently(
+        pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    first = post_case(service, operator, **{"Idempotency-Key": "call-20"})
+    other = post_case(service, operator, {**CASE, "narrative": "A different caller, a different threat."},
+                      **{"Idempotency-Key": "call-20", "Accept-Language": "en"})
+
+    assert (first.status_code, other.status_code) == (201, 422)
+    error = body_of(other)["error"]
+    assert error["code"] == "idempotency_key_reused" and list(error["fields"]) == ["Idempotency-Key"]
+    assert "different caller" not in json.dumps(error)
+    assert len(rows(pools["intake"], "SELECT id FROM cases")) == 1 and len(outbox_events(pools["intake"])) == 1
+    [stored] = rows(pools["intake"], "SELECT idempotency_fingerprint FROM cases")
+    assert stored["idempotency_fingerprint"] and "call-20" not in stored["idempotency_fingerprint"]
+
+
 @pytest.mark.parametrize("via", ["token", "session"])
 def test_a_case_is_recorded_in_one_transaction_of_two_round_trips(pools, outbox, keys, database_url, via):
     """Under a flood each round trip waits for intake's turn: who asks and BEGIN go together, then the
