@@ -17,22 +17,20 @@ MAX_BODY_BYTES = 256 * 1024
 RETRY_AFTER_SECONDS = 2
 
 
-# What a 401 says a client may authenticate with (RFC 9110 asks every 401 to say it): both APIs take an
+# What every 401 says a client may authenticate with (RFC 9110 asks each to say it): both APIs take an
 # API key or token as a bearer credential.
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sanad"'}
 
 
 class ApiError(Exception):
-    """An error the client can act on. `fields` maps each offending field to its messages; `headers` go
-    with the answer (BEARER_CHALLENGE with a 401)."""
+    """An error the client can act on. `fields` maps each offending field to its messages."""
 
-    def __init__(self, status, code, message, fields=None, headers=None):
+    def __init__(self, status, code, message, fields=None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.fields = fields or {}
-        self.headers = headers or {}
 
 
 # Every JSON answer, errors included: no cache on the way or in the client keeps it (a partner's referrals,
@@ -119,7 +117,8 @@ class JsonHttpHandler(HttpRequestHandler):
 
     def response_from_exception(self, exc):
         if isinstance(exc, ApiError):
-            return json_response(exc.status, error_payload(exc.code, exc.message, exc.fields), exc.headers)
+            return json_response(exc.status, error_payload(exc.code, exc.message, exc.fields),
+                                 BEARER_CHALLENGE if exc.status == 401 else None)
         if isinstance(exc, HTTPException):
             return http_exception_response(exc)
         if isinstance(exc, CONNECTION_ERRORS):

@@ -20,7 +20,7 @@ from werkzeug.wrappers import Response
 from sanad import settings
 from sanad.contracts import routing
 from sanad.platform.database import Database
-from sanad.platform.http import BEARER_CHALLENGE, ApiError, http, json_response, read_json
+from sanad.platform.http import ApiError, http, json_response, read_json
 from sanad.platform.inbox import consume_batches, handle_batch
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
@@ -101,7 +101,7 @@ def _presented(request):
 
 
 def _api_error(status, code, lang, fields=None):
-    return ApiError(status, code, i18n.error_message(code, lang), fields, BEARER_CHALLENGE if status == 401 else None)
+    return ApiError(status, code, i18n.error_message(code, lang), fields)
 
 
 def _refusal(exc, lang):

@@ -26,7 +26,7 @@ from werkzeug.wrappers import Response
 from sanad.contracts import routing
 from sanad.contracts.vocabulary import ESCALATION_REASONS, LANES, REFERRAL_STATUSES, RISK_LEVELS
 from sanad.platform.database import Database
-from sanad.platform.http import BEARER_CHALLENGE, ApiError, JsonHttpHandler, json_response, read_json
+from sanad.platform.http import ApiError, JsonHttpHandler, json_response, read_json
 from sanad.platform.inbox import BUSY_LINGER, consume, consume_batches, handle_batch
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
@@ -221,8 +221,8 @@ class ReferralService(Observable):
                 access.audit(cur, now, action, "refused", remote_addr=request.remote_addr, key_id=refused.key_id,
                              detail={"reason": refused.reason, "method": request.method, "path": request.path})
             API_REFUSALS.labels(reason=refused.reason).inc()
-            raise ApiError(refused.status, refused.code, refused.message, {"Authorization": [refused.message]},
-                           BEARER_CHALLENGE if refused.status == 401 else None) from None
+            raise ApiError(refused.status, refused.code, refused.message,
+                           {"Authorization": [refused.message]}) from None
 
     def _audit(self, now, action, outcome, principal, request, **details):
         with self.db.transaction() as cur:
