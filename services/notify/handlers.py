@@ -220,7 +220,7 @@ def attempt(pool, outbox, keys, delivery, dispatch, request_ended=lambda: None, 
             rand=random.random, pause=time.sleep) -> Attempted | None:
     """Send one claimed delivery, record the attempt and what comes next, and announce it. After the last
     attempt: a dead letter, `notification.exhausted` (partners) or an alert (the pager), and a partner's
-    endpoint that keeps failing is disabled. Returns None when the lease was lost meanwhile, or too little
+    endpoint that keeps failing, or answers 410 Gone, is disabled. Returns None when the lease was lost meanwhile, or too little
     of it is left to send.
     `request_ended()` is called once the partner has answered (or the request failed), before recording.
 
@@ -374,10 +374,14 @@ def _bury(cur, outbox, delivery, result, now, settings) -> bool:
                 delivery["id"], delivery["endpoint_id"], delivery["attempts"], last_error)
     cur.execute(sql.COUNT_EXHAUSTED, {"endpoint_id": delivery["endpoint_id"]})
     counted = cur.fetchone()
-    if counted is None or not counted["enabled"] or not policy.should_disable(
-            counted["consecutive_exhausted"], settings.disable_after):
+    if counted is None or not counted["enabled"]:
         return False
-    reason = f"{counted['consecutive_exhausted']} deliveries in a row exhausted; last: {last_error}"
+    if policy.is_gone(result):
+        reason = "the endpoint answered 410 Gone: it asks for no more webhooks"
+    elif policy.should_disable(counted["consecutive_exhausted"], settings.disable_after):
+        reason = f"{counted['consecutive_exhausted']} deliveries in a row exhausted; last: {last_error}"
+    else:
+        return False
     cur.execute(sql.DISABLE_ENDPOINT, {"endpoint_id": delivery["endpoint_id"], "reason": reason, "now": now})
     if cur.fetchone() is None:
         return False

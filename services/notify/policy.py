@@ -4,7 +4,8 @@ The schedule follows the Standard Webhooks recommendation: immediately, then 5 s
 5 h, 10 h and 10 h again, each with +-10% jitter so retries to a recovering partner do not arrive in a
 herd. 2xx is success. Timeouts, connection errors, 429 and 5xx are retried (Retry-After, when longer,
 wins); any other answer (other 4xx, a TLS failure, a redirect, a refused URL) will not change by asking
-again, so the delivery stops there.
+again, so the delivery stops there. A partner that answers 410 Gone has said it wants no more webhooks
+from us: as the Standard Webhooks specification asks, its endpoint is disabled at once.
 """
 import re
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ DELTA_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() a
 # An endpoint whose deliveries were exhausted this many times in a row, with no success in between, is
 # disabled: by then it has failed for a day and a half (or refused outright, three times).
 DISABLE_AFTER_EXHAUSTED = 3
+GONE = 410
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,11 @@ def outcome(result: Result, next_at) -> str:
 
 def should_disable(consecutive_exhausted: int, threshold: int = DISABLE_AFTER_EXHAUSTED) -> bool:
     return consecutive_exhausted >= threshold
+
+
+def is_gone(result: Result) -> bool:
+    """The endpoint answered 410 Gone: it wants no more webhooks, and its endpoint is disabled at once."""
+    return result.status_code == GONE
 
 
 def failure_summary(result: Result) -> str:

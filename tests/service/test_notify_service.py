@@ -417,7 +417,7 @@ def test_after_the_last_retry_the_delivery_is_dead_and_announced_exhausted_once(
 
 def test_an_endpoint_whose_deliveries_keep_failing_is_disabled_and_the_supervisors_alerted(pools, outbox, keys):
     secret = webhooks.generate_secret()
-    with Receiver(secret, respond=lambda webhook_id, payload: 410) as receiver:
+    with Receiver(secret, respond=lambda webhook_id, payload: 404) as receiver:
         partner_id = register(pools, keys, receiver.url, secret)
         notify = Notify(pools, outbox, keys, disable_after=2)
         first, second, third = (referral_created(partner_id) for _ in range(3))
@@ -437,9 +437,27 @@ def test_an_endpoint_whose_deliveries_keep_failing_is_disabled_and_the_superviso
     assert len(rows(pools["notify"], "SELECT * FROM alerts")) == 1
 
 
+def test_an_endpoint_that_answers_410_gone_is_disabled_at_once_and_the_supervisors_alerted(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: 410) as receiver:
+        partner_id = register(pools, keys, receiver.url, secret)
+        notify = Notify(pools, outbox, keys, disable_after=3)
+        first, second = referral_created(partner_id), referral_created(partner_id)
+        notify.offer(first)
+        [endpoint] = rows(pools["notify"], "SELECT * FROM endpoints")
+        assert not endpoint["enabled"] and "410 Gone" in endpoint["disabled_reason"]
+        [alert] = rows(pools["notify"], "SELECT * FROM alerts")
+        assert (alert["kind"], alert["endpoint_id"]) == ("endpoint_disabled", partner_id)
+        notify.offer(second)
+        assert len(receiver.requests) == 1, "an endpoint that said it is gone is not contacted again"
+    [attempt] = attempts_of(pools, delivery_of(pools, first)["id"])
+    assert (attempt["outcome"], attempt["status_code"]) == ("failed", 410)
+    assert len(events_of_type(pools, "notification.exhausted")) == 2, "referral re-offers both"
+
+
 def test_a_delivered_webhook_resets_the_count_of_failures_in_a_row(pools, outbox, keys):
     secret = webhooks.generate_secret()
-    answers = iter([410, 204, 410])
+    answers = iter([404, 204, 404])
     with Receiver(secret, respond=lambda webhook_id, payload: next(answers)) as receiver:
         partner_id = register(pools, keys, receiver.url, secret)
         notify = Notify(pools, outbox, keys, disable_after=2)

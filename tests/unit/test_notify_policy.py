@@ -225,6 +225,12 @@ def test_an_endpoint_is_disabled_at_the_threshold_of_exhausted_deliveries_in_a_r
     assert policy.should_disable(5, threshold=5) and not policy.should_disable(4, threshold=5)
 
 
+def test_only_410_gone_disables_an_endpoint_at_once():
+    assert policy.is_gone(failure(410))
+    assert not any(policy.is_gone(failure(code)) for code in (400, 404, 429, 500, 503))
+    assert not policy.is_gone(failure(None, "connection_error"))
+
+
 @pytest.mark.parametrize("result,summary", [
     (failure(503), "status 503"), (failure(None, "timeout"), "timeout"), (failure(None, None), "unknown"),
 ])
