@@ -1,7 +1,13 @@
 """Who may move a referral from which status to which, and with what code."""
+import json
+from pathlib import Path
+
 import pytest
 
-from services.referral.lifecycle import Change, TransitionRefused, acknowledges, change
+from services.referral.lifecycle import MAY_SET, NOTE_CODES, Change, TransitionRefused, acknowledges, change
+
+PARTNER_DOCUMENT = json.loads(
+    (Path(__file__).resolve().parents[2] / "services" / "referral" / "partner_openapi.json").read_text())
 
 
 def refused(*args):
@@ -53,3 +59,14 @@ def test_repeating_the_current_status_is_no_change_so_a_retried_call_is_harmless
 def test_only_an_answer_to_the_offer_stops_its_deadline():
     assert acknowledges("accepted") and acknowledges("declined")
     assert not any(acknowledges(s) for s in ("offered", "withdrawn", "in_progress"))
+
+
+def test_the_partner_api_document_gives_each_status_exactly_the_codes_the_lifecycle_takes():
+    documented = {}
+    for variant in PARTNER_DOCUMENT["components"]["schemas"]["StatusChange"]["oneOf"]:
+        codes = [code for code in variant["properties"]["note_code"]["enum"] if code is not None]
+        for status in variant["properties"]["status"]["enum"]:
+            documented[status] = (codes, "note_code" in variant["required"])
+    assert set(documented) == set(MAY_SET["partner"])
+    for status, (codes, required) in documented.items():
+        assert codes == list(NOTE_CODES.get(status, ())) and required == bool(codes), status
