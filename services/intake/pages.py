@@ -146,10 +146,11 @@ def queue_row(row, lang) -> Safe:
 def queue_page(lang, principal, rows) -> Safe:
     content = render(
         '<h1>{title}</h1><p class="hint">{hint} <span id="queue-updated" class="muted"></span></p>'
+        '<div class="table-scroll" role="region" aria-label="{title}" tabindex="0">'
         '<table class="queue"><thead><tr><th scope="col">{reference}</th><th scope="col">{risk}</th>'
         '<th scope="col">{status}</th><th scope="col">{received}</th><th scope="col">{place}</th>'
         '<th scope="col">{needs}</th><th scope="col">{holder}</th></tr></thead>'
-        '<tbody id="queue-body">{rows}</tbody></table>'
+        '<tbody id="queue-body">{rows}</tbody></table></div>'
         '<p id="queue-empty" class="muted"{hidden}>{empty}</p>',
         title=t("queue.title", lang), hint=t("queue.hint", lang), reference=t("queue.reference", lang),
         risk=t("queue.risk", lang), status=t("queue.status", lang), received=t("queue.received", lang),
@@ -412,9 +413,10 @@ def case_page(lang, principal, view, trail=None, assignees=()) -> Safe:
     audit_block = Safe("")
     if trail is not None:
         audit_block = render(
-            '<section><h2>{title}</h2><table class="audit"><thead><tr><th scope="col">{when_h}</th>'
+            '<section><h2>{title}</h2><div class="table-scroll" role="region" aria-label="{title}" tabindex="0">'
+            '<table class="audit"><thead><tr><th scope="col">{when_h}</th>'
             '<th scope="col">{who_h}</th><th scope="col">{what_h}</th><th scope="col">{where_h}</th></tr></thead>'
-            '<tbody>{rows}</tbody></table></section>',
+            '<tbody>{rows}</tbody></table></div></section>',
             title=t("case.audit", lang), when_h=t("case.audit.when", lang), who_h=t("case.audit.who", lang),
             what_h=t("case.audit.what", lang), where_h=t("case.audit.where", lang),
             rows=join(render('<tr><td>{at}</td><td>{who}</td><td>{what}</td><td><bdi dir="ltr">{ip}</bdi></td></tr>',
@@ -464,8 +466,9 @@ def users_page(lang, principal, users) -> Safe:
     roles = join(render('<option value="{code}">{text}</option>', code=code, text=label("role", code, lang))
                  for code in ("operator", "counsellor", "supervisor", "admin"))
     content = render(
-        '<h1>{title}</h1><table><thead><tr><th scope="col">{u}</th><th scope="col">{n}</th><th scope="col">{r}</th>'
-        '<th scope="col"></th><th scope="col"></th></tr></thead><tbody>{rows}</tbody></table>'
+        '<h1>{title}</h1><div class="table-scroll" role="region" aria-label="{title}" tabindex="0">'
+        '<table><thead><tr><th scope="col">{u}</th><th scope="col">{n}</th><th scope="col">{r}</th>'
+        '<th scope="col"></th><th scope="col"></th></tr></thead><tbody>{rows}</tbody></table></div>'
         '<form class="api-form" data-action="/api/users" data-method="POST"><h2>{add}</h2>'
         '<label for="u-username">{u}</label><input id="u-username" name="username" dir="ltr" autocomplete="off">'
         '<span class="field-error" data-error-for="username"></span>'

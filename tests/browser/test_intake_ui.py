@@ -111,3 +111,26 @@ def test_a_supervisor_overrides_a_level_in_english_and_quick_exit_ends_the_sessi
     page.go_back()
     page.goto("/queue")
     expect(page).to_have_url(re.compile(r"/login"))
+
+
+PHONE = {"width": 360, "height": 740}
+SIDEWAYS_SCROLL = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+
+def test_on_a_phone_every_page_fits_the_screen_without_scrolling_sideways(browser, stack, staff, screenshots):
+    context = browser.new_context(base_url=stack.url("intake"), viewport=PHONE, locale="ar-IQ",
+                                  timezone_id="Asia/Baghdad")
+    page = context.new_page()
+    try:
+        page.goto("/login")
+        assert page.evaluate(SIDEWAYS_SCROLL) == 0, "the login page"
+        log_in(page, staff["operator"])
+        csrf = page.locator("body").get_attribute("data-csrf")
+        created = page.request.post("/api/cases", headers={"X-CSRF-Token": csrf}, data={
+            "narrative": "يهددها ينشر صورها", "channel": "phone", "governorate": "dhi_qar"}).json()
+        for path in ("/queue", "/cases/new", f"/cases/{created['id']}"):
+            page.goto(path)
+            page.screenshot(path=str(screenshots / f"phone{path.replace('/', '-')[:16]}.png"), full_page=True)
+            assert page.evaluate(SIDEWAYS_SCROLL) == 0, path
+    finally:
+        context.close()
