@@ -60,6 +60,7 @@ def layout(lang, title, content, principal=None, page="", path="/") -> Safe:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
         '<title>{title}</title><link rel="stylesheet" href="/static/app.css">'
+        '<link rel="icon" href="/static/icon.svg" type="image/svg+xml">'  # a plain square: no name, no symbol
         '<script src="/static/app.js" defer></script></head>'
         '<body data-page="{page}" data-lang="{lang}" data-csrf="{csrf}" data-user="{user}" data-strings="{strings}">'
         '<a class="skip" href="#content">{skip}</a>'

@@ -48,7 +48,7 @@ MAX_QUEUE_LIMIT = 500
 LANGUAGE_COOKIE = "sanad_lang"
 POLL_HEADER = "X-Sanad-Poll"  # set by the queue's background refresh: not activity, see auth.py
 STATIC_DIR = Path(__file__).with_name("static")
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 REFUSAL_STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409}
 

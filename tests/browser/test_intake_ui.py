@@ -117,10 +117,14 @@ PHONE = {"width": 360, "height": 740}
 SIDEWAYS_SCROLL = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
 
 
-def test_on_a_phone_every_page_fits_the_screen_without_scrolling_sideways(browser, stack, staff, screenshots):
+def test_on_a_phone_every_page_fits_the_screen_without_scrolling_sideways_or_a_console_error(
+        browser, stack, staff, screenshots):
     context = browser.new_context(base_url=stack.url("intake"), viewport=PHONE, locale="ar-IQ",
                                   timezone_id="Asia/Baghdad")
     page = context.new_page()
+    errors = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
     try:
         page.goto("/login")
         assert page.evaluate(SIDEWAYS_SCROLL) == 0, "the login page"
@@ -132,5 +136,6 @@ def test_on_a_phone_every_page_fits_the_screen_without_scrolling_sideways(browse
             page.goto(path)
             page.screenshot(path=str(screenshots / f"phone{path.replace('/', '-')[:16]}.png"), full_page=True)
             assert page.evaluate(SIDEWAYS_SCROLL) == 0, path
+        assert errors == [], "nothing the browser reports as an error, a missing icon included"
     finally:
         context.close()
