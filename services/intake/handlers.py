@@ -28,9 +28,12 @@ def taken_by_another(exc) -> str | None:
     return None
 
 
-def case_recorded_under(cur, idempotency_key):
-    """{id, reference, idempotency_fingerprint} of the case recorded under an Idempotency-Key, or None."""
-    cur.execute(sql.CASE_BY_IDEMPOTENCY_KEY, {"key": idempotency_key})
+def case_recorded_under(cur, caller, idempotency_key):
+    """{id, reference, idempotency_fingerprint} of the case `caller` (a Principal) recorded under an
+    Idempotency-Key, or None. Another account's key of the same name is not this one."""
+    if caller is None:
+        return None
+    cur.execute(sql.CASE_BY_IDEMPOTENCY_KEY, {"caller": caller.id, "key": idempotency_key})
     return cur.fetchone()
 
 

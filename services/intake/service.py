@@ -287,8 +287,9 @@ class IntakeService(Observable):
         first, when this process allowed the same credential lately (services/intake/callers.py), so that
         a critical case goes first from its first round trip. A refusal wins over anything in the body.
         The case goes with the COMMIT (handlers.record_case): when its Idempotency-Key turns out to be
-        taken by a case sent with the same body, the answer is that case, and by another, a 422 naming the
-        key; when its reference is taken, it is recorded again under another. A normal case read first
+        taken by a case the same account sent with the same body, the answer is that case, and by another
+        case of that account, a 422 naming the key (another account's keys are its own); when its
+        reference is taken, it is recorded again under another. A normal case read first
         waits for one of the process's recording slots (services/intake/slots.py) before its
         transaction."""
         lang, now = self._lang(request), _now()
@@ -304,7 +305,7 @@ class IntakeService(Observable):
                     taken = handlers.taken_by_another(exc)
                     if taken == "idempotency_key":
                         with self.db.transaction() as cur:
-                            earlier = handlers.case_recorded_under(cur, key)
+                            earlier = handlers.case_recorded_under(cur, self._principal(cur, request, now), key)
                         if earlier is not None:
                             return self._replayed(earlier, new_case(), lang)
                     if taken is None or tried == RECORD_TRIES:

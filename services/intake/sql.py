@@ -22,9 +22,11 @@ INSERT_CASE = Prepared("""
 """)
 
 # What a case's unique columns are called when an insert fails on them (services/intake/handlers.py).
-CASE_KEYS = {"cases_idempotency_key_key": "idempotency_key", "cases_reference_key": "reference"}
+# An Idempotency-Key is unique per account that recorded the case (migration 0005).
+CASE_KEYS = {"cases_idempotency_key_per_caller": "idempotency_key", "cases_reference_key": "reference"}
 CASE_BY_IDEMPOTENCY_KEY = """
-    SELECT id, reference, idempotency_fingerprint FROM cases WHERE idempotency_key = %(key)s
+    SELECT id, reference, idempotency_fingerprint FROM cases
+    WHERE recorded_by = %(caller)s AND idempotency_key = %(key)s
 """
 
 # Which cases each role sees (see permissions.py). %(viewer)s is the account, %(partner)s its partner.

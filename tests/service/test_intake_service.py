@@ -241,6 +241,23 @@ def test_the_same_idempotency_key_returns_the_first_case_and_stores_nothing_more
     assert len(rows(pools["intake"], "SELECT id FROM cases")) == 1 and len(outbox_events(pools["intake"])) == 1
 
 
+def test_an_idempotency_key_is_its_caller_s_own_so_another_account_choosing_it_learns_nothing(
+        pools, outbox, keys):
+    first_operator, second_operator = staff(pools, "operator"), staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    first = post_case(service, first_operator, **{"Idempotency-Key": "call-1"})
+    same_body = post_case(service, second_operator, **{"Idempotency-Key": "call-1"})
+    other_body = post_case(service, second_operator, {**CASE, "narrative": "Another caller."},
+                           **{"Idempotency-Key": "call-2"})
+    first_again = post_case(service, first_operator, {**CASE, "narrative": "Another caller."},
+                            **{"Idempotency-Key": "call-2"})
+
+    assert [r.status_code for r in (first, same_body, other_body, first_again)] == [201, 201, 201, 201]
+    assert len({body_of(r)["id"] for r in (first, same_body, other_body, first_again)}) == 4
+    assert post_case(service, second_operator, **{"Idempotency-Key": "call-1"}).status_code == 200, \
+        "each account's own retry is still answered with its own case"
+
+
 def test_the_same_case_resent_in_another_form_is_the_same_submission(pools, outbox, keys):
     operator = staff(pools, "operator")
     service = intake(pools, outbox, keys)
