@@ -289,9 +289,8 @@ class IntakeService(Observable):
         The case goes with the COMMIT (handlers.record_case): when its Idempotency-Key turns out to be
         taken by a case the same account sent with the same body, the answer is that case, and by another
         case of that account, a 422 naming the key (another account's keys are its own); when its
-        reference is taken, it is recorded again under another. A normal case read first
-        waits for one of the process's recording slots (services/intake/slots.py) before its
-        transaction."""
+        reference is taken, it is recorded again under another. A normal case read first waits for one
+        of the process's recording slots (services/intake/slots.py) before its transaction."""
         lang, now = self._lang(request), _now()
         key = request.headers.get("Idempotency-Key")
         new_case = cache(partial(self._new_case, request, key, now, lang))  # the body is read once, when asked

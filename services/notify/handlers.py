@@ -220,8 +220,8 @@ def attempt(pool, outbox, keys, delivery, dispatch, request_ended=lambda: None, 
             rand=random.random, pause=time.sleep) -> Attempted | None:
     """Send one claimed delivery, record the attempt and what comes next, and announce it. After the last
     attempt: a dead letter, `notification.exhausted` (partners) or an alert (the pager), and a partner's
-    endpoint that keeps failing, or answers 410 Gone, is disabled. Returns None when the lease was lost meanwhile, or too little
-    of it is left to send.
+    endpoint that keeps failing, or answers 410 Gone, is disabled. Returns None when the lease was lost
+    meanwhile, or too little of it is left to send.
     `request_ended()` is called once the partner has answered (or the request failed), before recording.
 
     The webhook has gone out when its result is recorded, so a database that blinks then is retried for
