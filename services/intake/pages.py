@@ -104,7 +104,8 @@ def exit_page(lang) -> Safe:
     """Somewhere a passer-by sees nothing: no name of the service, no way back by the Back button."""
     return render(
         '<!doctype html>\n<html lang="{lang}" dir="{dir}"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title></head>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
+        '<link rel="icon" href="/static/icon.svg" type="image/svg+xml"></head>'
         '<body><h1>{title}</h1><p>{body}</p></body></html>',
         lang=lang, dir=i18n.DIRECTION[lang], title=t("exit.title", lang), body=t("exit.body", lang),
     )

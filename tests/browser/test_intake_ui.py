@@ -136,6 +136,8 @@ def test_on_a_phone_every_page_fits_the_screen_without_scrolling_sideways_or_a_c
             page.goto(path)
             page.screenshot(path=str(screenshots / f"phone{path.replace('/', '-')[:16]}.png"), full_page=True)
             assert page.evaluate(SIDEWAYS_SCROLL) == 0, path
+        page.keyboard.press("Escape")
+        expect(page).to_have_url(re.compile(r"/exit$"))
         assert errors == [], "nothing the browser reports as an error, a missing icon included"
     finally:
         context.close()
