@@ -7,6 +7,7 @@ field). Every read and change of a case is audited in the transaction that reads
 """
 import json
 import logging
+import re
 from datetime import datetime, timezone
 from functools import cache, partial
 from pathlib import Path
@@ -87,9 +88,15 @@ def _redirect(location, status=303):
     return _secured(Response("", status=status, headers={"Location": location}))
 
 
+# A path on this site, and its query: the characters an address's path and query may hold (RFC 3986), so
+# no backslash, space, tab or line break, which browsers drop or turn into "/" (making "/\t/evil" into
+# "//evil", another site) and which would break the Location header; and not "//", another site too.
+SAFE_NEXT = re.compile(r"/(?!/)[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]{0,298}")
+
+
 def _safe_next(path, default="/queue"):
-    """Only a path on this site: no scheme, no host, no "//evil" or "/\\evil"."""
-    if isinstance(path, str) and path.startswith("/") and not path.startswith(("//", "/\\")) and len(path) < 300:
+    """The address to go on to after logging in or switching language: only a path on this site."""
+    if isinstance(path, str) and SAFE_NEXT.fullmatch(path):
         return path
     return default
 

@@ -126,6 +126,10 @@ def test_the_openapi_file_documents_every_api_route_the_service_serves():
 @pytest.mark.parametrize("asked,kept", [
     ("/cases/new", "/cases/new"), ("//evil.example/x", "/queue"), ("/\\evil.example", "/queue"),
     ("https://evil.example", "/queue"), (None, "/queue"), ("/" + "a" * 400, "/queue"),
+    # a browser drops tabs and line breaks from an address, so these would be "//evil.example"; a line
+    # break in a Location header is refused by werkzeug (a 500 after the login had been committed)
+    ("/\t/evil.example", "/queue"), ("/\n/evil.example", "/queue"), ("/\r\nSet-Cookie: x=1", "/queue"),
+    ("/ /evil.example", "/queue"), ("/cases/1?lang=en", "/cases/1?lang=en"),
 ])
 def test_a_return_address_is_only_ever_a_path_on_this_site(asked, kept):
     from services.intake.service import _safe_next
