@@ -204,6 +204,14 @@ def _policy_from_row(level, row):
                   version=row["version"])
 
 
+@dataclass(frozen=True)
+class Assessed:
+    """A case's risk level, and when triage (or staff overriding it) assessed it: the case.triaged event's
+    time, which orders the assessments however late their events arrive."""
+    level: str
+    at: datetime
+
+
 class CasesAtHand:
     """What refer_case reads before it offers: each case's level as referral last recorded it (its row
     locked), the escalation policies, and, for a batch, the partners offering the batch's services. `read`
@@ -214,7 +222,7 @@ class CasesAtHand:
     transaction."""
 
     def __init__(self):
-        self._levels = {}  # case id -> level recorded, None for a case referral has not seen
+        self._levels = {}  # case id -> Assessed as recorded, None for a case referral has not seen
         self._policies = None
         self._partners = None  # service -> [Partner] as read for a batch, open referrals as they were then
         self._offered = collections.Counter()  # partner id -> referrals offered in this transaction since
@@ -236,11 +244,15 @@ class CasesAtHand:
         batch over one event at a time, where each insert says whether it took place."""
         return self._partners is not None
 
-    def level_recorded(self, cur, case_id, level_now):
-        """The case's level before this event (None if new), its row locked; from now on, `level_now`."""
+    def assessment_recorded(self, cur, case_id):
+        """The case's level and when it was assessed, as referral last recorded them (None if new), its row
+        locked."""
         self._read_levels(cur, {case_id})
-        before, self._levels[case_id] = self._levels[case_id], level_now
-        return before
+        return self._levels[case_id]
+
+    def now_recorded(self, case_id, assessed):
+        """This transaction has recorded `assessed` (an Assessed) for the case."""
+        self._levels[case_id] = assessed
 
     def policy(self, cur, level):
         self._read_policies(cur)
@@ -268,7 +280,7 @@ class CasesAtHand:
         if wanted:
             cur.execute(sql.CASE_LEVELS_FOR_UPDATE, {"case_ids": sorted(wanted)})
             self._levels.update(dict.fromkeys(wanted))
-            self._levels.update({row["case_id"]: row["level"] for row in cur.fetchall()})
+            self._levels.update({row["case_id"]: Assessed(row["level"], row["triaged_at"]) for row in cur.fetchall()})
 
 
 # Offering -----------------------------------------------------------------------------------------------
@@ -290,9 +302,17 @@ def refer_case(cur, event, outbox, now=None, at_hand=None):
     data, now, effects = event.data, _utcnow(now), Effects()
     at_hand = at_hand or CasesAtHand()
     case = _case_from_event(data, event.correlation_id)
-    previous_level = at_hand.level_recorded(cur, case["case_id"], case["level"])
+    before = at_hand.assessment_recorded(cur, case["case_id"])
+    if before is not None and before.at > event.occurred_at:
+        # An older assessment than the one in force, its event late (a normal lane's backlog, say, behind
+        # staff raising the case to critical): the newer one has routed the case already, and the older
+        # level must not take its place.
+        log.info("case.triaged %s is older than the case's assessment in force; it changes nothing", event.id)
+        return effects
+    at_hand.now_recorded(case["case_id"], Assessed(case["level"], event.occurred_at))
+    previous_level = before and before.level
     cur.later(sql.UPSERT_CASE, {**case, "needs": list(case["needs"]), "consents": list(case["consents"]),
-                                  "now": now})
+                                  "triaged_at": event.occurred_at})
     if previous_level is not None and escalation.more_urgent(case["level"], previous_level):
         _raise_level(cur, case, now, at_hand.policy(cur, case["level"]))
     services = referable_services(case["needs"], case["consents"])

@@ -112,16 +112,19 @@ FOLD_PARTNER_LOAD = """
 # A batch's cases, their rows locked in the order of the ids given (sorted by the caller, so that two
 # batches lock them in one order).
 CASE_LEVELS_FOR_UPDATE = Prepared("""
-    SELECT c.case_id, c.level
+    SELECT c.case_id, c.level, c.triaged_at
     FROM unnest(%(case_ids)s::uuid[]) AS wanted (id)
-    CROSS JOIN LATERAL (SELECT case_id, level FROM cases WHERE case_id = wanted.id FOR UPDATE) AS c
+    CROSS JOIN LATERAL (SELECT case_id, level, triaged_at FROM cases WHERE case_id = wanted.id FOR UPDATE) AS c
 """)
+# triaged_at is when the case was assessed (its case.triaged event's time): an older assessment, arriving
+# late, never replaces a newer one, even from a process that had not seen the case when it began.
 UPSERT_CASE = Prepared("""
     INSERT INTO cases (case_id, reference, level, governorate, needs, consents, correlation_id, triaged_at)
     VALUES (%(case_id)s, %(reference)s, %(level)s, %(governorate)s, %(needs)s, %(consents)s, %(correlation_id)s,
-            %(now)s)
+            %(triaged_at)s)
     ON CONFLICT (case_id) DO UPDATE
     SET level = EXCLUDED.level, needs = EXCLUDED.needs, consents = EXCLUDED.consents, triaged_at = EXCLUDED.triaged_at
+    WHERE cases.triaged_at <= EXCLUDED.triaged_at
 """)
 # A case whose risk was raised: its open referrals take the new level, and the deadlines still running
 # are brought forward to the new level's policy (never pushed back), counted from each original offer.

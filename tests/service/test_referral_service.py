@@ -839,6 +839,22 @@ def test_malformed_partner_calls_get_a_json_error_naming_the_field_never_a_500(p
     assert [r["status"] for r in referrals(pools)] == ["offered"]
 
 
+def test_a_late_older_assessment_never_lowers_a_case_raised_to_critical_meanwhile(pools, outbox, keys):
+    two_counsellors(pools, keys)
+    assessed = case_triaged(level="high")  # waits in the normal lane's backlog...
+    raised = new_event("case.triaged", {**assessed.data, "level": "critical"}, producer="triage",
+                       lane="critical", correlation_id=assessed.correlation_id)  # ...while staff raise it
+    referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(raised.to_message())
+    referral_service(pools, outbox, keys).on_case_triaged([assessed.to_message()])
+
+    [case] = rows(pools["referral"], "SELECT level, triaged_at FROM cases")
+    assert (case["level"], case["triaged_at"]) == ("critical", raised.occurred_at)
+    [offer] = referrals(pools)
+    assert offer["level"] == "critical"
+    [deadline] = deadlines(pools)
+    assert (deadline["lane"], deadline["policy_level"]) == ("critical", "critical")
+
+
 def test_a_case_raised_to_critical_is_chased_on_critical_terms_from_its_original_offer(pools, outbox, keys):
     two_counsellors(pools, keys)
     medium = case_triaged(level="medium")
