@@ -29,10 +29,14 @@ CASE_BY_IDEMPOTENCY_KEY = """
     WHERE recorded_by = %(caller)s AND idempotency_key = %(key)s
 """
 
-# Which cases each role sees (see permissions.py). %(viewer)s is the account, %(partner)s its partner.
+# Which cases each role sees (see permissions.py). %(viewer)s is the account, %(partner)s its partner. A
+# counsellor sees a case while a referral of it to their partner is offered or taken up (a referral with
+# no status recorded yet is offered), not once the partner declined it or Sanad withdrew it.
 VISIBILITY = {
     "operator": "(c.recorded_by = %(viewer)s OR c.assigned_to = %(viewer)s OR c.assigned_to IS NULL)",
-    "counsellor": "EXISTS (SELECT 1 FROM case_referrals r WHERE r.case_id = c.id AND r.partner_id = %(partner)s)",
+    "counsellor": "EXISTS (SELECT 1 FROM case_referrals r LEFT JOIN case_referral_statuses s ON s.referral_id = r.id"
+                  " WHERE r.case_id = c.id AND r.partner_id = %(partner)s"
+                  " AND coalesce(s.status, 'offered') NOT IN ('declined', 'withdrawn'))",
     "supervisor": "TRUE",
 }
 

@@ -494,6 +494,32 @@ def test_a_counsellor_sees_only_the_cases_referred_to_their_partner(pools, outbo
     assert post_case(service, counsellor).status_code == 403, "counsellors do not record cases"
 
 
+@pytest.mark.parametrize("status,still_seen", [
+    ("accepted", True), ("in_progress", True), ("completed", True), ("closed", True),
+    ("declined", False), ("withdrawn", False),
+])
+def test_a_counsellor_no_longer_sees_a_case_their_partner_declined_or_that_was_withdrawn(
+        status, still_seen, pools, outbox, keys):
+    partner = uuid.uuid4()
+    operator, counsellor = staff(pools, "operator"), staff(pools, "counsellor", partner_id=partner)
+    service = intake(pools, outbox, keys)
+    case = body_of(post_case(service, operator))
+    referral_id, now = uuid.uuid4(), datetime.now(timezone.utc)
+    intake_status(pools, keys).on_case_status([new_event("referral.created", {
+        "referral_id": referral_id, "case_id": uuid.UUID(case["id"]), "reference": case["reference"],
+        "partner_id": partner, "partner_name": "Centre", "service": "counselling", "level": "high",
+        "governorate": "dhi_qar", "created_at": now}, "referral").to_message()])
+    assert get_case(service, counsellor, case["id"]).status_code == 200, "an offer is read before it is answered"
+
+    intake_status(pools, keys).on_case_status([new_event("referral.status_changed", {
+        "referral_id": referral_id, "case_id": uuid.UUID(case["id"]), "reference": case["reference"],
+        "partner_id": partner, "status": status, "previous_status": "offered", "note_code": None,
+        "changed_at": now, "changed_by": "partner"}, "referral").to_message()])
+    assert (get_case(service, counsellor, case["id"]).status_code == 200) is still_seen
+    queue = body_of(call(service, "list_cases", json_request("GET", "/api/cases", headers=counsellor.headers())))
+    assert (case["id"] in [c["id"] for c in queue["cases"]]) is still_seen
+
+
 def test_a_supervisor_sees_every_case_and_its_audit_trail_which_others_may_not(pools, outbox, keys):
     operator, supervisor = staff(pools, "operator"), staff(pools, "supervisor")
     service = intake(pools, outbox, keys)
