@@ -12,7 +12,10 @@ ALL_NOTE_CODES = sorted({code for codes in lifecycle.NOTE_CODES.values() for cod
 
 
 def _text(max_length=MAX_TEXT, **kwargs):
-    return fields.String(validate=validate.Length(max=max_length), **kwargs)
+    """Free text an admin types; PostgreSQL's text cannot hold NUL, so it is refused here, naming the field."""
+    return fields.String(validate=[validate.Length(max=max_length),
+                                   validate.Regexp(r"^[^\x00]*$", error="Must not contain a NUL character.")],
+                         **kwargs)
 
 
 class StatusChangeSchema(Schema):

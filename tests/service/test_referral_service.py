@@ -765,6 +765,18 @@ def test_the_partner_openapi_file_is_served_and_describes_exactly_the_partner_ro
             assert "401" in operation["responses"], f"{method} {path} says what an unauthenticated call gets"
 
 
+def test_a_nul_character_in_an_admin_s_text_is_refused_naming_the_field_and_nothing_is_written(
+        pools, outbox, keys):
+    local, _ = add_partners(pools)
+    admin = key_for(pools, keys, role="admin", staff_name="root")
+    service = referral_service(pools, outbox, keys)
+    status, body, _ = call(service, "admin_update_partner", "PATCH", "/", str(local), key=admin,
+                           body={"description": "Open\u0000late", "accepting": False})
+    assert (status, list(body["error"]["fields"])) == (422, ["description"])
+    [partner] = rows(pools["referral"], "SELECT accepting FROM partners WHERE id = %(id)s", {"id": local})
+    assert partner["accepting"], "nothing half-written"
+
+
 def test_an_admin_edits_a_partner_and_a_confidential_address_never_leaves_through_the_api(pools, outbox, keys):
     local, _ = add_partners(pools)
     admin = key_for(pools, keys, role="admin", staff_name="root")
