@@ -5,6 +5,7 @@ time comes in as `now`, so tests move the clock instead of sleeping.
 """
 import collections
 import dataclasses
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -311,15 +312,16 @@ def refer_case(cur, event, outbox, now=None, at_hand=None):
         return effects
     at_hand.now_recorded(case["case_id"], Assessed(case["level"], event.occurred_at))
     previous_level = before and before.level
+    preferences = data.get("preferences") or {}
     cur.later(sql.UPSERT_CASE, {**case, "needs": list(case["needs"]), "consents": list(case["consents"]),
-                                  "triaged_at": event.occurred_at})
+                                  "triaged_at": event.occurred_at, "preferences": json.dumps(preferences)})
     if previous_level is not None and escalation.more_urgent(case["level"], previous_level):
         _raise_level(cur, case, now, at_hand.policy(cur, case["level"]))
     services = referable_services(case["needs"], case["consents"])
     if not services:
         return effects
     routing = route(case["needs"], case["consents"], case["governorate"], at_hand.offers(cur, services), now,
-                    preferences=Preferences(**data.get("preferences") or {}))
+                    preferences=Preferences(**preferences))
     policy = at_hand.policy(cur, case["level"])
     for match in routing.matches:
         offered = _offer(cur, outbox, case, match.service, match.partner, attempt=1, offered_by="matching",
@@ -438,8 +440,10 @@ def _next_partner(cur, case, service, now):
         return None  # consent withdrawn since, or a referral older than referral's case record
     cur.execute(sql.PARTNERS_OFFERED, {"case_id": case["case_id"], "service": service})
     offered = frozenset(row["partner_id"] for row in cur.fetchall())
-    ranking = rank(service, case["governorate"], load_offers(cur, [service]), now, NO_PREFERENCES,
-                   family_contact_asked(service, case["needs"], case["consents"], NO_PREFERENCES), exclude=offered)
+    # As the first offer was matched: a case recorded before referral kept preferences has none.
+    preferences = Preferences(**(case.get("preferences") or {}))
+    ranking = rank(service, case["governorate"], load_offers(cur, [service]), now, preferences,
+                   family_contact_asked(service, case["needs"], case["consents"], preferences), exclude=offered)
     return ranking.best
 
 

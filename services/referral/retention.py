@@ -5,13 +5,15 @@ A case is closed for referral when none of its referrals is open (offered, accep
 acknowledgement deadline of it is pending, and nothing about it changed after the cut-off. An offer that
 no partner ever answered stays open, and so does its case, until someone closes it: purging a case a
 person may still be working on is the worse mistake.
-Dropped: supervisors' free-text notes in the audit log. Kept: the referrals, their statuses and codes,
-deadlines, escalations and the audit trail, none of which holds personal data.
+Dropped: supervisors' free-text notes in the audit log, and what the victim asked of her helpers (her
+age among it). Kept: the referrals, their statuses and codes, deadlines, escalations and the audit trail,
+none of which holds personal data.
 """
 from services.referral.lifecycle import OPEN
 
 PERSONAL_COLUMNS = {
     ("audit_log", "note_sealed"),
+    ("cases", "preferences"),
 }
 
 HELD_OPEN = """
@@ -34,6 +36,13 @@ def held_open(cur, case_ids, cutoff) -> set:
     return {row["case_id"] for row in cur.fetchall()}
 
 
+BLANK_PREFERENCES = """
+    UPDATE cases SET preferences = NULL WHERE case_id = ANY(%(case_ids)s) AND preferences IS NOT NULL
+"""
+
+
 def purge(cur, case_ids, keys, now) -> dict:
     cur.execute(BLANK_NOTES, {"case_ids": list(case_ids)})
-    return {"audit_log": cur.rowcount}
+    changed = {"audit_log": cur.rowcount}
+    cur.execute(BLANK_PREFERENCES, {"case_ids": list(case_ids)})
+    return changed | {"cases": cur.rowcount}

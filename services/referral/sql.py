@@ -119,11 +119,13 @@ CASE_LEVELS_FOR_UPDATE = Prepared("""
 # triaged_at is when the case was assessed (its case.triaged event's time): an older assessment, arriving
 # late, never replaces a newer one, even from a process that had not seen the case when it began.
 UPSERT_CASE = Prepared("""
-    INSERT INTO cases (case_id, reference, level, governorate, needs, consents, correlation_id, triaged_at)
+    INSERT INTO cases (case_id, reference, level, governorate, needs, consents, correlation_id, triaged_at,
+                       preferences)
     VALUES (%(case_id)s, %(reference)s, %(level)s, %(governorate)s, %(needs)s, %(consents)s, %(correlation_id)s,
-            %(triaged_at)s)
+            %(triaged_at)s, %(preferences)s)
     ON CONFLICT (case_id) DO UPDATE
-    SET level = EXCLUDED.level, needs = EXCLUDED.needs, consents = EXCLUDED.consents, triaged_at = EXCLUDED.triaged_at
+    SET level = EXCLUDED.level, needs = EXCLUDED.needs, consents = EXCLUDED.consents, triaged_at = EXCLUDED.triaged_at,
+        preferences = EXCLUDED.preferences
     WHERE cases.triaged_at <= EXCLUDED.triaged_at
 """)
 # A case whose risk was raised: its open referrals take the new level, and the deadlines still running

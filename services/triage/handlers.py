@@ -64,6 +64,7 @@ def triage_case(cur, event, outbox, keys, assessor, assessments=None, now=None):
     reasons = [{"code": r.code, "source": r.source} for r in assessment.reasons]
     evidence = {r.code: list(r.evidence) for r in assessment.reasons if r.evidence}
     evidence_json = json.dumps(evidence, ensure_ascii=False) if evidence else None
+    preferences = data.get("preferences") or no_preferences()
     stored = (assessments or Assessments()).store(cur, {
         "case_id": case_id,
         "reference": data["reference"],
@@ -78,6 +79,7 @@ def triage_case(cur, event, outbox, keys, assessor, assessments=None, now=None):
         "governorate": data["governorate"],
         "needs": data["needs"],
         "consents": data["consents"],
+        "preferences": json.dumps(preferences),
     })
     if not stored:
         return None
@@ -93,7 +95,7 @@ def triage_case(cur, event, outbox, keys, assessor, assessments=None, now=None):
         "governorate": data["governorate"],
         "needs": data["needs"],
         "consents": data["consents"],
-        "preferences": data.get("preferences") or no_preferences(),
+        "preferences": preferences,
     }, producer=PRODUCER, correlation_id=event.correlation_id, lane=lane_for(assessment.level)))
     return assessment.level
 
@@ -136,6 +138,7 @@ def override_case(cur, event, outbox, keys, now=None):
         "governorate": assessment["governorate"],
         "needs": assessment["needs"],
         "consents": assessment["consents"],
+        "preferences": assessment["preferences"] or no_preferences(),  # none kept before migration 0003
     }, producer=PRODUCER, correlation_id=event.correlation_id, lane=lane_for(level), now=now))
     return level
 

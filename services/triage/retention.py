@@ -1,8 +1,9 @@
 """What `sanad purge` drops from triage's schema once a case has been closed longer than the retention
 period (sanad/platform/retention.py), and what it keeps.
 
-Dropped: the evidence of each assessment (the narrative's words that triggered its reasons) and staff's
-reasons for overriding a level (a sealed empty value takes their place).
+Dropped: the evidence of each assessment (the narrative's words that triggered its reasons), what the
+victim asked of her helpers (her age among it), and staff's reasons for overriding a level (a sealed
+empty value takes their place).
 Kept for statistics: every assessment's level, score, reason codes, lexicon version and times, and every
 override's levels, role and time: what evaluating the risk model needs.
 """
@@ -10,11 +11,13 @@ from sanad.contracts.sealing import override_reason_context
 
 PERSONAL_COLUMNS = {
     ("assessments", "evidence_sealed"),
+    ("assessments", "preferences"),
     ("overrides", "reason_sealed"),
 }
 
 BLANK_EVIDENCE = """
-    UPDATE assessments SET evidence_sealed = NULL WHERE case_id = ANY(%(case_ids)s) AND evidence_sealed IS NOT NULL
+    UPDATE assessments SET evidence_sealed = NULL, preferences = NULL
+    WHERE case_id = ANY(%(case_ids)s) AND (evidence_sealed IS NOT NULL OR preferences IS NOT NULL)
 """
 OVERRIDES_OF = "SELECT event_id, case_id FROM overrides WHERE case_id = ANY(%(case_ids)s)"
 BLANK_OVERRIDE = "UPDATE overrides SET reason_sealed = %(reason_sealed)s WHERE event_id = %(event_id)s"

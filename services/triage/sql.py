@@ -3,9 +3,10 @@ from sanad.platform.pool import NO_WHOLE_TABLE_READS, Prepared
 
 _INSERT_ASSESSMENT = """
     INSERT INTO assessments (case_id, reference, event_id, level, score, reasons, evidence_sealed,
-                             lexicon_version, received_at, assessed_at, governorate, needs, consents)
+                             lexicon_version, received_at, assessed_at, governorate, needs, consents, preferences)
     VALUES (%(case_id)s, %(reference)s, %(event_id)s, %(level)s, %(score)s, %(reasons)s, %(evidence_sealed)s,
-            %(lexicon_version)s, %(received_at)s, %(assessed_at)s, %(governorate)s, %(needs)s, %(consents)s)
+            %(lexicon_version)s, %(received_at)s, %(assessed_at)s, %(governorate)s, %(needs)s, %(consents)s,
+            %(preferences)s)
 """
 # A case assessed before, under another event id, inserts nothing and returns nothing.
 INSERT_ASSESSMENT = Prepared(_INSERT_ASSESSMENT + "ON CONFLICT (case_id) DO NOTHING RETURNING case_id")

@@ -241,6 +241,27 @@ def test_the_victims_age_from_intake_keeps_an_adults_only_partner_from_a_minor(p
     assert chosen[adult.data["case_id"]] == adults_only, "a partner in her governorate comes first"
 
 
+def test_a_need_re_offered_after_a_decline_still_fits_the_victim_s_age(pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        youth = handlers.create_partner(cur, PartnerEntry(name="Youth Shelter", services=(
+            ServiceTerms(service="shelter", governorates=("dhi_qar",), max_age=17),)))
+        handlers.create_partner(cur, PartnerEntry(name="Women's Shelter", services=(
+            ServiceTerms(service="shelter", governorates=("dhi_qar",), min_age=18),)))
+    youth_key = key_for(pools, keys, partner_id=youth)
+    girl = case_triaged(level="high", needs=("shelter",), consents=("shelter",),
+                        preferences={"family_contact": False, "staff_gender": None, "victim_age": 15})
+    referral_service(pools, outbox, keys).on_case_triaged([girl.to_message()])
+    [offer] = referrals(pools)
+    assert offer["partner_id"] == youth
+
+    status, _, _ = call(referral_service(pools, outbox, keys), "partner_change_status", "POST", "/",
+                        str(offer["id"]), body={"status": "declined", "note_code": "no_capacity"}, key=youth_key)
+    assert status == 200
+    assert [r["partner_id"] for r in referrals(pools)] == [youth], "never to the shelter for adults"
+    [(_, escalated)] = events(pools, "referral.escalated")
+    assert (escalated.data["reason"], escalated.data["reoffered_to"]) == ("declined", None), "a supervisor is paged"
+
+
 def test_a_critical_case_is_referred_on_the_critical_lane(pools, outbox, keys):
     add_partners(pools)
     offer_critical_case(pools, outbox, keys)

@@ -116,6 +116,18 @@ def test_an_override_keeps_the_original_assessment_and_announces_the_new_level_o
     assert "pills" not in json.dumps(body)
 
 
+def test_an_override_carries_on_what_the_victim_asked_of_her_helpers(pools, outbox, keys):
+    asked = {"family_contact": False, "staff_gender": "female", "victim_age": 15}
+    received = new_event("case.received", {**case_received(keys, "he will post my pictures").data,
+                                           "preferences": asked}, producer="intake")
+    service = triage(pools, outbox, keys)
+    service.on_case_received([received.to_message()])
+    service.on_risk_overridden(risk_overridden(keys, received.data["case_id"], "critical", "high").to_message())
+
+    (_, first), (_, overridden) = outbox_events(pools["triage"])
+    assert parse(first).data["preferences"] == parse(overridden).data["preferences"] == asked
+
+
 def test_an_override_lowering_a_case_goes_on_the_normal_lane(pools, outbox, keys):
     received = case_received(keys, SUICIDAL, suicidal_thoughts=True)
     service = triage(pools, outbox, keys)
