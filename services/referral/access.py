@@ -22,7 +22,9 @@ class Principal:
 
     @property
     def actor_id(self):
-        return str(self.partner_id) if self.partner_id else self.staff_name
+        """Who did it, for the audit log: the partner, or the member of staff (a counsellor's partner is
+        recorded beside it)."""
+        return self.staff_name if self.kind == "staff" else str(self.partner_id)
 
 
 class Refused(Exception):

@@ -164,10 +164,13 @@ def referral_policy(args, config):
 
 
 def referral_staff_key(args, config):
+    if (args.role == "counsellor") != (args.partner_id is not None):
+        raise SystemExit("a counsellor's key needs --partner-id (their organisation); no other role takes one")
     keys = load_keys(config.keys_file)
     with _referral_pool(config).transaction() as cur:
-        key_id, api_key = access.issue_key(cur, keys.lookup, _now(), args.role, staff_name=args.name)
-        access.audit(cur, _now(), "staff.key_issued", "ok", actor_kind="cli",
+        key_id, api_key = access.issue_key(cur, keys.lookup, _now(), args.role, partner_id=args.partner_id,
+                                           staff_name=args.name)
+        access.audit(cur, _now(), "staff.key_issued", "ok", actor_kind="cli", partner_id=args.partner_id,
                      detail={"key_id": key_id, "role": args.role, "staff_name": args.name})
     print(api_key)
     print(f"key {key_id}: {args.role} {args.name} on the referral admin API (/admin/v1); shown only now.",
@@ -229,4 +232,5 @@ def add_to(commands):
     staff = referral.add_parser("staff-key", help="an admin API key for a member of staff (shown once)")
     staff.add_argument("name")
     staff.add_argument("--role", required=True, choices=access.STAFF_ROLES)
+    staff.add_argument("--partner-id", type=uuid.UUID, help="a counsellor's partner organisation (required for them)")
     staff.set_defaults(func=referral_staff_key)

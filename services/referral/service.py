@@ -458,12 +458,32 @@ class ReferralService(Observable):
 
     @api("POST", "/admin/v1/referrals/<referral_id>/status")
     def admin_change_status(self, request, referral_id):
+        """Staff move a referral along. A counsellor answers for their own partner organisation, as the
+        partner would: only its referrals, and never withdrawing one (that is a supervisor's decision)."""
         now = _now()
         principal = self._authorise(request, STAFF, "referral.status", now)
         referral_id = _uuid(referral_id, "referral_id")
         body = _body(request, schemas.StatusChangeSchema())
-        row = self._change_status(request, now, principal, referral_id, body, "staff", None)
+        partner_id = None
+        if principal.role == "counsellor":
+            self._check_counsellor(request, now, principal, referral_id, body)
+            partner_id = principal.partner_id
+        row = self._change_status(request, now, principal, referral_id, body, "staff", partner_id)
         return json_response(200, handlers.partner_view(row))
+
+    def _check_counsellor(self, request, now, principal, referral_id, body):
+        refusal = None
+        if principal.partner_id is None:
+            refusal = ("no_partner", "Authorization",
+                       "This counsellor's key names no partner organisation: ask for a new one.")
+        elif body["status"] not in lifecycle.MAY_SET["partner"]:
+            refusal = ("status_not_allowed", "status",
+                       f"A counsellor may set: {', '.join(lifecycle.MAY_SET['partner'])}.")
+        if refusal is not None:
+            code, field, message = refusal
+            self._audit(now, "referral.status", "refused", principal, request, referral_id=referral_id,
+                        detail={"status": body["status"], "code": code})
+            raise ApiError(403, "forbidden", message, {field: [message]})
 
 
 class _TermsLoader:

@@ -192,7 +192,8 @@ def world(stack, stack_env):
                     {"id": expiring.id})
     old_partner_key = w.partner_a.key
     w.partner_a.key = sanad(env, "partner", "rotate-key", w.partner_a.id, "--grace-minutes", "0")[0].strip()
-    keys = {role: referral_staff_key(env, role) for role in ("counsellor", "supervisor", "admin")}
+    keys = {role: referral_staff_key(env, role, w.partner_a.id if role == "counsellor" else None)
+            for role in ("counsellor", "supervisor", "admin")}
     revoked_staff_key = referral_staff_key(env, "admin")
     with Pool(env["SANAD_DATABASE_URL"], size=1, schema="referral").transaction() as cur:
         cur.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = %(id)s",

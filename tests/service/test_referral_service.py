@@ -823,7 +823,7 @@ def test_staff_move_a_referral_for_an_in_house_counsellor_and_a_supervisor_sees_
     event = offer_critical_case(pools, outbox, keys)
     escalate(pools, outbox, deadlines(pools)[0]["due_at"])
     _, reoffer = referrals(pools)
-    counsellor = key_for(pools, keys, role="counsellor", staff_name="amira")
+    counsellor = key_for(pools, keys, reoffer["partner_id"], role="counsellor", staff_name="amira")
     supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
     service = referral_service(pools, outbox, keys)
 
@@ -838,6 +838,30 @@ def test_staff_move_a_referral_for_an_in_house_counsellor_and_a_supervisor_sees_
     assert [(e["reason"], e["step"]) for e in view["escalations"]] == [("ack_timeout", 1)]
     assert call(service, "admin_case_referrals", "GET", "/", str(event.data["case_id"]), key=counsellor)[0] == 403
     assert ("case.read", "ok", "huda") in [(a["action"], a["outcome"], a["actor_id"]) for a in audit(pools)]
+
+
+def test_a_counsellor_moves_only_their_own_partner_s_referrals_and_never_withdraws_one(pools, outbox, keys):
+    (first, _), (second, _) = two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    assert offer["partner_id"] == first
+    ours = key_for(pools, keys, first, role="counsellor", staff_name="amira")
+    elsewhere = key_for(pools, keys, second, role="counsellor", staff_name="zainab")
+    untied = key_for(pools, keys, role="counsellor", staff_name="old-key")
+    service = referral_service(pools, outbox, keys)
+
+    def change(key, status):
+        return call(service, "admin_change_status", "POST", "/", str(offer["id"]), key=key, body={"status": status})
+
+    assert change(elsewhere, "accepted")[0] == 404, "another organisation's referral is not theirs to see"
+    status, body, _ = change(untied, "accepted")
+    assert (status, list(body["error"]["fields"])) == (403, ["Authorization"])
+    status, body, _ = change(ours, "withdrawn")
+    assert (status, list(body["error"]["fields"])) == (403, ["status"])
+    assert referrals(pools)[0]["status"] == "offered"
+    assert change(ours, "accepted")[0] == 200
+    refused = [(a["actor_id"], a["outcome"]) for a in audit(pools) if a["action"] == "referral.status"]
+    assert refused == [("zainab", "refused"), ("old-key", "refused"), ("amira", "refused"), ("amira", "ok")]
 
 
 def test_malformed_partner_calls_get_a_json_error_naming_the_field_never_a_500(pools, outbox, keys):

@@ -91,9 +91,10 @@ def partner(env, name, service, governorate="dhi_qar"):
     return Partner(name, added["partner_id"], added["api_key"], receiver)
 
 
-def referral_staff_key(env, role):
-    """A key for referral's admin API, for a member of staff of `role`."""
-    out, _ = sanad(env, "referral", "staff-key", f"{role}-{uuid.uuid4().hex[:6]}", "--role", role)
+def referral_staff_key(env, role, partner_id=None):
+    """A key for referral's admin API, for a member of staff of `role` (a counsellor of `partner_id`)."""
+    partner = ("--partner-id", str(partner_id)) if partner_id else ()
+    out, _ = sanad(env, "referral", "staff-key", f"{role}-{uuid.uuid4().hex[:6]}", "--role", role, *partner)
     return out.strip()
 
 
