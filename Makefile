@@ -3,6 +3,8 @@ PYTEST_ARGS ?=
 
 .PHONY: run test bench setup-run setup-test
 
+# Development unless told otherwise: the README's try-it registers a webhook at http://127.0.0.1.
+run: export SANAD_ENV ?= development
 run: setup-run
 	.venv/bin/sanad keys init
 	.venv/bin/sanad migrate

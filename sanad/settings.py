@@ -32,6 +32,8 @@ def from_environment(environ=os.environ) -> Settings:
         database_url=environ.get("SANAD_DATABASE_URL", DEFAULT_DATABASE_URL),
         amqp_uri=environ.get("SANAD_AMQP_URI", DEFAULT_AMQP_URI),
         keys_file=Path(environ.get("SANAD_KEYS_FILE", DEFAULT_KEYS_FILE)),
-        environment=environ.get("SANAD_ENV", "development"),
+        # Unset means production: a deployment that forgets the variable keeps Secure cookies, https-only
+        # webhooks and no private webhook addresses. `make run` and the tests ask for development.
+        environment=environ.get("SANAD_ENV", "production"),
         public_url=environ.get("SANAD_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/"),
     )

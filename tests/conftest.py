@@ -12,6 +12,9 @@ from sanad.crypto import Keys, write_keys
 from sanad.platform.migrate import drop_database, ensure_database, migrate
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+# The tests' partners and pagers listen on loopback over plain HTTP, which only development allows; the
+# tests that need production set it themselves.
+os.environ.setdefault("SANAD_ENV", "development")
 POSTGRES = os.environ.get("SANAD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 

@@ -19,6 +19,11 @@ def test_outside_development_https_is_required_and_private_addresses_refused():
     assert production.urls.require_https and not production.urls.allow_private
 
 
+def test_with_sanad_env_unset_webhooks_are_held_to_production_s_rules():
+    unset = from_environment({})
+    assert unset.urls.require_https and not unset.urls.allow_private, "a forgotten variable fails closed"
+
+
 def test_in_development_plain_http_and_loopback_receivers_are_accepted():
     development = from_environment({"SANAD_ENV": "development"})
     assert not development.urls.require_https and development.urls.allow_private
