@@ -214,22 +214,22 @@ class Assessed:
 
 
 class CasesAtHand:
-    """What refer_case reads before it offers: each case's level as referral last recorded it (its row
-    locked), the escalation policies, and, for a batch, the partners offering the batch's services. `read`
-    fetches them for a batch's events in three round trips (before, two for every case, then another for
-    every case's partners); refer_case then answers from memory and keeps the levels and the partners'
-    open referrals up to date as the batch goes, as the tables would be. A batch's first offer of a case
-    referral had not seen then goes to PostgreSQL with the COMMIT (`offers_later`). One instance a
-    transaction."""
+    """What refer_case reads before it offers: each case's level, and when it was assessed, as referral
+    last recorded them (its row locked), the escalation policies, and, for a batch, the partners offering
+    the batch's services. `read` fetches them for a batch's events in three round trips (before, two for
+    every case, then another for every case's partners); refer_case then answers from memory and keeps
+    the assessments and the partners' open referrals up to date as the batch goes, as the tables would
+    be. A batch's first offer of a case referral had not seen then goes to PostgreSQL with the COMMIT
+    (`offers_later`). One instance a transaction."""
 
     def __init__(self):
-        self._levels = {}  # case id -> Assessed as recorded, None for a case referral has not seen
+        self._assessed = {}  # case id -> Assessed as recorded, None for a case referral has not seen
         self._policies = None
         self._partners = None  # service -> [Partner] as read for a batch, open referrals as they were then
         self._offered = collections.Counter()  # partner id -> referrals offered in this transaction since
 
     def read(self, cur, events):
-        self._read_levels(cur, {event.data["case_id"] for event in events})
+        self._read_assessed(cur, {event.data["case_id"] for event in events})
         self._read_policies(cur)
         services = {service for event in events
                     for service in referable_services(event.data["needs"], event.data["consents"])}
@@ -248,12 +248,12 @@ class CasesAtHand:
     def assessment_recorded(self, cur, case_id):
         """The case's level and when it was assessed, as referral last recorded them (None if new), its row
         locked."""
-        self._read_levels(cur, {case_id})
-        return self._levels[case_id]
+        self._read_assessed(cur, {case_id})
+        return self._assessed[case_id]
 
     def now_recorded(self, case_id, assessed):
         """This transaction has recorded `assessed` (an Assessed) for the case."""
-        self._levels[case_id] = assessed
+        self._assessed[case_id] = assessed
 
     def policy(self, cur, level):
         self._read_policies(cur)
@@ -276,12 +276,13 @@ class CasesAtHand:
             cur.execute(sql.EVERY_POLICY)
             self._policies = {row["level"]: row for row in cur.fetchall()}
 
-    def _read_levels(self, cur, case_ids):
-        wanted = case_ids - self._levels.keys()
+    def _read_assessed(self, cur, case_ids):
+        wanted = case_ids - self._assessed.keys()
         if wanted:
             cur.execute(sql.CASE_LEVELS_FOR_UPDATE, {"case_ids": sorted(wanted)})
-            self._levels.update(dict.fromkeys(wanted))
-            self._levels.update({row["case_id"]: Assessed(row["level"], row["triaged_at"]) for row in cur.fetchall()})
+            self._assessed.update(dict.fromkeys(wanted))
+            self._assessed.update({row["case_id"]: Assessed(row["level"], row["triaged_at"])
+                                   for row in cur.fetchall()})
 
 
 # Offering -----------------------------------------------------------------------------------------------
