@@ -524,9 +524,29 @@ def _deadline_failed(pool, deadline_id, now):
                   row["failures"])
 
 
+# notify's reasons for a delivery that could not even be tried: the partner has no way to hear from us.
+UNREACHABLE_ERRORS = ("endpoint_disabled", "no_endpoint")
+GONE = 410  # the partner's endpoint asked for no more webhooks (notify disables it)
+
+
+def partner_unreachable(last_status_code, last_error) -> bool:
+    """Whether a dead delivery says the partner cannot be reached at all, rather than that it failed."""
+    return last_error in UNREACHABLE_ERRORS or last_status_code == GONE
+
+
 def delivery_exhausted(cur, event, outbox, now=None, fired_by=PRODUCER):
-    """notify gave up delivering an offer: the partner never got it, so it goes to the next partner."""
+    """notify gave up delivering an offer: the partner never got it, so it goes to the next partner. A
+    partner notify cannot reach at all (its endpoint disabled, gone, or never registered) also stops
+    taking new cases, as if it had said so: matching would otherwise offer it case after case, each
+    failing at once and paging the supervisors. Its capacity is set again by the partner or an admin
+    once its endpoint works (docs/operations.md)."""
     now, effects = _utcnow(now), Effects()
+    data = event.data
+    if partner_unreachable(data["last_status_code"], data["last_error"]):
+        cur.execute(sql.STOP_ACCEPTING, {"id": data["partner_id"], "now": now, "by": "system: webhook unreachable"})
+        if cur.fetchone() is not None:
+            log.warning("partner %s takes no new cases: its webhook endpoint cannot be reached (%s)",
+                        data["partner_id"], data["last_error"] or f"status {data['last_status_code']}")
     referral = _lock_referral(cur, event.data["referral_id"])
     if referral is None or referral["status"] != "offered":
         return effects  # answered through the API all the same, or already moved on

@@ -45,6 +45,13 @@ UPDATE_PARTNER = """
     WHERE id = %(id)s
     RETURNING id
 """
+# A partner notify cannot reach stops taking new cases (handlers.delivery_exhausted); once only.
+STOP_ACCEPTING = """
+    UPDATE partners SET accepting = false, accepting_changed_at = %(now)s, accepting_changed_by = %(by)s,
+                        updated_at = %(now)s
+    WHERE id = %(id)s AND accepting
+    RETURNING id
+"""
 SET_ACCEPTING = """
     UPDATE partners SET accepting = %(accepting)s, accepting_changed_at = %(now)s, accepting_changed_by = %(by)s,
                         updated_at = %(now)s
@@ -80,7 +87,7 @@ OFFER_OF = f"""
 """
 DIRECTORY = f"""
     SELECT p.id, p.name, p.description, p.address, p.confidential_address, p.phone, p.email, p.website,
-           p.accepting, p.active, p.accepting_changed_at, {_OPEN_REFERRALS} AS open_referrals,
+           p.accepting, p.active, p.accepting_changed_at, p.accepting_changed_by, {_OPEN_REFERRALS} AS open_referrals,
            coalesce((SELECT json_agg(json_build_object(
                          'service', ps.service, 'governorates', ps.governorates, 'languages', ps.languages,
                          'staff_genders', ps.staff_genders, 'always_open', ps.always_open,

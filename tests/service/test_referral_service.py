@@ -457,12 +457,34 @@ def test_a_decline_with_a_reason_goes_to_the_next_partner_at_once(pools, outbox,
     assert [d["status"] for d in deadlines(pools)] == ["cancelled", "pending"]
 
 
-def exhausted(referral):
+def exhausted(referral, last_status_code=503, last_error=None):
     return new_event("notification.exhausted", {
         "delivery_id": uuid.uuid4(), "webhook_id": f"msg_{referral['id'].hex}", "referral_id": referral["id"],
         "case_id": referral["case_id"], "partner_id": referral["partner_id"], "attempts": 8,
-        "last_status_code": 503, "last_error": None, "exhausted_at": datetime.now(timezone.utc),
+        "last_status_code": last_status_code, "last_error": last_error, "exhausted_at": datetime.now(timezone.utc),
     }, producer="notify", lane="critical")
+
+
+@pytest.mark.parametrize("status_code,error,unreachable", [
+    (None, "endpoint_disabled", True), (None, "no_endpoint", True), (410, None, True),
+    (503, None, False), (None, "timeout", False), (404, None, False),
+])
+def test_a_partner_notify_cannot_reach_at_all_takes_no_new_cases_until_someone_says_it_can(
+        status_code, error, unreachable, pools, outbox, keys):
+    (first, _), (second, _) = two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    service = referral_service(pools, outbox, keys, CriticalReferralService)
+    service.on_notification_exhausted(exhausted(offer, status_code, error).to_message())
+
+    with pools["referral"].transaction() as cur:
+        [partner] = handlers.directory(cur, first)
+    assert partner["accepting"] is not unreachable
+    assert (partner["accepting_changed_by"] == "system: webhook unreachable") is unreachable
+    assert referrals(pools)[-1]["partner_id"] == second, "its case went on to the next partner either way"
+    next_case = offer_critical_case(pools, outbox, keys).data["case_id"]
+    [next_offer] = [r for r in referrals(pools) if r["case_id"] == next_case]
+    assert next_offer["partner_id"] == (second if unreachable else first), "the next case skips it, or not"
 
 
 def test_an_offer_notify_could_not_deliver_is_withdrawn_and_reoffered(pools, outbox, keys):
