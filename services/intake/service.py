@@ -551,8 +551,20 @@ class IntakeService(Observable):
 
     @http("GET", "/exit")
     def quick_exit(self, request):
+        """Quick exit ends the session here too, whatever the page's script managed first (its logout can
+        fail, on a page whose CSRF token an older session gave it). Safe as a GET: the session cookie is
+        SameSite=Strict, so no other site can send a browser here with it."""
+        cookie = request.cookies.get(auth.SESSION_COOKIE)
+        if cookie:
+            now = _now()
+            with self.db.transaction() as cur:
+                principal = auth.session_principal(cur, cookie, now, activity=False)
+                if principal is not None:
+                    auth.end_session(cur, cookie)
+                    handlers.audit(cur, principal, "logout", ip=self._ip(request), now=now)
         response = _html(pages.exit_page(self._lang(request)))
         response.headers["Clear-Site-Data"] = '"cache"'
+        response.delete_cookie(auth.SESSION_COOKIE, path="/")
         return response
 
     @http("GET", "/lang/<string:code>")
@@ -637,7 +649,9 @@ class IntakeService(Observable):
                             secure=not settings.from_environment().is_development)
 
     def _set_session_cookie(self, response, cookie):
-        self._set_cookie(response, auth.SESSION_COOKIE, cookie, max_age=int(auth.SESSION_LIFETIME.total_seconds()))
+        """A cookie of the browser's session only (no Max-Age): closing the browser on a shared computer
+        forgets it, and the server ends the session itself after the shift or an idle hour (auth.py)."""
+        self._set_cookie(response, auth.SESSION_COOKIE, cookie)
 
     @staticmethod
     def _user_json(principal):

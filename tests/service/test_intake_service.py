@@ -589,6 +589,7 @@ def test_login_sets_a_session_cookie_that_is_httponly_and_samesite_strict_and_se
     assert response.status_code == 200
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+    assert "Max-Age" not in cookie and "Expires" not in cookie, "closing the browser forgets it"
     stored = rows(pools["intake"], "SELECT token_hash FROM sessions")
     value = re.search(rf"{auth.SESSION_COOKIE}=([^;]+)", cookie).group(1)
     assert value not in json.dumps(stored), "only a hash of the cookie is stored"
@@ -596,6 +597,20 @@ def test_login_sets_a_session_cookie_that_is_httponly_and_samesite_strict_and_se
     again = call(service, "api_login", json_request("POST", "/api/session",
                                                     {"username": operator.username, "password": PASSWORD}))
     assert "Secure" in again.headers["Set-Cookie"]
+
+
+def test_arriving_at_the_quick_exit_page_ends_the_session_even_when_the_script_could_not(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    stale_token = call(service, "api_logout", json_request(
+        "DELETE", "/api/session", headers=operator.headers(csrf=False, **{"X-CSRF-Token": "from-an-older-session"})))
+    assert stale_token.status_code == 403, "the page's logout failed"
+
+    left = call(service, "quick_exit", json_request("GET", "/exit", headers=operator.headers(csrf=False)))
+    assert left.status_code == 200 and f"{auth.SESSION_COOKIE}=;" in left.headers["Set-Cookie"]
+    me = call(service, "api_me", json_request("GET", "/api/me", headers=operator.headers()))
+    assert me.status_code == 401, "Back, or /queue, does not get back in"
+    assert rows(pools["intake"], "SELECT * FROM sessions") == []
 
 
 def test_five_failed_logins_lock_the_name_even_against_the_right_password(pools, outbox, keys):
