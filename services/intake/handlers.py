@@ -508,11 +508,20 @@ def create_user(cur, actor, fields, ip=None, now=None):
 
 
 def set_user_active(cur, actor, user_id, active, ip=None, now=None):
+    """Activate or deactivate an account. Deactivating ends its sessions and revokes its API tokens for
+    good (activating it again brings none of them back), and puts the cases it held back in the open
+    queue, each with an audit entry, so that no case, a critical one least of all, waits for someone
+    who has gone."""
+    now = _now(now)
     cur.execute(sql.SET_USER_ACTIVE, {"id": user_id, "active": active})
     if cur.fetchone() is None:
         raise Refused("not_found", "user_not_found")
     if not active:
         cur.execute(sql.END_SESSIONS_OF_USER, {"id": user_id})
+        cur.execute(sql.REVOKE_TOKENS_OF_USER, {"id": user_id, "now": now})
+        cur.execute(sql.RELEASE_CASES_OF_USER, {"id": user_id})
+        for row in cur.fetchall():
+            audit(cur, actor, "case_assigned", row["id"], {"from": str(user_id), "to": None}, ip, now)
     audit(cur, actor, "user_activated" if active else "user_deactivated", None, {"user_id": str(user_id)}, ip, now)
 
 

@@ -201,6 +201,9 @@ TOKEN_USER = Prepared("""
       AND (t.expires_at IS NULL OR t.expires_at > %(now)s)
 """)
 REVOKE_TOKEN = "UPDATE api_tokens SET revoked_at = %(now)s WHERE id = %(id)s AND revoked_at IS NULL RETURNING id"
+REVOKE_TOKENS_OF_USER = "UPDATE api_tokens SET revoked_at = %(now)s WHERE user_id = %(id)s AND revoked_at IS NULL"
+# The cases a deactivated account held go back to the open queue, where every operator sees them.
+RELEASE_CASES_OF_USER = "UPDATE cases SET assigned_to = NULL WHERE assigned_to = %(id)s RETURNING id"
 
 COUNT_LOGIN_FAILURES = """
     SELECT (SELECT count(*) FROM login_failures WHERE username_hash = %(username_hash)s AND failed_at > %(since)s)

@@ -554,6 +554,29 @@ def test_an_admin_manages_accounts_but_sees_no_case(pools, outbox, keys):
     assert get_case(service, operator, case_id).status_code == 401, "disabling an account ends its sessions"
 
 
+def test_deactivating_an_account_revokes_its_tokens_for_good_and_puts_its_cases_back_in_the_open_queue(
+        pools, outbox, keys):
+    leaving, colleague, admin = staff(pools, "operator"), staff(pools, "operator"), staff(pools, "admin")
+    service = intake(pools, outbox, keys)
+    held = body_of(post_case(service, leaving))["id"]  # recorded in a session: held by its recorder
+    token, _ = token_for(pools, leaving.username)
+    assert get_case(service, colleague, held).status_code == 404, "held by another operator"
+
+    def set_active(active):
+        return call(service, "update_user", json_request("PATCH", f"/api/users/{leaving.id}", {"active": active},
+                                                         admin.headers()), leaving.id).status_code
+
+    assert set_active(False) == 200
+    assert get_case(service, colleague, held).status_code == 200, "back in the open queue"
+    assert set_active(True) == 200
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert call(service, "api_me", json_request("GET", "/api/me", headers=bearer)).status_code == 401, \
+        "activating the account again brings back none of its old tokens"
+    released = [e for e in rows(pools["intake"], "SELECT * FROM audit_log WHERE case_id = %(id)s", {"id": held})
+                if e["action"] == "case_assigned"]
+    assert len(released) == 1 and released[0]["detail"]["to"] is None
+
+
 # Sessions, CSRF, tokens, the login limit -------------------------------------------------------------
 
 def test_a_write_from_a_session_without_its_csrf_token_is_refused_and_writes_nothing(pools, outbox, keys):
