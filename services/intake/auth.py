@@ -48,6 +48,7 @@ class Principal:
 class LoginOutcome:
     user: dict | None
     locked: bool = False
+    busy: bool = False  # another attempt on the same name was being checked: try again in a moment
 
 
 def new_secret() -> str:
@@ -69,11 +70,15 @@ def _principal(row, via, csrf_token=None) -> Principal:
 
 def attempt_login(cur, keys, username, password, ip, now) -> LoginOutcome:
     """Check a name and password under the failed-login limit. A locked name answers "locked" whatever
-    the password, so guessing cannot continue through the lock."""
+    the password, so guessing cannot continue through the lock. A name whose last attempt is still being
+    checked answers "busy", so that guesses sent at once cannot each find the count below the limit."""
     username = (username or "").strip().lower()[:100]
     if "\x00" in username:  # no account has one, and PostgreSQL text cannot hold it
         username = ""
     name_hash = keys.lookup_hash("login:" + username)
+    cur.execute(sql.CLAIM_LOGIN_NAME, {"username_hash": name_hash})
+    if not cur.fetchone()["claimed"]:
+        return LoginOutcome(user=None, busy=True)
     since = now - LOGIN_WINDOW
     cur.execute(sql.COUNT_LOGIN_FAILURES, {"username_hash": name_hash, "ip": ip, "since": since})
     counts = cur.fetchone()

@@ -251,9 +251,9 @@ class IntakeService(Observable):
                 cookie, csrf_token = auth.start_session(cur, outcome.user["id"], self._ip(request), now)
                 principal = auth.session_principal(cur, cookie, now)
                 handlers.audit(cur, principal, "login", ip=self._ip(request), now=now)
-        if outcome.locked:
+        if outcome.locked or outcome.busy:
             LOGINS.labels(outcome="locked").inc()
-            raise _api_error(429, "locked", lang)
+            raise _api_error(429, "login_busy" if outcome.busy else "locked", lang)
         if outcome.user is None:
             LOGINS.labels(outcome="failed").inc()
             raise _api_error(401, "login_failed", lang)
@@ -520,9 +520,10 @@ class IntakeService(Observable):
                 cookie, _ = auth.start_session(cur, outcome.user["id"], self._ip(request), now)
                 handlers.audit(cur, auth.session_principal(cur, cookie, now), "login", ip=self._ip(request), now=now)
         if outcome.user is None:
-            LOGINS.labels(outcome="locked" if outcome.locked else "failed").inc()
-            return self._login_again(lang, next_path, "login.locked" if outcome.locked else "login.failed",
-                                     username, 429 if outcome.locked else 401)
+            throttled = outcome.locked or outcome.busy
+            LOGINS.labels(outcome="locked" if throttled else "failed").inc()
+            message = "login.busy" if outcome.busy else "login.locked" if outcome.locked else "login.failed"
+            return self._login_again(lang, next_path, message, username, 429 if throttled else 401)
         LOGINS.labels(outcome="succeeded").inc()
         if outcome.user["role"] == "admin" and next_path == "/queue":
             next_path = "/users"

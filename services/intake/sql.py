@@ -205,6 +205,9 @@ REVOKE_TOKENS_OF_USER = "UPDATE api_tokens SET revoked_at = %(now)s WHERE user_i
 # The cases a deactivated account held go back to the open queue, where every operator sees them.
 RELEASE_CASES_OF_USER = "UPDATE cases SET assigned_to = NULL WHERE assigned_to = %(id)s RETURNING id"
 
+# One login attempt per name at a time, held to the attempt's COMMIT: concurrent guesses cannot all read
+# the failures before any of them is recorded. Tried, not waited for: a wait would hold a connection.
+CLAIM_LOGIN_NAME = "SELECT pg_try_advisory_xact_lock(hashtextextended(%(username_hash)s, 0)) AS claimed"
 COUNT_LOGIN_FAILURES = """
     SELECT (SELECT count(*) FROM login_failures WHERE username_hash = %(username_hash)s AND failed_at > %(since)s)
                AS by_name,

@@ -636,6 +636,22 @@ def test_arriving_at_the_quick_exit_page_ends_the_session_even_when_the_script_c
     assert rows(pools["intake"], "SELECT * FROM sessions") == []
 
 
+def test_a_guess_sent_while_another_for_the_same_name_is_being_checked_is_turned_away(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+
+    def login():
+        return call(service, "api_login", json_request("POST", "/api/session",
+                                                       {"username": operator.username, "password": PASSWORD}))
+
+    with pools["intake"].transaction() as checking:  # a first guess, its failure not yet committed
+        auth.attempt_login(checking, keys, operator.username, "wrong password!", "10.0.0.1",
+                           datetime.now(timezone.utc))
+        busy = login()
+        assert (busy.status_code, body_of(busy)["error"]["code"]) == (429, "login_busy")
+    assert login().status_code == 200, "once the first is recorded, the name is free again"
+
+
 def test_five_failed_logins_lock_the_name_even_against_the_right_password(pools, outbox, keys):
     operator = staff(pools, "operator")
     service = intake(pools, outbox, keys)
