@@ -141,3 +141,28 @@ def test_on_a_phone_every_page_fits_the_screen_without_scrolling_sideways_or_a_c
         assert errors == [], "nothing the browser reports as an error, a missing icon included"
     finally:
         context.close()
+
+
+def test_a_case_left_open_leaves_the_screen_once_its_session_has_ended(browser, stack, staff):
+    context = browser.new_context(base_url=stack.url("intake"), viewport={"width": 1280, "height": 900},
+                                  locale="ar-IQ", timezone_id="Asia/Baghdad")
+    context.clock.install()  # the page's minute-long checks run when the test moves the clock on
+    left_open = context.new_page()
+    try:
+        log_in(left_open, staff["operator"])
+        csrf = left_open.locator("body").get_attribute("data-csrf")
+        created = left_open.request.post("/api/cases", headers={"X-CSRF-Token": csrf}, data={
+            "narrative": "يهددها ينشر صورها", "channel": "phone", "governorate": "dhi_qar"}).json()
+        left_open.goto(f"/cases/{created['id']}")
+        expect(left_open.locator(".narrative")).to_contain_text("يهددها")
+
+        other_tab = context.new_page()  # the session ends elsewhere: quick exit in another tab
+        other_tab.goto("/queue")
+        other_tab.keyboard.press("Escape")
+        expect(other_tab).to_have_url(re.compile(r"/exit$"))
+
+        left_open.clock.fast_forward(61_000)
+        expect(left_open).to_have_url(re.compile(r"/login\?expired=1"))
+        expect(left_open.locator("body")).not_to_contain_text("يهددها")
+    finally:
+        context.close()

@@ -4,7 +4,8 @@
 //   kept as the operator types, encrypted (AES-GCM, WebCrypto) under a key the server keeps per account, so a
 //   crash or a closed tab loses nothing and a draft left on a shared machine opens only for its author;
 // - the queue: refreshed every few seconds, critical cases highlighted and announced (aria-live) as they arrive;
-// - small forms on the case and accounts pages (override, assignment, accounts), posted as JSON.
+// - small forms on the case and accounts pages (override, assignment, accounts), posted as JSON;
+// - every signed-in page leaves for the login page once its session has ended.
 // No dependency, no build step; text goes into the page only through textContent, never as HTML.
 "use strict";
 
@@ -14,6 +15,7 @@
   const csrf = body.dataset.csrf || "";
   const userId = body.dataset.user || "";
   const POLL_MS = 5000;
+  const SESSION_CHECK_MS = 60000;
   const DRAFT_SAVE_DELAY_MS = 400;
 
   function t(key, ...params) {
@@ -372,10 +374,23 @@
     });
   }
 
+  // A page left open leaves with its session ----------------------------------------------------------
+  // The queue's refresh finds an ended session; every other page of a signed-in account asks now and then
+  // (as a poll, which keeps no session alive), so a case left on screen in a shared room goes to the login
+  // page once its session ends: an idle hour, the end of the shift, quick exit in another tab. A draft
+  // being typed is kept, encrypted, for its author.
+
+  function watchSession() {
+    window.setInterval(() => {
+      api("GET", "/api/me", undefined, { "X-Sanad-Poll": "1" }).catch(() => {});
+    }, SESSION_CHECK_MS);
+  }
+
   // Start ----------------------------------------------------------------------------------------------
 
   const caseForm = document.getElementById("case-form");
   if (caseForm) setUpCaseForm(caseForm);
   if (body.dataset.page === "queue") setUpQueue();
+  else if (userId) watchSession();
   for (const form of document.querySelectorAll("form.api-form")) setUpApiForm(form);
 })();
