@@ -2,8 +2,10 @@
 
 Services read them in their dependency providers' setup(); the CLI and the launcher read them directly.
 """
+import ipaddress
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/sanad"
@@ -21,6 +23,10 @@ class Settings:
     keys_file: Path
     environment: str  # "development" or "production"
     public_url: str
+    # The networks of the reverse proxies in front of the HTTP services (SANAD_TRUSTED_PROXIES: addresses
+    # or CIDR blocks, comma separated; none by default). A request from one of them is from the client its
+    # X-Forwarded-For names (sanad.platform.http.client_address); from anywhere else, that header is ignored.
+    trusted_proxies: tuple = ()
 
     @property
     def is_development(self) -> bool:
@@ -36,4 +42,13 @@ def from_environment(environ=os.environ) -> Settings:
         # webhooks and no private webhook addresses. `make run` and the tests ask for development.
         environment=environ.get("SANAD_ENV", "production"),
         public_url=environ.get("SANAD_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/"),
+        trusted_proxies=_networks(environ.get("SANAD_TRUSTED_PROXIES", "")),
     )
+
+
+@lru_cache(maxsize=8)  # read at every request that needs it: parsed once
+def _networks(value) -> tuple:
+    try:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"SANAD_TRUSTED_PROXIES: {exc}") from None

@@ -1,5 +1,6 @@
 """JSON over HTTP for nameko services: one place maps errors to responses, and no stack trace or
 exception text ever reaches a client."""
+import ipaddress
 import json
 import logging
 
@@ -139,6 +140,37 @@ def http(method, url, **kwargs):
     answer says what to do."""
     kwargs.setdefault("expected_exceptions", (ApiError, HTTPException, *CONNECTION_ERRORS))
     return JsonHttpHandler.decorator(method, url, **kwargs)
+
+
+def client_address(request, trusted_proxies=()) -> str:
+    """Who sent a request: its peer's address, unless that peer is one of `trusted_proxies` (networks, see
+    sanad.settings.trusted_proxies); then the nearest address in X-Forwarded-For that is not one of them,
+    read from the right, since a client can write anything to the left of what its proxies added."""
+    peer = request.remote_addr
+    if not trusted_proxies or not _within(peer, trusted_proxies):
+        return peer
+    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]
+    for address in reversed(forwarded):
+        if not _is_address(address):
+            break  # a header garbled on the way: the proxy's address is all that is known
+        if not _within(address, trusted_proxies):
+            return address
+    return peer
+
+
+def _is_address(text) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _within(address, networks) -> bool:
+    try:
+        return any(ipaddress.ip_address(address) in network for network in networks)
+    except ValueError:
+        return False
 
 
 def read_json(request):

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Response
 from sanad import settings
 from sanad.contracts import routing
 from sanad.platform.database import Database
-from sanad.platform.http import ApiError, http, json_response, read_json
+from sanad.platform.http import ApiError, client_address, http, json_response, read_json
 from sanad.platform.inbox import consume_batches, handle_batch
 from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
@@ -149,7 +149,9 @@ class IntakeService(Observable):
 
     @staticmethod
     def _ip(request):
-        return request.remote_addr
+        """The client's address, for the audit log and the login limit: behind a trusted proxy, the one
+        the proxy forwarded, so that one client's failed logins do not lock out everyone behind it."""
+        return client_address(request, settings.from_environment().trusted_proxies)
 
     def _principal(self, cur, request, now):
         header = request.headers.get("Authorization", "")

@@ -652,6 +652,24 @@ def test_a_guess_sent_while_another_for_the_same_name_is_being_checked_is_turned
     assert login().status_code == 200, "once the first is recorded, the name is free again"
 
 
+def test_behind_a_trusted_proxy_one_client_guessing_at_many_names_locks_out_only_itself(
+        pools, outbox, keys, monkeypatch):
+    monkeypatch.setenv("SANAD_TRUSTED_PROXIES", STAFF_ADDRESS)  # every request comes through the proxy
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+
+    def login(username, password, client):
+        return call(service, "api_login", json_request("POST", "/api/session", {
+            "username": username, "password": password}, {"X-Forwarded-For": client})).status_code
+
+    guesses = [login(f"someone-{n}", "wrong password!", "203.0.113.66") for n in range(auth.MAX_FAILURES_PER_ADDRESS)]
+    assert guesses == [401] * auth.MAX_FAILURES_PER_ADDRESS
+    assert login(operator.username, PASSWORD, "203.0.113.66") == 429, "the guessing client is stopped"
+    assert login(operator.username, PASSWORD, "198.51.100.20") == 200, "everyone else behind the proxy is not"
+    addresses = {r["ip"] for r in rows(pools["intake"], "SELECT ip::text FROM login_failures")}
+    assert addresses == {"203.0.113.66"}
+
+
 def test_five_failed_logins_lock_the_name_even_against_the_right_password(pools, outbox, keys):
     operator = staff(pools, "operator")
     service = intake(pools, outbox, keys)
