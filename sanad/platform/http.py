@@ -143,34 +143,30 @@ def http(method, url, **kwargs):
 
 
 def client_address(request, trusted_proxies=()) -> str:
-    """Who sent a request: its peer's address, unless that peer is one of `trusted_proxies` (networks, see
-    sanad.settings.trusted_proxies); then the nearest address in X-Forwarded-For that is not one of them,
-    read from the right, since a client can write anything to the left of what its proxies added."""
+    """Who sent a request: its peer's address, unless that peer is one of `trusted_proxies` (networks:
+    sanad.settings.Settings.trusted_proxies); then the nearest address in X-Forwarded-For that is not one
+    of them, read from the right, since a client can write anything to the left of what its proxies added."""
     peer = request.remote_addr
-    if not trusted_proxies or not _within(peer, trusted_proxies):
+    if not _within(peer, trusted_proxies):
         return peer
-    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]
-    for address in reversed(forwarded):
-        if not _is_address(address):
+    for address in reversed([part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]):
+        if _address(address) is None:
             break  # a header garbled on the way: the proxy's address is all that is known
         if not _within(address, trusted_proxies):
             return address
     return peer
 
 
-def _is_address(text) -> bool:
+def _address(text):
     try:
-        ipaddress.ip_address(text)
+        return ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def _within(address, networks) -> bool:
-    try:
-        return any(ipaddress.ip_address(address) in network for network in networks)
-    except ValueError:
-        return False
+    parsed = _address(address)
+    return parsed is not None and any(parsed in network for network in networks)
 
 
 def read_json(request):
