@@ -165,7 +165,7 @@ def referral_policy(args, config):
 
 def referral_staff_key(args, config):
     if (args.role == "counsellor") != (args.partner_id is not None):
-        raise SystemExit("a counsellor's key needs --partner-id (their organisation); no other role takes one")
+        raise _error("partner-id: a counsellor's key needs one (their organisation); no other role takes one")
     keys = load_keys(config.keys_file)
     with _referral_pool(config).transaction() as cur:
         key_id, api_key = access.issue_key(cur, keys.lookup, _now(), args.role, partner_id=args.partner_id,

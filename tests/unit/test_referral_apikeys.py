@@ -1,7 +1,13 @@
 """Partner and staff API keys: a public id to find them, a keyed hash to check them."""
 import os
+import uuid
+from argparse import Namespace
 
+import pytest
+
+from sanad.cli import CommandError
 from services.referral import apikeys
+from services.referral.commands import referral_staff_key
 
 SERVER_KEY = os.urandom(32)
 
@@ -36,3 +42,10 @@ def test_malformed_keys_and_headers_are_rejected_before_any_lookup():
     assert apikeys.from_authorization(f"bearer {token}") == apikeys.parse(token)
     for header in (None, token, f"Basic {token}", "Bearer", f"Bearer {token} extra"):
         assert apikeys.from_authorization(header) is None
+
+
+@pytest.mark.parametrize("role,partner_id", [("counsellor", None), ("supervisor", uuid.uuid4()),
+                                             ("admin", uuid.uuid4())])
+def test_a_counsellor_s_staff_key_names_their_organisation_and_no_other_role_s_does(role, partner_id):
+    with pytest.raises(CommandError, match="partner-id"):
+        referral_staff_key(Namespace(name="amira", role=role, partner_id=partner_id), config=None)
