@@ -42,11 +42,16 @@ def from_environment(environ=os.environ) -> Settings:
         # webhooks and no private webhook addresses. `make run` and the tests ask for development.
         environment=environ.get("SANAD_ENV", "production"),
         public_url=environ.get("SANAD_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/"),
-        trusted_proxies=_networks(environ.get("SANAD_TRUSTED_PROXIES", "")),
+        trusted_proxies=trusted_proxies(environ),
     )
 
 
-@lru_cache(maxsize=8)  # read at every request that needs it: parsed once
+def trusted_proxies(environ=os.environ) -> tuple:
+    """Settings.trusted_proxies alone: read at every request that needs it, so one lookup, parsed once."""
+    return _networks(environ.get("SANAD_TRUSTED_PROXIES", ""))
+
+
+@lru_cache(maxsize=8)
 def _networks(value) -> tuple:
     try:
         return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())

@@ -36,3 +36,13 @@ REFERRAL_STATUSES = ("offered", "accepted", "declined", "in_progress", "complete
 
 # Why a referral or case was escalated to the next partner and the on-duty supervisor.
 ESCALATION_REASONS = ("ack_timeout", "declined", "delivery_exhausted", "no_match", "refer_anyway")
+
+# What notification.exhausted says of a partner's endpoint. An endpoint that answers 410 Gone asks for no
+# more webhooks (notify disables it); these errors mean a delivery could not even be tried.
+ENDPOINT_GONE = 410
+UNREACHABLE_ERRORS = ("endpoint_disabled", "no_endpoint")
+
+
+def partner_unreachable(last_status_code, last_error) -> bool:
+    """Whether a dead delivery says the partner cannot be reached at all, rather than that it failed."""
+    return last_error in UNREACHABLE_ERRORS or last_status_code == ENDPOINT_GONE

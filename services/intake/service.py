@@ -151,7 +151,7 @@ class IntakeService(Observable):
     def _ip(request):
         """The client's address, for the audit log and the login limit: behind a trusted proxy, the one
         the proxy forwarded, so that one client's failed logins do not lock out everyone behind it."""
-        return client_address(request, settings.from_environment().trusted_proxies)
+        return client_address(request, settings.trusted_proxies())
 
     def _principal(self, cur, request, now):
         header = request.headers.get("Authorization", "")

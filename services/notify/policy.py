@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
+from sanad.contracts.vocabulary import ENDPOINT_GONE
+
 RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)  # seconds after attempts 1, 2, ...
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 JITTER = 0.1
@@ -21,7 +23,6 @@ DELTA_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() a
 # An endpoint whose deliveries were exhausted this many times in a row, with no success in between, is
 # disabled: by then it has failed for a day and a half (or refused outright, three times).
 DISABLE_AFTER_EXHAUSTED = 3
-GONE = 410
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def should_disable(consecutive_exhausted: int, threshold: int = DISABLE_AFTER_EX
 
 def is_gone(result: Result) -> bool:
     """The endpoint answered 410 Gone: it wants no more webhooks, and its endpoint is disabled at once."""
-    return result.status_code == GONE
+    return result.status_code == ENDPOINT_GONE
 
 
 def failure_summary(result: Result) -> str:

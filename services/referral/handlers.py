@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from sanad.contracts.events import new_event
-from sanad.contracts.vocabulary import lane_for
+from sanad.contracts.vocabulary import lane_for, partner_unreachable
 from sanad.platform.pool import CONNECTION_ERRORS, PLAIN_INDEX_SCANS
 from services.referral import escalation, lifecycle, sql
 from services.referral.directory import PartnerEntry, ServiceTerms, partner_from_row
@@ -524,16 +524,6 @@ def _deadline_failed(pool, deadline_id, now):
                   row["failures"])
 
 
-# notify's reasons for a delivery that could not even be tried: the partner has no way to hear from us.
-UNREACHABLE_ERRORS = ("endpoint_disabled", "no_endpoint")
-GONE = 410  # the partner's endpoint asked for no more webhooks (notify disables it)
-
-
-def partner_unreachable(last_status_code, last_error) -> bool:
-    """Whether a dead delivery says the partner cannot be reached at all, rather than that it failed."""
-    return last_error in UNREACHABLE_ERRORS or last_status_code == GONE
-
-
 def delivery_exhausted(cur, event, outbox, now=None, fired_by=PRODUCER):
     """notify gave up delivering an offer: the partner never got it, so it goes to the next partner. A
     partner notify cannot reach at all (its endpoint disabled, gone, or never registered) also stops
@@ -547,7 +537,7 @@ def delivery_exhausted(cur, event, outbox, now=None, fired_by=PRODUCER):
         if cur.fetchone() is not None:
             log.warning("partner %s takes no new cases: its webhook endpoint cannot be reached (%s)",
                         data["partner_id"], data["last_error"] or f"status {data['last_status_code']}")
-    referral = _lock_referral(cur, event.data["referral_id"])
+    referral = _lock_referral(cur, data["referral_id"])
     if referral is None or referral["status"] != "offered":
         return effects  # answered through the API all the same, or already moved on
     chain, chain_id = _chain_of_referral(cur, referral)
