@@ -222,7 +222,7 @@ def case_view(cur, keys, case_id, viewer=None, ip=None, now=None):
         repeat = cur.fetchall()
     if viewer is not None:
         audit(cur, viewer, "case_viewed", case_id, None, ip, now)
-    return {
+    view = {
         "id": case["id"],
         "reference": case["reference"],
         "received_at": case["received_at"].isoformat(),
@@ -263,7 +263,7 @@ def case_view(cur, keys, case_id, viewer=None, ip=None, now=None):
         },
         "repeat_caller": {
             "other_cases": len(repeat),
-            "references": [row["reference"] for row in repeat if row["visible"]],
+            "references": [row["reference"] for row in repeat],
         },
         "risk": None if not case["risk_level"] else {
             "level": case["risk_level"],
@@ -316,6 +316,20 @@ def case_view(cur, keys, case_id, viewer=None, ip=None, now=None):
             for ref in referrals
         ],
     }
+    if viewer is not None and viewer.role == "counsellor":
+        return as_partner_staff_see_it(view, viewer.partner_id)
+    return view
+
+
+def as_partner_staff_see_it(view, partner_id):
+    """A partner's counsellor works the case for their own organisation: they see its referral, not which
+    other organisations were offered the case or re-offered it (escalations name them), nor why the
+    hotline's staff changed its level or who did (only that they did)."""
+    risk = view["risk"]
+    if risk is not None:
+        risk = {**risk, "overrides": [{**o, "reason": None, "by": None} for o in risk["overrides"]]}
+    return {**view, "risk": risk, "escalations": [],
+            "referrals": [ref for ref in view["referrals"] if ref["partner_id"] == partner_id]}
 
 
 def _person(person_id, name):

@@ -298,10 +298,10 @@ def case_page(lang, principal, view, trail=None, assignees=()) -> Safe:
             for reason in risk["reasons"]
         ) or render('<li>{text}</li>', text=t("case.no_reasons", lang))
         overrides = join(
-            render('<li>{line}<br><q>{reason}</q></li>',
+            render('<li>{line}{reason}</li>',
                    line=t("case.override_line", lang, when(o["at"]), label("risk", o["previous_level"], lang),
-                          label("risk", o["level"], lang), (o["by"] or {}).get("name", "")),
-                   reason=o["reason"])
+                          label("risk", o["level"], lang), (o["by"] or {}).get("name") or t("case.hotline_staff", lang)),
+                   reason=render('<br><q>{text}</q>', text=o["reason"]) if o["reason"] is not None else Safe(""))
             for o in risk["overrides"]
         )
         risk_block = render(

@@ -4,7 +4,7 @@ Roles (issue 4):
 - operator: records cases; sees the cases they recorded or hold, and the open queue (cases nobody holds,
   such as those a machine client posted or a supervisor released), and may take an open case;
 - counsellor: sees the cases referred to their partner organisation, until it declines the referral or
-  Sanad withdraws it;
+  Sanad withdraws it, and of each only what their organisation needs (handlers.as_partner_staff_see_it);
 - supervisor: sees every case and its audit trail, records cases, reassigns;
 - admin: manages staff accounts; sees no case (they run the system, they do not work cases).
 Which cases a role sees is one SQL predicate per role (sql.visibility), the single source of that rule.

@@ -520,6 +520,49 @@ def test_a_counsellor_no_longer_sees_a_case_their_partner_declined_or_that_was_w
     assert (case["id"] in [c["id"] for c in queue["cases"]]) is still_seen
 
 
+def test_a_counsellor_sees_their_own_referral_not_other_partners_escalations_or_staffs_reasons(
+        pools, outbox, keys):
+    ours, other = uuid.uuid4(), uuid.uuid4()
+    operator, supervisor = staff(pools, "operator"), staff(pools, "supervisor")
+    counsellor = staff(pools, "counsellor", partner_id=ours)
+    service = intake(pools, outbox, keys)
+    case = body_of(post_case(service, operator))
+    unreferred = body_of(post_case(service, operator))  # the same caller's phone, not referred to us
+    case_id, now = uuid.UUID(case["id"]), datetime.now(timezone.utc)
+    events = [triaged(case_id, case["reference"], "high", keys=keys)] + [
+        new_event("referral.created", {
+            "referral_id": uuid.uuid4(), "case_id": case_id, "reference": case["reference"], "partner_id": partner,
+            "partner_name": name, "service": service_code, "level": "high", "governorate": "dhi_qar",
+            "created_at": now}, "referral")
+        for partner, name, service_code in ((ours, "Counselling Centre", "counselling"),
+                                            (other, "Police Cybercrime Unit", "police_cybercrime"))
+    ] + [new_event("referral.escalated", {
+        "referral_id": None, "case_id": case_id, "reference": case["reference"], "level": "high",
+        "service": "police_cybercrime", "governorate": "dhi_qar", "reason": "ack_timeout", "step": 1,
+        "reoffered_to": other, "escalated_at": now}, "referral")]
+    intake_status(pools, keys).on_case_status([event.to_message() for event in events])
+    reason = "Her cousin Huda called back for her"
+    assert call(service, "override_risk", json_request("POST", f"/api/cases/{case_id}/risk-override",
+                                                       {"level": "critical", "reason": reason},
+                                                       supervisor.headers()), case_id).status_code == 200
+
+    full = body_of(get_case(service, supervisor, case_id))
+    assert {r["partner_name"] for r in full["referrals"]} == {"Counselling Centre", "Police Cybercrime Unit"}
+    assert full["escalations"] and full["risk"]["overrides"][0]["reason"] == reason
+    assert full["repeat_caller"] == {"other_cases": 1, "references": [unreferred["reference"]]}
+
+    seen = body_of(get_case(service, counsellor, case_id))
+    assert [r["partner_name"] for r in seen["referrals"]] == ["Counselling Centre"]
+    assert seen["escalations"] == []
+    [override] = seen["risk"]["overrides"]
+    assert (override["level"], override["reason"], override["by"]) == ("critical", None, None)
+    assert seen["repeat_caller"] == {"other_cases": 0, "references": []}, "nor that the caller has other cases"
+    assert seen["narrative"] == body_of(get_case(service, supervisor, case_id))["narrative"]
+    page = call(service, "case_page", json_request("GET", f"/cases/{case_id}", headers=counsellor.headers(csrf=False)),
+                case_id).get_data(as_text=True)
+    assert "Police Cybercrime Unit" not in page and reason not in page and "Huda" not in page
+
+
 def test_a_supervisor_sees_every_case_and_its_audit_trail_which_others_may_not(pools, outbox, keys):
     operator, supervisor = staff(pools, "operator"), staff(pools, "supervisor")
     service = intake(pools, outbox, keys)
