@@ -370,6 +370,8 @@ def override_risk(cur, outbox, keys, case_id, actor, level, reason, ip=None, now
     check_visible(cur, case_id, actor)
     cur.execute(sql.CASE_FOR_UPDATE, {"id": case_id})
     case = cur.fetchone()
+    if case["purged"]:  # a reason written now would outlive the purge (services/intake/retention.py)
+        raise Refused("conflict", "case_purged")
     if case["risk_level"] is None:
         raise Refused("conflict", "not_triaged_yet")
     if level == case["risk_level"]:

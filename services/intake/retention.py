@@ -28,12 +28,16 @@ PERSONAL_COLUMNS = {
     ("case_overrides", "reason_sealed"),
 }
 
-# Received before the cut-off, not purged yet, and nobody on staff has read or changed it since.
+# Received before the cut-off, not purged yet, and nobody on staff has read or changed it since. A refused
+# request is no one at work on the case: counted, anyone who learned a case's id (from an old link or a
+# browser's history) could keep it from ever being purged, without so much as logging in.
+REFUSED_ACTIONS = ("access_refused", "case_read_denied", "case_change_refused")
 CANDIDATES = """
     SELECT c.id FROM cases c
     WHERE c.received_at < %(cutoff)s
       AND NOT EXISTS (SELECT 1 FROM purged_cases p WHERE p.case_id = c.id)
-      AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.case_id = c.id AND a.at >= %(cutoff)s)
+      AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.case_id = c.id AND a.at >= %(cutoff)s
+                      AND a.action <> ALL(%(refused)s))
     ORDER BY c.received_at, c.id
 """
 BLANK_CASE = """
@@ -48,7 +52,7 @@ BLANK_OVERRIDE = "UPDATE case_overrides SET reason_sealed = %(reason_sealed)s WH
 
 
 def candidates(cur, cutoff) -> list:
-    cur.execute(CANDIDATES, {"cutoff": cutoff})
+    cur.execute(CANDIDATES, {"cutoff": cutoff, "refused": list(REFUSED_ACTIONS)})
     return [row["id"] for row in cur.fetchall()]
 
 

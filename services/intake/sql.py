@@ -56,7 +56,11 @@ CASE_BY_ID = """
     LEFT JOIN users holder ON holder.id = c.assigned_to
     WHERE c.id = %(id)s
 """
-CASE_FOR_UPDATE = "SELECT id, reference, risk_level, assigned_to FROM cases WHERE id = %(id)s FOR UPDATE"
+CASE_FOR_UPDATE = """
+    SELECT id, reference, risk_level, assigned_to,
+           EXISTS (SELECT 1 FROM purged_cases p WHERE p.case_id = cases.id) AS purged
+    FROM cases WHERE id = %(id)s FOR UPDATE
+"""
 
 QUEUE = """
     SELECT c.id, c.reference, c.received_at, c.channel, c.governorate, c.district, c.needs, c.consents,

@@ -17,7 +17,8 @@ from sanad.contracts.events import new_event, parse
 from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
 from sanad.platform.http import ApiError, JsonHttpHandler
 from sanad.platform.outbox import OutboxWriter
-from services.intake import accounts, auth, cases, handlers, screen, sql
+from sanad.platform.retention import purge_platform_tables
+from services.intake import accounts, auth, cases, handlers, retention, screen, sql
 from services.intake.callers import RecentCallers
 from services.intake.service import IntakeService, IntakeStatusService
 from services.intake.slots import DEFAULT_SLOTS, Slots
@@ -862,6 +863,51 @@ def test_a_repeat_caller_is_found_by_phone_however_it_was_typed(pools, outbox, k
 
     view = body_of(get_case(service, operator, second["id"]))
     assert view["repeat_caller"] == {"other_cases": 1, "references": [first["reference"]]}
+
+
+# Retention ---------------------------------------------------------------------------------------------
+
+def test_a_refused_request_for_a_case_does_not_keep_it_from_being_purged_and_a_read_does(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    case_id = uuid.UUID(body_of(post_case(service, operator))["id"])
+    with pools["intake"].transaction() as cur:
+        cur.execute("UPDATE cases SET received_at = received_at - interval '3 days' WHERE id = %(id)s", {"id": case_id})
+        cur.execute("UPDATE audit_log SET at = at - interval '3 days' WHERE case_id = %(id)s", {"id": case_id})
+    cutoff = datetime.now(timezone.utc) - timedelta(days=1)
+
+    def candidates():
+        with pools["intake"].transaction() as cur:
+            return retention.candidates(cur, cutoff)
+    assert candidates() == [case_id]
+
+    assert call(service, "get_case", json_request("GET", f"/api/cases/{case_id}"), case_id).status_code == 401
+    stranger = staff(pools, "operator")
+    assert get_case(service, stranger, case_id).status_code == 404
+    assert audit_actions(pools, case_id)[-2:] == ["access_refused", "case_read_denied"]
+    assert candidates() == [case_id], "a stranger who knows the id cannot hold the case open"
+
+    assert get_case(service, operator, case_id).status_code == 200
+    assert candidates() == [], "staff at work on it can"
+
+
+def test_a_purged_case_takes_no_new_override_reason(pools, outbox, keys):
+    operator, supervisor = staff(pools, "operator"), staff(pools, "supervisor")
+    service = intake(pools, outbox, keys)
+    case = body_of(post_case(service, operator))
+    case_id = uuid.UUID(case["id"])
+    intake_status(pools, keys).on_case_status([triaged(case_id, case["reference"], "medium", keys=keys).to_message()])
+    now = datetime.now(timezone.utc)
+    with pools["intake"].transaction() as cur:
+        retention.purge(cur, [case_id], keys, now)
+        purge_platform_tables(cur, [case_id], now)
+
+    refused = call(service, "override_risk", json_request("POST", f"/api/cases/{case_id}/risk-override", {
+        "level": "high", "reason": "She called again from her cousin's phone 07801234567"}, supervisor.headers()),
+        case_id)
+    assert refused.status_code == 409 and body_of(refused)["error"]["code"] == "case_purged"
+    assert rows(pools["intake"], "SELECT count(*) AS n FROM case_overrides")[0]["n"] == 0
+    assert body_of(get_case(service, supervisor, case_id))["risk"]["level"] == "medium"
 
 
 # Nothing personal at rest in plaintext -----------------------------------------------------------------
