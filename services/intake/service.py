@@ -27,6 +27,7 @@ from sanad.platform.keys import KeyFile
 from sanad.platform.observability import Observable
 from sanad.platform.outbox import Outbox
 from services.intake import auth, callers, handlers, i18n, pages, permissions, schemas, sql
+from services.intake.queue_views import QueueViews
 from services.intake.screen import LaneScreen
 from services.intake.slots import RecordingSlots
 
@@ -140,6 +141,7 @@ class IntakeService(Observable):
     lane_of = LaneScreen()
     recent_callers = callers.Callers()
     recording_slots = RecordingSlots()
+    queue_views = QueueViews()
 
     # Who is asking ----------------------------------------------------------------------------------
 
@@ -377,6 +379,7 @@ class IntakeService(Observable):
             raise ApiError(422, "invalid_query", i18n.t("error.invalid_query", lang), {"limit": [message]})
         with self.db.transaction() as cur:
             rows = handlers.queue(cur, principal, int(limit))
+            self._audit_queue_view(cur, request, principal, rows, _now())
         return _json(200, {"cases": rows})
 
     @http("GET", "/api/cases/<uuid:case_id>")
@@ -584,7 +587,7 @@ class IntakeService(Observable):
             return refused
         with self.db.transaction() as cur:
             rows = handlers.queue(cur, principal)
-            handlers.audit(cur, principal, "queue_viewed", ip=self._ip(request), now=now)
+            self._audit_queue_view(cur, request, principal, rows, now)
         return _html(pages.queue_page(lang, principal, json.loads(json.dumps(rows, default=str))))
 
     @http("GET", "/cases/new")
@@ -637,6 +640,14 @@ class IntakeService(Observable):
                                  headers={"Cache-Control": "no-cache"}))
 
     # Helpers ----------------------------------------------------------------------------------------
+
+    def _audit_queue_view(self, cur, request, principal, rows, now):
+        """Which cases a read of the queue showed; a background refresh only when they changed
+        (services/intake/queue_views.py)."""
+        case_ids = [str(row["id"]) for row in rows]
+        changed = self.queue_views.changed(principal.id, case_ids)
+        if changed or request.headers.get(POLL_HEADER) != "1":
+            handlers.audit(cur, principal, "queue_viewed", None, {"case_ids": case_ids}, self._ip(request), now)
 
     def _record_refusal(self, request, principal, case_id, refusal, now):
         """A refused request rolls back; its audit entry must survive it, so it gets a transaction of its own

@@ -20,6 +20,7 @@ from sanad.platform.outbox import OutboxWriter
 from sanad.platform.retention import purge_platform_tables
 from services.intake import accounts, auth, cases, handlers, retention, screen, sql
 from services.intake.callers import RecentCallers
+from services.intake.queue_views import LastShown
 from services.intake.service import IntakeService, IntakeStatusService
 from services.intake.slots import DEFAULT_SLOTS, Slots
 from services.intake.vocabulary import field_context
@@ -68,7 +69,7 @@ def intake_on(pool, outbox, keys, recent_callers=None, recording_slots=None):
     return worker_factory(IntakeService, db=pool, outbox=outbox, keys=keys,
                           lane_of=partial(screen.triage_lane, default_assessor()),
                           recent_callers=recent_callers or RecentCallers(),
-                          recording_slots=recording_slots or Slots(DEFAULT_SLOTS))
+                          recording_slots=recording_slots or Slots(DEFAULT_SLOTS), queue_views=LastShown())
 
 
 def intake_status(pools, keys):
@@ -562,6 +563,33 @@ def test_a_counsellor_sees_their_own_referral_not_other_partners_escalations_or_
     page = call(service, "case_page", json_request("GET", f"/cases/{case_id}", headers=counsellor.headers(csrf=False)),
                 case_id).get_data(as_text=True)
     assert "Police Cybercrime Unit" not in page and reason not in page and "Huda" not in page
+
+
+def test_every_read_of_the_queue_is_audited_with_its_cases_and_a_refresh_when_they_changed(pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    first = body_of(post_case(service, operator))["id"]
+
+    def read(poll):
+        headers = {**operator.headers(csrf=False), **({"X-Sanad-Poll": "1"} if poll else {})}
+        return body_of(call(service, "list_cases", json_request("GET", "/api/cases", headers=headers)))
+
+    def views():
+        return [row["detail"]["case_ids"] for row in rows(
+            pools["intake"], "SELECT detail FROM audit_log WHERE action = 'queue_viewed' AND actor_id = %(id)s"
+                             " ORDER BY id", {"id": operator.id})]
+
+    assert [c["id"] for c in read(poll=False)["cases"]] == [first]
+    read(poll=True)
+    read(poll=True)
+    assert views() == [[first]], "refreshes showing the same cases again are not written again"
+    second = body_of(post_case(service, operator))["id"]
+    read(poll=True)
+    read(poll=True)
+    read(poll=False)
+    assert [sorted(ids) for ids in views()] == [[first], sorted([first, second]), sorted([first, second])]
+    page = call(service, "queue_page", json_request("GET", "/queue", headers=operator.headers(csrf=False)))
+    assert page.status_code == 200 and len(views()) == 4
 
 
 def test_a_supervisor_sees_every_case_and_its_audit_trail_which_others_may_not(pools, outbox, keys):
