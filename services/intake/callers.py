@@ -27,10 +27,10 @@ MEMORY_SIZE = 1024
 
 def presented(request) -> str | None:
     """The credential a request carries, by kind (a bearer token before a session cookie, as
-    IntakeService checks them); None without one."""
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return "token:" + header[len("Bearer "):].strip()
+    IntakeService checks them); None without one, or with an Authorization header of another scheme."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        return "token:" + header[len("Bearer "):].strip() if header.startswith("Bearer ") else None
     cookie = request.cookies.get(auth.SESSION_COOKIE)
     return "session:" + cookie if cookie else None
 

@@ -156,11 +156,22 @@ class IntakeService(Observable):
         return client_address(request, settings.trusted_proxies())
 
     def _principal(self, cur, request, now):
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            return auth.token_principal(cur, header[len("Bearer "):].strip(), now)
+        """Who is asking: the account of an API token (Authorization: Bearer) or of a session cookie. A
+        credential that fails is never outweighed by another: a request that shows an Authorization header
+        is the token's or nobody's, and one that also shows a session cookie is someone's only if the
+        session is live and the same account's."""
         activity = request.headers.get(POLL_HEADER) != "1"
-        return auth.session_principal(cur, request.cookies.get(auth.SESSION_COOKIE), now, activity)
+        cookie = request.cookies.get(auth.SESSION_COOKIE)
+        header = request.headers.get("Authorization")
+        if header is None:
+            return auth.session_principal(cur, cookie, now, activity)
+        scheme, _, bearer = header.partition(" ")
+        principal = auth.token_principal(cur, bearer.strip(), now) if scheme == "Bearer" else None
+        if principal is not None and cookie is not None:
+            session = auth.session_principal(cur, cookie, now, activity=False)
+            if session is None or session.id != principal.id:
+                return None
+        return principal
 
     def _require(self, request, now, lang, write=False, allowed=None, case_id=None):
         """The staff member making an API request, checked in a transaction of its own. ApiError 401 without

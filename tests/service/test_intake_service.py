@@ -769,6 +769,24 @@ def test_an_unknown_name_and_a_wrong_password_get_the_same_answer(pools, outbox,
     assert (wrong.status_code, body_of(wrong)) == (unknown.status_code, body_of(unknown))
 
 
+def test_a_request_showing_a_token_and_a_session_is_someones_only_if_both_are_live_and_the_same_account_s(
+        pools, outbox, keys):
+    operator, other = staff(pools, "operator"), staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    bearer = {"Authorization": f"Bearer {token_for(pools, operator.username)[0]}"}
+
+    def me(headers):
+        return call(service, "api_me", json_request("GET", "/api/me", headers=headers)).status_code
+    assert me(bearer) == 200
+    assert me({**bearer, **operator.headers(csrf=False)}) == 200
+    assert me({**bearer, "Cookie": f"{auth.SESSION_COOKIE}=made-up"}) == 401, "a credential that fails counts"
+    assert me({**bearer, "Cookie": f"{auth.SESSION_COOKIE}="}) == 401, "an empty one too"
+    assert me({**bearer, **other.headers(csrf=False)}) == 401, "two accounts at once are nobody"
+    assert me(operator.headers(csrf=False)) == 200
+    assert me({**operator.headers(csrf=False), "Authorization": "Basic eDp5"}) == 401
+    assert me({**operator.headers(csrf=False), "Authorization": "Bearer snd_made-up"}) == 401
+
+
 def test_a_revoked_or_expired_token_opens_nothing(pools, outbox, keys):
     client = staff(pools, "operator")
     service = intake(pools, outbox, keys)
