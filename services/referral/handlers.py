@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 PRODUCER = "referral"
 REFER_ANYWAY_REASONS = ("no_partner_matched", "partner_agreed_by_phone", "urgent_risk", "victim_request", "other")
-# A deadline whose escalation raised is retried after this pause, and set aside after this many failures.
+# A deadline whose escalation raised is retried after this pause; a normal one is set aside after this many
+# failures, a critical one never (sql.DEADLINE_FAILED).
 DEADLINE_RETRY_SECONDS = 5
 DEADLINE_MAX_FAILURES = 5
 
@@ -522,6 +523,9 @@ def _deadline_failed(pool, deadline_id, now):
     if row and row["status"] == "failed":
         log.error("deadline %s failed %s times and is set aside for a person to look at", deadline_id,
                   row["failures"])
+    elif row and row["lane"] == "critical" and row["failures"] >= DEADLINE_MAX_FAILURES:
+        log.error("critical deadline %s has failed %s times; it is retried until it fires and counts as "
+                  "overdue meanwhile", deadline_id, row["failures"])
 
 
 def delivery_exhausted(cur, event, outbox, now=None, fired_by=PRODUCER):

@@ -70,6 +70,12 @@ API_REFUSALS = Counter(
 MEASURE_SECONDS = 5.0
 OVERDUE_GRACE_SECONDS = 30
 REFERRALS = Gauge("sanad_referrals", "Referrals by status and risk level, now.", ["status", "level"])
+FAILED_DEADLINES = Gauge(
+    "sanad_referral_deadlines_failed",
+    "Acknowledgement deadlines set aside after their escalation failed again and again (normal lane; a critical "
+    "one is retried instead) whose offer still stands: nobody chases it until a person does.",
+    ["lane"],
+)
 OVERDUE = Gauge(
     "sanad_referrals_overdue",
     "Acknowledgement deadlines not fired 30 s after falling due, or whose escalation failed: the timers lag.",
@@ -202,6 +208,8 @@ class ReferralService(Observable):
                 counts = {(row["status"], row["level"]): row["referrals"] for row in cur.fetchall()}
                 cur.execute(sql.OVERDUE_DEADLINES, {"now": _now(), "grace": OVERDUE_GRACE_SECONDS})
                 overdue = {row["lane"]: row["overdue"] for row in cur.fetchall()}
+                cur.execute(sql.FAILED_DEADLINES)
+                failed = {row["lane"]: row["failed"] for row in cur.fetchall()}
         except CONNECTION_ERRORS:
             return  # sanad_dependency_up says so; the gauges keep their last values
         for status in REFERRAL_STATUSES:
@@ -209,6 +217,7 @@ class ReferralService(Observable):
                 REFERRALS.labels(status=status, level=level).set(counts.get((status, level), 0))
         for lane in LANES:
             OVERDUE.labels(lane=lane).set(overdue.get(lane, 0))
+            FAILED_DEADLINES.labels(lane=lane).set(failed.get(lane, 0))
 
     # Who is calling -----------------------------------------------------------------------------------
 

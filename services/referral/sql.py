@@ -230,15 +230,18 @@ CANCEL_PENDING_DEADLINES = """
     WHERE referral_id = %(referral_id)s AND status = 'pending'
     RETURNING id
 """
-# A deadline whose escalation keeps failing is retried later rather than blocking those behind it; after
-# `max_failures` it is set aside as failed (and logged, and counted) for a person to look at.
+# A deadline whose escalation keeps failing is retried later rather than blocking those behind it. On the
+# normal lane, after `max_failures` it is set aside as failed (logged, and counted by FAILED_DEADLINES
+# while its offer stands) for a person to look at; a critical one is never set aside: it is retried for as
+# long as it fails, counted as overdue all the while.
 DEADLINE_FAILED = """
     UPDATE ack_deadlines
     SET failures = failures + 1, due_at = %(retry_at)s,
-        status = CASE WHEN failures + 1 >= %(max_failures)s THEN 'failed' ELSE status END,
-        finished_at = CASE WHEN failures + 1 >= %(max_failures)s THEN %(now)s ELSE finished_at END
+        status = CASE WHEN lane <> 'critical' AND failures + 1 >= %(max_failures)s THEN 'failed' ELSE status END,
+        finished_at = CASE WHEN lane <> 'critical' AND failures + 1 >= %(max_failures)s THEN %(now)s
+                           ELSE finished_at END
     WHERE id = %(id)s AND status = 'pending'
-    RETURNING failures, status
+    RETURNING failures, status, lane
 """
 INSERT_ESCALATION = """
     INSERT INTO escalations (id, event_id, chain_id, referral_id, case_id, service, level, reason, step,
@@ -316,4 +319,11 @@ OVERDUE_DEADLINES = """
     SELECT lane, count(*) AS overdue FROM ack_deadlines
     WHERE status = 'pending' AND (due_at < %(now)s - make_interval(secs => %(grace)s) OR failures > 0)
     GROUP BY lane
+"""
+# Deadlines set aside after failing again and again whose offer still stands: nobody chases that offer
+# until a person does (a supervisor withdraws it, refers the need anyway, or the partner answers).
+FAILED_DEADLINES = """
+    SELECT d.lane, count(*) AS failed FROM ack_deadlines d JOIN referrals r ON r.id = d.referral_id
+    WHERE d.status = 'failed' AND r.status = 'offered'
+    GROUP BY d.lane
 """
