@@ -45,6 +45,11 @@ class Refusal(Exception):
         self.message = message
 
 
+class OfferLost(Exception):
+    """An offer whose attempt was taken by another offer of the same need: it was not made, and must never
+    pass for made (no page naming its partner, no referral id). The transaction is rolled back."""
+
+
 class InvalidEntry(Exception):
     def __init__(self, problems):
         super().__init__(f"directory entry has problems: {sorted(problems)}")
@@ -379,6 +384,18 @@ def _offer(cur, outbox, case, service, partner, attempt, offered_by, chain, chai
     return referral_id
 
 
+def _lock_case_offers(cur, case_id):
+    cur.execute(sql.LOCK_CASE_OFFERS, {"case_id": case_id})
+
+
+def _new_offer(cur, outbox, case, service, partner, attempt, *args):
+    """_offer for an attempt taken from NEXT_ATTEMPT under the case's lock: it is new, or the offer is lost."""
+    referral_id = _offer(cur, outbox, case, service, partner, attempt, *args)
+    if referral_id is None:
+        raise OfferLost(f"attempt {attempt} of {service} for case {case['case_id']} was offered already")
+    return referral_id
+
+
 def _schedule(cur, referral_id, chain, chain_id, lane, due_at, now):
     cur.later(sql.INSERT_DEADLINE, {
         "id": uuid.uuid4(), "referral_id": referral_id, "chain_id": chain_id, "lane": lane, "due_at": due_at,
@@ -454,6 +471,7 @@ def _escalate(cur, outbox, referral, chain, chain_id, reason, now, fired_by, eff
     maybe set the next deadline, and always page the supervisor."""
     case = _case_of_referral(cur, referral)
     service = referral["service"]
+    _lock_case_offers(cur, case["case_id"])
     candidate = _next_partner(cur, case, service, now) if escalation.may_reoffer(chain, reason) else None
     decision = escalation.decide(chain, reason, now, candidate)
     if decision.withdraw_current and referral["status"] in lifecycle.OPEN:
@@ -463,9 +481,9 @@ def _escalate(cur, outbox, referral, chain, chain_id, reason, now, fired_by, eff
     lane = lane_for(case["level"])
     if decision.reoffer_to is not None:
         cur.execute(sql.NEXT_ATTEMPT, {"case_id": case["case_id"], "service": service})
-        new_referral_id = _offer(cur, outbox, case, service, decision.reoffer_to, cur.fetchone()["attempt"], "reoffer",
-                                 escalation.advanced(chain, decision), chain_id, decision.next_deadline_at, now,
-                                 effects)
+        new_referral_id = _new_offer(cur, outbox, case, service, decision.reoffer_to, cur.fetchone()["attempt"],
+                                     "reoffer", escalation.advanced(chain, decision), chain_id,
+                                     decision.next_deadline_at, now, effects)
     elif decision.next_deadline_at is not None:
         _schedule(cur, referral["id"], escalation.advanced(chain, decision), chain_id, lane,
                   decision.next_deadline_at, now)
@@ -608,11 +626,12 @@ def refer_anyway(cur, outbox, case_id, service, partner_id, now=None, fired_by=P
         raise Refusal("family_contact", "partner_id",
                       "This partner contacts the family, which the victim did not ask for.")
     policy = _policy_for(cur, case["level"])
+    _lock_case_offers(cur, case_id)
     cur.execute(sql.NEXT_ATTEMPT, {"case_id": case_id, "service": service})
     attempt = cur.fetchone()["attempt"]
     chain_id = uuid.uuid4()
-    referral_id = _offer(cur, outbox, case, service, partner, attempt, "refer_anyway", Chain(policy), chain_id,
-                         escalation.first_deadline(policy, now), now, effects)
+    referral_id = _new_offer(cur, outbox, case, service, partner, attempt, "refer_anyway", Chain(policy), chain_id,
+                             escalation.first_deadline(policy, now), now, effects)
     _announce(cur, outbox, case, service, "refer_anyway", step=1, referral_id=referral_id, reoffered_to=partner.id,
               chain_id=chain_id, new_referral_id=referral_id, now=now, fired_by=fired_by, effects=effects)
     return referral_id, effects

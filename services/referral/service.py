@@ -462,6 +462,11 @@ class ReferralService(Observable):
             self._audit(now, "referral.refer_anyway", "refused", principal, request, case_id=case_id,
                         partner_id=body["partner_id"], detail={"service": body["service"], "code": refusal.code})
             raise ApiError(422, refusal.code, refusal.message, {refusal.field: [refusal.message]}) from None
+        except handlers.OfferLost:
+            message = "Another offer of this need was made at the same moment; nothing was offered. Look again."
+            self._audit(now, "referral.refer_anyway", "conflict", principal, request, case_id=case_id,
+                        partner_id=body["partner_id"], detail={"service": body["service"], "code": "offer_lost"})
+            raise ApiError(409, "offer_lost", message, {"service": [message]}) from None
         _record(effects)
         return json_response(201, {"referral_id": str(referral_id)})
 

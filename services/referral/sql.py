@@ -160,6 +160,11 @@ _INSERT_REFERRAL = """
 INSERT_REFERRAL = Prepared(_INSERT_REFERRAL + "ON CONFLICT (case_id, service, attempt) DO NOTHING RETURNING id")
 # For an attempt known to be new: one made since fails on the table's key.
 INSERT_NEW_REFERRAL = Prepared(_INSERT_REFERRAL)
+# Serialises the offers of one case that pick their attempt from NEXT_ATTEMPT (a re-offer, a supervisor's
+# refer-anyway), so two at once never compute the same attempt, one of them losing its offer to the other's
+# key. An advisory lock rather than the case's row: a re-triage locks the case row and then its referrals,
+# while an escalation holds its referral already, and taking the case row after it would deadlock the two.
+LOCK_CASE_OFFERS = "SELECT pg_advisory_xact_lock(hashtext('referral.case_offers'), hashtext(%(case_id)s::text))"
 NEXT_ATTEMPT = """
     SELECT coalesce(max(attempt), 0) + 1 AS attempt FROM referrals
     WHERE case_id = %(case_id)s AND service = %(service)s

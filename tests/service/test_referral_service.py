@@ -457,6 +457,61 @@ def test_a_decline_with_a_reason_goes_to_the_next_partner_at_once(pools, outbox,
     assert [d["status"] for d in deadlines(pools)] == ["cancelled", "pending"]
 
 
+STALE_NEXT_ATTEMPT = """
+    SELECT coalesce(max(attempt), 0) AS attempt FROM referrals WHERE case_id = %(case_id)s AND service = %(service)s
+"""
+
+
+def test_a_reoffer_whose_attempt_another_offer_took_is_neither_announced_nor_withdraws_the_offer(
+        pools, outbox, keys, monkeypatch):
+    """What a re-offer racing a refer-anyway saw: NEXT_ATTEMPT answered before the other offer committed."""
+    two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    monkeypatch.setattr(sql, "NEXT_ATTEMPT", STALE_NEXT_ATTEMPT)
+
+    escalate(pools, outbox, at=datetime.now(timezone.utc) + timedelta(minutes=6))
+    assert [(r["attempt"], r["status"]) for r in referrals(pools)] == [(1, "offered")], "the offer stands"
+    assert events(pools, "referral.escalated") == [], "no page names a partner who was offered nothing"
+    [deadline] = deadlines(pools)
+    assert (deadline["status"], deadline["failures"]) == ("pending", 1), "retried, and counted as overdue"
+
+
+def test_a_refer_anyway_whose_attempt_another_offer_took_is_a_conflict_not_a_referral_id_of_none(
+        pools, outbox, keys, monkeypatch):
+    (first, _), (second, _) = two_counsellors(pools, keys)
+    event = offer_critical_case(pools, outbox, keys)
+    supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
+    monkeypatch.setattr(sql, "NEXT_ATTEMPT", STALE_NEXT_ATTEMPT)
+
+    status, body, _ = call(referral_service(pools, outbox, keys), "admin_refer_anyway", "POST", "/",
+                           str(event.data["case_id"]), key=supervisor,
+                           body={"service": "counselling", "partner_id": str(second), "reason_code": "urgent_risk"})
+    assert (status, body["error"]["code"]) == (409, "offer_lost")
+    assert [r["partner_id"] for r in referrals(pools)] == [first]
+    assert [e.data["reason"] for _, e in events(pools, "referral.escalated")] == []
+    assert [(a["action"], a["outcome"]) for a in audit(pools)][-1] == ("referral.refer_anyway", "conflict")
+
+
+def test_a_reoffer_and_a_refer_anyway_of_one_case_wait_for_each_other(pools, outbox, keys):
+    (first, first_key), (second, _) = two_counsellors(pools, keys)
+    event = offer_critical_case(pools, outbox, keys)
+    case_id = event.data["case_id"]
+    [offer] = referrals(pools)
+    with pools["referral"].transaction() as holder:
+        holder.execute(sql.LOCK_CASE_OFFERS, {"case_id": case_id})  # another offer of the case, under way
+        with pytest.raises(psycopg2.errors.LockNotAvailable):
+            with pools["referral"].transaction() as cur:
+                cur.execute("SET LOCAL lock_timeout = '200ms'")
+                handlers.refer_anyway(cur, outbox, case_id, "counselling", second)
+        with pytest.raises(psycopg2.errors.LockNotAvailable):
+            with pools["referral"].transaction() as cur:
+                cur.execute("SET LOCAL lock_timeout = '200ms'")
+                handlers.change_status(cur, outbox, offer["id"], "declined", "no_capacity", "partner",
+                                       partner_id=first)
+    assert [r["status"] for r in referrals(pools)] == ["offered"]
+
+
 def exhausted(referral, last_status_code=503, last_error=None):
     return new_event("notification.exhausted", {
         "delivery_id": uuid.uuid4(), "webhook_id": f"msg_{referral['id'].hex}", "referral_id": referral["id"],
