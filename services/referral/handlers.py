@@ -325,10 +325,18 @@ def refer_case(cur, event, outbox, now=None, at_hand=None):
     if previous_level is not None and escalation.more_urgent(case["level"], previous_level):
         _raise_level(cur, case, now, at_hand.policy(cur, case["level"]))
     services = referable_services(case["needs"], case["consents"])
+    live, announced = _needs_in_hand(cur, case["case_id"]) if before is not None else (frozenset(), {})
+    services = tuple(service for service in services if service not in live)
     if not services:
         return effects
     routing = route(case["needs"], case["consents"], case["governorate"], at_hand.offers(cur, services), now,
                     preferences=Preferences(**preferences))
+    # A case triaged again (staff raising its level, say) routes only the needs nobody has: one already
+    # placed with a partner who has since stopped accepting is not unmatched.
+    routing = dataclasses.replace(
+        routing, matches=tuple(match for match in routing.matches if match.service not in live),
+        unmatched=tuple(service for service in routing.unmatched if service not in live
+                        and _announce_no_match(case["level"], announced.get(service, ()))))
     policy = at_hand.policy(cur, case["level"])
     for match in routing.matches:
         offered = _offer(cur, outbox, case, match.service, match.partner, attempt=1, offered_by="matching",
@@ -345,6 +353,24 @@ def refer_case(cur, event, outbox, now=None, at_hand=None):
             _announce(cur, outbox, case, service, "no_match", step=1, referral_id=None, reoffered_to=None,
                       chain_id=None, new_referral_id=None, now=now, fired_by=PRODUCER, effects=effects)
     return effects
+
+
+def _needs_in_hand(cur, case_id):
+    """The needs of a case with a live referral, and the levels each need's no_match was announced at."""
+    cur.execute(sql.NEEDS_IN_HAND, {"case_id": case_id})
+    live, announced = set(), collections.defaultdict(list)
+    for row in cur.fetchall():
+        if row["kind"] == "live":
+            live.add(row["service"])
+        else:
+            announced[row["service"]].append(row["level"])
+    return frozenset(live), announced
+
+
+def _announce_no_match(level, announced_at):
+    """Whether a need nobody can take is announced at `level`: not when announced already at that level or
+    a more urgent one; again when the case was raised since (a critical case pages on its own lane)."""
+    return all(escalation.more_urgent(level, before) for before in announced_at)
 
 
 def _raise_level(cur, case, now, policy):

@@ -149,6 +149,14 @@ HASTEN_PENDING_DEADLINES = """
     FROM referrals r
     WHERE r.id = d.referral_id AND r.case_id = %(case_id)s AND d.status = 'pending'
 """
+# What a case triaged again already has, by need: a live referral (someone has the need, or has it
+# offered), or a no_match already announced, with the level it was announced at.
+NEEDS_IN_HAND = """
+    SELECT 'live' AS kind, service, level FROM referrals
+    WHERE case_id = %(case_id)s AND status IN ('offered', 'accepted', 'in_progress')
+    UNION ALL
+    SELECT 'no_match' AS kind, service, level FROM escalations WHERE case_id = %(case_id)s AND reason = 'no_match'
+"""
 CASE_BY_ID = "SELECT * FROM cases WHERE case_id = %(case_id)s"
 _INSERT_REFERRAL = """
     INSERT INTO referrals (id, case_id, reference, partner_id, service, level, governorate, attempt, offered_by,

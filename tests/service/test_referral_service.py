@@ -13,6 +13,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from sanad.contracts.events import new_event, parse
+from sanad.contracts.vocabulary import lane_for
 from sanad.platform import inbox
 from sanad.platform.http import ApiError, JsonHttpHandler
 from services.referral import access, handlers, sql
@@ -299,6 +300,47 @@ def test_a_need_nobody_can_take_goes_to_the_supervisor_at_once_and_intake_is_tol
     assert (escalated.data["service"], escalated.data["step"], escalated.data["reoffered_to"]) == (
         "content_removal", 1, None)
     assert escalated.correlation_id == event.correlation_id
+
+
+def retriaged(event, level):
+    return new_event("case.triaged", {**event.data, "level": level}, producer="triage",
+                     correlation_id=event.correlation_id, lane=lane_for(level))
+
+
+def test_a_case_raised_after_its_partner_stopped_accepting_keeps_its_offer_and_is_not_announced_unmatched(
+        pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        centre = add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
+    service = referral_service(pools, outbox, keys)
+    event = case_triaged(level="medium")
+    service.on_case_triaged([event.to_message()])
+    with pools["referral"].transaction() as cur:
+        handlers.set_accepting(cur, centre, False, "partner")
+
+    referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(
+        retriaged(event, "critical").to_message())
+    [offer] = referrals(pools)
+    assert (offer["partner_id"], offer["status"], offer["level"]) == (centre, "offered", "critical")
+    assert events(pools, "referral.escalated") == [], "no false no_match page"
+    assert events(pools, "case.unmatched") == []
+
+
+def test_a_need_announced_unmatched_is_not_announced_again_at_the_same_level_but_is_when_raised(
+        pools, outbox, keys):
+    add_partners(pools)
+    event = case_triaged(level="high", needs=["content_removal"], consents=["content_removal"])
+    service = referral_service(pools, outbox, keys)
+    service.on_case_triaged([event.to_message()])
+    service.on_case_triaged([retriaged(event, "high").to_message()])
+    service.on_case_triaged([retriaged(event, "medium").to_message()])
+    assert [key for key, _ in events(pools, "referral.escalated")] == ["referral.escalated.normal"]
+    assert len(events(pools, "case.unmatched")) == 1
+
+    referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(
+        retriaged(event, "critical").to_message())
+    assert [key for key, _ in events(pools, "referral.escalated")] == [
+        "referral.escalated.normal", "referral.escalated.critical"], "a critical case pages on its own lane"
+    assert len(events(pools, "case.unmatched")) == 2
 
 
 def test_a_critical_case_nobody_can_take_pages_on_the_critical_lane(pools, outbox, keys):
