@@ -284,10 +284,11 @@ TOUCH_KEY = """
     UPDATE api_keys SET last_used_at = %(now)s
     WHERE key_id = %(key_id)s AND (last_used_at IS NULL OR last_used_at < %(now)s - interval '1 minute')
 """
-# Rotation: the partner's other live keys stop working at `until` (now, or after a grace period).
+# Rotation: the partner's other live keys stop working at `until` (now, or after a grace period). Only its
+# own keys: its in-house counsellors' staff keys name the partner too (migration 0005), and stay.
 EXPIRE_PARTNER_KEYS = """
     UPDATE api_keys SET expires_at = %(until)s
-    WHERE partner_id = %(partner_id)s AND key_id <> %(keep)s AND revoked_at IS NULL
+    WHERE partner_id = %(partner_id)s AND role = 'partner' AND key_id <> %(keep)s AND revoked_at IS NULL
       AND (expires_at IS NULL OR expires_at > %(until)s)
     RETURNING key_id
 """

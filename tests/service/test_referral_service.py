@@ -783,6 +783,19 @@ def test_a_rotated_key_takes_over_and_the_old_one_stops_after_its_grace_period(p
     assert works(new_key, now + timedelta(hours=1)) is True
 
 
+def test_rotating_a_partner_s_key_leaves_its_counsellors_staff_keys_alone(pools, outbox, keys):
+    (first, old_key), _ = two_counsellors(pools, keys)
+    counsellor = key_for(pools, keys, first, role="counsellor", staff_name="amira")
+    now = datetime.now(timezone.utc)
+    with pools["referral"].transaction() as cur:
+        _, _, expiring = access.rotate_partner_key(cur, keys.lookup, now, first)
+    assert expiring == [old_key.split("_")[1]], "only the partner's own key is counted and expired"
+    with pools["referral"].transaction() as cur:
+        principal = access.authenticate(cur, keys.lookup, f"Bearer {counsellor}", now + timedelta(minutes=1),
+                                        ("counsellor",))
+    assert (principal.role, principal.partner_id) == ("counsellor", first)
+
+
 def test_a_staff_key_is_no_partner_key_and_a_partner_key_opens_no_admin_call(pools, outbox, keys):
     (_, partner_key), _ = two_counsellors(pools, keys)
     counsellor = key_for(pools, keys, role="counsellor", staff_name="amira")
