@@ -645,7 +645,8 @@ def refer_anyway(cur, outbox, case_id, service, partner_id, now=None, fired_by=P
     if row is None:
         raise Refusal("not_offered", "partner_id", "This partner does not offer that service (or is inactive).")
     partner = partner_from_row(row)
-    forbidden = may_refer_anyway(service, case["needs"], case["consents"], partner)
+    forbidden = may_refer_anyway(service, case["needs"], case["consents"], partner,
+                                 Preferences(**(case.get("preferences") or {})))
     if forbidden == "no_consent":
         raise Refusal("no_consent", "service", "The victim did not consent to this service; nobody may refer it.")
     if forbidden == "family_contact":

@@ -851,6 +851,26 @@ def test_refer_anyway_never_overrides_consent_and_the_refusal_is_audited(pools, 
     assert [(a["action"], a["outcome"]) for a in audit(pools)] == [("referral.refer_anyway", "refused")]
 
 
+def test_refer_anyway_offers_a_family_contact_partner_when_the_victim_asked_for_family_contact_only(
+        pools, outbox, keys):
+    family = ServiceTerms(service="counselling", governorates=("dhi_qar",), contacts_family=True)
+    with pools["referral"].transaction() as cur:
+        partner = handlers.create_partner(cur, PartnerEntry(name="Family Centre", services=(family,),
+                                                            accepting=False))
+    supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
+    service = referral_service(pools, outbox, keys)
+    asked = case_triaged(preferences={"family_contact": True, "staff_gender": None, "victim_age": None})
+    not_asked = case_triaged(preferences={"family_contact": False, "staff_gender": None, "victim_age": None})
+    service.on_case_triaged([asked.to_message(), not_asked.to_message()])
+
+    answers = [call(service, "admin_refer_anyway", "POST", "/", str(event.data["case_id"]), key=supervisor,
+                    body={"service": "counselling", "partner_id": str(partner), "reason_code": "victim_request"})
+               for event in (asked, not_asked)]
+    assert [status for status, _, _ in answers] == [201, 422]
+    assert answers[1][1]["error"]["code"] == "family_contact"
+    assert [r["case_id"] for r in referrals(pools)] == [asked.data["case_id"]]
+
+
 def test_only_an_admin_changes_a_policy_and_the_new_version_is_kept(pools, outbox, keys):
     admin = key_for(pools, keys, role="admin", staff_name="root")
     service = referral_service(pools, outbox, keys)
