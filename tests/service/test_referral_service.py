@@ -871,6 +871,26 @@ def test_refer_anyway_offers_a_family_contact_partner_when_the_victim_asked_for_
     assert [r["case_id"] for r in referrals(pools)] == [asked.data["case_id"]]
 
 
+def test_an_admin_key_neither_reads_a_case_s_referrals_nor_refers_anyway_and_the_refusals_are_audited(
+        pools, outbox, keys):
+    _, national = add_partners(pools)
+    admin = key_for(pools, keys, role="admin", staff_name="root")
+    service = referral_service(pools, outbox, keys)
+    event = case_triaged()
+    service.on_case_triaged([event.to_message()])
+    case_id = str(event.data["case_id"])
+
+    read, _, _ = call(service, "admin_case_referrals", "GET", "/", case_id, key=admin)
+    placed, _, _ = call(service, "admin_refer_anyway", "POST", "/", case_id, key=admin,
+                        body={"service": "counselling", "partner_id": str(national), "reason_code": "other"})
+    assert (read, placed) == (403, 403)
+    assert len(referrals(pools)) == 1
+    assert [(a["action"], a["outcome"], a["detail"]["reason"]) for a in audit(pools)] == [
+        ("case.read", "refused", "wrong_role"), ("referral.refer_anyway", "refused", "wrong_role")]
+    listed, _, _ = call(service, "admin_list_partners", "GET", "/", key=admin)
+    assert listed == 200, "the directory is still an admin's to manage"
+
+
 def test_only_an_admin_changes_a_policy_and_the_new_version_is_kept(pools, outbox, keys):
     admin = key_for(pools, keys, role="admin", staff_name="root")
     service = referral_service(pools, outbox, keys)
