@@ -101,3 +101,17 @@ def audit(cur, now, action, outcome, principal=None, remote_addr=None, referral_
         "partner_id": partner_id or (principal.partner_id if principal else None),
         "remote_addr": remote_addr, "detail": json.dumps(detail or {}, default=str), "note_sealed": note_sealed,
     })
+
+
+def audit_each(cur, now, action, outcome, principal, remote_addr, shown, detail=None):
+    """One audit row for each referral in `shown` (rows with id and case_id), so that a call showing many
+    referrals leaves a line in each of their cases' trails; one row without ids if it showed none."""
+    if not shown:
+        audit(cur, now, action, outcome, principal, remote_addr, detail=detail)
+        return
+    cur.later(sql.INSERT_AUDIT_EACH, {
+        "at": now, "actor_kind": principal.kind, "actor_id": principal.actor_id, "key_id": principal.key_id,
+        "action": action, "outcome": outcome, "partner_id": principal.partner_id, "remote_addr": remote_addr,
+        "detail": json.dumps(detail or {}, default=str),
+        "referral_ids": [row["id"] for row in shown], "case_ids": [row["case_id"] for row in shown],
+    })

@@ -251,8 +251,8 @@ class ReferralService(Observable):
         query = _query(request, schemas.ReferralListSchema())
         with self.db.transaction() as cur:
             found = handlers.partner_referrals(cur, principal.partner_id, query["status"], query["limit"])
-            access.audit(cur, now, "referral.list", "ok", principal, request.remote_addr,
-                         detail={"status": query["status"], "count": len(found)})
+            access.audit_each(cur, now, "referral.list", "ok", principal, request.remote_addr, found,
+                              detail={"status": query["status"], "count": len(found)})
         return json_response(200, {"referrals": [handlers.partner_view(row) for row in found]})
 
     @api("GET", "/partner/v1/referrals/<referral_id>")
@@ -299,17 +299,20 @@ class ReferralService(Observable):
                 changed, effects = handlers.change_status(
                     cur, self.outbox, referral_id, body["status"], body["note_code"], changed_by, now,
                     partner_id=partner_id, fired_by=self._process())
-                access.audit(cur, now, "referral.status", "ok", principal, request.remote_addr,
-                             referral_id=referral_id, detail={"status": body["status"], "note_code": body["note_code"],
-                                                              "changed": changed})
                 row = handlers.referral_row(cur, referral_id)
+                access.audit(cur, now, "referral.status", "ok", principal, request.remote_addr,
+                             referral_id=referral_id, case_id=row["case_id"],
+                             detail={"status": body["status"], "note_code": body["note_code"], "changed": changed})
         except handlers.NotFound:
             with self.db.transaction() as cur:
                 self._audit_missing(cur, now, "referral.status", principal, request, referral_id)
             raise self._not_found(referral_id) from None
         except lifecycle.TransitionRefused as refused:
-            self._audit(now, "referral.status", "conflict", principal, request, referral_id=referral_id,
-                        detail={"status": body["status"], "code": refused.code})
+            with self.db.transaction() as cur:
+                owner = handlers.referral_owner(cur, referral_id)
+                access.audit(cur, now, "referral.status", "conflict", principal, request.remote_addr,
+                             referral_id=referral_id, case_id=owner and owner["case_id"],
+                             detail={"status": body["status"], "code": refused.code})
             raise _transition_error(refused) from None
         _record(effects)
         return row

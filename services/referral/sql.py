@@ -298,6 +298,14 @@ INSERT_AUDIT = """
     VALUES (%(at)s, %(actor_kind)s, %(actor_id)s, %(key_id)s, %(action)s, %(outcome)s, %(referral_id)s,
             %(case_id)s, %(partner_id)s, %(remote_addr)s, %(detail)s, %(note_sealed)s)
 """
+# One audit row for each referral a call showed, so each case's trail (audit_log_by_case) has it.
+INSERT_AUDIT_EACH = """
+    INSERT INTO audit_log (at, actor_kind, actor_id, key_id, action, outcome, referral_id, case_id, partner_id,
+                           remote_addr, detail)
+    SELECT %(at)s, %(actor_kind)s, %(actor_id)s, %(key_id)s, %(action)s, %(outcome)s, shown.referral_id,
+           shown.case_id, %(partner_id)s, %(remote_addr)s, %(detail)s
+    FROM unnest(%(referral_ids)s::uuid[], %(case_ids)s::uuid[]) AS shown (referral_id, case_id)
+"""
 
 # The partner's view ------------------------------------------------------------------------------------
 

@@ -679,6 +679,37 @@ def test_a_partner_reads_only_what_it_needs_and_the_read_is_audited_with_where_f
     assert (read["referral_id"], read["case_id"]) == (offer["id"], event.data["case_id"])
 
 
+def test_a_partner_s_list_and_status_changes_leave_a_line_in_each_case_s_trail(pools, outbox, keys):
+    (first, first_key), _ = two_counsellors(pools, keys)
+    cases = [offer_critical_case(pools, outbox, keys).data["case_id"] for _ in range(2)]
+    service = referral_service(pools, outbox, keys)
+
+    status, body, _ = call(service, "partner_list_referrals", "GET", "/partner/v1/referrals", key=first_key)
+    assert (status, len(body["referrals"])) == (200, 2)
+    listed = [a for a in audit(pools) if a["action"] == "referral.list"]
+    assert sorted((a["case_id"], a["referral_id"]) for a in listed) == sorted(
+        (r["case_id"], r["id"]) for r in referrals(pools))
+    assert {a["outcome"] for a in listed} == {"ok"} and {a["detail"]["count"] for a in listed} == {2}
+
+    offer = referrals(pools)[0]
+    for wanted in ("accepted", "completed"):  # the second skips a step: a conflict
+        call(service, "partner_change_status", "POST", "/", str(offer["id"]), body={"status": wanted},
+             key=first_key)
+    changes = [a for a in audit(pools) if a["action"] == "referral.status"]
+    assert [(a["outcome"], a["case_id"]) for a in changes] == [("ok", offer["case_id"]),
+                                                               ("conflict", offer["case_id"])]
+    assert offer["case_id"] in cases
+
+
+def test_a_partner_s_empty_list_is_audited_once_without_ids(pools, outbox, keys):
+    (_, first_key), _ = two_counsellors(pools, keys)
+    call(referral_service(pools, outbox, keys), "partner_list_referrals", "GET", "/partner/v1/referrals",
+         key=first_key)
+    [listed] = audit(pools)
+    assert (listed["action"], listed["referral_id"], listed["case_id"], listed["detail"]["count"]) == (
+        "referral.list", None, None, 0)
+
+
 def test_a_partner_can_neither_see_nor_change_another_partner_s_referral_and_the_attempt_is_audited(
         pools, outbox, keys):
     _, (second, second_key) = two_counsellors(pools, keys)
