@@ -36,13 +36,15 @@ class NotFound(Exception):
 
 
 class Refusal(Exception):
-    """A request the rules forbid, naming the field and a code."""
+    """A request the rules forbid, naming the field and a code; `status` is the HTTP status that says so
+    (422 for a request that can never be right, 409 for one the case's state forbids)."""
 
-    def __init__(self, code, field_name, message):
+    def __init__(self, code, field_name, message, status=422):
         super().__init__(message)
         self.code = code
         self.field = field_name
         self.message = message
+        self.status = status
 
 
 class OfferLost(Exception):
@@ -635,11 +637,18 @@ def change_status(cur, outbox, referral_id, requested, note_code, changed_by, no
 def refer_anyway(cur, outbox, case_id, service, partner_id, now=None, fired_by=PRODUCER):
     """A supervisor's override: offer a need to a partner matching would not choose (closed, full, far
     away, not fitting a preference). Never without consent, never family contact the victim did not ask
-    for. Starts a fresh chain under today's policy. Returns (referral id, Effects)."""
+    for, never on a case `sanad purge` has purged. Starts a fresh chain under today's policy. Returns
+    (referral id, Effects)."""
     now, effects = _utcnow(now), Effects()
     case = _case(cur, case_id)
     if case is None:
         raise NotFound(case_id)
+    cur.execute(sql.CASE_PURGED, {"case_id": case_id})
+    if cur.fetchone() is not None:
+        # Its personal data is gone, and a refer-anyway would bring some back (the supervisor's sealed note),
+        # where no later purge would look for it.
+        raise Refusal("case_purged", "case_id", "This case's personal data has been purged (sanad purge); it "
+                      "can no longer be referred. Open a new case if the victim calls again.", status=409)
     cur.execute(sql.OFFER_OF, {"partner_id": partner_id, "service": service})
     row = cur.fetchone()
     if row is None:

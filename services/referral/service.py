@@ -465,7 +465,8 @@ class ReferralService(Observable):
         except handlers.Refusal as refusal:
             self._audit(now, "referral.refer_anyway", "refused", principal, request, case_id=case_id,
                         partner_id=body["partner_id"], detail={"service": body["service"], "code": refusal.code})
-            raise ApiError(422, refusal.code, refusal.message, {refusal.field: [refusal.message]}) from None
+            raise ApiError(refusal.status, refusal.code, refusal.message, {refusal.field: [refusal.message]}) \
+                from None
         except handlers.OfferLost:
             message = "Another offer of this need was made at the same moment; nothing was offered. Look again."
             self._audit(now, "referral.refer_anyway", "conflict", principal, request, case_id=case_id,

@@ -158,6 +158,8 @@ NEEDS_IN_HAND = """
     SELECT 'no_match' AS kind, service, level FROM escalations WHERE case_id = %(case_id)s AND reason = 'no_match'
 """
 CASE_BY_ID = "SELECT * FROM cases WHERE case_id = %(case_id)s"
+# `sanad purge` dropped the case's personal data from this schema (sanad/platform/retention.py).
+CASE_PURGED = "SELECT purged_at FROM purged_cases WHERE case_id = %(case_id)s"
 _INSERT_REFERRAL = """
     INSERT INTO referrals (id, case_id, reference, partner_id, service, level, governorate, attempt, offered_by,
                            created_at, updated_at)

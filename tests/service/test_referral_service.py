@@ -922,6 +922,25 @@ def test_an_admin_key_neither_reads_a_case_s_referrals_nor_refers_anyway_and_the
     assert listed == 200, "the directory is still an admin's to manage"
 
 
+def test_refer_anyway_on_a_purged_case_is_refused_as_a_conflict_and_stores_no_note(pools, outbox, keys):
+    _, national = add_partners(pools)
+    supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
+    service = referral_service(pools, outbox, keys)
+    event = case_triaged()
+    service.on_case_triaged([event.to_message()])
+    with pools["referral"].transaction() as cur:
+        cur.execute("INSERT INTO purged_cases (case_id, purged_at) VALUES (%(id)s, now())",
+                    {"id": event.data["case_id"]})
+
+    status, body, _ = call(service, "admin_refer_anyway", "POST", "/", str(event.data["case_id"]), key=supervisor,
+                           body={"service": "counselling", "partner_id": str(national), "reason_code": "other",
+                                 "note": "She called back from her aunt's phone"})
+    assert (status, body["error"]["code"], list(body["error"]["fields"])) == (409, "case_purged", ["case_id"])
+    assert len(referrals(pools)) == 1
+    [record] = audit(pools)
+    assert (record["action"], record["outcome"], record["note_sealed"]) == ("referral.refer_anyway", "refused", None)
+
+
 def test_only_an_admin_changes_a_policy_and_the_new_version_is_kept(pools, outbox, keys):
     admin = key_for(pools, keys, role="admin", staff_name="root")
     service = referral_service(pools, outbox, keys)
