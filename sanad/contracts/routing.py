@@ -39,6 +39,12 @@ REFERRAL_NOTIFICATION_EXHAUSTED_CRITICAL = _queue(
 )
 NOTIFY_REFERRAL_CREATED = _queue("notify.referral_created", "referral.created.normal")
 NOTIFY_REFERRAL_CREATED_CRITICAL = _queue("notify.referral_created.critical", "referral.created.critical")
+# Notify stops offering a referral that referral withdrew (a missed deadline, a webhook given up on, a
+# supervisor reassigning it): its offer's retries are cancelled and it is never replayed.
+NOTIFY_REFERRAL_STATUS_CHANGED = _queue("notify.referral_status_changed", "referral.status_changed.normal")
+NOTIFY_REFERRAL_STATUS_CHANGED_CRITICAL = _queue(
+    "notify.referral_status_changed.critical", "referral.status_changed.critical",
+)
 # The supervisors' pager: escalations, on the lane of the case's level.
 NOTIFY_REFERRAL_ESCALATED = _queue("notify.referral_escalated", "referral.escalated.normal")
 NOTIFY_REFERRAL_ESCALATED_CRITICAL = _queue("notify.referral_escalated.critical", "referral.escalated.critical")
@@ -63,6 +69,8 @@ ALL_QUEUES = (
     NOTIFY_REFERRAL_CREATED_CRITICAL,
     NOTIFY_REFERRAL_ESCALATED,
     NOTIFY_REFERRAL_ESCALATED_CRITICAL,
+    NOTIFY_REFERRAL_STATUS_CHANGED,
+    NOTIFY_REFERRAL_STATUS_CHANGED_CRITICAL,
     INTAKE_CASE_STATUS,
     TRIAGE_RISK_OVERRIDDEN,
 )

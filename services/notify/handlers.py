@@ -179,6 +179,20 @@ def schedule_pages(cur, event, now=None):
     return scheduled
 
 
+def referral_status_changed(cur, event, now=None):
+    """A referral referral withdrew is no longer offered: the webhook offering it stops being tried (its
+    delivery is cancelled), is never replayed, and is not made should it come after this. Pages about the
+    referral still go. Other status changes concern notify not. Returns the deliveries cancelled."""
+    data = event.data
+    if data["status"] != "withdrawn":
+        return []
+    cur.execute(sql.CANCEL_WITHDRAWN_OFFER, {"referral_id": data["referral_id"], "now": now or _utc_now()})
+    cancelled = [row["id"] for row in cur.fetchall()]
+    if cancelled:
+        log.info("referral %s was withdrawn: its offer's delivery is cancelled", data["referral_id"])
+    return cancelled
+
+
 def _insert_delivery(cur, now, row):
     """[(delivery id, endpoint id)] of the delivery `row`, which goes to PostgreSQL with the transaction's
     next statement (the claim of it, if the pool has room for its attempt; else the COMMIT, with the
@@ -431,11 +445,16 @@ def list_alerts(cur, include_acknowledged=False):
 
 # Replay ------------------------------------------------------------------------------------------------------
 
+WITHDRAWN = "referral withdrawn: the partner no longer has this offer"
+
+
 def replay(cur, dead=False, chosen=(), now=None):
     """Send again, under their own webhook-ids, every dead delivery not yet replayed (`dead`) or the
     deliveries chosen by delivery id or webhook-id. Each starts a fresh round of attempts, taken up by
-    the notify process of its lane within a second. Returns (replayed, skipped): rows with id, webhook_id
-    and lane; skipped ones also say why (still being tried, endpoint disabled, unknown)."""
+    the notify process of its lane within a second. An offer of a referral since withdrawn is never sent
+    again. Returns (replayed, skipped): rows with id, webhook_id and lane; skipped ones also say why
+    (still being tried, referral withdrawn, endpoint disabled, unknown), and those `dead` passed over
+    (a withdrawn referral's) have "dead": True."""
     now = now or _utc_now()
     replayed = []
     if dead:
@@ -448,11 +467,16 @@ def replay(cur, dead=False, chosen=(), now=None):
     replayed_ids = [row["id"] for row in replayed]
     cur.execute(sql.MARK_REPLAYED, {"delivery_ids": replayed_ids, "now": now})
     skipped = []
+    if dead:
+        cur.execute(sql.DEAD_BUT_WITHDRAWN)
+        skipped += [{**row, "why": WITHDRAWN, "dead": True} for row in cur.fetchall()]
     if chosen:
         cur.execute(sql.NOT_REPLAYED, {"ids": chosen, "replayed": replayed_ids})
         for row in cur.fetchall():
-            why = "still being tried" if row["status"] == "pending" else (
-                "endpoint disabled or removed" if not row["endpoint_enabled"] else "not replayable")
+            if any(row["id"] == other["id"] for other in skipped):
+                continue
+            why = "still being tried" if row["status"] == "pending" else WITHDRAWN if row["referral_withdrawn"] \
+                else "endpoint disabled or removed" if not row["endpoint_enabled"] else "not replayable"
             skipped.append({**row, "why": why})
         found = {str(row["id"]) for row in replayed + skipped} | {row["webhook_id"] for row in replayed + skipped}
         skipped += [{"id": None, "webhook_id": None, "asked": value, "why": "no such delivery"}

@@ -77,6 +77,10 @@ class NotifyService(Observable):
     def on_referral_escalated(self, body):
         self._page(routing.NOTIFY_REFERRAL_ESCALATED.name, [body])
 
+    @consume(routing.NOTIFY_REFERRAL_STATUS_CHANGED, requeue_on_error=True)
+    def on_referral_status_changed(self, body):
+        handle_batch(self.db, routing.NOTIFY_REFERRAL_STATUS_CHANGED.name, [body], handlers.referral_status_changed)
+
     @sweep_timer(interval=SWEEP_INTERVAL)
     def retry_due(self):
         """Deliveries whose time has come: retries, replays, and any a crash or a full pool left behind."""
@@ -168,3 +172,8 @@ class CriticalNotifyService(NotifyService):
     @consume(routing.NOTIFY_REFERRAL_ESCALATED_CRITICAL, requeue_on_error=True)
     def on_referral_escalated(self, body):
         self._page(routing.NOTIFY_REFERRAL_ESCALATED_CRITICAL.name, [body])
+
+    @consume(routing.NOTIFY_REFERRAL_STATUS_CHANGED_CRITICAL, requeue_on_error=True)
+    def on_referral_status_changed(self, body):
+        handle_batch(self.db, routing.NOTIFY_REFERRAL_STATUS_CHANGED_CRITICAL.name, [body],
+                     handlers.referral_status_changed)

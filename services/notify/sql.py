@@ -75,14 +75,30 @@ DISABLE_ENDPOINT = """
 
 # Deliveries ------------------------------------------------------------------------------------------------
 
-# A webhook id already taken (the same event handled again) leaves the delivery that has it alone.
+# A webhook id already taken (the same event handled again) leaves the delivery that has it alone. An
+# offer of a referral withdrawn already (its withdrawal handled first, after a backlog) is not made at all.
 INSERT_DELIVERY = Prepared("""
     INSERT INTO deliveries (id, webhook_id, kind, target, endpoint_id, referral_id, case_id, partner_id, lane,
                             payload, next_attempt_at, created_at)
-    VALUES (%(id)s, %(webhook_id)s, %(kind)s, %(target)s, %(endpoint_id)s, %(referral_id)s, %(case_id)s,
-            %(partner_id)s, %(lane)s, %(payload)s, %(now)s, %(now)s)
+    SELECT %(id)s, %(webhook_id)s, %(kind)s, %(target)s, %(endpoint_id)s, %(referral_id)s, %(case_id)s,
+           %(partner_id)s, %(lane)s, %(payload)s, %(now)s, %(now)s
+    WHERE %(kind)s::text <> 'referral.offered'
+       OR NOT EXISTS (SELECT 1 FROM withdrawn_referrals w WHERE w.referral_id = %(referral_id)s::uuid)
     ON CONFLICT (webhook_id) DO NOTHING
 """)
+# A referral withdrawn: recorded once, and its offer's delivery, if still being tried, cancelled. A
+# redelivered event finds it recorded and nothing pending. Pages about the referral are left alone.
+CANCEL_WITHDRAWN_OFFER = """
+    WITH recorded AS (
+        INSERT INTO withdrawn_referrals (referral_id, withdrawn_at) VALUES (%(referral_id)s, %(now)s)
+        ON CONFLICT (referral_id) DO NOTHING
+    )
+    UPDATE deliveries SET status = 'cancelled', finished_at = %(now)s
+    WHERE referral_id = %(referral_id)s AND kind = 'referral.offered' AND status = 'pending'
+    RETURNING id
+"""
+_OFFER_WITHDRAWN = """(d.kind = 'referral.offered'
+                       AND EXISTS (SELECT 1 FROM withdrawn_referrals w WHERE w.referral_id = d.referral_id))"""
 
 # A claim is a lease: the attempt that holds it runs outside any transaction, and if its process dies the
 # lease runs out and another worker takes the delivery up, under the same webhook-id. The lease outlasts
@@ -184,7 +200,7 @@ _REPLAYED = _WITH_ENDPOINTS + """
     UPDATE deliveries d
     SET status = 'pending', next_attempt_at = %(now)s, lease_until = NULL, finished_at = NULL,
         round_start = d.attempts
-    WHERE d.status <> 'pending' AND ({chosen})
+    WHERE d.status <> 'pending' AND ({chosen}) AND NOT """ + _OFFER_WITHDRAWN + """
       AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.target = d.target AND e.id = d.endpoint_id AND e.enabled)
     RETURNING d.id, d.webhook_id, d.lane
 """
@@ -196,13 +212,20 @@ MARK_REPLAYED = """
     WHERE delivery_id = ANY(%(delivery_ids)s::uuid[]) AND replayed_at IS NULL
 """
 NOT_REPLAYED = _WITH_ENDPOINTS + """
-    SELECT d.id, d.webhook_id, d.status, coalesce(e.enabled, false) AS endpoint_enabled
+    SELECT d.id, d.webhook_id, d.status, coalesce(e.enabled, false) AS endpoint_enabled,
+           """ + _OFFER_WITHDRAWN + """ AS referral_withdrawn
     FROM deliveries d LEFT JOIN webhook_endpoints e ON e.target = d.target AND e.id = d.endpoint_id
     WHERE (d.id::text = ANY(%(ids)s) OR d.webhook_id = ANY(%(ids)s)) AND NOT (d.id = ANY(%(replayed)s::uuid[]))
 """
+# Dead offers of withdrawn referrals that `replay --dead` passed over.
+DEAD_BUT_WITHDRAWN = """
+    SELECT d.id, d.webhook_id, d.status FROM dead_deliveries dd JOIN deliveries d ON d.id = dd.delivery_id
+    WHERE dd.replayed_at IS NULL AND d.status = 'failed' AND """ + _OFFER_WITHDRAWN + """
+"""
 LIST_DEAD = """
     SELECT dd.id AS dead_id, d.id, d.webhook_id, d.kind, d.target, d.endpoint_id, d.lane, dd.attempts,
-           dd.last_error, dd.dead_at, d.payload -> 'data' ->> 'case_reference' AS case_reference
+           dd.last_error, dd.dead_at, d.payload -> 'data' ->> 'case_reference' AS case_reference,
+           """ + _OFFER_WITHDRAWN + """ AS referral_withdrawn
     FROM dead_deliveries dd JOIN deliveries d ON d.id = dd.delivery_id
     WHERE dd.replayed_at IS NULL
     ORDER BY dd.dead_at

@@ -39,3 +39,13 @@ def referral_created(partner_id, level="medium", service="counselling"):
         "partner_id": partner_id, "partner_name": "Centre", "service": service, "level": level,
         "governorate": "dhi_qar", "created_at": datetime.now(timezone.utc),
     }, producer="referral", lane=lane_for(level))
+
+
+def referral_withdrawn(created, reason="ack_timeout"):
+    """referral.status_changed withdrawing the referral `created` (a referral.created event) announced."""
+    data = created.data
+    return new_event("referral.status_changed", {
+        "referral_id": data["referral_id"], "case_id": data["case_id"], "reference": data["reference"],
+        "partner_id": data["partner_id"], "status": "withdrawn", "previous_status": "offered", "note_code": reason,
+        "changed_at": datetime.now(timezone.utc), "changed_by": "system",
+    }, producer="referral", correlation_id=created.correlation_id, lane=created.lane)

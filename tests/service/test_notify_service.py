@@ -29,7 +29,7 @@ from services.notify.service import CriticalNotifyService, NotifyService
 from services.notify.settings import NotifySettings
 from services.notify.urls import UnsafeUrl, UrlPolicy
 from tests.service.conftest import outbox_events, rows
-from tests.service.events import referral_created
+from tests.service.events import referral_created, referral_withdrawn
 from tests.support.receiver import Receiver, Reply
 
 LOOPBACK_ALLOWED = UrlPolicy(require_https=False, allow_private=True)
@@ -822,6 +822,77 @@ def test_replay_by_id_leaves_a_delivery_still_being_tried_alone_and_names_unknow
         replayed, skipped = handlers.replay(cur, chosen=[webhook_id, "msg_unknown"])
     assert replayed == []
     assert sorted(row["why"] for row in skipped) == ["no such delivery", "still being tried"]
+
+
+# A referral withdrawn
+
+@pytest.mark.parametrize("service_class", [NotifyService, CriticalNotifyService], ids=["normal", "critical"])
+def test_an_offer_withdrawn_while_retried_is_cancelled_once_and_never_replayed(
+        pools, outbox, keys, service_class):
+    secret = webhooks.generate_secret()
+    level = "critical" if service_class is CriticalNotifyService else "medium"
+    with Receiver(secret, respond=lambda webhook_id, payload: 503) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret), level=level)
+        notify = Notify(pools, outbox, keys, service_class)
+        notify.offer(event)
+        assert delivery_of(pools, event)["status"] == "pending", "503: retried later"
+
+        withdrawn = referral_withdrawn(event).to_message()
+        notify.service.on_referral_status_changed(withdrawn)
+        notify.service.on_referral_status_changed(withdrawn)  # delivered twice: nothing more happens
+        assert delivery_of(pools, event)["status"] == "cancelled"
+        make_due(pools)
+        notify.sweep()
+        assert len(receiver.requests) == 1, "the withdrawn offer is not tried again"
+    with pools["notify"].transaction() as cur:
+        replayed, skipped = handlers.replay(cur, chosen=[f"msg_{event.data['referral_id'].hex}"])
+    assert replayed == [] and [row["why"] for row in skipped] == [handlers.WITHDRAWN]
+
+
+def test_other_status_changes_leave_the_offer_alone(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: 503) as receiver:
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        notify = Notify(pools, outbox, keys)
+        notify.offer(event)
+    accepted = new_event("referral.status_changed", {**referral_withdrawn(event).data, "status": "accepted",
+                                                     "note_code": None, "changed_by": "partner"},
+                         producer="referral", correlation_id=event.correlation_id, lane=event.lane)
+    notify.service.on_referral_status_changed(accepted.to_message())
+    assert delivery_of(pools, event)["status"] == "pending"
+
+
+def test_a_withdrawal_handled_before_its_offer_means_the_offer_is_never_made_but_its_pages_go(pools, outbox, keys):
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: 204) as receiver:
+        with pools["notify"].transaction() as cur:
+            register_oncall_endpoint(cur, keys, receiver.url, secret, url_policy=LOOPBACK_ALLOWED)
+        event = referral_created(register(pools, keys, receiver.url, secret))
+        notify = Notify(pools, outbox, keys)
+        notify.service.on_referral_status_changed(referral_withdrawn(event).to_message())
+        notify.offer(event)
+        notify.page(escalated(level="medium", referral_id=event.data["referral_id"]))
+        assert len(receiver.webhook_ids()) == 1
+    [page] = rows(pools["notify"], "SELECT * FROM deliveries")
+    assert (page["kind"], page["status"]) == ("referral.escalated", "delivered")
+
+
+def test_replay_of_the_dead_passes_over_offers_of_withdrawn_referrals(pools, outbox, keys, sanad):
+    secret = webhooks.generate_secret()
+    with Receiver(secret, respond=lambda webhook_id, payload: 404) as receiver:
+        partner_id = register(pools, keys, receiver.url, secret)
+        notify = Notify(pools, outbox, keys)
+        gone, kept = referral_created(partner_id), referral_created(partner_id)
+        notify.offer(gone)
+        notify.offer(kept)
+        notify.service.on_referral_status_changed(referral_withdrawn(gone, "delivery_exhausted").to_message())
+        assert "[referral withdrawn: not replayed]" in sanad("webhooks", "dead")[1]
+
+        code, out, err = sanad("webhooks", "replay", "--dead")
+        assert code == 0
+        assert f"msg_{kept.data['referral_id'].hex}" in out and f"msg_{gone.data['referral_id'].hex}" not in out
+        assert f"msg_{gone.data['referral_id'].hex}: {handlers.WITHDRAWN}" in err
+    assert (delivery_of(pools, gone)["status"], delivery_of(pools, kept)["status"]) == ("failed", "pending")
 
 
 # The operators' commands (sanad webhooks / oncall / alerts), run in-process against this database

@@ -54,6 +54,8 @@ CONSUMERS = {
     "notify.referral_escalated": ("notify", "notify"),
     "notify.referral_created.critical": ("notify-critical", "notify"),
     "notify.referral_escalated.critical": ("notify-critical", "notify"),
+    "notify.referral_status_changed": ("notify", "notify"),
+    "notify.referral_status_changed.critical": ("notify-critical", "notify"),
     "intake.case_status": ("intake-status", "intake"),
 }
 # The queues every case's journey passes through, with the process that takes it from each.
