@@ -44,13 +44,21 @@ def webhooks_list(args, config):
 
 
 def webhooks_rotate_secret(args, config):
+    try:
+        overlap = timedelta(hours=args.overlap_hours)
+    except (ValueError, OverflowError):  # nan, inf, or beyond any date
+        overlap = None
+    if overlap is None or overlap < timedelta(0):
+        raise _error("overlap-hours: must be a number of hours, 0 (the old secrets stop signing now) or more")
     secret = args.secret or webhooks.generate_secret()
     keys = load_keys(config.keys_file)
     try:
         with _notify_pool(config).transaction() as cur:
-            until = handlers.rotate_secret(cur, keys, args.endpoint, secret, timedelta(hours=args.overlap_hours))
+            until = handlers.rotate_secret(cur, keys, args.endpoint, secret, overlap)
     except LookupError as exc:
         raise _error(f"endpoint: {exc}") from None
+    except OverflowError:
+        raise _error("overlap-hours: that many hours from now is beyond any date") from None
     print(json.dumps({"endpoint_id": str(args.endpoint), "webhook_secret": secret,
                       "previous_secrets_sign_until": until.isoformat()}, indent=2))
     print(f"Webhooks now carry a signature with each secret until {_when(until)}: give the new secret to "

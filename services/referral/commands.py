@@ -101,6 +101,8 @@ def partner_show(args, config):
 
 
 def partner_rotate_key(args, config):
+    if args.grace_minutes < 0:
+        raise _error("grace-minutes: must be 0 (the old keys stop now) or more")
     keys = load_keys(config.keys_file)
     with _referral_pool(config).transaction() as cur:
         partner_id = find_partner(cur, args.partner)
@@ -147,6 +149,9 @@ def partner_seed(args, config):
 
 
 def referral_policy(args, config):
+    if not args.level and (args.ack_seconds is not None or args.max_reoffers is not None):
+        raise _error(f"level: --ack-seconds and --max-reoffers change one level's policy: name the level "
+                     f"({', '.join(RISK_LEVELS)})")
     with _referral_pool(config).transaction() as cur:
         if args.level:
             if args.ack_seconds is None or args.max_reoffers is None:
@@ -168,6 +173,10 @@ def referral_staff_key(args, config):
         raise _error("partner-id: a counsellor's key needs one (their organisation); no other role takes one")
     keys = load_keys(config.keys_file)
     with _referral_pool(config).transaction() as cur:
+        if args.partner_id is not None:
+            cur.execute(sql.PARTNER_BY_ID, {"id": args.partner_id})
+            if cur.fetchone() is None:
+                raise _error(f"partner-id: no partner has id {args.partner_id} (sanad partner list)")
         key_id, api_key = access.issue_key(cur, keys.lookup, _now(), args.role, partner_id=args.partner_id,
                                            staff_name=args.name)
         access.audit(cur, _now(), "staff.key_issued", "ok", actor_kind="cli", partner_id=args.partner_id,

@@ -39,6 +39,22 @@ def empty_tables(pools):
 
 
 @pytest.fixture
+def sanad(monkeypatch, database_url, keys_file, capsys):
+    """Runs `sanad ARGS...` as an operator would, in-process against this database; returns (exit code,
+    stdout, stderr)."""
+    from sanad import cli
+    monkeypatch.setenv("SANAD_DATABASE_URL", database_url)
+    monkeypatch.setenv("SANAD_KEYS_FILE", str(keys_file))
+    monkeypatch.setenv("SANAD_ALLOW_PRIVATE_WEBHOOKS", "1")
+
+    def run(*args):
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+@pytest.fixture
 def outbox():
     return OutboxWriter([])
 

@@ -897,21 +897,6 @@ def test_replay_of_the_dead_passes_over_offers_of_withdrawn_referrals(pools, out
 
 # The operators' commands (sanad webhooks / oncall / alerts), run in-process against this database
 
-@pytest.fixture
-def sanad(monkeypatch, database_url, keys_file, capsys):
-    """Runs `sanad ARGS...` as an operator would; returns (exit code, stdout, stderr)."""
-    from sanad import cli
-    monkeypatch.setenv("SANAD_DATABASE_URL", database_url)
-    monkeypatch.setenv("SANAD_KEYS_FILE", str(keys_file))
-    monkeypatch.setenv("SANAD_ALLOW_PRIVATE_WEBHOOKS", "1")
-
-    def run(*args):
-        code = cli.main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
-
-
 def test_rotate_secret_from_the_command_line_signs_with_both_secrets_until_the_overlap_ends(
         pools, outbox, keys, sanad):
     old = webhooks.generate_secret()

@@ -827,6 +827,14 @@ def test_rotating_a_partner_s_key_leaves_its_counsellors_staff_keys_alone(pools,
     assert (principal.role, principal.partner_id) == ("counsellor", first)
 
 
+def test_a_counsellor_key_for_a_partner_that_does_not_exist_is_refused_naming_the_option(pools, sanad):
+    unknown = str(uuid.uuid4())
+    code, out, err = sanad("referral", "staff-key", "amira", "--role", "counsellor", "--partner-id", unknown)
+    assert (code, out) == (2, "")
+    assert err.startswith("sanad: partner-id: ") and unknown in err
+    assert rows(pools["referral"], "SELECT * FROM api_keys") == []
+
+
 def test_a_staff_key_is_no_partner_key_and_a_partner_key_opens_no_admin_call(pools, outbox, keys):
     (_, partner_key), _ = two_counsellors(pools, keys)
     counsellor = key_for(pools, keys, role="counsellor", staff_name="amira")
