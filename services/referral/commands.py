@@ -197,7 +197,8 @@ def add_to(commands):
     add.add_argument("--webhook-url", required=True)
     add.add_argument("--secret", help="an existing whsec_ secret (default: generate one)")
     add.add_argument("--hours", action="append", metavar="'sun-thu 08:00-14:00'",
-                     help="opening hours, Iraq time (repeat for more; default: open around the clock)")
+                     help="opening hours, Iraq time; 24:00 closes at midnight (repeat for more, e.g. a night "
+                          "line: 'sun-thu 20:00-24:00' and 'mon-fri 00:00-08:00'; default: open around the clock)")
     add.add_argument("--staff-gender", action="append", choices=STAFF_GENDERS, help="staff available (repeat)")
     add.add_argument("--language", action="append", help="two-letter code (repeat; default ar)")
     add.add_argument("--min-age", type=int)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import time
 
 from sanad.contracts.vocabulary import GOVERNORATES, NATIONWIDE, SERVICE_TYPES
-from services.referral.matching import FAMILY_CONTACT_BY_NATURE, Hours, Partner
+from services.referral.matching import END_OF_DAY, FAMILY_CONTACT_BY_NATURE, Hours, Partner
 
 STAFF_GENDERS = ("female", "male")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -97,9 +97,10 @@ def parse_hours(text) -> tuple:
     if not match:
         raise ValueError(f"hours {text!r}: write them like 'sun-thu 08:00-14:00'")
     try:
-        opens, closes = time.fromisoformat(match["opens"]), time.fromisoformat(match["closes"])
+        opens, closes = time.fromisoformat(match["opens"]), closing_time(match["closes"])
     except ValueError:
-        raise ValueError(f"hours {text!r}: times are HH:MM, 00:00 to 23:59") from None
+        raise ValueError(f"hours {text!r}: times are HH:MM, 00:00 to 23:59, or 24:00 to close at midnight") \
+            from None
     if opens >= closes:
         raise ValueError(f"hours {text!r}: opening must come before closing (split a night across two days)")
     days = []
@@ -113,9 +114,21 @@ def parse_hours(text) -> tuple:
     return tuple(Hours(day, opens, closes) for day in days)
 
 
+def closing_time(text) -> time:
+    """A closing time: HH:MM[:SS], or 24:00 (END_OF_DAY), which PostgreSQL writes 24:00:00. ValueError else."""
+    if str(text) in ("24:00", "24:00:00"):
+        return END_OF_DAY
+    return time.fromisoformat(str(text))
+
+
+def closing_for_storage(closes):
+    """What service_hours.closes_at stores: PostgreSQL's own 24:00 for END_OF_DAY."""
+    return "24:00" if closes == END_OF_DAY else closes
+
+
 def hours_from_rows(rows) -> tuple:
     """Hours from the JSON the directory queries build ({"weekday", "opens", "closes"})."""
-    return tuple(Hours(int(r["weekday"]), time.fromisoformat(str(r["opens"])), time.fromisoformat(str(r["closes"])))
+    return tuple(Hours(int(r["weekday"]), time.fromisoformat(str(r["opens"])), closing_time(r["closes"]))
                  for r in rows)
 
 
@@ -131,5 +144,5 @@ def partner_from_row(row) -> Partner:
 
 
 def hours_as_data(hours) -> list:
-    return [{"weekday": h.weekday, "opens": h.opens.strftime("%H:%M"), "closes": h.closes.strftime("%H:%M")}
-            for h in hours]
+    return [{"weekday": h.weekday, "opens": h.opens.strftime("%H:%M"),
+             "closes": "24:00" if h.closes == END_OF_DAY else h.closes.strftime("%H:%M")} for h in hours]

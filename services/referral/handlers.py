@@ -15,7 +15,7 @@ from sanad.contracts.events import new_event
 from sanad.contracts.vocabulary import lane_for, partner_unreachable
 from sanad.platform.pool import CONNECTION_ERRORS, PLAIN_INDEX_SCANS
 from services.referral import escalation, lifecycle, sql
-from services.referral.directory import PartnerEntry, ServiceTerms, partner_from_row
+from services.referral.directory import PartnerEntry, ServiceTerms, closing_for_storage, partner_from_row
 from services.referral.escalation import Chain, Policy
 from services.referral.matching import (
     NO_PREFERENCES, Preferences, family_contact_asked, may_refer_anyway, rank, referable_services, route,
@@ -106,7 +106,7 @@ def _store_service(cur, partner_id, terms):
     cur.execute(sql.DELETE_HOURS, {"service_id": service_id})
     for hours in terms.hours:
         cur.execute(sql.INSERT_HOURS, {"service_id": service_id, "weekday": hours.weekday, "opens": hours.opens,
-                                       "closes": hours.closes})
+                                       "closes": closing_for_storage(hours.closes)})
 
 
 def set_service(cur, partner_id, terms, now=None):

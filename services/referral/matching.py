@@ -36,10 +36,15 @@ FAMILY_CONTACT_BY_NATURE = frozenset({"mediation"})
 
 @dataclass(frozen=True)
 class Hours:
-    """Open on `weekday` (0 Monday .. 6 Sunday, Iraq time) from `opens` until just before `closes`."""
+    """Open on `weekday` (0 Monday .. 6 Sunday, Iraq time) from `opens` until just before `closes`, or to
+    the end of the day when `closes` is END_OF_DAY (24:00)."""
     weekday: int
     opens: time
     closes: time
+
+
+# 24:00, which Python's time cannot hold: a period closing at midnight. Stored as PostgreSQL's '24:00'.
+END_OF_DAY = time.max
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,8 @@ def is_open(partner, now) -> bool:
         raise ValueError("the time is needed to know whether a partner with opening hours is open")
     local = now.astimezone(IRAQ_TIME)
     moment = local.time().replace(tzinfo=None)
-    return any(h.weekday == local.weekday() and h.opens <= moment < h.closes for h in partner.hours)
+    return any(h.weekday == local.weekday() and h.opens <= moment and (moment < h.closes or h.closes == END_OF_DAY)
+               for h in partner.hours)
 
 
 def _is_local(partner, governorate):

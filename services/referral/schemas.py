@@ -6,7 +6,7 @@ from sanad.platform.fields import StrictBoolean
 from services.referral import lifecycle
 from services.referral.directory import MAX_TEXT, STAFF_GENDERS, ServiceTerms
 from services.referral.handlers import REFER_ANYWAY_REASONS
-from services.referral.matching import Hours, Preferences
+from services.referral.matching import END_OF_DAY, Hours, Preferences
 
 ALL_NOTE_CODES = sorted({code for codes in lifecycle.NOTE_CODES.values() for code in codes})
 
@@ -32,10 +32,19 @@ class ReferralListSchema(Schema):
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
 
 
+class ClosingTime(fields.Time):
+    """HH:MM, or 24:00 for a period that lasts to midnight (directory.END_OF_DAY)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == "24:00":
+            return END_OF_DAY
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class HoursSchema(Schema):
     weekday = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=6))
     opens = fields.Time(required=True, format="%H:%M")
-    closes = fields.Time(required=True, format="%H:%M")
+    closes = ClosingTime(required=True, format="%H:%M")
 
     @validates_schema
     def opens_before_closing(self, data, **kwargs):

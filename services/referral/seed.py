@@ -10,7 +10,7 @@
             governorates: [dhi_qar]
             languages: [ar]                      # optional, default [ar]
             staff_genders: [female]              # optional
-            hours: ["sun-thu 08:00-15:00"]       # or always_open: true
+            hours: ["sun-thu 08:00-15:00"]       # or always_open: true; 24:00 closes at midnight
             min_age: 18                          # optional, as are max_age, eligibility, contacts_family
 """
 from dataclasses import dataclass

@@ -1000,6 +1000,22 @@ def test_an_admin_sets_a_service_s_hours_and_staff_and_bad_terms_are_named_field
     assert set(body["error"]["fields"]) == {"governorates", "hours", "colour"}
 
 
+def test_hours_to_midnight_are_stored_as_24_00_and_matched_until_the_last_second(pools, outbox, keys):
+    local, _ = add_partners(pools)
+    admin = key_for(pools, keys, role="admin", staff_name="root")
+    service = referral_service(pools, outbox, keys)
+    terms = {"governorates": ["dhi_qar"], "hours": [{"weekday": 6, "opens": "20:00", "closes": "24:00"}]}
+    status, body, _ = call(service, "admin_set_service", "PUT", "/", str(local), "shelter", key=admin, body=terms)
+    assert status == 200
+    [shelter] = [s for s in body["services"] if s["service"] == "shelter"]
+    assert shelter["hours"] == [{"weekday": 6, "opens": "20:00:00", "closes": "24:00:00"}]
+
+    sunday_2359_30_in_iraq = datetime(2024, 3, 10, 20, 59, 30, tzinfo=timezone.utc)
+    with pools["referral"].transaction() as cur:
+        explained = handlers.explain_match(cur, "shelter", "dhi_qar", sunday_2359_30_in_iraq)
+    assert [p["partner_id"] for p in explained["eligible"]] == [local]
+
+
 def test_the_partner_openapi_file_is_served_and_describes_exactly_the_partner_routes(pools, outbox, keys):
     status, spec, _ = call(referral_service(pools, outbox, keys), "partner_openapi", "GET", "/partner/openapi.json")
     assert status == 200 and spec["openapi"].startswith("3.")

@@ -195,6 +195,25 @@ def test_closing_time_is_exclusive_and_friday_is_closed():
     assert not is_open(OFFICE, utc(2024, 3, 8, 7, 0)), "Friday 10:00: closed"
 
 
+def test_a_night_service_open_to_midnight_and_from_midnight_is_never_closed_in_between():
+    from services.referral.directory import hours_as_data, parse_hours
+    nights = parse_hours("sun-thu 20:00-24:00") + parse_hours("mon-fri 00:00-08:00")
+    night_line = Partner(**{**OFFICE.__dict__, "always_open": False, "hours": nights})
+    sunday_2359_30_in_iraq = datetime(2024, 3, 10, 20, 59, 30, tzinfo=timezone.utc)
+    assert is_open(night_line, sunday_2359_30_in_iraq)
+    assert is_open(night_line, datetime(2024, 3, 10, 20, 59, 59, 999999, tzinfo=timezone.utc))
+    assert is_open(night_line, utc(2024, 3, 10, 21, 0)), "Monday 00:00"
+    assert not is_open(night_line, utc(2024, 3, 10, 16, 59)), "Sunday 19:59"
+    assert hours_as_data(parse_hours("sun 20:00-24:00")) == [{"weekday": 6, "opens": "20:00", "closes": "24:00"}]
+
+
+@pytest.mark.parametrize("text", ["sun 24:00-08:00", "sun 20:00-24:01", "sun 20:00-25:00"])
+def test_24_00_is_only_a_closing_time(text):
+    from services.referral.directory import parse_hours
+    with pytest.raises(ValueError, match="or 24:00 to close at midnight"):
+        parse_hours(text)
+
+
 def test_a_partner_with_hours_needs_the_time_to_be_judged():
     with pytest.raises(ValueError):
         is_open(OFFICE, None)
