@@ -43,7 +43,7 @@ PARTNER = ("partner",)
 ADMIN = ("admin",)
 SUPERVISION = ("supervisor", "admin")  # the directory, the policies, matching: no case in sight
 CASE_WORK = ("supervisor",)  # a case's referrals, and placing its needs by hand: an admin sees no case
-STAFF = ("counsellor", "supervisor", "admin")
+STAFF = ("counsellor", "supervisor")  # moving a referral along: its reference and level are in the answer
 
 REFERRALS_CREATED = Counter(
     "sanad_referrals_created_total", "Referrals offered to partners, by service and lane.", ["service", "lane"],

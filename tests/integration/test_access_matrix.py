@@ -111,7 +111,7 @@ MATRIX = [
     Guarded("referral", "POST", "/admin/v1/cases/{case_id}/refer-anyway", "supervisor_key", "admin_key",
             body={"service": "legal_aid", "partner_id": "{partner_b_id}", "reason_code": "other"},
             action="referral.refer_anyway"),
-    Guarded("referral", "POST", "/admin/v1/referrals/{referral_id}/status", "counsellor_key", "partner_a",
+    Guarded("referral", "POST", "/admin/v1/referrals/{referral_id}/status", "counsellor_key", "admin_key",
             body={"status": "accepted"}, action="referral.status"),
 ]
 BY_KEY = {(g.service, *g.key): g for g in MATRIX}
