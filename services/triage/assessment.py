@@ -10,10 +10,13 @@ How a note is read:
    masked, so the risk words inside them match nothing.
 3. Each concept lexicon (suicidal intent, plan, means, threats to kill, minors, publication, ...) is matched
    on the masked note: Arabic and English entries on the match keys, Arabizi entries on the skeletons.
-4. Each mention is read in its context. Negation never drops a suicide-related mention: "ما افكر انتحر" is
-   still a caller talking of suicide, reported as suicidal thoughts (at least high). A mention in a news item,
-   about someone else in the past, or in a resolved past case is reported as such, at level low. A past
-   attempt is an earlier attempt (high), not an attempt now.
+4. Each mention is read in its context (context.yaml). Negation never drops a suicide-related mention:
+   "ما افكر انتحر" is still a caller talking of suicide, reported as suicidal thoughts (at least high). A
+   negation counts only right before the mention or across auxiliaries ("ما راح انتحر"), not two words off
+   ("ماكو حل راح انتحر" - no way out, I will kill myself), nor inside a condition ("اذا ما تدفعين"). A mention
+   in a news item, about someone else in the past (markers near it, in its clause), or in a resolved blackmail
+   is reported as such, at level low; someone else's context never covers the caller's own first-person
+   words ("راح انتحر", "myself"). A past attempt is an earlier attempt (high), not an attempt now.
 5. Checklist facts add their own reasons. The checklist can raise the level; being empty or false it never
    lowers what the text found.
 6. The level is the highest level of any reason, raised to critical when suicidal thoughts meet an acute
@@ -146,6 +149,7 @@ class Policy:
     when_past: str | None = None
     when_conditional: str | None = None
     discounted_by: frozenset[str] = frozenset()
+    negation_inside: bool = False   # a negation inside the mention, before its last word, negates it too
 
 
 @dataclass(frozen=True)
@@ -370,6 +374,10 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _keys(words: Iterable[str]) -> frozenset[str]:
+    return frozenset(normalise_arabic(w) if _HAS_ARABIC.search(w) else normalise_latin(w) for w in map(str, words))
+
+
 def _read_yaml(path: Path) -> tuple[dict, bytes]:
     try:
         raw = path.read_bytes()
@@ -411,6 +419,7 @@ def _policy(entry: Mapping, defaults: Policy) -> Policy:
         when_past=entry.get("when_past", defaults.when_past),
         when_conditional=entry.get("when_conditional", defaults.when_conditional),
         discounted_by=frozenset(discounted) if discounted is not None else defaults.discounted_by,
+        negation_inside=bool(entry.get("negation_inside", defaults.negation_inside)),
     )
 
 
@@ -422,6 +431,8 @@ class Lexicon:
     context: dict[str, tuple[Matcher, ...]]
     clause_breaks: frozenset[str]
     negation_window: int
+    negation_bridges: frozenset[str]
+    context_windows: dict[str, int]
     discount_codes: dict[str, str]
     groups: tuple[Group, ...]
     numbers: dict[str, int]
@@ -454,7 +465,7 @@ class Lexicon:
             for kind, entry in (context_data.get("kinds") or {}).items()
         }
         breaks = context_data.get("clause_breaks") or []
-        clause_breaks = frozenset(normalise_arabic(w) if _HAS_ARABIC.search(w) else normalise_latin(w) for w in breaks)
+        clause_breaks = _keys(breaks)
         discount_codes = dict(context_data.get("discount_codes") or {})
 
         idiom_data = load_listed(index.get("idioms", "idioms.yaml"))
@@ -497,6 +508,8 @@ class Lexicon:
             context=context,
             clause_breaks=clause_breaks,
             negation_window=int(context_data.get("negation_window", 4)),
+            negation_bridges=_keys(context_data.get("negation_bridges") or []),
+            context_windows={str(k): int(v) for k, v in (context_data.get("context_windows") or {}).items()},
             discount_codes=discount_codes,
             groups=tuple(groups),
             numbers=number_words,
@@ -548,6 +561,12 @@ class _Numbering:
         for id_ in range(first, len(self.matchers)):
             self.owners[id_] = ("group", numbered)
         return numbered
+
+
+# Context kinds read word by word (negation, conditions, the caller's own words), not as a mention's context.
+_LOCAL_KINDS = ("negation", "conditional", "first_person", "bridge")
+# Kinds that make a mention someone else's topic; they never cover the caller's own first-person words.
+_SOMEONE_ELSE = frozenset({"third_party", "third_party_past", "professional", "info_request", "news"})
 
 
 # Proclitics an Arabic word may carry in a note, stripped when looking a word up in the first-word index.
@@ -710,19 +729,12 @@ class Assessor:
                 raw.append((what, first, last, match))
         # "بعد ما", "قبل ما" (after, before) are not negations.
         markers["negation"] = markers.get("negation", set()) - markers.pop("not_negation", set())
-        markers.setdefault("conditional", set())
-        clause_kinds: dict[int, set[str]] = {}
-        for kind, indexes in markers.items():
-            if kind in ("negation", "conditional"):
-                continue
-            for index in indexes:
-                clause_kinds.setdefault(clauses[index], set()).add(kind)
-                if kind == "resolved":
-                    # "he threatened her, but it turned out a lie and it's over": the ending is told after.
-                    clause_kinds.setdefault(clauses[index] - 1, set()).add(kind)
-        for kinds in clause_kinds.values():
-            if "third_party" in kinds and "past" in kinds:
-                kinds.add("third_party_past")
+        for kind in _LOCAL_KINDS:
+            markers.setdefault(kind, set())
+        markers["bridge"] = {i for i, key in enumerate(note.keys) if key in lexicon.negation_bridges}
+        # A "resolved" ending covers its own clause and the one before ("he threatened her, but it turned out
+        # a lie and it's over"); groups list it only where it resolves something (extortion, a deadline).
+        resolved_clauses = {clause for index in markers.get("resolved", ()) for clause in (clauses[index], clauses[index] - 1)}
 
         raw = [
             (group, first, last, match) for group, first, last, match in raw
@@ -737,7 +749,7 @@ class Assessor:
                 for other, f, l in ungated
             ):
                 continue
-            mention = self._in_context(group, first, last, clauses, markers, clause_kinds)
+            mention = self._in_context(group, first, last, clauses, markers, resolved_clauses)
             if mention is not None:
                 found.append(mention)
         return [mention for mention in found if not self._subsumed(mention, found)]
@@ -769,17 +781,18 @@ class Assessor:
         number = int(value) if value.isdigit() else self.lexicon.numbers.get(value)
         return number is not None and number <= maximum
 
-    def _in_context(self, group, first, last, clauses, markers, clause_kinds) -> _Mention | None:
+    def _in_context(self, group, first, last, clauses, markers, resolved_clauses) -> _Mention | None:
         policy = group.policy
         clause = clauses[first]
-        kinds = clause_kinds.get(clause, ())
+        kinds = self._kinds_around(first, last, clauses, markers, resolved_clauses)
         for kind in policy.discounted_by:
             if kind in kinds:
                 return _Mention(self.lexicon.discount_codes[kind], first, last)
-        window = range(max(0, first - self.lexicon.negation_window), first)
-        negation = [i for i in window if i in markers["negation"] and clauses[i] == clause]
-        if negation:
-            return _apply(policy.when_negated, group.code, min(negation), last)
+        negation = self._negation_before(first, clauses, markers)
+        if negation is None and policy.negation_inside:
+            negation = self._negation_before(last, clauses, markers, stop=first)
+        if negation is not None:
+            return _apply(policy.when_negated, group.code, min(negation, first), last)
         if "past" in kinds and policy.when_past:
             return _apply(policy.when_past, group.code, first, last)
         # A condition inside the mention counts too: "اهلها اذا شافوا الصور" has not happened.
@@ -787,6 +800,48 @@ class Assessor:
         if policy.when_conditional and any(i in markers["conditional"] and clauses[i] == clause for i in scope):
             return _apply(policy.when_conditional, group.code, first, last)
         return _Mention(group.code, first, last)
+
+    def _kinds_around(self, first, last, clauses, markers, resolved_clauses) -> set[str]:
+        """The context kinds of a mention: those whose markers stand in its clause, and for the kinds given a
+        reach in `context_windows`, within that many words of it. A whole clause is too wide for a third
+        party: in "she wants to kill herself and her cousin posted the photos last month" the risk is her
+        own. Someone else's context never covers the caller's own words inside the mention ("نفسي",
+        "راح انتحر", "myself")."""
+        clause, windows = clauses[first], self.lexicon.context_windows
+        kinds = set()
+        for kind, indexes in markers.items():
+            if kind in _LOCAL_KINDS or kind == "resolved" or not indexes:
+                continue
+            reach = windows.get(kind)
+            if any(clauses[i] == clause and (reach is None or first - reach <= i <= last + reach) for i in indexes):
+                kinds.add(kind)
+        if clause in resolved_clauses:
+            kinds.add("resolved")
+        if "third_party" in kinds and "past" in kinds:
+            kinds.add("third_party_past")
+        if any(i in markers["first_person"] for i in range(first, last + 1)):
+            kinds -= _SOMEONE_ELSE
+        return kinds
+
+    def _negation_before(self, index, clauses, markers, stop: int = -1) -> int | None:
+        """The negation that governs the word at `index`: right before it, or separated from it only by
+        auxiliaries ("ما راح انتحر", "not going to"). A negation further back negates something else
+        ("ماكو حل، راح انتحر" - no way out, I will kill myself), and one inside a condition ("اذا ما تدفعين
+        الليلة" - if you don't pay tonight) is the condition's, not the deadline's."""
+        clause = clauses[index]
+        position = index - 1
+        while position > stop and clauses[position] == clause and position not in markers["negation"]:
+            if position not in markers["bridge"] or index - position > self.lexicon.negation_window + 2:
+                return None
+            position -= 1
+        if position <= stop or clauses[position] != clause:
+            return None
+        start = position
+        while start - 1 > stop and start - 1 in markers["negation"] and clauses[start - 1] == clause:
+            start -= 1
+        if any(i in markers["conditional"] and clauses[i] == clause for i in range(max(0, start - 3), start)):
+            return None
+        return start
 
     # -- conclusion ---------------------------------------------------------------------------------------
 

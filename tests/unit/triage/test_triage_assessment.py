@@ -399,3 +399,81 @@ def test_every_lexicon_file_is_versioned_and_cites_its_sources():
 
 def test_the_default_assessor_is_built_once():
     assert default_assessor() is default_assessor()
+
+
+# -- whose risk, and what a negation negates (review of the context rules) ---------------------------------
+
+@pytest.mark.parametrize("note", [
+    "تكول راح انتحر لان ابن عمي نشر صوري الشهر الماضي",
+    "تريد تنتحر لان صديقتها سربت صورها قبل شهر",
+    "She wants to kill herself because her cousin posted the photos last month",
+    "ra7 antahir li2an sadeeqti nashrat 9owari gabl shahar",
+    "صديقتها انتحرت قبل سنة وهي تريد تنتحر مثلها",
+])
+def test_someone_else_in_the_past_does_not_discount_the_callers_own_intent(note):
+    assert level_of(note) == "critical"
+
+
+def test_a_third_party_is_someone_else_only_near_the_mention():
+    assert level_of("she wants to kill herself tonight and a friend of her sister told us about the photos") == "critical"
+    assert level_of("my friend's cousin killed herself last year") == "low"
+
+
+def test_the_callers_own_first_person_words_are_never_someone_elses():
+    assert level_of("صحفية اتصلت تكول راح اموت نفسي") == "critical"
+    assert level_of("a journalist called and said i'll kill myself") == "critical"
+    assert level_of("صحفية اتصلت تكول بنت تنتحر") == "low"
+
+
+@pytest.mark.parametrize("note", [
+    "المعلمة اتصلت تكول الطالبة تريد تنتحر الليلة",
+    "her teacher called and said the girl will kill herself tonight",
+])
+def test_a_teacher_reporting_a_student_is_not_a_general_question(note):
+    assert level_of(note) == "critical"
+
+
+def test_no_longer_is_not_a_resolved_case():
+    assert level_of("she can no longer bear it and will die tonight") == "critical"
+    assert level_of("the blackmailer no longer contacts her, it is over now") == "low"
+
+
+@pytest.mark.parametrize("note", [
+    "ابوها يضربها كل يوم، والمبتز بطل",
+    "her father beats her every day, the blackmailer stopped contacting her",
+])
+def test_an_ended_blackmail_does_not_end_family_violence(note):
+    assert level_of(note) == "high"
+    assert "violence_threat" in codes_of(note)
+
+
+def test_a_question_does_not_cover_the_reason_given_for_it():
+    assert "deadline_24h" in codes_of("she wants to know what to do because he gave her until tomorrow")
+    assert {"minor", "deadline_24h"} <= codes_of("المتصلة تريد تعرف شنو تسوي لان عمرها ١٥ والمبتز هددها ينشر باجر")
+
+
+@pytest.mark.parametrize("note", [
+    "تكول ماكو حل راح انتحر",
+    "تكول ما اتحمل راح انتحر",
+    "تكول لا والله راح انتحر",
+    "mako 7al ra7 antahir",
+    "ماكو حل اكتل نفسي",
+])
+def test_a_negation_of_something_else_before_intent_does_not_downgrade_it(note):
+    assert level_of(note) == "critical"
+
+
+def test_a_negation_reaches_the_intent_over_auxiliaries_only():
+    assert level_of("ما راح انتحر") == "high"
+    assert level_of("she is not going to kill herself") == "high"
+    assert level_of("ما عندها نية تنتحر") == "high"
+
+
+@pytest.mark.parametrize("note", [
+    "تكول اريد اموت. المبتز قال اذا ما تدفعين الليلة انشر صورج",
+    "تكول اريد اموت. المبتز قال اذا ما تدفعين لباجر انشر صورج",
+    "she wants to die, he said if she doesn't pay tonight he will post the photos",
+])
+def test_a_negation_inside_a_condition_keeps_the_deadline(note):
+    assert "deadline_24h" in codes_of(note)
+    assert level_of(note) == "critical"
