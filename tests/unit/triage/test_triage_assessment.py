@@ -325,7 +325,7 @@ def lexicon_copy(tmp_path):
 def test_the_lexicon_version_is_the_index_version_and_a_content_hash(lexicon_copy):
     version = Assessor.from_directory(lexicon_copy).lexicon_version
     assert version == default_assessor().lexicon_version
-    assert version.startswith("1.0.0+") and len(version.split("+")[1]) == 12
+    assert version.startswith("1.1.0+") and len(version.split("+")[1]) == 12
 
 
 def test_the_lexicon_version_changes_when_any_listed_file_changes(lexicon_copy):
@@ -477,3 +477,33 @@ def test_a_negation_reaches_the_intent_over_auxiliaries_only():
 def test_a_negation_inside_a_condition_keeps_the_deadline(note):
     assert "deadline_24h" in codes_of(note)
     assert level_of(note) == "critical"
+
+
+@pytest.mark.parametrize("note", [
+    "she said she would kill herself if he posts them",
+    "she'd kill herself",
+    "she'd rather kill herself than let her family see",
+    "i wanna kill myself",
+    "she said she might kill herself",
+    "she feels like killing herself",
+    "if he posted them she'd kill herself",
+    "she wants to kms",
+    "she wants to unalive herself",
+])
+def test_english_modals_before_killing_oneself_are_intent(note):
+    assert codes_of(note) == {"suicidal_intent"}
+
+
+def test_plain_english_self_killing_words_are_at_least_suicidal_thoughts():
+    assert codes_of("she keeps saying kill myself") == {"suicidal_thoughts"}
+    assert codes_of("kms") == {"suicidal_thoughts"}
+    assert level_of("she lives 30 kms from nasiriyah") == "low"
+
+
+@pytest.mark.parametrize("note", ["she threatened to kill herself", "she says she'll kill her self"])
+def test_threatening_to_kill_herself_is_her_intent_not_a_threat_against_her(note):
+    assert codes_of(note) == {"suicidal_intent"}
+
+
+def test_a_modal_before_killing_her_is_still_a_threat_to_kill():
+    assert codes_of("he said he would kill her") == {"kill_threat"}
