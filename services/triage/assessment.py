@@ -19,8 +19,9 @@ How a note is read:
    words ("راح انتحر", "myself"). A past attempt is an earlier attempt (high), not an attempt now.
 5. Checklist facts add their own reasons. The checklist can raise the level; being empty or false it never
    lowers what the text found.
-6. The level is the highest level of any reason, raised to critical when suicidal thoughts meet an acute
-   stressor (deadline within 24 hours, material published, threat of violence, victim under 18).
+6. The level is the highest level of any reason, raised to critical when suicidal thoughts or hopelessness
+   meet an acute stressor (deadline within 24 hours, material published, threat of violence, victim under
+   18).
 """
 import functools
 import hashlib
@@ -43,9 +44,12 @@ LEVEL_CEILING = {"low": 24, "medium": 49, "high": 74, "critical": 100}
 DEFAULT_LEXICON_DIRECTORY = Path(__file__).parent / "lexicons"
 
 SUICIDAL_THOUGHTS = "suicidal_thoughts"
+HOPELESSNESS = "hopelessness"
 IDEATION_WITH_STRESSOR = "ideation_with_stressor"
 # Ideation plus a precipitant is the pattern that ends in attempts: the issue's rule for critical.
-IDEATION_CODES = frozenset({SUICIDAL_THOUGHTS})
+# Hopelessness ("my life is over", "no way out") counts as ideation here, as hopelessness.yaml says:
+# entrapment is what sextortion victims who died by suicide described.
+IDEATION_CODES = frozenset({SUICIDAL_THOUGHTS, HOPELESSNESS})
 ACUTE_STRESSOR_CODES = frozenset({"deadline_24h", "published", "violence_threat", "minor"})
 
 SOURCE_TEXT = "text"
@@ -535,7 +539,7 @@ class Lexicon:
             for code in group.near:
                 if code not in self.codes:
                     raise LexiconError(f"{group.code}: near refers to unknown code {code!r}")
-        for code in (SUICIDAL_THOUGHTS, IDEATION_WITH_STRESSOR, *ACUTE_STRESSOR_CODES):
+        for code in (*IDEATION_CODES, IDEATION_WITH_STRESSOR, *ACUTE_STRESSOR_CODES):
             if code not in self.codes:
                 raise LexiconError(f"the lexicon defines no level for {code!r}")
 

@@ -507,3 +507,14 @@ def test_threatening_to_kill_herself_is_her_intent_not_a_threat_against_her(note
 
 def test_a_modal_before_killing_her_is_still_a_threat_to_kill():
     assert codes_of("he said he would kill her") == {"kill_threat"}
+
+
+@pytest.mark.parametrize("note", ["my life is over, he posted my photos", "تكول حياتي انتهت، نشر صوري بالفيس"])
+def test_hopelessness_with_an_acute_stressor_is_critical_like_suicidal_thoughts(note):
+    assessment = assess(CaseFacts(narrative=note))
+    assert assessment.level == "critical"
+    assert {"hopelessness", "published", "ideation_with_stressor"} <= {r.code for r in assessment.reasons}
+
+
+def test_hopelessness_alone_stays_high():
+    assert level_of("my life is over") == "high"
