@@ -437,6 +437,7 @@ class Lexicon:
     negation_window: int
     negation_bridges: frozenset[str]
     context_windows: dict[str, int]
+    english_words: frozenset[str]
     discount_codes: dict[str, str]
     groups: tuple[Group, ...]
     numbers: dict[str, int]
@@ -514,6 +515,7 @@ class Lexicon:
             negation_window=int(context_data.get("negation_window", 4)),
             negation_bridges=_keys(context_data.get("negation_bridges") or []),
             context_windows={str(k): int(v) for k, v in (context_data.get("context_windows") or {}).items()},
+            english_words=frozenset(normalise_latin(str(w)) for w in context_data.get("english_words") or []),
             discount_codes=discount_codes,
             groups=tuple(groups),
             numbers=number_words,
@@ -628,15 +630,20 @@ class _Mention:
 
 class _Streams:
     """The note's tokens joined by spaces, once per stream, with each token's offset and the matchers that
-    can start at it."""
+    can start at it. Common English words are left out of the skeleton stream: their skeletons collide with
+    Arabizi ("my cell" and "ma gakul" are both "m kl", "and some" is "endi sim")."""
 
-    def __init__(self, note: Note, first_words: _FirstWordIndex, masked: frozenset[int] = frozenset()):
+    def __init__(self, note: Note, first_words: _FirstWordIndex, masked: frozenset[int] = frozenset(),
+                 english_words: frozenset[str] = frozenset()):
         self.text: dict[str, str] = {}
         self.starts: dict[str, list[int]] = {}
         self.positions: dict[str, dict[int, list[int]]] = {}
         for stream, words in ((TEXT_STREAM, note.keys), (ARABIZI_STREAM, note.skeletons)):
-            if stream == ARABIZI_STREAM and not any(note.is_latin):
-                continue
+            hidden = masked
+            if stream == ARABIZI_STREAM:
+                if not any(note.is_latin):
+                    continue
+                hidden = masked | {i for i, key in enumerate(note.keys) if key in english_words}
             # A "|" between clauses keeps patterns from matching across punctuation.
             starts, pieces, position = [], [], 0
             for index, word in enumerate(words):
@@ -644,14 +651,14 @@ class _Streams:
                     pieces.append(" |")
                     position += 2
                 starts.append(position)
-                piece = "_" if index in masked else word
+                piece = "_" if index in hidden else word
                 pieces.append(" " + piece)
                 position += 1 + len(piece)
             self.starts[stream] = starts
             self.text[stream] = "".join(pieces) + " "
             positions: dict[int, list[int]] = {}
             for index, word in enumerate(words):
-                if index not in masked:
+                if index not in hidden:
                     for matcher_id in first_words.candidates(stream, word):
                         positions.setdefault(matcher_id, []).append(index)
             self.positions[stream] = positions
@@ -714,14 +721,14 @@ class Assessor:
         lexicon = self.lexicon
         if not note.keys:
             return []
-        streams = _Streams(note, lexicon.index)
+        streams = _Streams(note, lexicon.index, english_words=lexicon.english_words)
         masked = frozenset(
             index
             for _, first, last, _ in streams.find(lexicon.matchers, lexicon.idiom_ids.__contains__)
             for index in range(first, last + 1)
         )
         if masked:
-            streams = _Streams(note, lexicon.index, masked)
+            streams = _Streams(note, lexicon.index, masked, lexicon.english_words)
         clauses = self._clauses(note)
         markers: dict[str, set[int]] = {kind: set() for kind in lexicon.context}
         raw: list[tuple[Group, int, int, re.Match]] = []

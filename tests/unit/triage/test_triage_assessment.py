@@ -518,3 +518,46 @@ def test_hopelessness_with_an_acute_stressor_is_critical_like_suicidal_thoughts(
 
 def test_hopelessness_alone_stays_high():
     assert level_of("my life is over") == "high"
+
+
+# -- English words are not Arabizi -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("note, level", [
+    ("he stole my cell phone", "medium"),
+    ("she has suicidal thoughts and some anxiety", "high"),
+    ("she said the same and will miss her friends", "low"),
+])
+def test_common_english_words_are_not_read_as_arabizi(note, level):
+    assert level_of(note) == level
+    assert not codes_of(note) & {"severe_distress", "means_at_hand"}
+
+
+def test_arabizi_still_matches_in_a_note_with_english_words():
+    assert level_of("she told me 3indi 7boob w ra7 a2tel nafsi") == "critical"
+
+
+def test_no_listed_english_word_is_an_arabizi_lexicon_word():
+    import re
+    import yaml
+    from services.triage.normalise import normalise_latin
+
+    directory = DEFAULT_LEXICON_DIRECTORY
+    context = yaml.safe_load((directory / "context.yaml").read_text(encoding="utf-8"))
+    english = {normalise_latin(str(word)) for word in context["english_words"]}
+    arabizi_patterns = []
+
+    def collect(node, in_arabizi=False):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                collect(value, in_arabizi or key == "arabizi" or str(key).endswith("_AZ"))
+        elif isinstance(node, list):
+            for value in node:
+                collect(value, in_arabizi)
+        elif in_arabizi and isinstance(node, str):
+            arabizi_patterns.append(node)
+
+    for path in directory.glob("*.yaml"):
+        collect(yaml.safe_load(path.read_text(encoding="utf-8")))
+    words = {normalise_latin(word.strip("=+*")) for pattern in arabizi_patterns
+             for word in re.split(r"[\s/\[\]|()]+", pattern) if word and not word.startswith("@")}
+    assert arabizi_patterns and not english & words, sorted(english & words)
