@@ -561,3 +561,25 @@ def test_no_listed_english_word_is_an_arabizi_lexicon_word():
     words = {normalise_latin(word.strip("=+*")) for pattern in arabizi_patterns
              for word in re.split(r"[\s/\[\]|()]+", pattern) if word and not word.startswith("@")}
     assert arabizi_patterns and not english & words, sorted(english & words)
+
+
+@pytest.mark.parametrize("note", [
+    "هددها ينشر الصور بعد ٤٨ ساعة",
+    "المبتز عطاها ٧٢ ساعة",
+    "he threatened to post them within 48 hours",
+    "he gave her 48 hours to pay",
+    "mohla 48 sa3a",
+])
+def test_hours_beyond_a_day_are_extortion_not_a_24_hour_deadline(note):
+    assert "deadline_24h" not in codes_of(note)
+    assert level_of(note) == "medium"
+
+
+@pytest.mark.parametrize("note", [
+    "هددها ينشر الصور خلال ٢٤ ساعة",
+    "هددها ينشر الصور بعد ساعة",
+    "he will post them within hours",
+    "he gave her 12 hours to pay",
+])
+def test_hours_within_a_day_are_still_a_24_hour_deadline(note):
+    assert "deadline_24h" in codes_of(note)
