@@ -378,6 +378,12 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _reach(value: Any) -> tuple[int, int]:
+    """A context window: one number for both sides of the mention, or [before, after]."""
+    before, after = (value, value) if isinstance(value, int) else value
+    return int(before), int(after)
+
+
 def _keys(words: Iterable[str]) -> frozenset[str]:
     return frozenset(normalise_arabic(w) if _HAS_ARABIC.search(w) else normalise_latin(w) for w in map(str, words))
 
@@ -436,7 +442,7 @@ class Lexicon:
     clause_breaks: frozenset[str]
     negation_window: int
     negation_bridges: frozenset[str]
-    context_windows: dict[str, int]
+    context_windows: dict[str, tuple[int, int]]   # kind -> words before and after the mention it reaches
     english_words: frozenset[str]
     discount_codes: dict[str, str]
     groups: tuple[Group, ...]
@@ -514,7 +520,7 @@ class Lexicon:
             clause_breaks=clause_breaks,
             negation_window=int(context_data.get("negation_window", 4)),
             negation_bridges=_keys(context_data.get("negation_bridges") or []),
-            context_windows={str(k): int(v) for k, v in (context_data.get("context_windows") or {}).items()},
+            context_windows={str(k): _reach(v) for k, v in (context_data.get("context_windows") or {}).items()},
             english_words=frozenset(normalise_latin(str(w)) for w in context_data.get("english_words") or []),
             discount_codes=discount_codes,
             groups=tuple(groups),
@@ -824,7 +830,7 @@ class Assessor:
             if kind in _LOCAL_KINDS or kind == "resolved" or not indexes:
                 continue
             reach = windows.get(kind)
-            if any(clauses[i] == clause and (reach is None or first - reach <= i <= last + reach) for i in indexes):
+            if any(clauses[i] == clause and (reach is None or first - reach[0] <= i <= last + reach[1]) for i in indexes):
                 kinds.add(kind)
         if clause in resolved_clauses:
             kinds.add("resolved")

@@ -583,3 +583,40 @@ def test_hours_beyond_a_day_are_extortion_not_a_24_hour_deadline(note):
 ])
 def test_hours_within_a_day_are_still_a_24_hour_deadline(note):
     assert "deadline_24h" in codes_of(note)
+
+
+# -- everyday words that looked like risk --------------------------------------------------------------------
+
+@pytest.mark.parametrize("note", [
+    "تكول سامحوني اذا ازعجتكم",
+    "تكول قتلني الصداع",
+    "the thought of her dad finding out is killing her",
+])
+def test_everyday_apologies_and_complaints_are_no_risk(note):
+    assert level_of(note) == "low"
+
+
+def test_a_farewell_and_a_real_threat_are_still_critical():
+    assert level_of("تكول سامحوني يا اهلي") == "critical"
+    assert level_of("her dad finding out is killing her, he will kill her") == "critical"
+
+
+def test_a_denied_threat_to_kill_is_no_threat_but_an_undenied_one_is():
+    assert level_of("اهلي ما راح يقتلوني بس راح يطردوني") != "critical"
+    assert level_of("ما اعرف شسوي اهلي يكتلوني") == "critical"
+    assert level_of("اهلي يكتلوني اذا عرفوا") == "critical"
+
+
+@pytest.mark.parametrize("note", ["المبتز عمره ١٧", "اخوها عمره ١٦", "the blackmailer is 17 years old"])
+def test_the_age_of_the_blackmailer_or_a_relative_is_not_the_victims(note):
+    assert "minor" not in codes_of(note)
+
+
+def test_the_victims_age_next_to_someone_elses_is_still_hers():
+    assert "minor" in codes_of("البنت عمرها ١٥ والمبتز عمره ٢٠")
+    assert "minor" in codes_of("المتصل عمره ١٦")
+
+
+def test_fear_of_publication_is_extortion_not_publication():
+    assert codes_of("خايفة من نشر الصور") == {"extortion"}
+    assert "published" in codes_of("نشر الصور بالفيس")
