@@ -46,6 +46,8 @@ _TOKEN = re.compile(
 # Punctuation that ends a clause: patterns do not match across it, and context words (negation, "last year",
 # "in the news") do not reach across it. A colon does not end one: notes write "العمر: 15", "age: 15".
 _CLAUSE_BREAK = re.compile("[.!?\u061F,\u060C;\u061B\n\u2026()\\[\\]\u06D4]")
+# Brackets around a number do not end a clause: notes write "عمرها (15)", "المتصلة (١٥ سنة)".
+_BRACKETS_ONLY = re.compile(r"[\s()\[\]]*")
 _PRESENTATION_FORMS = re.compile("[\uFB50-\uFDFF\uFE70-\uFEFC]")
 _ARABIC_LETTER = re.compile(f"[{_ARABIC_CHARS}]")
 
@@ -160,14 +162,16 @@ class Note:
 def tokenise(text: str) -> Note:
     """Split a note into tokens with their match keys, original spans and clause numbers."""
     keys, skeletons, spans, clauses, latin = [], [], [], [], []
-    clause, previous_end = 0, 0
+    clause, previous_end, previous_word = 0, 0, ""
     for match in _TOKEN.finditer(text):
         start, end = match.span()
         word = match.group()
         arabic_key = normalise_arabic(word) if _ARABIC_LETTER.match(word) else None
         if arabic_key == "":
             continue  # only marks or tatweel (a tatweel typed as a dash): no word to match
-        if keys and _CLAUSE_BREAK.search(text, previous_end, start):
+        if keys and _CLAUSE_BREAK.search(text, previous_end, start) and not (
+            (word[0].isdigit() or previous_word[:1].isdigit()) and _BRACKETS_ONLY.fullmatch(text, previous_end, start)
+        ):
             clause += 1
         if arabic_key is not None:
             key = arabic_key
@@ -180,5 +184,5 @@ def tokenise(text: str) -> Note:
             latin.append(not word.isdigit())
         spans.append((start, end))
         clauses.append(clause)
-        previous_end = end
+        previous_end, previous_word = end, word
     return Note(text, tuple(keys), tuple(skeletons), tuple(spans), tuple(clauses), tuple(latin))

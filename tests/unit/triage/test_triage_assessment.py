@@ -620,3 +620,77 @@ def test_the_victims_age_next_to_someone_elses_is_still_hers():
 def test_fear_of_publication_is_extortion_not_publication():
     assert codes_of("خايفة من نشر الصور") == {"extortion"}
     assert "published" in codes_of("نشر الصور بالفيس")
+
+
+# -- lexicon gaps found in review ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("note, code", [
+    ("عندي حبوب وراح اشربهن كلهن", "means_at_hand"),
+    ("3indi 7boob w ra7 ashrabhom kulhom", "means_at_hand"),
+    ("ra7 ashrab 7boob kulha", "means_at_hand"),
+    ("she is planning to take pills tonight", "means_at_hand"),
+    ("she said she will swallow the pills", "means_at_hand"),
+    ("بلعت حبوب امها", "suicide_attempt"),
+    ("شاربة حبوب", "suicide_attempt"),
+    ("بالعة حبوب", "suicide_attempt"),
+    ("شربت دوة فار", "suicide_attempt"),
+    ("shrabt 7boob hwaya", "suicide_attempt"),
+    ("المتصلة جارحة نفسها", "self_harm"),
+    ("جارحة ايدها", "self_harm"),
+    ("ضاربة نفسها بالموس", "self_harm"),
+    ("العشيرة هدرت دمها", "honour_threat"),
+    ("دمها صار مهدور", "honour_threat"),
+    ("اهلي راح يخلصون عليه", "honour_threat"),
+    ("تكول اريد اخلص من هالحياة", "suicidal_intent"),
+    ("قررت اموت", "suicidal_intent"),
+    ("ناوية اموت الليلة", "suicidal_intent"),
+    ("law nashar el 9owar antahir", "suicidal_intent"),
+])
+def test_review_gaps_in_methods_attempts_threats_and_intent_are_critical(note, code):
+    assessment = assess(CaseFacts(narrative=note))
+    assert assessment.level == "critical"
+    assert code in {r.code for r in assessment.reasons}
+
+
+@pytest.mark.parametrize("note, code", [
+    ("treed tmoot", "suicidal_thoughts"),
+    ("tgool tireed timoot", "suicidal_thoughts"),
+    ("صوري نزلت بالفيس", "published"),
+    ("دزلهم الصور", "published"),
+    ("حط الصور بالفيس", "published"),
+    ("رفع الصور على الفيس", "published"),
+    ("صار الفيديو عند اهلها", "published"),
+    ("9owari nazlat bil face", "published"),
+    ("فتاة تبلغ ١٤ عاما", "minor"),
+    ("عمرها (15)", "minor"),
+    ("المتصلة (١٥ سنة)", "minor"),
+    ("هي ١٥ سنة", "minor"),
+    ("البنت بعدها ١٥ سنة", "minor"),
+    ("15 y/o", "minor"),
+    ("بعدها بالمدرسة", "minor"),
+    ("ana 15", "minor"),
+    ("طفلة والمبتز يهددها", "minor"),
+    ("المبتز هددها والمهلة ١٢ ساعة", "deadline_24h"),
+])
+def test_review_gaps_in_thoughts_publication_age_and_deadlines_are_high(note, code):
+    assessment = assess(CaseFacts(narrative=note))
+    assert assessment.level == "high"
+    assert code in {r.code for r in assessment.reasons}
+
+
+@pytest.mark.parametrize("note", [
+    "راح اشرب الدوا مالتي",
+    "تاخذ حبوب الضغط كل يوم",
+    "she will take her pills",
+    "هي ٢٠ سنة",
+    "ana 25",
+    "the caller (25) is scared",
+])
+def test_everyday_medicine_and_adult_ages_stay_out_of_the_new_entries(note):
+    assert not codes_of(note) & {"means_at_hand", "suicide_attempt", "minor"}
+
+
+def test_brackets_end_a_clause_except_around_a_number():
+    from services.triage.normalise import tokenise
+    assert tokenise("عمرها (15) سنة").clauses == (0, 0, 0)
+    assert tokenise("هي (تبجي) هسه").clauses == (0, 1, 2)
