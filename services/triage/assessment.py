@@ -751,7 +751,11 @@ class Assessor:
         markers["bridge"] = {i for i, key in enumerate(note.keys) if key in lexicon.negation_bridges}
         # A "resolved" ending covers its own clause and the one before ("he threatened her, but it turned out
         # a lie and it's over"); groups list it only where it resolves something (extortion, a deadline).
-        resolved_clauses = {clause for index in markers.get("resolved", ()) for clause in (clauses[index], clauses[index] - 1)}
+        resolved_clauses = {clause for i in markers.get("resolved", ()) for clause in (clauses[i], clauses[i] - 1)}
+        surroundings = {
+            kind: indexes for kind, indexes in markers.items()
+            if indexes and kind not in _LOCAL_KINDS and kind != "resolved"
+        }
 
         raw = [
             (group, first, last, match) for group, first, last, match in raw
@@ -766,7 +770,7 @@ class Assessor:
                 for other, f, l in ungated
             ):
                 continue
-            mention = self._in_context(group, first, last, clauses, markers, resolved_clauses)
+            mention = self._in_context(group, first, last, clauses, markers, surroundings, resolved_clauses)
             if mention is not None:
                 found.append(mention)
         return [mention for mention in found if not self._subsumed(mention, found)]
@@ -798,10 +802,10 @@ class Assessor:
         number = int(value) if value.isdigit() else self.lexicon.numbers.get(value)
         return number is not None and number <= maximum
 
-    def _in_context(self, group, first, last, clauses, markers, resolved_clauses) -> _Mention | None:
+    def _in_context(self, group, first, last, clauses, markers, surroundings, resolved_clauses) -> _Mention | None:
         policy = group.policy
         clause = clauses[first]
-        kinds = self._kinds_around(first, last, clauses, markers, resolved_clauses)
+        kinds = self._kinds_around(first, last, clauses, markers, surroundings, resolved_clauses)
         for kind in policy.discounted_by:
             if kind in kinds:
                 return _Mention(self.lexicon.discount_codes[kind], first, last)
@@ -818,7 +822,7 @@ class Assessor:
             return _apply(policy.when_conditional, group.code, first, last)
         return _Mention(group.code, first, last)
 
-    def _kinds_around(self, first, last, clauses, markers, resolved_clauses) -> set[str]:
+    def _kinds_around(self, first, last, clauses, markers, surroundings, resolved_clauses) -> set[str]:
         """The context kinds of a mention: those whose markers stand in its clause, and for the kinds given a
         reach in `context_windows`, within that many words of it. A whole clause is too wide for a third
         party: in "she wants to kill herself and her cousin posted the photos last month" the risk is her
@@ -826,17 +830,15 @@ class Assessor:
         "راح انتحر", "myself")."""
         clause, windows = clauses[first], self.lexicon.context_windows
         kinds = set()
-        for kind, indexes in markers.items():
-            if kind in _LOCAL_KINDS or kind == "resolved" or not indexes:
-                continue
-            reach = windows.get(kind)
-            if any(clauses[i] == clause and (reach is None or first - reach[0] <= i <= last + reach[1]) for i in indexes):
+        for kind, indexes in surroundings.items():
+            before, after = windows.get(kind, (len(clauses), len(clauses)))
+            if any(clauses[i] == clause and first - before <= i <= last + after for i in indexes):
                 kinds.add(kind)
         if clause in resolved_clauses:
             kinds.add("resolved")
         if "third_party" in kinds and "past" in kinds:
             kinds.add("third_party_past")
-        if any(i in markers["first_person"] for i in range(first, last + 1)):
+        if kinds and any(i in markers["first_person"] for i in range(first, last + 1)):
             kinds -= _SOMEONE_ELSE
         return kinds
 
@@ -845,6 +847,8 @@ class Assessor:
         auxiliaries ("ما راح انتحر", "not going to"). A negation further back negates something else
         ("ماكو حل، راح انتحر" - no way out, I will kill myself), and one inside a condition ("اذا ما تدفعين
         الليلة" - if you don't pay tonight) is the condition's, not the deadline's."""
+        if not markers["negation"]:
+            return None
         clause = clauses[index]
         position = index - 1
         while position > stop and clauses[position] == clause and position not in markers["negation"]:
