@@ -694,3 +694,15 @@ def test_brackets_end_a_clause_except_around_a_number():
     from services.triage.normalise import tokenise
     assert tokenise("عمرها (15) سنة").clauses == (0, 0, 0)
     assert tokenise("هي (تبجي) هسه").clauses == (0, 1, 2)
+
+
+@pytest.mark.parametrize("note", [
+    "صحفية اتصلت تكول البنت تريد تنتحر الليلة",
+    "a journalist called, the girl will kill herself tonight",
+])
+def test_any_professional_reporting_a_girls_intent_is_not_an_awareness_question(note):
+    assert level_of(note) == "critical"
+
+
+def test_an_awareness_question_about_suicide_stays_low():
+    assert level_of("صحفية تسأل عن احصائيات الانتحار بسبب الابتزاز") == "low"
