@@ -723,3 +723,33 @@ def case_referrals(cur, case_id):
     cur.execute(sql.ESCALATIONS_OF_CASE, {"case_id": case_id})
     return {"case_id": case_id, "reference": case["reference"], "level": case["level"],
             "governorate": case["governorate"], "referrals": referrals, "escalations": cur.fetchall()}
+
+
+# Key rotation ------------------------------------------------------------------------------------------------
+
+RESEAL_BATCH = 200
+
+
+def note_context(case_id) -> str:
+    """What a supervisor's refer-anyway note, kept sealed in the audit log, is bound to."""
+    return f"referral-audit:{case_id}:note"
+
+
+def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
+    """Re-encrypt the sealed notes of the audit log under `ring`'s primary key, a batch per transaction
+    (for `sanad keys reseal`, after a key rotation), so the keys before it can be retired. Safe to run
+    again."""
+    changed = {"audit_log": 0}
+    after = 0
+    while True:
+        with pool.transaction() as cur:
+            cur.execute(sql.NOTES_TO_RESEAL, {"after": after, "limit": batch})
+            rows = cur.fetchall()
+            for row in rows:
+                value = ring.resealed(row["note_sealed"], note_context(row["case_id"]))
+                if value != row["note_sealed"]:
+                    cur.execute(sql.UPDATE_NOTE_SEAL, {"id": row["id"], "sealed": value})
+                    changed["audit_log"] += 1
+        if len(rows) < batch:
+            return changed
+        after = rows[-1]["id"]

@@ -458,7 +458,7 @@ class ReferralService(Observable):
                     cur, now, "referral.refer_anyway", "ok", principal, request.remote_addr, referral_id=referral_id,
                     case_id=case_id, partner_id=body["partner_id"],
                     detail={"service": body["service"], "reason_code": body["reason_code"]},
-                    note_sealed=self.keys.data.seal_optional(body["note"], f"referral-audit:{case_id}:note"))
+                    note_sealed=self.keys.data.seal_optional(body["note"], handlers.note_context(case_id)))
         except handlers.NotFound:
             raise ApiError(404, "not_found", "Referral knows no case with this id.", {"case_id": ["Not found."]}) \
                 from None

@@ -351,3 +351,10 @@ FAILED_DEADLINES = """
     WHERE d.status = 'failed' AND r.status = 'offered'
     GROUP BY d.lane
 """
+
+# Key rotation: the audit log's sealed notes, by id.
+NOTES_TO_RESEAL = """
+    SELECT id, case_id, note_sealed FROM audit_log
+    WHERE note_sealed IS NOT NULL AND id > %(after)s ORDER BY id LIMIT %(limit)s
+"""
+UPDATE_NOTE_SEAL = "UPDATE audit_log SET note_sealed = %(sealed)s WHERE id = %(id)s"

@@ -139,6 +139,8 @@ def test_rotating_the_data_key_then_resealing_keeps_every_old_row_readable(stack
     stack.wait_healthy(names=["intake"])
     output = sanad_cli(env, "keys", "reseal")
     assert "intake: cases" in output and f"data key {primary}" in output
+    assert all(f"{schema}: " in output for schema in ("intake", "triage", "referral", "notify")), \
+        "every service that stores a sealed value reseals it"
 
     operator, _ = logged_in(stack, accounts["operator"])
     case = operator.get(stack.url("intake") + old_case["status_url"], timeout=10).json()

@@ -1,6 +1,7 @@
 """Referral offers consented needs to matching partners, chases every offer until someone acknowledges it,
 and lets each partner see and change only its own referrals, audited. Deadlines are fired by calling the
 timer's use case with a moved clock: nothing here sleeps."""
+import dataclasses
 import json
 import re
 import uuid
@@ -849,7 +850,7 @@ def test_a_staff_key_is_no_partner_key_and_a_partner_key_opens_no_admin_call(poo
 
 # The admin API -------------------------------------------------------------------------------------------
 
-def test_refer_anyway_offers_to_a_partner_matching_passed_over_pages_and_audits_with_the_note_sealed(
+def test_refer_anyway_offers_to_a_partner_matching_passed_over_pages_and_audits_with_the_note_sealed_for_rotation(
         pools, outbox, keys):
     with pools["referral"].transaction() as cur:
         full = add_partner(cur, "Full Centre", ["counselling"], ["dhi_qar"], accepting=False)
@@ -873,7 +874,16 @@ def test_refer_anyway_offers_to_a_partner_matching_passed_over_pages_and_audits_
     assert (record["action"], record["actor_id"], record["detail"]["reason_code"]) == (
         "referral.refer_anyway", "huda", "partner_agreed_by_phone")
     assert note not in json.dumps(record, default=str)
-    assert keys.data.open(record["note_sealed"], f"referral-audit:{event.data['case_id']}:note") == note
+    assert keys.data.open(record["note_sealed"], handlers.note_context(event.data["case_id"])) == note
+
+    rotated = dataclasses.replace(keys, data=keys.data.rotated())
+    assert handlers.reseal(pools["referral"], rotated.data, batch=1) == {"audit_log": 1}
+    retired = rotated.data.keys[rotated.data.primary]
+    only_new = dataclasses.replace(rotated.data, keys={rotated.data.primary: retired})
+    [record] = audit(pools)
+    assert only_new.open(record["note_sealed"], handlers.note_context(event.data["case_id"])) == note, \
+        "after `sanad keys reseal` the old key can be retired"
+    assert handlers.reseal(pools["referral"], rotated.data) == {"audit_log": 0}
 
 
 def test_refer_anyway_never_overrides_consent_and_the_refusal_is_audited(pools, outbox, keys):
