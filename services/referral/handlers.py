@@ -324,49 +324,69 @@ def refer_case(cur, event, outbox, now=None, at_hand=None):
     preferences = data.get("preferences") or {}
     cur.later(sql.UPSERT_CASE, {**case, "needs": list(case["needs"]), "consents": list(case["consents"]),
                                   "triaged_at": event.occurred_at, "preferences": json.dumps(preferences)})
-    if previous_level is not None and escalation.more_urgent(case["level"], previous_level):
+    raised = previous_level is not None and escalation.more_urgent(case["level"], previous_level)
+    if raised:
         _raise_level(cur, case, now, at_hand.policy(cur, case["level"]))
     services = referable_services(case["needs"], case["consents"])
-    live, announced = _needs_in_hand(cur, case["case_id"]) if before is not None else (frozenset(), {})
-    services = tuple(service for service in services if service not in live)
-    if not services:
-        return effects
-    routing = route(case["needs"], case["consents"], case["governorate"], at_hand.offers(cur, services), now,
-                    preferences=Preferences(**preferences))
+    in_hand = _needs_in_hand(cur, case["case_id"]) if before is not None else NeedsInHand()
     # A case triaged again (staff raising its level, say) routes only the needs nobody has: one already
-    # placed with a partner who has since stopped accepting is not unmatched.
-    routing = dataclasses.replace(
-        routing, matches=tuple(match for match in routing.matches if match.service not in live),
-        unmatched=tuple(service for service in routing.unmatched if service not in live
-                        and _announce_no_match(case["level"], announced.get(service, ()))))
+    # placed with a partner who has since stopped accepting is not unmatched. A need whose offers all ended
+    # (declined, withdrawn, done) was settled by people; only a more urgent level asks for it again, of a
+    # partner not asked before, as a re-offer would.
+    fresh = tuple(service for service in services if service not in in_hand.live | in_hand.ended)
+    again = tuple(service for service in services if raised and service in in_hand.ended - in_hand.live)
+    if not fresh and not again:
+        return effects
+    routing = route(case["needs"], case["consents"], case["governorate"], at_hand.offers(cur, fresh), now,
+                    preferences=Preferences(**preferences))
+    unmatched = [service for service in routing.unmatched if service in fresh]
     policy = at_hand.policy(cur, case["level"])
+
+    def terms():
+        return "matching", Chain(policy), uuid.uuid4(), escalation.first_deadline(policy, now), now, effects
     for match in routing.matches:
-        offered = _offer(cur, outbox, case, match.service, match.partner, attempt=1, offered_by="matching",
-                         chain=Chain(policy), chain_id=uuid.uuid4(), due_at=escalation.first_deadline(policy, now),
-                         now=now, effects=effects, first=previous_level is None and at_hand.offers_later)
-        if offered:
+        if match.service in fresh and _offer(cur, outbox, case, match.service, match.partner, 1, *terms(),
+                                             first=previous_level is None and at_hand.offers_later):
             at_hand.offered(match.partner.id)
-    if routing.unmatched:
+    for service in again:
+        partner = _next_partner(cur, {**case, "preferences": preferences}, service, now)
+        if partner is None:
+            unmatched.append(service)
+            continue
+        _lock_case_offers(cur, case["case_id"])
+        cur.execute(sql.NEXT_ATTEMPT, {"case_id": case["case_id"], "service": service})
+        _new_offer(cur, outbox, case, service, partner, cur.fetchone()["attempt"], *terms())
+    unmatched = [service for service in unmatched
+                 if _announce_no_match(case["level"], in_hand.announced.get(service, ()))]
+    if unmatched:
         outbox.add(cur, new_event("case.unmatched", {
             "case_id": case["case_id"], "reference": case["reference"], "level": case["level"],
-            "governorate": case["governorate"], "services": list(routing.unmatched),
+            "governorate": case["governorate"], "services": unmatched,
         }, producer=PRODUCER, correlation_id=case["correlation_id"], lane=lane_for(case["level"])))
-        for service in routing.unmatched:
+        for service in unmatched:
             _announce(cur, outbox, case, service, "no_match", step=1, referral_id=None, reoffered_to=None,
                       chain_id=None, new_referral_id=None, now=now, fired_by=PRODUCER, effects=effects)
     return effects
 
 
-def _needs_in_hand(cur, case_id):
-    """The needs of a case with a live referral, and the levels each need's no_match was announced at."""
+@dataclass(frozen=True)
+class NeedsInHand:
+    """What became of each need of a case routed before: `live`, those with an offer standing or taken up;
+    `ended`, those whose every offer ended; `announced`, the levels at which each need's no_match went out."""
+    live: frozenset = frozenset()
+    ended: frozenset = frozenset()
+    announced: dict = field(default_factory=dict)
+
+
+def _needs_in_hand(cur, case_id) -> NeedsInHand:
     cur.execute(sql.NEEDS_IN_HAND, {"case_id": case_id})
-    live, announced = set(), collections.defaultdict(list)
+    live, ended, announced = set(), set(), collections.defaultdict(list)
     for row in cur.fetchall():
-        if row["kind"] == "live":
-            live.add(row["service"])
-        else:
+        if row["kind"] == "no_match":
             announced[row["service"]].append(row["level"])
-    return frozenset(live), announced
+        else:
+            (live if row["kind"] == "live" else ended).add(row["service"])
+    return NeedsInHand(frozenset(live), frozenset(ended - live), dict(announced))
 
 
 def _announce_no_match(level, announced_at):

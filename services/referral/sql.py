@@ -152,8 +152,9 @@ HASTEN_PENDING_DEADLINES = """
 # What a case triaged again already has, by need: a live referral (someone has the need, or has it
 # offered), or a no_match already announced, with the level it was announced at.
 NEEDS_IN_HAND = """
-    SELECT 'live' AS kind, service, level FROM referrals
-    WHERE case_id = %(case_id)s AND status IN ('offered', 'accepted', 'in_progress')
+    SELECT CASE WHEN status IN ('offered', 'accepted', 'in_progress') THEN 'live' ELSE 'ended' END AS kind,
+           service, level
+    FROM referrals WHERE case_id = %(case_id)s
     UNION ALL
     SELECT 'no_match' AS kind, service, level FROM escalations WHERE case_id = %(case_id)s AND reason = 'no_match'
 """

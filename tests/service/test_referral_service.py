@@ -344,6 +344,31 @@ def test_a_need_announced_unmatched_is_not_announced_again_at_the_same_level_but
     assert len(events(pools, "case.unmatched")) == 2
 
 
+def test_a_need_whose_offers_all_ended_is_offered_to_someone_new_when_the_case_is_raised_and_only_then(
+        pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        first = add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
+    service = referral_service(pools, outbox, keys)
+    event = case_triaged(level="medium")
+    service.on_case_triaged([event.to_message()])
+    [offer] = referrals(pools)
+    with pools["referral"].transaction() as cur:
+        handlers.change_status(cur, outbox, offer["id"], "declined", "no_capacity", "partner", partner_id=first)
+        second = add_partner(cur, "Shatra Counselling", ["counselling"], ["dhi_qar"])
+    ended = {r["id"] for r in referrals(pools)}
+
+    service.on_case_triaged([retriaged(event, "medium").to_message()])
+    assert {r["id"] for r in referrals(pools)} == ended, "the same level asks nothing new of a settled need"
+
+    referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(
+        retriaged(event, "critical").to_message())
+    fresh = [r for r in referrals(pools) if r["id"] not in ended]
+    assert [(r["status"], r["level"], r["offered_by"]) for r in fresh] == [("offered", "critical", "matching")]
+    assert fresh[0]["attempt"] == max(r["attempt"] for r in referrals(pools) if r["id"] in ended) + 1
+    assert fresh[0]["partner_id"] == second, "not the partner who declined"
+    assert events(pools, "case.unmatched") == []
+
+
 def test_a_critical_case_nobody_can_take_pages_on_the_critical_lane(pools, outbox, keys):
     offer_critical_case(pools, outbox, keys)
     assert [key for key, _ in events(pools, "referral.escalated")] == ["referral.escalated.critical"]
