@@ -723,8 +723,17 @@ def referral_row(cur, referral_id):
     return cur.fetchone()
 
 
-def partner_referrals(cur, partner_id, status=None, limit=100):
-    cur.execute(sql.PARTNER_REFERRALS, {"partner_id": partner_id, "status": status, "limit": limit})
+def partner_referrals(cur, partner_id, status=None, limit=100, before=None):
+    """A partner's referrals, newest first, at most `limit`; after the referral `before`, one of its own (the
+    last of the page before), when given. Raises Refusal for a `before` that is not its own, as for one
+    that does not exist."""
+    if before is not None:
+        owner = referral_owner(cur, before)
+        if owner is None or owner["partner_id"] != partner_id:
+            raise Refusal("unknown_page", "before", "Not one of your referrals: follow the `next` link of the "
+                          "page before.")
+    cur.execute(sql.PARTNER_REFERRALS, {"partner_id": partner_id, "status": status, "limit": limit,
+                                        "before": before})
     return cur.fetchall()
 
 

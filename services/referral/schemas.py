@@ -30,6 +30,7 @@ class CapacitySchema(Schema):
 class ReferralListSchema(Schema):
     status = fields.String(load_default=None, validate=validate.OneOf(lifecycle.OPEN + lifecycle.FINAL))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+    before = fields.UUID(load_default=None)  # the last referral of the page before
 
 
 class ClosingTime(fields.Time):

@@ -16,6 +16,7 @@ import uuid
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlencode
 
 from marshmallow import ValidationError
 from nameko.timer import timer
@@ -249,11 +250,16 @@ class ReferralService(Observable):
         now = _now()
         principal = self._authorise(request, PARTNER, "referral.list", now)
         query = _query(request, schemas.ReferralListSchema())
-        with self.db.transaction() as cur:
-            found = handlers.partner_referrals(cur, principal.partner_id, query["status"], query["limit"])
-            access.audit_each(cur, now, "referral.list", "ok", principal, request.remote_addr, found,
-                              detail={"status": query["status"], "count": len(found)})
-        return json_response(200, {"referrals": [handlers.partner_view(row) for row in found]})
+        try:
+            with self.db.transaction() as cur:
+                found = handlers.partner_referrals(cur, principal.partner_id, query["status"], query["limit"],
+                                                   query["before"])
+                access.audit_each(cur, now, "referral.list", "ok", principal, request.remote_addr, found,
+                                  detail={"status": query["status"], "count": len(found)})
+        except handlers.Refusal as refusal:
+            raise ApiError(422, refusal.code, refusal.message, {refusal.field: [refusal.message]}) from None
+        return json_response(200, {"referrals": [handlers.partner_view(row) for row in found],
+                                   "next": _next_page(request.path, query, found)})
 
     @api("GET", "/partner/v1/referrals/<referral_id>")
     def partner_get_referral(self, request, referral_id):
@@ -503,6 +509,14 @@ class ReferralService(Observable):
             self._audit(now, "referral.status", "refused", principal, request, referral_id=referral_id,
                         detail={"status": body["status"], "code": code})
             raise ApiError(403, "forbidden", message, {field: [message]})
+
+
+def _next_page(path, query, found):
+    """The link to the page after `found`, or None when it was the last (shorter than asked for)."""
+    if len(found) < query["limit"]:
+        return None
+    params = {"status": query["status"], "limit": query["limit"], "before": found[-1]["id"]}
+    return f"{path}?{urlencode({name: value for name, value in params.items() if value is not None})}"
 
 
 class _TermsLoader:

@@ -320,9 +320,12 @@ _PARTNER_VIEW = """
 """
 REFERRAL_VIEW = _PARTNER_VIEW + " WHERE r.id = %(id)s"
 PARTNER_REFERRAL = _PARTNER_VIEW + " WHERE r.id = %(id)s AND r.partner_id = %(partner_id)s"
+# Newest first; a page after the first starts below the last referral of the one before (`before`).
 PARTNER_REFERRALS = _PARTNER_VIEW + """
     WHERE r.partner_id = %(partner_id)s AND (%(status)s::text IS NULL OR r.status = %(status)s::text)
-    ORDER BY r.created_at DESC LIMIT %(limit)s
+      AND (%(before)s::uuid IS NULL OR (r.created_at, r.id) < (
+          SELECT c.created_at, c.id FROM referrals c WHERE c.id = %(before)s::uuid))
+    ORDER BY r.created_at DESC, r.id DESC LIMIT %(limit)s
 """
 REFERRAL_OWNER = "SELECT partner_id, case_id FROM referrals WHERE id = %(id)s"
 

@@ -365,7 +365,7 @@ def test_a_partner_reads_only_its_own_referrals_only_for_consented_needs_and_onl
     assert world.case["id"] not in shown and NARRATIVE not in shown and CONTACT_NAME not in shown
 
     # Legal aid was needed but not consented to: its partner is offered nothing and finds nothing.
-    assert requests.get(url, headers=world.partner_b.headers, timeout=30).json() == {"referrals": []}
+    assert requests.get(url, headers=world.partner_b.headers, timeout=30).json() == {"referrals": [], "next": None}
     assert world.partner_b.offers() == []
     assert [r["service"] for r in world.case["referrals"]] == ["counselling"]
     for offer in world.partner_a.offers():

@@ -727,6 +727,31 @@ def test_a_partner_s_list_and_status_changes_leave_a_line_in_each_case_s_trail(p
     assert offer["case_id"] in cases
 
 
+def test_a_partner_pages_through_all_its_referrals_newest_first_and_only_its_own(pools, outbox, keys):
+    (_, first_key), (_, second_key) = two_counsellors(pools, keys)
+    for _ in range(5):
+        offer_critical_case(pools, outbox, keys)
+    service = referral_service(pools, outbox, keys)
+
+    seen, query = [], "limit=2"
+    for _ in range(4):
+        status, body, _ = call(service, "partner_list_referrals", "GET", "/partner/v1/referrals", key=first_key,
+                               query=query)
+        assert status == 200
+        seen += [r["id"] for r in body["referrals"]]
+        if body["next"] is None:
+            break
+        path, _, query = body["next"].partition("?")
+        assert path == "/partner/v1/referrals"
+    everything = sorted(referrals(pools), key=lambda r: (r["created_at"], r["id"]), reverse=True)
+    assert seen == [str(r["id"]) for r in everything], "every referral once, newest first, over three pages"
+
+    status, body, _ = call(service, "partner_list_referrals", "GET", "/partner/v1/referrals", key=second_key,
+                           query=f"before={everything[0]['id']}")
+    assert (status, body["error"]["code"], list(body["error"]["fields"])) == (422, "unknown_page", ["before"]), \
+        "another partner's referral is no starting point, and looks like none at all"
+
+
 def test_a_partner_s_empty_list_is_audited_once_without_ids(pools, outbox, keys):
     (_, first_key), _ = two_counsellors(pools, keys)
     call(referral_service(pools, outbox, keys), "partner_list_referrals", "GET", "/partner/v1/referrals",
@@ -755,7 +780,7 @@ def test_a_partner_can_neither_see_nor_change_another_partner_s_referral_and_the
         ("referral.read", "refused", str(second)), ("referral.status", "refused", str(second)),
         ("referral.read", "not_found", str(second))]
     listed = call(service, "partner_list_referrals", "GET", "/partner/v1/referrals", key=second_key)
-    assert listed[1] == {"referrals": []}
+    assert listed[1] == {"referrals": [], "next": None}
 
 
 def test_a_partner_cannot_skip_steps_or_withdraw_and_each_error_names_the_field(pools, outbox, keys):
