@@ -21,6 +21,9 @@ CLOSING_OUTCOMES = (
 WITHDRAWAL_REASONS = ("ack_timeout", "delivery_exhausted", "reassigned")
 NOTE_CODES = {"declined": DECLINE_REASONS, "completed": COMPLETION_OUTCOMES, "closed": CLOSING_OUTCOMES,
               "withdrawn": WITHDRAWAL_REASONS}
+# A missed deadline and a webhook given up on are the system's reasons (escalation); a person withdrawing
+# an offer says why as a person, so the trail never shows staff claiming the system's.
+STAFF_WITHDRAWAL_REASONS = ("reassigned",)
 
 NEXT = {
     "offered": ("accepted", "declined", "withdrawn"),
@@ -60,6 +63,8 @@ def change(current, requested, actor, note_code=None):
         raise TransitionRefused("status_not_allowed", "status",
                                 f"Must be one of: {', '.join(MAY_SET.get(actor, ()))}.")
     allowed_codes = NOTE_CODES.get(requested)
+    if (requested, actor) == ("withdrawn", "staff"):
+        allowed_codes = STAFF_WITHDRAWAL_REASONS
     if allowed_codes is None and note_code is not None:
         raise TransitionRefused("note_not_allowed", "note_code", f"A {requested} referral takes no note code.")
     if allowed_codes is not None and note_code not in allowed_codes:

@@ -45,6 +45,13 @@ def test_a_partner_cannot_withdraw_only_sanad_can():
     assert change("accepted", "withdrawn", "staff", "reassigned").status == "withdrawn"
 
 
+def test_staff_withdrawing_an_offer_cannot_give_the_system_s_reasons():
+    for reason in ("ack_timeout", "delivery_exhausted"):
+        refusal = refused("offered", "withdrawn", "staff", reason)
+        assert (refusal.code, refusal.field) == ("note_code_required", "note_code")
+        assert refusal.message == "Must be one of: reassigned."
+
+
 def test_final_statuses_do_not_move_and_steps_are_not_skipped():
     assert refused("withdrawn", "accepted", "partner").code == "invalid_transition"
     assert refused("declined", "accepted", "partner").code == "invalid_transition"
