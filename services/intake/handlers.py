@@ -12,12 +12,13 @@ from psycopg2.extras import Json
 from sanad.contracts.events import new_event
 from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
 from sanad.contracts.vocabulary import lane_for
+from sanad.platform.reseal import BATCH as RESEAL_BATCH
+from sanad.platform.reseal import reseal_rows
 from services.intake import accounts, cases, permissions, sql
 from services.intake.vocabulary import field_context
 
 PRODUCER = "intake"
 QUEUE_LIMIT = 200
-RESEAL_BATCH = 200
 
 
 def taken_by_another(exc) -> str | None:
@@ -562,44 +563,25 @@ def draft_key(cur, keys, user_id) -> str:
 
 # Key rotation -----------------------------------------------------------------------------------------
 
+# The context each sealed column of a case row is sealed under.
 CASE_SEALED_COLUMNS = {
-    "narrative_sealed": lambda case_id: narrative_context(case_id),
-    "contact_name_sealed": lambda case_id: field_context(case_id, "contact_name"),
-    "contact_phone_sealed": lambda case_id: field_context(case_id, "contact_phone"),
-    "contact_safe_times_sealed": lambda case_id: field_context(case_id, "contact_safe_times"),
-    "contact_code_word_sealed": lambda case_id: field_context(case_id, "contact_code_word"),
-    "risk_evidence_sealed": lambda case_id: evidence_context(case_id),
+    "narrative_sealed": lambda row: narrative_context(row["id"]),
+    "contact_name_sealed": lambda row: field_context(row["id"], "contact_name"),
+    "contact_phone_sealed": lambda row: field_context(row["id"], "contact_phone"),
+    "contact_safe_times_sealed": lambda row: field_context(row["id"], "contact_safe_times"),
+    "contact_code_word_sealed": lambda row: field_context(row["id"], "contact_code_word"),
+    "risk_evidence_sealed": lambda row: evidence_context(row["id"]),
 }
 
 
 def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
-    """Re-encrypt every sealed value of intake under `ring`'s primary key, a batch per transaction, so
-    the keys before it can be retired. Returns how many rows changed, by table. Safe to run again."""
-    changed = {"cases": 0, "case_overrides": 0, "users": 0}
-    for table, select, update, columns, context_of in (
-        ("cases", sql.CASES_TO_RESEAL, sql.UPDATE_CASE_SEALS, CASE_SEALED_COLUMNS, lambda row: row["id"]),
-        ("case_overrides", sql.OVERRIDES_TO_RESEAL, sql.UPDATE_OVERRIDE_SEAL,
-         {"reason_sealed": override_reason_context}, lambda row: row["case_id"]),
-    ):
-        after = uuid.UUID(int=0)
-        while True:
-            with pool.transaction() as cur:
-                cur.execute(select, {"after": after, "limit": batch})
-                rows = cur.fetchall()
-                for row in rows:
-                    values = {column: ring.resealed(row[column], context(context_of(row)))
-                              for column, context in columns.items()}
-                    if values != {column: row[column] for column in columns}:
-                        cur.execute(update, {"id": row["id"], **values})
-                        changed[table] += 1
-            if len(rows) < batch:
-                break
-            after = rows[-1]["id"]
-    with pool.transaction() as cur:
-        cur.execute(sql.USERS_TO_RESEAL)
-        for row in cur.fetchall():
-            value = ring.resealed(row["draft_key_sealed"], draft_key_context(row["id"]))
-            if value != row["draft_key_sealed"]:
-                cur.execute(sql.SET_DRAFT_KEY, {"id": row["id"], "draft_key_sealed": value})
-                changed["users"] += 1
-    return changed
+    """Every sealed value of intake under `ring`'s primary key (`sanad keys reseal`): rows changed, by table."""
+    return {
+        "cases": reseal_rows(pool, ring, sql.CASES_TO_RESEAL, sql.UPDATE_CASE_SEALS, CASE_SEALED_COLUMNS,
+                             batch=batch),
+        "case_overrides": reseal_rows(pool, ring, sql.OVERRIDES_TO_RESEAL, sql.UPDATE_OVERRIDE_SEAL,
+                                      {"reason_sealed": lambda row: override_reason_context(row["case_id"])},
+                                      batch=batch),
+        "users": reseal_rows(pool, ring, sql.USERS_TO_RESEAL, sql.SET_DRAFT_KEY,
+                             {"draft_key_sealed": lambda row: draft_key_context(row["id"])}, batch=batch),
+    }

@@ -244,7 +244,8 @@ OVERRIDES_TO_RESEAL = """
 """
 UPDATE_OVERRIDE_SEAL = "UPDATE case_overrides SET reason_sealed = %(reason_sealed)s WHERE id = %(id)s"
 USERS_TO_RESEAL = """
-    SELECT id, draft_key_sealed FROM users WHERE draft_key_sealed IS NOT NULL ORDER BY id FOR UPDATE
+    SELECT id, draft_key_sealed FROM users WHERE draft_key_sealed IS NOT NULL AND id > %(after)s
+    ORDER BY id LIMIT %(limit)s FOR UPDATE
 """
 
 # Time to each stage (issue 9): what intake knew of the case before the event it is handling.

@@ -12,6 +12,8 @@ from functools import partial
 from sanad import webhooks
 from sanad.contracts.events import new_event
 from sanad.platform.pool import CONNECTION_ERRORS, PLAIN_INDEX_SCANS
+from sanad.platform.reseal import BATCH as RESEAL_BATCH
+from sanad.platform.reseal import reseal_rows
 from services.notify import payloads, policy, sql, urls
 from services.notify.dispatch import GroupRecorder
 from services.notify.settings import NotifySettings, from_environment
@@ -21,7 +23,6 @@ log = logging.getLogger(__name__)
 PRODUCER = "notify"
 PARTNER, ONCALL = "partner", "oncall"
 RECORD_RETRY_PAUSE = 0.5
-RESEAL_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -108,22 +109,10 @@ def _add_secret(cur, keys, endpoint_id, secret, now):
 
 
 def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
-    """Re-encrypt the webhook secrets under `ring`'s primary key, a batch per transaction (for
-    `sanad keys reseal`, after a key rotation)."""
-    changed = {"endpoint_secrets": 0}
-    after = 0
-    while True:
-        with pool.transaction() as cur:
-            cur.execute(sql.SECRETS_TO_RESEAL, {"after": after, "limit": batch})
-            rows = cur.fetchall()
-            for row in rows:
-                value = ring.resealed(row["secret_sealed"], secret_context(row["endpoint_id"]))
-                if value != row["secret_sealed"]:
-                    cur.execute(sql.UPDATE_SECRET_SEAL, {"id": row["id"], "sealed": value})
-                    changed["endpoint_secrets"] += 1
-        if len(rows) < batch:
-            return changed
-        after = rows[-1]["id"]
+    """The webhook secrets under `ring`'s primary key (`sanad keys reseal`)."""
+    return {"endpoint_secrets": reseal_rows(pool, ring, sql.SECRETS_TO_RESEAL, sql.UPDATE_SECRET_SEAL,
+                                            {"secret_sealed": lambda row: secret_context(row["endpoint_id"])},
+                                            start=0, batch=batch)}
 
 
 def set_endpoint_enabled(cur, endpoint_id, enabled, reason=None, now=None):

@@ -25,7 +25,7 @@ SECRETS_TO_RESEAL = """
     SELECT id, endpoint_id, secret_sealed FROM endpoint_secrets WHERE id > %(after)s
     ORDER BY id LIMIT %(limit)s FOR UPDATE
 """
-UPDATE_SECRET_SEAL = "UPDATE endpoint_secrets SET secret_sealed = %(sealed)s WHERE id = %(id)s"
+UPDATE_SECRET_SEAL = "UPDATE endpoint_secrets SET secret_sealed = %(secret_sealed)s WHERE id = %(id)s"
 ENDPOINT = _WITH_ENDPOINTS + " SELECT target, id, url, enabled FROM webhook_endpoints WHERE id = %(id)s"
 # The secrets in use now keep signing until the overlap ends; one that expires sooner keeps its expiry.
 EXPIRE_SECRETS = """

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 from sanad.contracts.events import new_event
 from sanad.contracts.vocabulary import lane_for, partner_unreachable
 from sanad.platform.pool import CONNECTION_ERRORS, PLAIN_INDEX_SCANS
+from sanad.platform.reseal import BATCH as RESEAL_BATCH
+from sanad.platform.reseal import reseal_rows
 from services.referral import escalation, lifecycle, sql
 from services.referral.directory import PartnerEntry, ServiceTerms, closing_for_storage, partner_from_row
 from services.referral.escalation import Chain, Policy
@@ -756,29 +758,13 @@ def case_referrals(cur, case_id):
 
 # Key rotation ------------------------------------------------------------------------------------------------
 
-RESEAL_BATCH = 200
-
-
 def note_context(case_id) -> str:
     """What a supervisor's refer-anyway note, kept sealed in the audit log, is bound to."""
     return f"referral-audit:{case_id}:note"
 
 
 def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
-    """Re-encrypt the sealed notes of the audit log under `ring`'s primary key, a batch per transaction
-    (for `sanad keys reseal`, after a key rotation), so the keys before it can be retired. Safe to run
-    again."""
-    changed = {"audit_log": 0}
-    after = 0
-    while True:
-        with pool.transaction() as cur:
-            cur.execute(sql.NOTES_TO_RESEAL, {"after": after, "limit": batch})
-            rows = cur.fetchall()
-            for row in rows:
-                value = ring.resealed(row["note_sealed"], note_context(row["case_id"]))
-                if value != row["note_sealed"]:
-                    cur.execute(sql.UPDATE_NOTE_SEAL, {"id": row["id"], "sealed": value})
-                    changed["audit_log"] += 1
-        if len(rows) < batch:
-            return changed
-        after = rows[-1]["id"]
+    """The audit log's sealed notes under `ring`'s primary key (`sanad keys reseal`)."""
+    return {"audit_log": reseal_rows(pool, ring, sql.NOTES_TO_RESEAL, sql.UPDATE_NOTE_SEAL,
+                                     {"note_sealed": lambda row: note_context(row["case_id"])}, start=0,
+                                     batch=batch)}

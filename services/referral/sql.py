@@ -359,6 +359,6 @@ FAILED_DEADLINES = """
 # Key rotation: the audit log's sealed notes, by id.
 NOTES_TO_RESEAL = """
     SELECT id, case_id, note_sealed FROM audit_log
-    WHERE note_sealed IS NOT NULL AND id > %(after)s ORDER BY id LIMIT %(limit)s
+    WHERE note_sealed IS NOT NULL AND id > %(after)s ORDER BY id LIMIT %(limit)s FOR UPDATE
 """
-UPDATE_NOTE_SEAL = "UPDATE audit_log SET note_sealed = %(sealed)s WHERE id = %(id)s"
+UPDATE_NOTE_SEAL = "UPDATE audit_log SET note_sealed = %(note_sealed)s WHERE id = %(id)s"

@@ -1,17 +1,17 @@
 """Triage's use cases, each taking its dependencies as arguments."""
 import json
-import uuid
 from datetime import datetime, timezone
 
 from sanad.contracts.events import new_event, no_preferences
 from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
 from sanad.contracts.vocabulary import lane_for
+from sanad.platform.reseal import BATCH as RESEAL_BATCH
+from sanad.platform.reseal import reseal_rows
 from services.triage import sql
 from services.triage.assessment import LEVEL_CEILING, LEVEL_FLOOR, Assessment, CaseFacts, Reason
 
 ASSESSMENT_FAILED = "assessment_failed"
 OVERRIDE_REASON = {"code": "override", "source": "override"}
-RESEAL_BATCH = 200
 
 PRODUCER = "triage"
 
@@ -144,25 +144,12 @@ def override_case(cur, event, outbox, keys, now=None):
 
 
 def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
-    """Re-encrypt triage's sealed values under `ring`'s primary key, a batch per transaction."""
-    changed = {"assessments": 0, "overrides": 0}
-    for table, select, update, id_column, column, context in (
-        ("assessments", sql.ASSESSMENTS_TO_RESEAL, sql.UPDATE_ASSESSMENT_SEAL, "case_id", "evidence_sealed",
-         evidence_context),
-        ("overrides", sql.OVERRIDES_TO_RESEAL, sql.UPDATE_OVERRIDE_SEAL, "event_id", "reason_sealed",
-         override_reason_context),
-    ):
-        after = uuid.UUID(int=0)
-        while True:
-            with pool.transaction() as cur:
-                cur.execute(select, {"after": after, "limit": batch})
-                rows = cur.fetchall()
-                for row in rows:
-                    value = ring.resealed(row[column], context(row["case_id"]))
-                    if value != row[column]:
-                        cur.execute(update, {"id": row[id_column], "sealed": value})
-                        changed[table] += 1
-            if len(rows) < batch:
-                break
-            after = rows[-1][id_column]
-    return changed
+    """Triage's sealed values under `ring`'s primary key (`sanad keys reseal`)."""
+    return {
+        "assessments": reseal_rows(pool, ring, sql.ASSESSMENTS_TO_RESEAL, sql.UPDATE_ASSESSMENT_SEAL,
+                                   {"evidence_sealed": lambda row: evidence_context(row["case_id"])}, key="case_id",
+                                   batch=batch),
+        "overrides": reseal_rows(pool, ring, sql.OVERRIDES_TO_RESEAL, sql.UPDATE_OVERRIDE_SEAL,
+                                 {"reason_sealed": lambda row: override_reason_context(row["case_id"])},
+                                 key="event_id", batch=batch),
+    }

@@ -29,9 +29,9 @@ ASSESSMENTS_TO_RESEAL = """
     SELECT case_id, evidence_sealed FROM assessments WHERE case_id > %(after)s AND evidence_sealed IS NOT NULL
     ORDER BY case_id LIMIT %(limit)s FOR UPDATE
 """
-UPDATE_ASSESSMENT_SEAL = "UPDATE assessments SET evidence_sealed = %(sealed)s WHERE case_id = %(id)s"
+UPDATE_ASSESSMENT_SEAL = "UPDATE assessments SET evidence_sealed = %(evidence_sealed)s WHERE case_id = %(id)s"
 OVERRIDES_TO_RESEAL = """
     SELECT event_id, case_id, reason_sealed FROM overrides WHERE event_id > %(after)s
     ORDER BY event_id LIMIT %(limit)s FOR UPDATE
 """
-UPDATE_OVERRIDE_SEAL = "UPDATE overrides SET reason_sealed = %(sealed)s WHERE event_id = %(id)s"
+UPDATE_OVERRIDE_SEAL = "UPDATE overrides SET reason_sealed = %(reason_sealed)s WHERE event_id = %(id)s"
