@@ -728,12 +728,12 @@ def referral_row(cur, referral_id):
 def partner_referrals(cur, partner_id, status=None, limit=100, before=None):
     """A partner's referrals, newest first, at most `limit`; after the referral `before`, one of its own (the
     last of the page before), when given. Raises Refusal for a `before` that is not its own, as for one
-    that does not exist."""
+    that does not exist (the service answers 404: no such page)."""
     if before is not None:
         owner = referral_owner(cur, before)
         if owner is None or owner["partner_id"] != partner_id:
-            raise Refusal("unknown_page", "before", "Not one of your referrals: follow the `next` link of the "
-                          "page before.")
+            raise Refusal("unknown_page", "before", "No such page: `before` is not one of your referrals. "
+                          "Follow the `next` link of the page before.")
     cur.execute(sql.PARTNER_REFERRALS, {"partner_id": partner_id, "status": status, "limit": limit,
                                         "before": before})
     return cur.fetchall()

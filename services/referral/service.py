@@ -256,8 +256,8 @@ class ReferralService(Observable):
                                                    query["before"])
                 access.audit_each(cur, now, "referral.list", "ok", principal, request.remote_addr, found,
                                   detail={"status": query["status"], "count": len(found)})
-        except handlers.Refusal as refusal:
-            raise ApiError(422, refusal.code, refusal.message, {refusal.field: [refusal.message]}) from None
+        except handlers.Refusal as refusal:  # a page that is not there, as a referral that is not there
+            raise ApiError(404, refusal.code, refusal.message, {refusal.field: [refusal.message]}) from None
         return json_response(200, {"referrals": [handlers.partner_view(row) for row in found],
                                    "next": _next_page(request.path, query, found)})
 

@@ -748,7 +748,7 @@ def test_a_partner_pages_through_all_its_referrals_newest_first_and_only_its_own
 
     status, body, _ = call(service, "partner_list_referrals", "GET", "/partner/v1/referrals", key=second_key,
                            query=f"before={everything[0]['id']}")
-    assert (status, body["error"]["code"], list(body["error"]["fields"])) == (422, "unknown_page", ["before"]), \
+    assert (status, body["error"]["code"], list(body["error"]["fields"])) == (404, "unknown_page", ["before"]), \
         "another partner's referral is no starting point, and looks like none at all"
 
 
