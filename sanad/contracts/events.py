@@ -107,7 +107,8 @@ class ReferralCreatedV1(Schema):
 
 
 class CaseUnmatchedV1(Schema):
-    """No partner could take a consented need: a supervisor must act."""
+    """The consented needs of a case no partner can take now, all of them: a supervisor must act. Sent again
+    when the case is triaged again, empty once every need announced before has found a partner."""
     case_id = fields.UUID(required=True)
     reference = fields.String(required=True)
     level = fields.String(required=True, validate=_one_of(RISK_LEVELS))

@@ -330,13 +330,17 @@ def refer_case(cur, event, outbox, now=None, at_hand=None):
     if raised:
         _raise_level(cur, case, now, at_hand.policy(cur, case["level"]))
     services = referable_services(case["needs"], case["consents"])
-    in_hand = _needs_in_hand(cur, case["case_id"]) if before is not None else NeedsInHand()
+    in_hand = NeedsInHand()
+    if before is not None:
+        # What a supervisor's refer-anyway, or a re-offer, did meanwhile is read under their lock.
+        _lock_case_offers(cur, case["case_id"])
+        in_hand = _needs_in_hand(cur, case["case_id"])
     # A case triaged again (staff raising its level, say) routes only the needs nobody has: one already
-    # placed with a partner who has since stopped accepting is not unmatched. A need whose offers all ended
-    # (declined, withdrawn, done) was settled by people; only a more urgent level asks for it again, of a
-    # partner not asked before, as a re-offer would.
-    fresh = tuple(service for service in services if service not in in_hand.live | in_hand.ended)
-    again = tuple(service for service in services if raised and service in in_hand.ended - in_hand.live)
+    # placed with a partner who has since stopped accepting is not unmatched, nor is one carried through.
+    # A need whose offers were all declined or withdrawn was left so by people; only a more urgent level
+    # asks for it again, of a partner not asked before, as a re-offer would.
+    fresh = tuple(service for service in services if service not in in_hand.live | in_hand.settled | in_hand.ended)
+    again = tuple(service for service in services if raised and service in in_hand.ended)
     if not fresh and not again:
         return effects
     routing = route(case["needs"], case["consents"], case["governorate"], at_hand.offers(cur, fresh), now,
@@ -355,17 +359,16 @@ def refer_case(cur, event, outbox, now=None, at_hand=None):
         if partner is None:
             unmatched.append(service)
             continue
-        _lock_case_offers(cur, case["case_id"])
         cur.execute(sql.NEXT_ATTEMPT, {"case_id": case["case_id"], "service": service})
         _new_offer(cur, outbox, case, service, partner, cur.fetchone()["attempt"], *terms())
-    unmatched = [service for service in unmatched
-                 if _announce_no_match(case["level"], in_hand.announced.get(service, ()))]
-    if unmatched:
+    if unmatched or in_hand.announced:
+        # Every need nobody can take now, which intake shows as it is told (none left clears it).
         outbox.add(cur, new_event("case.unmatched", {
             "case_id": case["case_id"], "reference": case["reference"], "level": case["level"],
             "governorate": case["governorate"], "services": unmatched,
         }, producer=PRODUCER, correlation_id=case["correlation_id"], lane=lane_for(case["level"])))
-        for service in unmatched:
+    for service in unmatched:
+        if _announce_no_match(case["level"], in_hand.announced.get(service, ())):
             _announce(cur, outbox, case, service, "no_match", step=1, referral_id=None, reoffered_to=None,
                       chain_id=None, new_referral_id=None, now=now, fired_by=PRODUCER, effects=effects)
     return effects
@@ -374,21 +377,24 @@ def refer_case(cur, event, outbox, now=None, at_hand=None):
 @dataclass(frozen=True)
 class NeedsInHand:
     """What became of each need of a case routed before: `live`, those with an offer standing or taken up;
-    `ended`, those whose every offer ended; `announced`, the levels at which each need's no_match went out."""
+    `settled`, those carried through (completed, closed); `ended`, those whose every offer was declined or
+    withdrawn; `announced`, the levels at which each need's no_match went out."""
     live: frozenset = frozenset()
+    settled: frozenset = frozenset()
     ended: frozenset = frozenset()
     announced: dict = field(default_factory=dict)
 
 
 def _needs_in_hand(cur, case_id) -> NeedsInHand:
     cur.execute(sql.NEEDS_IN_HAND, {"case_id": case_id})
-    live, ended, announced = set(), set(), collections.defaultdict(list)
+    kinds, announced = collections.defaultdict(set), collections.defaultdict(list)
     for row in cur.fetchall():
         if row["kind"] == "no_match":
             announced[row["service"]].append(row["level"])
         else:
-            (live if row["kind"] == "live" else ended).add(row["service"])
-    return NeedsInHand(frozenset(live), frozenset(ended - live), dict(announced))
+            kinds[row["kind"]].add(row["service"])
+    live, settled = frozenset(kinds["live"]), frozenset(kinds["settled"] - kinds["live"])
+    return NeedsInHand(live, settled, frozenset(kinds["ended"] - live - settled), dict(announced))
 
 
 def _announce_no_match(level, announced_at):

@@ -151,8 +151,11 @@ HASTEN_PENDING_DEADLINES = """
 """
 # What a case triaged again already has, by need: a live referral (someone has the need, or has it
 # offered), or a no_match already announced, with the level it was announced at.
+# What became of each need of a case: an offer standing or taken up (live), one carried through (completed
+# or closed: settled), one declined or withdrawn (ended), a no_match announced at a level.
 NEEDS_IN_HAND = """
-    SELECT CASE WHEN status IN ('offered', 'accepted', 'in_progress') THEN 'live' ELSE 'ended' END AS kind,
+    SELECT CASE WHEN status IN ('offered', 'accepted', 'in_progress') THEN 'live'
+                WHEN status IN ('completed', 'closed') THEN 'settled' ELSE 'ended' END AS kind,
            service, level
     FROM referrals WHERE case_id = %(case_id)s
     UNION ALL

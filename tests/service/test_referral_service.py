@@ -7,6 +7,7 @@ import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import eventlet
 import psycopg2.errors
 import pytest
 from nameko.testing.services import worker_factory
@@ -335,13 +336,14 @@ def test_a_need_announced_unmatched_is_not_announced_again_at_the_same_level_but
     service.on_case_triaged([retriaged(event, "high").to_message()])
     service.on_case_triaged([retriaged(event, "medium").to_message()])
     assert [key for key, _ in events(pools, "referral.escalated")] == ["referral.escalated.normal"]
-    assert len(events(pools, "case.unmatched")) == 1
+    assert [e.data["services"] for _, e in events(pools, "case.unmatched")] == [["content_removal"]] * 3, \
+        "intake is told each time, so that what it shows stays whole"
 
     referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(
         retriaged(event, "critical").to_message())
     assert [key for key, _ in events(pools, "referral.escalated")] == [
         "referral.escalated.normal", "referral.escalated.critical"], "a critical case pages on its own lane"
-    assert len(events(pools, "case.unmatched")) == 2
+    assert [key for key, _ in events(pools, "case.unmatched")][-1] == "case.unmatched.critical"
 
 
 def test_a_need_whose_offers_all_ended_is_offered_to_someone_new_when_the_case_is_raised_and_only_then(
@@ -367,6 +369,62 @@ def test_a_need_whose_offers_all_ended_is_offered_to_someone_new_when_the_case_i
     assert fresh[0]["attempt"] == max(r["attempt"] for r in referrals(pools) if r["id"] in ended) + 1
     assert fresh[0]["partner_id"] == second, "not the partner who declined"
     assert events(pools, "case.unmatched") == []
+
+
+def test_a_raised_case_reads_its_needs_after_a_refer_anyway_under_way_and_offers_nothing_twice(
+        pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        first = add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
+    event = case_triaged(level="medium")
+    referral_service(pools, outbox, keys).on_case_triaged([event.to_message()])
+    [offer] = referrals(pools)
+    with pools["referral"].transaction() as cur:
+        handlers.change_status(cur, outbox, offer["id"], "declined", "no_capacity", "partner", partner_id=first)
+        second = add_partner(cur, "Shatra Counselling", ["counselling"], ["dhi_qar"])
+
+    with pools["referral"].transaction() as holder:  # a supervisor's refer-anyway, under way
+        holder.execute(sql.LOCK_CASE_OFFERS, {"case_id": event.data["case_id"]})
+        raising = eventlet.spawn(referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged,
+                                 retriaged(event, "critical").to_message())
+        eventlet.sleep(0.5)
+        handlers.refer_anyway(holder, outbox, event.data["case_id"], "counselling", second)
+    raising.wait()
+    live = [(r["partner_id"], r["attempt"], r["offered_by"]) for r in referrals(pools) if r["status"] == "offered"]
+    assert live == [(second, 2, "refer_anyway")]
+
+
+def test_a_need_carried_through_is_not_offered_again_when_the_case_is_raised(pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        first = add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
+        add_partner(cur, "Shatra Counselling", ["counselling"], ["dhi_qar"])
+    event = case_triaged(level="medium")
+    referral_service(pools, outbox, keys).on_case_triaged([event.to_message()])
+    [offer] = referrals(pools)
+    with pools["referral"].transaction() as cur:
+        handlers.change_status(cur, outbox, offer["id"], "accepted", None, "partner", partner_id=first)
+        handlers.change_status(cur, outbox, offer["id"], "closed", "victim_withdrew", "partner", partner_id=first)
+    referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(
+        retriaged(event, "critical").to_message())
+    assert [r["status"] for r in referrals(pools)] == ["closed"], "the victim withdrew: nobody is offered it"
+    assert events(pools, "case.unmatched") == []
+
+
+def test_intake_is_told_every_need_nobody_can_take_each_time_and_when_none_is_left(pools, outbox, keys):
+    add_partners(pools)
+    event = case_triaged(level="high", needs=["content_removal"], consents=["content_removal"])
+    service = referral_service(pools, outbox, keys)
+    service.on_case_triaged([event.to_message()])
+    both = ["content_removal", "police_cybercrime"]
+    service.on_case_triaged([new_event("case.triaged", {**event.data, "needs": both, "consents": both},
+                                       producer="triage", correlation_id=event.correlation_id).to_message()])
+    with pools["referral"].transaction() as cur:
+        add_partner(cur, "Takedown Desk", ["content_removal", "police_cybercrime"], ["nationwide"])
+    service.on_case_triaged([new_event("case.triaged", {**event.data, "needs": both, "consents": both},
+                                       producer="triage", correlation_id=event.correlation_id).to_message()])
+    told = [e.data["services"] for _, e in events(pools, "case.unmatched")]
+    assert told == [["content_removal"], both, []], "intake shows what it is told last"
+    assert [e.data["service"] for _, e in events(pools, "referral.escalated")] == [
+        "content_removal", "police_cybercrime"], "each need is paged once at a level"
 
 
 def test_a_critical_case_nobody_can_take_pages_on_the_critical_lane(pools, outbox, keys):
