@@ -264,7 +264,7 @@ def case_view(cur, keys, case_id, viewer=None, ip=None, now=None):
         },
         "repeat_caller": {
             "other_cases": len(repeat),
-            "references": [row["reference"] for row in repeat],
+            "references": [row["reference"] for row in repeat if row["visible"]],
         },
         "risk": None if not case["risk_level"] else {
             "level": case["risk_level"],
@@ -324,12 +324,16 @@ def case_view(cur, keys, case_id, viewer=None, ip=None, now=None):
 
 def as_partner_staff_see_it(view, partner_id):
     """A partner's counsellor works the case for their own organisation: they see its referral, not which
-    other organisations were offered the case or re-offered it (escalations name them), nor why the
-    hotline's staff changed its level or who did (only that they did)."""
+    other organisations were offered the case or re-offered it (escalations name them), nor which of the
+    hotline's staff recorded, hold or re-levelled it and why (only that its level was changed), nor that
+    the caller has cases they may not see. The hotline's own staff are told how many other cases the
+    caller has, named where they may see them: a repeat caller is a sign of risk."""
     risk = view["risk"]
     if risk is not None:
         risk = {**risk, "overrides": [{**o, "reason": None, "by": None} for o in risk["overrides"]]}
-    return {**view, "risk": risk, "escalations": [],
+    references = view["repeat_caller"]["references"]
+    return {**view, "risk": risk, "escalations": [], "recorded_by": None, "assigned_to": None,
+            "repeat_caller": {"other_cases": len(references), "references": references},
             "referrals": [ref for ref in view["referrals"] if ref["partner_id"] == partner_id]}
 
 

@@ -426,7 +426,11 @@ def case_page(lang, principal, view, trail=None, assignees=()) -> Safe:
                              what=label("audit", entry["action"], lang), ip=entry["ip"] or "")
                       for entry in trail),
         )
-    holder = view["assigned_to"]["name"] if view["assigned_to"] else t("queue.open", lang)
+    if principal.role == "counsellor":  # not named to a partner's staff (handlers.as_partner_staff_see_it)
+        recorded_by = holder = t("case.hotline_staff", lang)
+    else:
+        recorded_by = (view["recorded_by"] or {}).get("name") or t("case.none", lang)
+        holder = view["assigned_to"]["name"] if view["assigned_to"] else t("queue.open", lang)
     content = render(
         '<p><a href="/queue">{back}</a></p><h1>{title}</h1>'
         '<dl class="summary">{received}{recorded}{holder}{status}</dl>'
@@ -437,7 +441,7 @@ def case_page(lang, principal, view, trail=None, assignees=()) -> Safe:
         '<section><h2>{record_title}</h2><dl class="record">{record}</dl>{assign}</section>{audit}',
         back=t("case.back", lang), title=t("case.title", lang, view["reference"]),
         received=_row(lang, "case.received", when(view["received_at"])),
-        recorded=_row(lang, "case.recorded_by", (view["recorded_by"] or {}).get("name") or t("case.none", lang)),
+        recorded=_row(lang, "case.recorded_by", recorded_by),
         holder=_row(lang, "case.assigned_to", holder),
         status=_row(lang, "queue.status", label("status", view["status"], lang)),
         risk_title=t("case.risk", lang), risk=risk_block, override=override_form,

@@ -76,11 +76,10 @@ QUEUE = """
     LIMIT %(limit)s
 """
 
-# Only the cases the viewer may see: a count of the others would tell a partner's counsellor of cases
-# that are none of their organisation's business.
+# Every other case of the phone, and whether the viewer may see each (only those are named).
 OTHER_CASES_WITH_PHONE = """
-    SELECT c.id, c.reference FROM cases c
-    WHERE c.contact_phone_hash = %(phone_hash)s AND c.id <> %(id)s AND {visibility}
+    SELECT c.id, c.reference, {visibility} AS visible FROM cases c
+    WHERE c.contact_phone_hash = %(phone_hash)s AND c.id <> %(id)s
     ORDER BY c.received_at
 """
 

@@ -559,6 +559,7 @@ def test_a_counsellor_sees_their_own_referral_not_other_partners_escalations_or_
     [override] = seen["risk"]["overrides"]
     assert (override["level"], override["reason"], override["by"]) == ("critical", None, None)
     assert seen["repeat_caller"] == {"other_cases": 0, "references": []}, "nor that the caller has other cases"
+    assert (seen["recorded_by"], seen["assigned_to"]) == (None, None)
     assert seen["narrative"] == body_of(get_case(service, supervisor, case_id))["narrative"]
     page = call(service, "case_page", json_request("GET", f"/cases/{case_id}", headers=counsellor.headers(csrf=False)),
                 case_id).get_data(as_text=True)
@@ -899,6 +900,16 @@ def test_the_case_view_shows_reasons_with_their_words_referral_statuses_deliveri
     assert referral["deliveries"][0]["outcome"] == "delivered"
     assert [(e["service"], e["reason"]) for e in view["escalations"]] == [("legal_aid", "no_match")]
     assert view["narrative"] == NARRATIVE and view["safe_contact"]["code_word"] == SECRETS["code_word"]
+
+
+def test_an_operator_is_told_of_a_repeat_caller_s_cases_a_colleague_holds_without_their_references(
+        pools, outbox, keys):
+    first_operator, second_operator = staff(pools, "operator"), staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    body_of(post_case(service, first_operator))
+    second = body_of(post_case(service, second_operator))
+    assert body_of(get_case(service, second_operator, second["id"]))["repeat_caller"] == {
+        "other_cases": 1, "references": []}
 
 
 def test_a_repeat_caller_is_found_by_phone_however_it_was_typed(pools, outbox, keys):
