@@ -31,6 +31,7 @@ REFER_ANYWAY_REASONS = ("no_partner_matched", "partner_agreed_by_phone", "urgent
 # failures, a critical one never (sql.DEADLINE_FAILED).
 DEADLINE_RETRY_SECONDS = 5
 DEADLINE_MAX_FAILURES = 5
+DEADLINE_LOG_EVERY = 12  # failures between two tracebacks of a deadline retried for ever (once a minute)
 
 
 class NotFound(Exception):
@@ -568,8 +569,7 @@ def escalate_due(pool, outbox, lanes, now=None, fired_by=PRODUCER, limit=100):
         except Exception:
             if claimed is None:
                 raise
-            log.exception("escalating deadline %s failed; it will be retried", claimed["id"])
-            _deadline_failed(pool, claimed["id"], now)
+            _deadline_failed(pool, claimed, now)
             continue
         effects.created += fired.created
         effects.escalated += fired.escalated
@@ -589,17 +589,23 @@ def _fire(cur, outbox, deadline, now, fired_by, effects):
                      effects)
 
 
-def _deadline_failed(pool, deadline_id, now):
+def _deadline_failed(pool, claimed, now):
+    """Count a failed escalation of the deadline `claimed` and set its retry, from inside the handler of
+    the exception. The traceback is logged for the first failures, then once a minute: a critical deadline
+    is retried every DEADLINE_RETRY_SECONDS until it fires, and must not bury the log."""
     with pool.transaction() as cur:
-        cur.execute(sql.DEADLINE_FAILED, {"id": deadline_id, "now": now, "max_failures": DEADLINE_MAX_FAILURES,
+        cur.execute(sql.DEADLINE_FAILED, {"id": claimed["id"], "now": now, "max_failures": DEADLINE_MAX_FAILURES,
                                           "retry_at": now + timedelta(seconds=DEADLINE_RETRY_SECONDS)})
         row = cur.fetchone()
+    failures = row["failures"] if row else claimed["failures"] + 1
+    if failures <= DEADLINE_MAX_FAILURES or failures % DEADLINE_LOG_EVERY == 0:
+        log.exception("escalating deadline %s failed (%s times); it will be retried", claimed["id"], failures)
     if row and row["status"] == "failed":
-        log.error("deadline %s failed %s times and is set aside for a person to look at", deadline_id,
+        log.error("deadline %s failed %s times and is set aside for a person to look at", claimed["id"],
                   row["failures"])
-    elif row and row["lane"] == "critical" and row["failures"] >= DEADLINE_MAX_FAILURES:
+    elif row and row["lane"] == "critical" and failures == DEADLINE_MAX_FAILURES:
         log.error("critical deadline %s has failed %s times; it is retried until it fires and counts as "
-                  "overdue meanwhile", deadline_id, row["failures"])
+                  "overdue meanwhile", claimed["id"], failures)
 
 
 def delivery_exhausted(cur, event, outbox, now=None, fired_by=PRODUCER):

@@ -78,17 +78,20 @@ def fire_failing(pools, outbox, lanes, times):
 
 
 def test_a_critical_deadline_whose_escalation_keeps_failing_is_never_set_aside_and_stays_overdue(
-        pools, outbox, keys, monkeypatch):
+        pools, outbox, keys, monkeypatch, caplog):
     with pools["referral"].transaction() as cur:
         add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
     service = refer(pools, outbox, keys, "critical")
     fail_every_escalation(monkeypatch)
-    fire_failing(pools, outbox, ("critical",), handlers.DEADLINE_MAX_FAILURES * 3)
+    failures = handlers.DEADLINE_LOG_EVERY * 3
+    fire_failing(pools, outbox, ("critical",), failures)
 
     assert rows(pools["referral"], "SELECT status, failures FROM ack_deadlines") == [
-        {"status": "pending", "failures": handlers.DEADLINE_MAX_FAILURES * 3}]
+        {"status": "pending", "failures": failures}]
     service.measure()
     assert sample("sanad_referrals_overdue", lane="critical") == 1, "CriticalReferralOverdue keeps paging"
+    tracebacks = [r for r in caplog.records if r.name == handlers.log.name and r.exc_info]
+    assert len(tracebacks) == handlers.DEADLINE_MAX_FAILURES + 3, "the first failures, then once a minute"
 
 
 def test_a_normal_deadline_set_aside_after_failing_is_counted_until_its_offer_is_answered_or_withdrawn(
