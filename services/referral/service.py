@@ -252,14 +252,18 @@ class ReferralService(Observable):
         query = _query(request, schemas.ReferralListSchema())
         try:
             with self.db.transaction() as cur:
-                found = handlers.partner_referrals(cur, principal.partner_id, query["status"], query["limit"],
+                # One more than asked for says whether a page follows.
+                found = handlers.partner_referrals(cur, principal.partner_id, query["status"], query["limit"] + 1,
                                                    query["before"])
+                more, found = len(found) > query["limit"], found[:query["limit"]]
                 access.audit_each(cur, now, "referral.list", "ok", principal, request.remote_addr, found,
                                   detail={"status": query["status"], "count": len(found)})
         except handlers.Refusal as refusal:  # a page that is not there, as a referral that is not there
+            self._audit(now, "referral.list", "not_found", principal, request,
+                        detail={"status": query["status"], "code": refusal.code})
             raise ApiError(404, refusal.code, refusal.message, {refusal.field: [refusal.message]}) from None
         return json_response(200, {"referrals": [handlers.partner_view(row) for row in found],
-                                   "next": _next_page(request.path, query, found)})
+                                   "next": _next_page(request.path, query, found) if more else None})
 
     @api("GET", "/partner/v1/referrals/<referral_id>")
     def partner_get_referral(self, request, referral_id):
@@ -299,6 +303,13 @@ class ReferralService(Observable):
                          detail={"accepting": body["accepting"]})
         return json_response(200, {"accepting": body["accepting"]})
 
+    def _audit_status_conflict(self, request, now, principal, referral_id, body, code):
+        with self.db.transaction() as cur:
+            owner = handlers.referral_owner(cur, referral_id)
+            access.audit(cur, now, "referral.status", "conflict", principal, request.remote_addr,
+                         referral_id=referral_id, case_id=owner and owner["case_id"],
+                         detail={"status": body["status"], "code": code})
+
     def _change_status(self, request, now, principal, referral_id, body, changed_by, partner_id):
         try:
             with self.db.transaction() as cur:
@@ -314,12 +325,12 @@ class ReferralService(Observable):
                 self._audit_missing(cur, now, "referral.status", principal, request, referral_id)
             raise self._not_found(referral_id) from None
         except lifecycle.TransitionRefused as refused:
-            with self.db.transaction() as cur:
-                owner = handlers.referral_owner(cur, referral_id)
-                access.audit(cur, now, "referral.status", "conflict", principal, request.remote_addr,
-                             referral_id=referral_id, case_id=owner and owner["case_id"],
-                             detail={"status": body["status"], "code": refused.code})
+            self._audit_status_conflict(request, now, principal, referral_id, body, refused.code)
             raise _transition_error(refused) from None
+        except handlers.OfferLost:  # a decline's re-offer found its attempt taken: nothing was changed
+            self._audit_status_conflict(request, now, principal, referral_id, body, "offer_lost")
+            message = "Another offer of this need was made at the same moment; nothing was changed. Try again."
+            raise ApiError(409, "offer_lost", message, {"status": [message]}) from None
         _record(effects)
         return row
 
@@ -512,9 +523,7 @@ class ReferralService(Observable):
 
 
 def _next_page(path, query, found):
-    """The link to the page after `found`, or None when it was the last (shorter than asked for)."""
-    if len(found) < query["limit"]:
-        return None
+    """The link to the page after `found`, which more referrals follow."""
     params = {"status": query["status"], "limit": query["limit"], "before": found[-1]["id"]}
     return f"{path}?{urlencode({name: value for name, value in params.items() if value is not None})}"
 

@@ -619,6 +619,20 @@ def test_a_refer_anyway_whose_attempt_another_offer_took_is_a_conflict_not_a_ref
     assert [(a["action"], a["outcome"]) for a in audit(pools)][-1] == ("referral.refer_anyway", "conflict")
 
 
+def test_a_decline_whose_reoffer_found_its_attempt_taken_is_a_conflict_that_changes_nothing(
+        pools, outbox, keys, monkeypatch):
+    (first, first_key), _ = two_counsellors(pools, keys)
+    offer_critical_case(pools, outbox, keys)
+    [offer] = referrals(pools)
+    monkeypatch.setattr(sql, "NEXT_ATTEMPT", STALE_NEXT_ATTEMPT)
+
+    status, body, _ = call(referral_service(pools, outbox, keys), "partner_change_status", "POST", "/",
+                           str(offer["id"]), body={"status": "declined", "note_code": "no_capacity"}, key=first_key)
+    assert (status, body["error"]["code"]) == (409, "offer_lost"), "a conflict to try again, not a 500"
+    assert [r["status"] for r in referrals(pools)] == ["offered"]
+    assert [(a["action"], a["outcome"]) for a in audit(pools)][-1] == ("referral.status", "conflict")
+
+
 def test_a_reoffer_and_a_refer_anyway_of_one_case_wait_for_each_other(pools, outbox, keys):
     (first, first_key), (second, _) = two_counsellors(pools, keys)
     event = offer_critical_case(pools, outbox, keys)
@@ -786,28 +800,29 @@ def test_a_partner_s_list_and_status_changes_leave_a_line_in_each_case_s_trail(p
 
 
 def test_a_partner_pages_through_all_its_referrals_newest_first_and_only_its_own(pools, outbox, keys):
-    (_, first_key), (_, second_key) = two_counsellors(pools, keys)
-    for _ in range(5):
+    (_, first_key), (second, second_key) = two_counsellors(pools, keys)
+    for _ in range(6):
         offer_critical_case(pools, outbox, keys)
     service = referral_service(pools, outbox, keys)
 
-    seen, query = [], "limit=2"
-    for _ in range(4):
+    pages, query = [], "limit=2"
+    while query is not None and len(pages) < 5:
         status, body, _ = call(service, "partner_list_referrals", "GET", "/partner/v1/referrals", key=first_key,
                                query=query)
         assert status == 200
-        seen += [r["id"] for r in body["referrals"]]
-        if body["next"] is None:
-            break
-        path, _, query = body["next"].partition("?")
-        assert path == "/partner/v1/referrals"
+        pages.append([r["id"] for r in body["referrals"]])
+        path, _, query = body["next"].partition("?") if body["next"] else (None, None, None)
+        assert path in ("/partner/v1/referrals", None)
     everything = sorted(referrals(pools), key=lambda r: (r["created_at"], r["id"]), reverse=True)
-    assert seen == [str(r["id"]) for r in everything], "every referral once, newest first, over three pages"
+    assert [len(page) for page in pages] == [2, 2, 2], "three full pages, the last saying none follows"
+    assert sum(pages, []) == [str(r["id"]) for r in everything], "every referral once, newest first"
 
     status, body, _ = call(service, "partner_list_referrals", "GET", "/partner/v1/referrals", key=second_key,
                            query=f"before={everything[0]['id']}")
     assert (status, body["error"]["code"], list(body["error"]["fields"])) == (404, "unknown_page", ["before"]), \
         "another partner's referral is no starting point, and looks like none at all"
+    assert [(a["outcome"], a["actor_id"]) for a in audit(pools) if a["action"] == "referral.list"][-1] == (
+        "not_found", str(second))
 
 
 def test_a_partner_s_empty_list_is_audited_once_without_ids(pools, outbox, keys):
