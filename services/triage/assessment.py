@@ -16,7 +16,9 @@ How a note is read:
    ("ماكو حل راح انتحر" - no way out, I will kill myself), nor inside a condition ("اذا ما تدفعين"). A mention
    in a news item, about someone else in the past (markers near it, in its clause), or in a resolved blackmail
    is reported as such, at level low; someone else's context never covers the caller's own first-person
-   words ("راح انتحر", "myself"). A past attempt is an earlier attempt (high), not an attempt now.
+   words ("راح انتحر", "myself"). A past attempt is an earlier attempt (high), not an attempt now. A present
+   or future word at the mention ("will", "tonight", "راح", "الليلة") keeps it present, whatever past or
+   news word stands nearby, and a past word does not reach across a reporting verb ("وكالت", "says").
 5. Checklist facts add their own reasons. The checklist can raise the level; being empty or false it never
    lowers what the text found.
 6. The level is the highest level of any reason, raised to critical when suicidal thoughts or hopelessness
@@ -576,7 +578,13 @@ class _Numbering:
 
 
 # Context kinds read word by word (negation, conditions, the caller's own words), not as a mention's context.
-_LOCAL_KINDS = ("negation", "conditional", "first_person", "bridge")
+_LOCAL_KINDS = ("negation", "conditional", "first_person", "bridge", "present", "reporting")
+# Kinds a present or future word at the mention ("will", "tonight", "راح", "الليلة") rules out: "she tried last
+# year and says she will kill herself tonight" is intent now, and a news item does not say "tonight".
+_NOT_PRESENT = frozenset({"past", "news"})
+# How far from the mention a present or future word still makes it present: the word before it or after it
+# ("انتحر الليلة", "kill herself tonight").
+_PRESENT_REACH = (1, 1)
 # Kinds that make a mention someone else's topic; they never cover the caller's own first-person words.
 _SOMEONE_ELSE = frozenset({"third_party", "third_party_past", "professional", "info_request", "news"})
 
@@ -832,8 +840,17 @@ class Assessor:
         kinds = set()
         for kind, indexes in surroundings.items():
             before, after = windows.get(kind, (len(clauses), len(clauses)))
-            if any(clauses[i] == clause and first - before <= i <= last + after for i in indexes):
+            if any(
+                clauses[i] == clause and first - before <= i <= last + after
+                and not (kind == "past" and self._reported_between(i, first, last, markers))
+                for i in indexes
+            ):
                 kinds.add(kind)
+        if kinds & _NOT_PRESENT and any(
+            clauses[i] == clause for i in markers["present"]
+            if first - _PRESENT_REACH[0] <= i <= last + _PRESENT_REACH[1]
+        ):
+            kinds -= _NOT_PRESENT
         if clause in resolved_clauses:
             kinds.add("resolved")
         if "third_party" in kinds and "past" in kinds:
@@ -841,6 +858,13 @@ class Assessor:
         if kinds and any(i in markers["first_person"] for i in range(first, last + 1)):
             kinds -= _SOMEONE_ELSE
         return kinds
+
+    @staticmethod
+    def _reported_between(marker: int, first: int, last: int, markers) -> bool:
+        """True if a reporting verb ("تكول", "says") stands between a past marker and the mention: in "تعرفت
+        عليه قبل شهرين وكالت اريد اموت" the two months are when they met, and what she says is now."""
+        low, high = (marker, first) if marker < first else (last, marker)
+        return any(low < i < high for i in markers["reporting"])
 
     def _negation_before(self, index, clauses, markers, stop: int = -1) -> int | None:
         """The negation that governs the word at `index`: right before it, or separated from it only by

@@ -417,7 +417,8 @@ def test_by_its_checklist_a_case_goes_to_triage_s_critical_lane_only_when_a_life
     ("critical", {"suicide_plan"}, "critical"),
     ("high", {"suicidal_thoughts"}, "critical"),
     ("high", {"violence_threat"}, "critical"),
-    ("high", {"prior_attempt"}, "normal"),
+    ("high", {"prior_attempt"}, "critical"),
+    ("high", {"past_suicidality"}, "critical"),
     ("medium", {"extortion"}, "normal"),
     ("low", set(), "normal"),
 ])

@@ -1,0 +1,62 @@
+"""Findings of the second review of triage: each test failed before its fix."""
+import pytest
+
+from services.intake.cases import triage_lane
+from services.triage.assessment import CaseFacts, assess
+
+
+def level_of(narrative: str) -> str:
+    return assess(CaseFacts(narrative=narrative)).level
+
+
+def codes_of(narrative: str) -> set[str]:
+    return {reason.code for reason in assess(CaseFacts(narrative=narrative)).reasons}
+
+
+@pytest.mark.parametrize("note", [
+    "المبتز خبر ابوها وابوها كال راح يذبحها",
+    "وصل خبر لاهلها واخوها كال راح يكتلها",
+    "she posted a story on insta saying she wants to kill herself",
+    "she read a message from him and says she will kill herself",
+    "she heard a voice note from him and wants to end her life tonight",
+    "he sent a series of messages saying he will kill her",
+    "after she heard about it from her friends she said she will end it all",
+    "سمعت عن اهلها انهم راح يذبحوها",
+])
+def test_everyday_words_and_the_iraqi_verb_khabbar_are_no_news_item(note):
+    assert level_of(note) == "critical"
+    assert "news_mention" not in codes_of(note)
+
+
+@pytest.mark.parametrize("note", [
+    "she saw a news story about a girl who killed herself",
+    "شافت خبر بالتلفزيون عن بنت انتحرت",
+    "she watched a film about suicide",
+])
+def test_a_real_news_item_about_someone_else_stays_low(note):
+    assert level_of(note) == "low"
+
+
+@pytest.mark.parametrize("note", [
+    "he posted the pics last month and she says she wants to die",
+    "she tried to kill herself last year and she says she will kill herself tonight",
+    "حاولت تنتحر السنة الماضية وتكول راح انتحر الليلة",
+    "هو يبتزها من السنة الماضية وتكول بالحرف اريد اقتل نفسي",
+])
+def test_a_past_word_does_not_turn_present_intent_into_history(note):
+    assert level_of(note) == "critical"
+
+
+def test_a_past_word_does_not_reach_across_a_reporting_verb():
+    assert codes_of("تعرفت عليه قبل شهرين وكالت اريد اموت") == {"suicidal_thoughts"}
+
+
+@pytest.mark.parametrize("note", ["she tried to kill herself last year", "حاولت تنتحر قبل سنتين",
+                                  "قبل سنتين حاولت تنتحر"])
+def test_an_attempt_in_the_past_is_still_an_earlier_attempt(note):
+    assert codes_of(note) == {"prior_attempt"}
+
+
+@pytest.mark.parametrize("code", ["prior_attempt", "past_suicidality"])
+def test_an_earlier_attempt_or_past_suicidal_talk_goes_to_the_critical_lane(code):
+    assert triage_lane({}, "high", {code}) == "critical"
