@@ -176,6 +176,7 @@ class Group:
     near: frozenset[str] = frozenset()
     within: int = 12
     maximum: float | None = None
+    minimum: float | None = None
 
 
 @dataclass(frozen=True)
@@ -498,7 +499,7 @@ class Lexicon:
             defaults = _policy(data.get("defaults") or {}, Policy())
             for number, entry in enumerate(data.get("groups") or []):
                 where = f"{name} group {number}"
-                maximum = entry.get("max")
+                maximum, minimum = entry.get("max"), entry.get("min")
                 groups.append(Group(
                     code=code,
                     name=str(entry.get("name", number)),
@@ -507,6 +508,7 @@ class Lexicon:
                     near=frozenset(entry.get("near") or ()),
                     within=int(entry.get("within", 12)),
                     maximum=float(maximum) if maximum is not None else None,
+                    minimum=float(minimum) if minimum is not None else None,
                 ))
         numbered = _Numbering()
         idioms = numbered.all(idioms, ("idiom", None))
@@ -768,7 +770,8 @@ class Assessor:
         raw = [
             (group, first, last, match) for group, first, last, match in raw
             if not any(index in masked for index in range(first, last + 1))
-            and (group.maximum is None or self._number_within(match, group.maximum))
+            and (group.maximum is None and group.minimum is None
+                 or self._number_within(match, group.minimum, group.maximum))
         ]
         ungated = [(g, f, l) for g, f, l, _ in raw if not g.near]
         found: list[_Mention] = []
@@ -803,12 +806,13 @@ class Assessor:
             clauses.append(note.clauses[index] + shift)
         return clauses
 
-    def _number_within(self, match: re.Match, maximum: float) -> bool:
+    def _number_within(self, match: re.Match, minimum: float | None, maximum: float | None) -> bool:
         value = next((g for g in match.groups() if g is not None), None)
         if value is None:
             return False
         number = int(value) if value.isdigit() else self.lexicon.numbers.get(value)
-        return number is not None and number <= maximum
+        return (number is not None and (minimum is None or number >= minimum)
+                and (maximum is None or number <= maximum))
 
     def _in_context(self, group, first, last, clauses, markers, surroundings, resolved_clauses) -> _Mention | None:
         policy = group.policy

@@ -60,3 +60,21 @@ def test_an_attempt_in_the_past_is_still_an_earlier_attempt(note):
 @pytest.mark.parametrize("code", ["prior_attempt", "past_suicidality"])
 def test_an_earlier_attempt_or_past_suicidal_talk_goes_to_the_critical_lane(code):
     assert triage_lane({}, "high", {code}) == "critical"
+
+
+@pytest.mark.parametrize("note, code", [
+    ("المتصلة كالت انه اخذت ٢٠ حباية قبل نص ساعة", "suicide_attempt"),
+    ("اخذت عشرين حبة بنادول", "suicide_attempt"),
+    ("بلعت ٣٠ حبه من دوا امها", "suicide_attempt"),
+    ("she swallowed 15 حباية", "suicide_attempt"),
+    ("تكول اريد اشرب حبوب الضغط مال ابوي", "suicide_plan"),
+    ("تكول راح اشرب حبوب امي", "suicide_plan"),
+])
+def test_a_number_of_tablets_swallowed_or_a_relatives_tablets_are_critical(note, code):
+    assert level_of(note) == "critical"
+    assert code in codes_of(note)
+
+
+@pytest.mark.parametrize("note", ["اخذت حبة بنادول للصداع", "اخذت ٢ حبة مسكن", "عمرها ثلاثين سنة"])
+def test_an_ordinary_dose_or_an_adult_age_in_words_is_no_risk(note):
+    assert level_of(note) == "low"
