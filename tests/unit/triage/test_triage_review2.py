@@ -78,3 +78,35 @@ def test_a_number_of_tablets_swallowed_or_a_relatives_tablets_are_critical(note,
 @pytest.mark.parametrize("note", ["اخذت حبة بنادول للصداع", "اخذت ٢ حبة مسكن", "عمرها ثلاثين سنة"])
 def test_an_ordinary_dose_or_an_adult_age_in_words_is_no_risk(note):
     assert level_of(note) == "low"
+
+
+@pytest.mark.parametrize("note", [
+    "وصل الخبر لاهلها واخوها كال اذا صح الكلام راح يخلص عليها",
+    "كالت ابوي حلف يخلص عليها",
+    "ابن عمها ديهددها يكول راح اخلص عليج",
+    "ابوها كالها لازم تموتين",
+    "زوجها يكول راح يحركها بالنفط",
+    "زوجها يكول راح يحرگها",
+    "ابوها كال يدفنها حية",
+    "عمها كال دمها حلال",
+    "راح ادفنج بالحديقة",
+    "the uncles want her blood",
+    "akhooha ra7 y5alis 3aleha",
+    "3ashirtha ra7 tektilha",
+    "akhooha gal ra7 ydhba7ha",
+    "ahlha ra7 ygsloon el 3ar",
+])
+def test_a_familys_euphemisms_for_killing_her_are_a_threat_to_kill(note):
+    assert level_of(note) == "critical"
+    assert codes_of(note) & {"honour_threat", "kill_threat"}
+
+
+@pytest.mark.parametrize("note", ["ابوها كال البنت لازم تموت", "her brother says she deserves to die"])
+def test_a_relative_saying_she_must_die_is_a_threat_not_her_suicidal_thoughts(note):
+    assert "honour_threat" in codes_of(note)
+    assert "suicidal_thoughts" not in codes_of(note)
+
+
+@pytest.mark.parametrize("note", ["خلص الشغل عليها", "الفلوس راح تخلص عليها"])
+def test_finishing_work_or_money_is_no_threat(note):
+    assert level_of(note) == "low"
