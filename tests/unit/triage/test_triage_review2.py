@@ -110,3 +110,45 @@ def test_a_relative_saying_she_must_die_is_a_threat_not_her_suicidal_thoughts(no
 @pytest.mark.parametrize("note", ["خلص الشغل عليها", "الفلوس راح تخلص عليها"])
 def test_finishing_work_or_money_is_no_threat(note):
     assert level_of(note) == "low"
+
+
+@pytest.mark.parametrize("note", [
+    "تكول اريد انهي كلشي الليلة",
+    "قالت سأضع حدا لحياتي إذا نشر الصور",
+    "تكول راح اسوي شي بروحي",
+    "going to do something stupid tonight",
+    "تكول ما راح اعيش للصبح",
+    "she says she won't live till morning",
+    "won't be alive tomorrow",
+    "wont be here tomorrow",
+    "هو نشر الصور وراح اخلص من هاي الدنيا باجر",
+    "she texted her sister goodbye",
+    "she will suicide",
+    "googling how to kill yourself",
+    "she says she will drink سم tonight",
+])
+def test_common_phrasings_of_intent_plans_and_farewells_are_critical(note):
+    assert level_of(note) == "critical"
+
+
+@pytest.mark.parametrize("note, code", [
+    ("افكر انهي كلشي", "suicidal_thoughts"),
+    ("ماكو داعي اكمل", "hopelessness"),
+    ("مابيه حيل اعيش", "hopelessness"),
+    ("اريد الحك بابوي الله يرحمه", "suicidal_thoughts"),
+    ("wants to join her late father", "suicidal_thoughts"),
+    ("might as well be dead", "suicidal_thoughts"),
+    ("done with life", "suicidal_thoughts"),
+    ("whats the point of living", "hopelessness"),
+    ("life has no meaning", "hopelessness"),
+    ("he leaked the vid", "published"),
+    ("bnt 15 sana", "minor"),
+])
+def test_common_phrasings_of_thoughts_hopelessness_publication_and_age_are_found(note, code):
+    assert code in codes_of(note)
+
+
+@pytest.mark.parametrize("note", ["she messaged her friend to say goodbye before the trip",
+                                  "she will do something about it"])
+def test_everyday_goodbyes_and_doing_something_are_no_risk(note):
+    assert level_of(note) == "low"
