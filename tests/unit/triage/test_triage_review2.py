@@ -152,3 +152,23 @@ def test_common_phrasings_of_thoughts_hopelessness_publication_and_age_are_found
                                   "she will do something about it"])
 def test_everyday_goodbyes_and_doing_something_are_no_risk(note):
     assert level_of(note) == "low"
+
+
+def test_someone_who_attempted_an_hour_ago_and_is_in_hospital_is_a_crisis_now():
+    assert level_of("صديقتي انتحرت قبل ساعة وهسه بالمستشفى") == "critical"
+
+
+@pytest.mark.parametrize("note", [
+    "her cousin killed herself last year and she says she will do the same",
+    "بنت عمها انتحرت السنة الماضية وهي تكول راح اسوي مثلها",
+])
+def test_doing_the_same_as_someone_who_killed_herself_is_her_own_intent(note):
+    assert "suicidal_intent" in codes_of(note)
+
+
+def test_a_cousins_suicide_years_ago_is_someone_elses_not_her_earlier_attempt():
+    assert codes_of("بنت عمها انتحرت قبل سنتين") == {"third_party_mention"}
+
+
+def test_doing_the_same_as_a_sister_without_a_suicide_is_no_risk():
+    assert level_of("she says she will do the same as her sister and go to college") == "low"
