@@ -239,6 +239,8 @@ class _Compiler:
         """Regex for one pattern element, including the space before it."""
         if spec == "...":
             return _GAP
+        if spec.startswith("!"):
+            return f"(?!{self.token(spec[1:], stream)}(?= ))"
         if spec.startswith("(") and spec.endswith(")"):
             return f"(?:{self.token(spec[1:-1], stream)})?"
         alternatives = [self._alternative(alternative, stream) for alternative in _split_outside_brackets(spec, "/")]
@@ -300,7 +302,7 @@ class _Compiler:
         if not elements:
             return {("any", "")}
         head, rest = elements[0], elements[1:]
-        if head == "...":
+        if head == "..." or head.startswith("!"):
             return self._first_words(rest, stream)
         if head.startswith("(") and head.endswith(")"):
             return self._first_words([head[1:-1], *rest], stream) | self._first_words(rest, stream)

@@ -172,3 +172,44 @@ def test_a_cousins_suicide_years_ago_is_someone_elses_not_her_earlier_attempt():
 
 def test_doing_the_same_as_a_sister_without_a_suicide_is_no_risk():
     assert level_of("she says she will do the same as her sister and go to college") == "low"
+
+
+@pytest.mark.parametrize("note", [
+    "his last message was two weeks ago and she wants to delete her account",
+    "she blocked him, last call from him was on monday",
+    "المبتز دزلها رسالة اخيرة قبل اسبوعين وبعدها اختفى",
+    "اخر مرة اتصل بيها المبتز قبل اسبوع",
+    "she wants the goodbye video he recorded deleted",
+    "she said sorry for everything she sent him",
+    "the caller joked she would kill her brother",
+])
+def test_the_blackmailers_last_message_an_apology_or_a_joke_are_not_critical(note):
+    assert level_of(note) != "critical"
+
+
+@pytest.mark.parametrize("note", ["her battery is dying", "حياتي راح تتحسن", "حياتي راحت احسن", "she sent him pics",
+                                  "she sent him pics last year"])
+def test_a_dying_battery_a_life_getting_better_or_pictures_sent_to_him_are_no_risk(note):
+    assert level_of(note) == "low"
+
+
+def test_a_clock_time_without_a_threat_is_no_deadline():
+    assert "deadline_24h" not in codes_of("اتصلت الساعة ١١ بالليل وكالت تعبت من حياتي")
+    assert "deadline_24h" in codes_of("ينشر الصور الساعه ١٢")
+
+
+@pytest.mark.parametrize("note, code", [
+    ("she left a goodbye note", "farewell"),
+    ("كتبت رسالة اخيرة لاهلها", "farewell"),
+    ("she says sorry for everything, she wants to die", "farewell"),
+    ("he will kill her", "kill_threat"),
+    ("he sent the photos to everyone", "published"),
+])
+def test_her_own_farewells_threats_to_her_and_publication_are_still_found(note, code):
+    assert code in codes_of(note)
+
+
+@pytest.mark.parametrize("note", ["she got angry at her dad and she wants to kill herself",
+                                  "my cousin says she will kill herself tonight"])
+def test_killing_herself_after_a_family_word_is_not_an_honour_threat(note):
+    assert "honour_threat" not in codes_of(note)
