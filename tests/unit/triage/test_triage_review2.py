@@ -213,3 +213,22 @@ def test_her_own_farewells_threats_to_her_and_publication_are_still_found(note, 
                                   "my cousin says she will kill herself tonight"])
 def test_killing_herself_after_a_family_word_is_not_an_honour_threat(note):
     assert "honour_threat" not in codes_of(note)
+
+
+@pytest.mark.parametrize("note, code", [
+    ("تكول راح اسوي بنفسي شي", "suicidal_intent"),
+    ("she talked about ending things tonight", "suicidal_intent"),
+    ("her brother said ra7 aktilha if he sees el sowar", "honour_threat"),
+    ("اخوها كال راح اشرب من دمها", "honour_threat"),
+    ("ابوها كال ما اريد اشوفها عايشة", "honour_threat"),
+    ("اخوها متوعدها", "violence_threat"),
+    ("اخوها حالف عليها", "violence_threat"),
+    ("كالت ما ابي اصحى باجر", "suicidal_thoughts"),
+])
+def test_more_variants_of_intent_and_family_threats_from_the_review_are_found(note, code):
+    assert code in codes_of(note)
+
+
+@pytest.mark.parametrize("note", ["she is ending things with him today", "اهلها ما راح يقتلوها"])
+def test_ending_a_relationship_or_a_denied_threat_is_no_risk(note):
+    assert level_of(note) == "low"
