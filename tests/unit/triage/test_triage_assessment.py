@@ -325,7 +325,7 @@ def lexicon_copy(tmp_path):
 def test_the_lexicon_version_is_the_index_version_and_a_content_hash(lexicon_copy):
     version = Assessor.from_directory(lexicon_copy).lexicon_version
     assert version == default_assessor().lexicon_version
-    assert version.startswith("1.1.0+") and len(version.split("+")[1]) == 12
+    assert version.startswith("1.2.0+") and len(version.split("+")[1]) == 12
 
 
 def test_the_lexicon_version_changes_when_any_listed_file_changes(lexicon_copy):
