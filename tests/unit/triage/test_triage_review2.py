@@ -232,3 +232,7 @@ def test_more_variants_of_intent_and_family_threats_from_the_review_are_found(no
 @pytest.mark.parametrize("note", ["she is ending things with him today", "اهلها ما راح يقتلوها"])
 def test_ending_a_relationship_or_a_denied_threat_is_no_risk(note):
     assert level_of(note) == "low"
+
+
+def test_a_rope_in_her_room_is_means_at_hand():
+    assert "means_at_hand" in codes_of("she said a while ago she sent him pics and she has rope in her room")
