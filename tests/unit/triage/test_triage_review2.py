@@ -236,3 +236,23 @@ def test_ending_a_relationship_or_a_denied_threat_is_no_risk(note):
 
 def test_a_rope_in_her_room_is_means_at_hand():
     assert "means_at_hand" in codes_of("she said a while ago she sent him pics and she has rope in her room")
+
+
+@pytest.mark.parametrize("note, code", [
+    ("تكول اني اجرح بنفسي من اسبوع", "self_harm"),
+    ("تكول راح ازب روحي من السطح", "suicide_plan"),
+    ("تكول راح اضب روحي بالشط", "suicide_plan"),
+    ("كانت تدور بالكوكل شلون الواحد ينتحر", "suicide_plan"),
+    ("ماكو غير الموت", "suicidal_intent"),
+    ("ماكو حل غير اني انتحر", "suicidal_intent"),
+    ("تكول راح ارتاح منكم كلكم الليلة", "suicidal_intent"),
+    ("كالت ما الي احد واريد اروح عند ربي", "suicidal_thoughts"),
+    ("she wants to kill hersef", "suicidal_intent"),
+])
+def test_spelling_variants_and_iraqi_phrasings_from_the_review_are_found(note, code):
+    assert code in codes_of(note)
+
+
+@pytest.mark.parametrize("note", ["ماكو غير الموت يفرقنا", "راح اضب اغراضي واروح لبيت اهلي", "راح اروح لبيت الله"])
+def test_love_packing_and_pilgrimage_are_no_risk(note):
+    assert level_of(note) == "low"
