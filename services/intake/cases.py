@@ -25,8 +25,10 @@ def facts_of(case: dict) -> dict:
 # about a life in danger, or the same read in the note (services/intake/screen.py). An earlier attempt and
 # the caller's own suicidal talk read as past go too: the first reading can take present words for history
 # ("tried last year and says she will tonight"), and a previous attempt is the strongest predictor of the
-# next, so a miss costs more than a busier critical lane.
-DANGER_TO_LIFE = frozenset({"suicidal_thoughts", "violence_threat", "prior_attempt", "past_suicidality"})
+# next, so a miss costs more than a busier critical lane. Hopelessness goes too: triage counts it as
+# ideation ("ما اكدر اعيش بعد هيج" - I can't live after this), as hopelessness.yaml explains.
+DANGER_TO_LIFE = frozenset({"suicidal_thoughts", "violence_threat", "prior_attempt", "past_suicidality",
+                            "hopelessness"})
 
 
 def triage_lane(facts: dict, level: str | None = None, reasons=frozenset()) -> str:

@@ -256,3 +256,30 @@ def test_spelling_variants_and_iraqi_phrasings_from_the_review_are_found(note, c
 @pytest.mark.parametrize("note", ["ماكو غير الموت يفرقنا", "راح اضب اغراضي واروح لبيت اهلي", "راح اروح لبيت الله"])
 def test_love_packing_and_pilgrimage_are_no_risk(note):
     assert level_of(note) == "low"
+
+
+@pytest.mark.parametrize("note", [
+    "اتصلت وكالت اني مخلصة على روحي الليلة",
+    "كالتلي ما بقى عندي شي وبعدين سكتت شويه وكالت راح اسويها الليلة",
+    "he gave her until tonight to pay or he sends everything to her husband, she is saying khalas ma a3eesh",
+    "هو كال عندج للمغرب وهي تكول ما اريد اعيش",
+    "he said 24 hours and she says she doesnt want to live",
+])
+def test_intent_and_ideation_under_a_deadline_from_the_review_are_critical(note):
+    assert level_of(note) == "critical"
+
+
+@pytest.mark.parametrize("note, code", [("she wants it all to stop", "suicidal_thoughts"),
+                                        ("she said ma a7ib a3eesh", "suicidal_thoughts")])
+def test_wanting_it_all_to_stop_or_not_liking_to_live_are_suicidal_thoughts(note, code):
+    assert code in codes_of(note)
+
+
+@pytest.mark.parametrize("note", ["اخوها الصغير عمره ١٥ هو اللي شاف الصور وهو ساكت", "she wants the calls to stop",
+                                  "راح اصلي المغرب"])
+def test_a_younger_brothers_age_calls_stopping_or_a_prayer_are_no_risk(note):
+    assert level_of(note) == "low"
+
+
+def test_hopelessness_goes_to_the_critical_lane():
+    assert triage_lane({}, "high", {"hopelessness"}) == "critical"
