@@ -309,18 +309,39 @@ def retriaged(event, level):
                      correlation_id=event.correlation_id, lane=lane_for(level))
 
 
+def offered_at_medium(pools, outbox, keys):
+    """A medium case offered to the one partner in the directory: (that partner, its case.triaged, the offer)."""
+    with pools["referral"].transaction() as cur:
+        partner = add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
+    event = case_triaged(level="medium")
+    referral_service(pools, outbox, keys).on_case_triaged([event.to_message()])
+    [offer] = referrals(pools)
+    return partner, event, offer
+
+
+def declined_then_another_partner(pools, outbox, keys):
+    """A medium case its one partner declined, so its need has nobody, and then a second partner in the
+    directory: (the case.triaged, the second partner)."""
+    first, event, offer = offered_at_medium(pools, outbox, keys)
+    with pools["referral"].transaction() as cur:
+        handlers.change_status(cur, outbox, offer["id"], "declined", "no_capacity", "partner", partner_id=first)
+        second = add_partner(cur, "Shatra Counselling", ["counselling"], ["dhi_qar"])
+    return event, second
+
+
+def raise_to_critical(pools, outbox, keys, event):
+    """Staff raised the case: its case.triaged again, at critical, on the critical lane's process."""
+    referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(
+        retriaged(event, "critical").to_message())
+
+
 def test_a_case_raised_after_its_partner_stopped_accepting_keeps_its_offer_and_is_not_announced_unmatched(
         pools, outbox, keys):
-    with pools["referral"].transaction() as cur:
-        centre = add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
-    service = referral_service(pools, outbox, keys)
-    event = case_triaged(level="medium")
-    service.on_case_triaged([event.to_message()])
+    centre, event, _ = offered_at_medium(pools, outbox, keys)
     with pools["referral"].transaction() as cur:
         handlers.set_accepting(cur, centre, False, "partner")
 
-    referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(
-        retriaged(event, "critical").to_message())
+    raise_to_critical(pools, outbox, keys, event)
     [offer] = referrals(pools)
     assert (offer["partner_id"], offer["status"], offer["level"]) == (centre, "offered", "critical")
     assert events(pools, "referral.escalated") == [], "no false no_match page"
@@ -339,8 +360,7 @@ def test_a_need_announced_unmatched_is_not_announced_again_at_the_same_level_but
     assert [e.data["services"] for _, e in events(pools, "case.unmatched")] == [["content_removal"]] * 3, \
         "intake is told each time, so that what it shows stays whole"
 
-    referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(
-        retriaged(event, "critical").to_message())
+    raise_to_critical(pools, outbox, keys, event)
     assert [key for key, _ in events(pools, "referral.escalated")] == [
         "referral.escalated.normal", "referral.escalated.critical"], "a critical case pages on its own lane"
     assert [key for key, _ in events(pools, "case.unmatched")][-1] == "case.unmatched.critical"
@@ -348,22 +368,13 @@ def test_a_need_announced_unmatched_is_not_announced_again_at_the_same_level_but
 
 def test_a_need_whose_offers_all_ended_is_offered_to_someone_new_when_the_case_is_raised_and_only_then(
         pools, outbox, keys):
-    with pools["referral"].transaction() as cur:
-        first = add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
-    service = referral_service(pools, outbox, keys)
-    event = case_triaged(level="medium")
-    service.on_case_triaged([event.to_message()])
-    [offer] = referrals(pools)
-    with pools["referral"].transaction() as cur:
-        handlers.change_status(cur, outbox, offer["id"], "declined", "no_capacity", "partner", partner_id=first)
-        second = add_partner(cur, "Shatra Counselling", ["counselling"], ["dhi_qar"])
+    event, second = declined_then_another_partner(pools, outbox, keys)
     ended = {r["id"] for r in referrals(pools)}
 
-    service.on_case_triaged([retriaged(event, "medium").to_message()])
+    referral_service(pools, outbox, keys).on_case_triaged([retriaged(event, "medium").to_message()])
     assert {r["id"] for r in referrals(pools)} == ended, "the same level asks nothing new of a settled need"
 
-    referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(
-        retriaged(event, "critical").to_message())
+    raise_to_critical(pools, outbox, keys, event)
     fresh = [r for r in referrals(pools) if r["id"] not in ended]
     assert [(r["status"], r["level"], r["offered_by"]) for r in fresh] == [("offered", "critical", "matching")]
     assert fresh[0]["attempt"] == max(r["attempt"] for r in referrals(pools) if r["id"] in ended) + 1
@@ -373,19 +384,11 @@ def test_a_need_whose_offers_all_ended_is_offered_to_someone_new_when_the_case_i
 
 def test_a_raised_case_reads_its_needs_after_a_refer_anyway_under_way_and_offers_nothing_twice(
         pools, outbox, keys):
-    with pools["referral"].transaction() as cur:
-        first = add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
-    event = case_triaged(level="medium")
-    referral_service(pools, outbox, keys).on_case_triaged([event.to_message()])
-    [offer] = referrals(pools)
-    with pools["referral"].transaction() as cur:
-        handlers.change_status(cur, outbox, offer["id"], "declined", "no_capacity", "partner", partner_id=first)
-        second = add_partner(cur, "Shatra Counselling", ["counselling"], ["dhi_qar"])
+    event, second = declined_then_another_partner(pools, outbox, keys)
 
     with pools["referral"].transaction() as holder:  # a supervisor's refer-anyway, under way
         holder.execute(sql.LOCK_CASE_OFFERS, {"case_id": event.data["case_id"]})
-        raising = eventlet.spawn(referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged,
-                                 retriaged(event, "critical").to_message())
+        raising = eventlet.spawn(raise_to_critical, pools, outbox, keys, event)
         eventlet.sleep(0.5)
         handlers.refer_anyway(holder, outbox, event.data["case_id"], "counselling", second)
     raising.wait()
@@ -394,17 +397,12 @@ def test_a_raised_case_reads_its_needs_after_a_refer_anyway_under_way_and_offers
 
 
 def test_a_need_carried_through_is_not_offered_again_when_the_case_is_raised(pools, outbox, keys):
+    first, event, offer = offered_at_medium(pools, outbox, keys)
     with pools["referral"].transaction() as cur:
-        first = add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
         add_partner(cur, "Shatra Counselling", ["counselling"], ["dhi_qar"])
-    event = case_triaged(level="medium")
-    referral_service(pools, outbox, keys).on_case_triaged([event.to_message()])
-    [offer] = referrals(pools)
-    with pools["referral"].transaction() as cur:
         handlers.change_status(cur, outbox, offer["id"], "accepted", None, "partner", partner_id=first)
         handlers.change_status(cur, outbox, offer["id"], "closed", "victim_withdrew", "partner", partner_id=first)
-    referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(
-        retriaged(event, "critical").to_message())
+    raise_to_critical(pools, outbox, keys, event)
     assert [r["status"] for r in referrals(pools)] == ["closed"], "the victim withdrew: nobody is offered it"
     assert events(pools, "case.unmatched") == []
 
