@@ -28,7 +28,7 @@ from bench.environment import BenchEnvironment
 from bench.procstat import cpu_seconds
 from bench.run import exported, run_in_child, without_options
 from sanad.contracts import routing
-from sanad.contracts.events import new_event, no_preferences
+from sanad.contracts.events import new_event, seal_particulars
 from sanad.contracts.sealing import narrative_context
 from sanad.crypto import load_keys
 
@@ -127,17 +127,17 @@ def _event_maker(environment, service):
         case_id = uuid.uuid4()
         return new_event("case.received", {
             **_case(case_id), "channel": "whatsapp",
-            "facts": dict.fromkeys(("victim_age", "material_published", "deadline_hours", "suicidal_thoughts",
-                                    "threat_of_violence")),
             "sealed_narrative": keys.transport.seal(NORMAL_CASE["narrative"], narrative_context(case_id)),
-            "preferences": no_preferences(),
+            "sealed_particulars": seal_particulars("case.received", {"facts": {}}, keys.transport, case_id),
         }, producer="intake", correlation_id=case_id).to_message()
 
     def case_triaged():
         case_id = uuid.uuid4()
         return new_event("case.triaged", {
-            **_case(case_id), "level": "high", "score": 60, "reasons": [{"code": "money_demand", "source": "text"}],
-            "sealed_evidence": None, "lexicon_version": "bench", "preferences": no_preferences(),
+            **_case(case_id), "level": "high", "score": 60, "sealed_evidence": None, "lexicon_version": "bench",
+            "sealed_particulars": seal_particulars("case.triaged", {"reasons": [{"code": "money_demand",
+                                                                                  "source": "text"}]},
+                                                   keys.transport, case_id),
         }, producer="triage", correlation_id=case_id).to_message()
 
     def referral_created():

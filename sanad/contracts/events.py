@@ -2,9 +2,12 @@
 
 Rules: an event type is "<entity>.<past participle>"; within a version changes are additive; a new
 version comes with an upcaster from the previous one, so consumers always handle the current version.
-Personal text never travels in plaintext: fields named sealed_* hold values sealed with the transport
-key ring (sanad.crypto).
+Nothing personal travels in plaintext: fields named sealed_* hold values sealed with the transport key
+ring (sanad.crypto). Besides the narrative and other text, that is what the operator learned of the victim
+(her age, what she fears, what she asked of whoever helps her) and what triage read in it: an event's
+`sealed_particulars`, sealed and opened with `seal_particulars` and `particulars`.
 """
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -12,6 +15,7 @@ from datetime import datetime, timezone
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from sanad.contracts.quick import QuickSchema
+from sanad.contracts.sealing import particulars_context
 from sanad.contracts.vocabulary import (
     CHANNELS, ESCALATION_REASONS, GOVERNORATES, LANES, REFERRAL_STATUSES, RISK_LEVELS, SERVICE_TYPES,
 )
@@ -73,6 +77,25 @@ class CaseReceivedV1(Schema):
     preferences = fields.Nested(PreferencesSchema, load_default=no_preferences)  # added within v1
 
 
+class CaseReceivedV2(Schema):
+    """Version 2 seals the checklist's facts and the victim's preferences (sealed_particulars:
+    ReceivedParticulars), which version 1 carried in plaintext."""
+    case_id = fields.UUID(required=True)
+    reference = fields.String(required=True)
+    received_at = fields.AwareDateTime(required=True)
+    channel = fields.String(required=True, validate=_one_of(CHANNELS))
+    governorate = fields.String(required=True, validate=_one_of(GOVERNORATES))
+    needs = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
+    consents = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
+    sealed_narrative = fields.String(required=True)
+    sealed_particulars = fields.String(required=True)
+
+
+class ReceivedParticulars(Schema):
+    facts = fields.Nested(CaseFactsSchema, required=True)
+    preferences = fields.Nested(PreferencesSchema, load_default=no_preferences)
+
+
 class ReasonSchema(Schema):
     code = fields.String(required=True)
     source = fields.String(required=True, validate=_one_of(("text", "checklist", "override")))
@@ -92,6 +115,28 @@ class CaseTriagedV1(Schema):
     needs = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
     consents = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
     preferences = fields.Nested(PreferencesSchema, load_default=no_preferences)  # added within v1
+
+
+class CaseTriagedV2(Schema):
+    """Version 2 seals the reasons and the victim's preferences (sealed_particulars: TriagedParticulars),
+    which version 1 carried in plaintext. The level travels in the clear: the lanes are routed by it."""
+    case_id = fields.UUID(required=True)
+    reference = fields.String(required=True)
+    received_at = fields.AwareDateTime(required=True)
+    level = fields.String(required=True, validate=_one_of(RISK_LEVELS))
+    score = fields.Integer(required=True, validate=validate.Range(min=0, max=100))
+    sealed_particulars = fields.String(required=True)
+    # The words that triggered each reason quote the narrative, so they travel sealed.
+    sealed_evidence = fields.String(required=True, allow_none=True)
+    lexicon_version = fields.String(required=True)
+    governorate = fields.String(required=True, validate=_one_of(GOVERNORATES))
+    needs = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
+    consents = fields.List(fields.String(validate=_one_of(SERVICE_TYPES)), required=True)
+
+
+class TriagedParticulars(Schema):
+    reasons = fields.List(fields.Nested(ReasonSchema), required=True)
+    preferences = fields.Nested(PreferencesSchema, load_default=no_preferences)
 
 
 class ReferralCreatedV1(Schema):
@@ -185,7 +230,9 @@ class CaseRiskOverriddenV1(Schema):
 # (type, version) -> schema. The highest version of a type is the one producers emit.
 SCHEMAS = {
     ("case.received", 1): CaseReceivedV1,
+    ("case.received", 2): CaseReceivedV2,
     ("case.triaged", 1): CaseTriagedV1,
+    ("case.triaged", 2): CaseTriagedV2,
     ("case.unmatched", 1): CaseUnmatchedV1,
     ("referral.created", 1): ReferralCreatedV1,
     ("delivery.attempted", 1): DeliveryAttemptedV1,
@@ -195,8 +242,25 @@ SCHEMAS = {
     ("case.risk_overridden", 1): CaseRiskOverriddenV1,
 }
 
+
+def _particulars_kept_plain(names):
+    """An upcaster to version 2 of an event whose version 1 carried `names` in plaintext. It cannot seal
+    them (it holds no key), nor need it: they were read off the broker already. It keeps them as they
+    came, under the key "particulars", which `particulars` returns in place of opening the sealed ones.
+    No message puts them there: parse drops a key its schema does not know."""
+    def upcast(data):
+        kept = {key: value for key, value in data.items() if key not in names}
+        return {**kept, "sealed_particulars": None, "particulars": {name: data[name] for name in names}}
+    return upcast
+
+
 # (type, version) -> function turning that version's data into the next version's data.
-UPCASTERS = {}
+UPCASTERS = {
+    ("case.received", 1): _particulars_kept_plain(("facts", "preferences")),
+    ("case.triaged", 1): _particulars_kept_plain(("reasons", "preferences")),
+}
+# The schema of each event's sealed_particulars, once opened.
+PARTICULARS = {"case.received": ReceivedParticulars, "case.triaged": TriagedParticulars}
 
 CURRENT_VERSION = {}
 for _type, _version in SCHEMAS:
@@ -208,6 +272,7 @@ for _type, _version in SCHEMAS:
 # and hands anything else to marshmallow.
 _ENVELOPE = QuickSchema(Envelope())
 _DATA_SCHEMAS = {key: QuickSchema(schema()) for key, schema in SCHEMAS.items()}
+_PARTICULARS = {event_type: QuickSchema(schema()) for event_type, schema in PARTICULARS.items()}
 
 
 @dataclass(frozen=True)
@@ -285,3 +350,32 @@ def parse(message) -> Event:
         producer=envelope["producer"], correlation_id=envelope["correlation_id"], lane=envelope["lane"],
         data=data,
     )
+
+
+def seal_particulars(event_type, values: dict, ring, case_id) -> str:
+    """The sealed_particulars of an `event_type` event of case `case_id`: `values` (the fields of
+    PARTICULARS[event_type]) checked against their schema, written as JSON and sealed with `ring` (the
+    transport key ring). Invalid values fail here, at the producer, as new_event's data does."""
+    schema = _PARTICULARS[event_type]
+    dumped = schema.dump(values)
+    errors = schema.validate(dumped)
+    if errors:
+        raise ContractError({"sealed_particulars": errors})
+    return ring.seal(json.dumps(dumped, ensure_ascii=False, separators=(",", ":")), particulars_context(case_id))
+
+
+def particulars(event: Event, ring) -> dict:
+    """The particulars `event` carries sealed, opened with `ring` and loaded with their schema (those of
+    an upcast version 1 event as they came). ContractError if they do not meet it."""
+    data = event.data
+    if data["sealed_particulars"] is None:
+        return data["particulars"]
+    opened = ring.open(data["sealed_particulars"], particulars_context(data["case_id"]))
+    try:
+        values = json.loads(opened)
+    except ValueError:
+        raise ContractError({"sealed_particulars": ["Not valid JSON."]}) from None
+    try:
+        return _PARTICULARS[event.type].load(values, unknown=EXCLUDE)
+    except ValidationError as exc:
+        raise ContractError({"sealed_particulars": exc.messages}) from None

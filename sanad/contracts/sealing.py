@@ -8,6 +8,11 @@ def narrative_context(case_id) -> str:
     return f"case:{case_id}:narrative"
 
 
+def particulars_context(case_id) -> str:
+    """What an event says of the victim beyond the narrative (sanad.contracts.events.seal_particulars)."""
+    return f"case:{case_id}:particulars"
+
+
 def evidence_context(case_id) -> str:
     """The words of the narrative that triggered a case's risk reasons."""
     return f"case:{case_id}:evidence"

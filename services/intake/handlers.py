@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg2.errors
 from psycopg2.extras import Json
 
-from sanad.contracts.events import new_event
+from sanad.contracts.events import new_event, particulars, seal_particulars
 from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
 from sanad.contracts.vocabulary import lane_for
 from sanad.platform.reseal import BATCH as RESEAL_BATCH
@@ -168,10 +168,12 @@ def record_case(cur, outbox, keys, fields, lane, actor=None, idempotency_key=Non
         "governorate": row["governorate"],
         "needs": row["needs"],
         "consents": row["consents"],
-        "facts": facts,
         "sealed_narrative": keys.transport.seal(fields["narrative"], narrative_context(case_id)),
-        "preferences": {"family_contact": row["family_contact_allowed"], "staff_gender": None,
-                        "victim_age": facts["victim_age"]},
+        "sealed_particulars": seal_particulars("case.received", {
+            "facts": facts,
+            "preferences": {"family_contact": row["family_contact_allowed"], "staff_gender": None,
+                            "victim_age": facts["victim_age"]},
+        }, keys.transport, case_id),
     }, producer=PRODUCER, correlation_id=case_id, lane=lane))
     return {"id": case_id, "reference": row["reference"]}
 
@@ -489,9 +491,10 @@ def _record_status(cur, event, keys):
     if event.type == "case.triaged":
         context = evidence_context(data["case_id"])
         evidence = keys.transport.open_optional(data["sealed_evidence"], context)
+        reasons = particulars(event, keys.transport)["reasons"]
         cur.later(sql.RECORD_TRIAGE, {
             "case_id": data["case_id"], "level": data["level"], "score": data["score"],
-            "reasons": json.dumps(data["reasons"]), "evidence_sealed": keys.data.seal_optional(evidence, context),
+            "reasons": json.dumps(reasons), "evidence_sealed": keys.data.seal_optional(evidence, context),
             "lexicon_version": data["lexicon_version"], "triaged_at": event.occurred_at,
         })
     elif event.type == "case.unmatched":

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sanad.contracts.events import new_event
+from sanad.contracts.events import new_event, particulars
 from sanad.contracts.vocabulary import lane_for, partner_unreachable
 from sanad.platform.pool import CONNECTION_ERRORS, PLAIN_INDEX_SCANS
 from sanad.platform.reseal import BATCH as RESEAL_BATCH
@@ -308,10 +308,11 @@ def _case(cur, case_id):
     return cur.fetchone()
 
 
-def refer_case(cur, event, outbox, now=None, at_hand=None):
+def refer_case(cur, event, outbox, keys, now=None, at_hand=None):
     """Offer each consented need of a triaged case to the best partner. A need nobody can take goes to the
     on-duty supervisor at once (referral.escalated, reason no_match), and case.unmatched tells intake.
-    `at_hand` (CasesAtHand) may hold what the case's batch read beforehand."""
+    `keys` opens the victim's preferences (sealed on the broker); `at_hand` (CasesAtHand) may hold what
+    the case's batch read beforehand."""
     data, now, effects = event.data, _utcnow(now), Effects()
     at_hand = at_hand or CasesAtHand()
     case = _case_from_event(data, event.correlation_id)
@@ -324,7 +325,7 @@ def refer_case(cur, event, outbox, now=None, at_hand=None):
         return effects
     at_hand.now_recorded(case["case_id"], Assessed(case["level"], event.occurred_at))
     previous_level = before and before.level
-    preferences = data.get("preferences") or {}
+    preferences = particulars(event, keys.transport)["preferences"]
     cur.later(sql.UPSERT_CASE, {**case, "needs": list(case["needs"]), "consents": list(case["consents"]),
                                   "triaged_at": event.occurred_at, "preferences": json.dumps(preferences)})
     raised = previous_level is not None and escalation.more_urgent(case["level"], previous_level)

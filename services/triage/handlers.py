@@ -2,7 +2,7 @@
 import json
 from datetime import datetime, timezone
 
-from sanad.contracts.events import new_event, no_preferences
+from sanad.contracts.events import new_event, no_preferences, particulars, seal_particulars
 from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
 from sanad.contracts.vocabulary import lane_for
 from sanad.platform.reseal import BATCH as RESEAL_BATCH
@@ -60,11 +60,12 @@ def triage_case(cur, event, outbox, keys, assessor, assessments=None, now=None):
     data = event.data
     case_id = data["case_id"]
     narrative = keys.transport.open(data["sealed_narrative"], narrative_context(case_id))
-    assessment = assess_or_escalate(assessor, CaseFacts(narrative=narrative, **data["facts"]))
+    received = particulars(event, keys.transport)
+    assessment = assess_or_escalate(assessor, CaseFacts(narrative=narrative, **received["facts"]))
     reasons = [{"code": r.code, "source": r.source} for r in assessment.reasons]
     evidence = {r.code: list(r.evidence) for r in assessment.reasons if r.evidence}
     evidence_json = json.dumps(evidence, ensure_ascii=False) if evidence else None
-    preferences = data.get("preferences") or no_preferences()
+    preferences = received["preferences"]
     stored = (assessments or Assessments()).store(cur, {
         "case_id": case_id,
         "reference": data["reference"],
@@ -89,13 +90,13 @@ def triage_case(cur, event, outbox, keys, assessor, assessments=None, now=None):
         "received_at": data["received_at"],
         "level": assessment.level,
         "score": assessment.score,
-        "reasons": reasons,
+        "sealed_particulars": seal_particulars("case.triaged", {"reasons": reasons, "preferences": preferences},
+                                               keys.transport, case_id),
         "sealed_evidence": keys.transport.seal_optional(evidence_json, evidence_context(case_id)),
         "lexicon_version": assessment.lexicon_version,
         "governorate": data["governorate"],
         "needs": data["needs"],
         "consents": data["consents"],
-        "preferences": preferences,
     }, producer=PRODUCER, correlation_id=event.correlation_id, lane=lane_for(assessment.level)))
     return assessment.level
 
@@ -132,13 +133,15 @@ def override_case(cur, event, outbox, keys, now=None):
         "received_at": assessment["received_at"],
         "level": level,
         "score": min(LEVEL_CEILING[level], max(LEVEL_FLOOR[level], assessment["score"])),
-        "reasons": reasons,
+        "sealed_particulars": seal_particulars("case.triaged", {
+            "reasons": reasons,
+            "preferences": assessment["preferences"] or no_preferences(),  # none kept before migration 0003
+        }, keys.transport, case_id),
         "sealed_evidence": keys.transport.seal_optional(evidence, evidence_context(case_id)),
         "lexicon_version": assessment["lexicon_version"],
         "governorate": assessment["governorate"],
         "needs": assessment["needs"],
         "consents": assessment["consents"],
-        "preferences": assessment["preferences"] or no_preferences(),  # none kept before migration 0003
     }, producer=PRODUCER, correlation_id=event.correlation_id, lane=lane_for(level), now=now))
     return level
 

@@ -20,7 +20,7 @@ from kombu import Connection
 from sanad.platform.inbox import EventQueueConsumer
 
 from sanad.contracts import routing
-from sanad.contracts.events import new_event
+from sanad.contracts.events import new_event, seal_particulars
 from sanad.launcher import PORT_SPAN, PROCESSES
 from sanad.platform import inbox  # noqa: F401 -- hardens nameko's consumer, as in every service
 from tests.conftest import ARTIFACTS
@@ -274,8 +274,9 @@ def test_events_arriving_out_of_order_never_move_a_case_backwards(fresh, keys):
     def triaged(level, at):
         return new_event("case.triaged", {
             "case_id": uuid.UUID(created["id"]), "reference": created["reference"], "received_at": now,
-            "level": level, "score": {"low": 10, "critical": 95}[level], "reasons": [], "sealed_evidence": None,
-            "lexicon_version": "test", "governorate": "dhi_qar", "needs": [], "consents": [],
+            "level": level, "score": {"low": 10, "critical": 95}[level],
+            "sealed_particulars": seal_particulars("case.triaged", {"reasons": []}, keys.transport, created["id"]),
+            "sealed_evidence": None, "lexicon_version": "test", "governorate": "dhi_qar", "needs": [], "consents": [],
         }, producer="triage", lane="normal", now=at).to_message()
 
     def attempted(attempt, outcome, at):

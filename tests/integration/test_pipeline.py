@@ -16,7 +16,7 @@ import requests
 from kombu import Connection
 
 from sanad.contracts import routing
-from sanad.contracts.events import new_event
+from sanad.contracts.events import new_event, seal_particulars
 from sanad.contracts.sealing import narrative_context
 from sanad.launcher import PROCESSES
 from tests.integration.conftest import sanad_cli
@@ -175,10 +175,9 @@ def test_an_event_delivered_twice_has_one_effect(stack, stack_env, partner, keys
     event = new_event("case.received", {
         "case_id": case_id, "reference": reference, "received_at": datetime.now(timezone.utc),
         "channel": "phone", "governorate": "dhi_qar", "needs": ["counselling"], "consents": ["counselling"],
-        "facts": {"victim_age": None, "material_published": None, "deadline_hours": None,
-                  "suicidal_thoughts": None, "threat_of_violence": None},
         "sealed_narrative": keys.transport.seal("He threatens to send my chats unless I pay.",
                                                 narrative_context(case_id)),
+        "sealed_particulars": seal_particulars("case.received", {"facts": {}}, keys.transport, case_id),
     }, producer="intake")
     with Connection(stack_env["SANAD_AMQP_URI"], transport_options={"confirm_publish": True}) as connection:
         producer = connection.Producer()

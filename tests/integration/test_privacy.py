@@ -1,6 +1,7 @@
 """Secrets never leave in the clear: the whole flow runs with debug logging, and no narrative, name, phone,
 safe-contact detail, webhook secret or key appears in any log line, any metric label, or any message body
-on the broker (a tap queue bound to the exchange with '#' receives a copy of every event)."""
+on the broker (a tap queue bound to the exchange with '#' receives a copy of every event); nor, on the
+broker, her age, what she fears or what triage read in it."""
 import json
 import secrets
 import time
@@ -49,7 +50,7 @@ def test_no_personal_text_secret_or_key_reaches_a_log_a_metric_or_the_broker(ben
 
         case = {**CASE, "narrative": personal["narrative"], "safe_contact": {
             "name": personal["name"], "phone": "0" + phone_digits, "safe_times": personal["safe_times"],
-            "code_word": personal["code_word"]}}
+            "code_word": personal["code_word"]}, "victim_age": 16, "suicidal_thoughts": True}
         created = bench.submit(case)
         bench.wait_processed([created])
         time.sleep(1.5)  # the last status events and log lines land
@@ -74,6 +75,8 @@ def test_no_personal_text_secret_or_key_reaches_a_log_a_metric_or_the_broker(ben
     assert any('"DEBUG"' in text or " DEBUG " in text for text in logs.values()), "debug logging was on"
     metrics = {name: requests.get(bench.stack.url(name) + "/metrics", timeout=10).text for name in bench.stack.running}
 
+    particulars = ('"victim_age"', '"suicidal_thoughts"', '"facts"', '"reasons"', '"preferences"', '"minor"')
+    assert not [name for name in particulars if any(name in body for body in bodies)], "her particulars are sealed"
     for what, value in forbidden.items():
         for source, texts in (("log", logs), ("metrics", metrics), ("broker", dict(enumerate(bodies)))):
             leaked = [name for name, text in texts.items() if value in text]

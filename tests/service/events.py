@@ -2,7 +2,7 @@
 import uuid
 from datetime import datetime, timezone
 
-from sanad.contracts.events import new_event
+from sanad.contracts.events import new_event, seal_particulars
 from sanad.contracts.sealing import narrative_context
 from sanad.contracts.vocabulary import lane_for
 
@@ -10,25 +10,30 @@ NO_FACTS = {"victim_age": None, "material_published": None, "deadline_hours": No
             "suicidal_thoughts": None, "threat_of_violence": None}
 
 
-def case_received(keys, narrative, needs=("counselling",), consents=("counselling",), **facts):
+def case_received(keys, narrative, needs=("counselling",), consents=("counselling",), preferences=None, **facts):
     case_id = uuid.uuid4()
     return new_event("case.received", {
         "case_id": case_id, "reference": f"SND-{case_id.hex[:4].upper()}-TEST",
         "received_at": datetime.now(timezone.utc), "channel": "phone", "governorate": "dhi_qar",
-        "needs": list(needs), "consents": list(consents), "facts": {**NO_FACTS, **facts},
+        "needs": list(needs), "consents": list(consents),
         "sealed_narrative": keys.transport.seal(narrative, narrative_context(case_id)),
+        "sealed_particulars": seal_particulars("case.received", {
+            "facts": {**NO_FACTS, **facts}, **({"preferences": preferences} if preferences else {}),
+        }, keys.transport, case_id),
     }, producer="intake")
 
 
-def case_triaged(level="medium", needs=("counselling",), consents=("counselling",), governorate="dhi_qar",
-                 preferences=None):
+def case_triaged(keys, level="medium", needs=("counselling",), consents=("counselling",), governorate="dhi_qar",
+                 preferences=None, reasons=()):
     case_id = uuid.uuid4()
     return new_event("case.triaged", {
         "case_id": case_id, "reference": f"SND-{case_id.hex[:4].upper()}-TEST",
         "received_at": datetime.now(timezone.utc), "level": level, "score": 50,
-        "reasons": [], "sealed_evidence": None, "lexicon_version": "test", "governorate": governorate,
+        "sealed_particulars": seal_particulars("case.triaged", {
+            "reasons": list(reasons), **({"preferences": preferences} if preferences else {}),
+        }, keys.transport, case_id),
+        "sealed_evidence": None, "lexicon_version": "test", "governorate": governorate,
         "needs": list(needs), "consents": list(consents),
-        **({"preferences": preferences} if preferences else {}),
     }, producer="triage", lane=lane_for(level))
 
 

@@ -13,7 +13,7 @@ import eventlet.event
 import pytest
 from nameko.testing.services import worker_factory
 
-from sanad.contracts.events import new_event, parse
+from sanad.contracts.events import new_event, parse, particulars, seal_particulars
 from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
 from sanad.platform.http import ApiError, JsonHttpHandler
 from sanad.platform.outbox import OutboxWriter
@@ -132,9 +132,10 @@ def audit_actions(pools, case_id):
 
 
 def triaged(case_id, reference, level="high", evidence=None, keys=None, at=None):
+    reasons = [{"code": "minor", "source": "checklist"}, {"code": "published", "source": "text"}]
     return new_event("case.triaged", {
         "case_id": case_id, "reference": reference, "received_at": datetime.now(timezone.utc), "level": level,
-        "score": 60, "reasons": [{"code": "minor", "source": "checklist"}, {"code": "published", "source": "text"}],
+        "score": 60, "sealed_particulars": seal_particulars("case.triaged", {"reasons": reasons}, keys.transport, case_id),
         "sealed_evidence": keys.transport.seal(json.dumps(evidence, ensure_ascii=False), evidence_context(case_id))
         if evidence else None,
         "lexicon_version": "test", "governorate": "dhi_qar", "needs": ["counselling"], "consents": ["counselling"],
@@ -187,13 +188,15 @@ def test_an_operator_records_the_full_case_sealed_with_its_event_and_audit_in_on
     assert routing_key == "case.received.critical", "the checklist says a life is threatened: the critical lane"
     event = parse(message)
     assert set(event.data) == {"case_id", "reference", "received_at", "channel", "governorate", "needs",
-                               "consents", "facts", "sealed_narrative", "preferences"}, "only what others need"
-    assert event.data["preferences"] == {"family_contact": False, "staff_gender": None, "victim_age": 17}
+                               "consents", "sealed_narrative", "sealed_particulars"}, "only what others need"
+    received = particulars(event, keys.transport)
+    assert received["preferences"] == {"family_contact": False, "staff_gender": None, "victim_age": 17}
     # A band of minors reaches triage as its oldest age, so a child stays a child.
-    assert event.data["facts"]["victim_age"] == 17
-    assert event.data["facts"]["threat_of_violence"] is True
+    assert received["facts"]["victim_age"] == 17
+    assert received["facts"]["threat_of_violence"] is True
     text = json.dumps(message, ensure_ascii=False)
     assert not any(value in text for value in SECRETS.values()), "nothing personal on the broker in plaintext"
+    assert "victim_age" not in text and "threat_of_violence" not in text, "nor her age and what she fears"
 
 
 def test_a_deadline_given_as_a_baghdad_time_reaches_triage_as_hours_from_now(pools, outbox, keys):
@@ -202,7 +205,7 @@ def test_a_deadline_given_as_a_baghdad_time_reaches_triage_as_hours_from_now(poo
     post_case(intake(pools, outbox, keys), operator, {**CASE, "deadline_at": deadline.isoformat()})
 
     [(_, message)] = outbox_events(pools["intake"])
-    assert 5.9 < parse(message).data["facts"]["deadline_hours"] <= 6
+    assert 5.9 < particulars(parse(message), keys.transport)["facts"]["deadline_hours"] <= 6
 
 
 def test_an_anonymous_case_needs_no_name_or_phone_and_refuses_them(pools, outbox, keys):

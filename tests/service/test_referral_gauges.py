@@ -19,7 +19,7 @@ def sample(name, **labels):
 def refer(pools, outbox, keys, level):
     cls = CriticalReferralService if level == "critical" else ReferralService
     service = worker_factory(cls, db=pools["referral"], outbox=outbox, keys=keys)
-    message = case_triaged(level=level).to_message()
+    message = case_triaged(keys, level=level).to_message()
     service.on_case_triaged(message if level == "critical" else [message])  # the normal lane takes batches
     return service
 

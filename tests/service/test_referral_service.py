@@ -94,7 +94,7 @@ def two_counsellors(pools, keys):
 
 
 def offer_critical_case(pools, outbox, keys, **kwargs):
-    event = case_triaged(level="critical", **kwargs)
+    event = case_triaged(keys, level="critical", **kwargs)
     referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(event.to_message())
     return event
 
@@ -103,7 +103,7 @@ def offer_critical_case(pools, outbox, keys, **kwargs):
 
 def test_each_consented_need_goes_to_the_best_partner(pools, outbox, keys):
     local, national = add_partners(pools)
-    event = case_triaged(needs=["counselling", "legal_aid", "shelter"], consents=["counselling", "legal_aid"])
+    event = case_triaged(keys, needs=["counselling", "legal_aid", "shelter"], consents=["counselling", "legal_aid"])
     referral_service(pools, outbox, keys).on_case_triaged([event.to_message()])
 
     chosen = {r["service"]: r["partner_id"] for r in referrals(pools)}
@@ -115,7 +115,7 @@ def test_cases_triaged_in_one_batch_are_offered_in_one_transaction_taking_turns_
     with pools["referral"].transaction() as cur:
         amara = add_partner(cur, "Amara Counselling Centre", ["counselling"], ["dhi_qar"])
         basra_road = add_partner(cur, "Basra Road Counselling Centre", ["counselling"], ["dhi_qar"])
-    cases = [case_triaged() for _ in range(4)]
+    cases = [case_triaged(keys) for _ in range(4)]
     repeated = cases[0].to_message()
 
     referral_service(pools, outbox, keys).on_case_triaged([case.to_message() for case in cases] + [repeated])
@@ -132,7 +132,7 @@ def test_a_batch_reads_its_cases_levels_the_policies_and_the_partners_once_and_o
     """BEGIN with the inbox rows, the cases' levels, the policies, the partners offering the batch's
     services; then COMMIT with every case's referral and what else was left for later."""
     add_partners(pools)
-    cases = [case_triaged() for _ in range(4)]
+    cases = [case_triaged(keys) for _ in range(4)]
     with counting_pool(database_url, schema="referral") as (pool, sent):
         service = worker_factory(ReferralService, db=pool, outbox=outbox, keys=keys)
         service.on_case_triaged([case.to_message() for case in cases])
@@ -144,12 +144,12 @@ def test_a_batch_reads_its_cases_levels_the_policies_and_the_partners_once_and_o
 
 def test_a_case_triaged_again_under_a_new_event_id_in_a_later_batch_is_offered_once(pools, outbox, keys):
     add_partners(pools)
-    first = case_triaged()
+    first = case_triaged(keys)
     again = new_event("case.triaged", first.data, producer="triage", correlation_id=first.correlation_id)
     service = referral_service(pools, outbox, keys)
-    service.on_case_triaged([first.to_message(), case_triaged().to_message()])
+    service.on_case_triaged([first.to_message(), case_triaged(keys).to_message()])
 
-    service.on_case_triaged([again.to_message(), case_triaged().to_message()])
+    service.on_case_triaged([again.to_message(), case_triaged(keys).to_message()])
 
     assert len(rows(pools["referral"], "SELECT id FROM referrals WHERE case_id = %(id)s",
                     {"id": first.data["case_id"]})) == 1
@@ -159,23 +159,23 @@ def test_a_case_triaged_again_under_a_new_event_id_in_a_later_batch_is_offered_o
 
 def test_a_case_offered_elsewhere_after_its_batch_read_fails_the_batch_on_the_key(pools, outbox, keys):
     add_partners(pools)
-    first, other = (parse(case_triaged().to_message()) for _ in range(2))
+    first, other = (parse(case_triaged(keys).to_message()) for _ in range(2))
     at_hand = handlers.CasesAtHand()
 
     with pytest.raises(psycopg2.errors.UniqueViolation):
         with pools["referral"].transaction() as cur:
             at_hand.read(cur, [first, other])
             with pools["referral"].transaction() as elsewhere:  # referral-critical, say, got there first
-                handlers.refer_case(elsewhere, first, outbox)
+                handlers.refer_case(elsewhere, first, outbox, keys)
             for event in (first, other):
-                handlers.refer_case(cur, event, outbox, at_hand=at_hand)
+                handlers.refer_case(cur, event, outbox, keys, at_hand=at_hand)
 
     assert [r["case_id"] for r in referrals(pools)] == [first.data["case_id"]], "nothing of the batch was kept"
 
 
 def test_a_case_triaged_then_raised_in_one_batch_ends_as_if_its_events_came_one_by_one(pools, outbox, keys):
     two_counsellors(pools, keys)
-    medium = case_triaged(level="medium")
+    medium = case_triaged(keys, level="medium")
     raised = new_event("case.triaged", {**medium.data, "level": "high"}, producer="triage",
                        correlation_id=medium.correlation_id)
 
@@ -203,10 +203,10 @@ def test_partners_equally_placed_take_turns_by_open_referrals_counted_as_offers_
         assert ranked_by == {amara: counted.get(amara, 0), basra_road: counted.get(basra_road, 0)}
         return ranked_by
 
-    service.on_case_triaged([case_triaged().to_message()])
+    service.on_case_triaged([case_triaged(keys).to_message()])
     assert handlers.fold_partner_load(pools["referral"])
-    service.on_case_triaged([case_triaged().to_message()])
-    service.on_case_triaged([case_triaged().to_message()])
+    service.on_case_triaged([case_triaged(keys).to_message()])
+    service.on_case_triaged([case_triaged(keys).to_message()])
     assert [r["partner_id"] for r in referrals(pools)] == [amara, basra_road, amara]
     assert open_referrals() == {amara: 2, basra_road: 1}
 
@@ -233,8 +233,8 @@ def test_the_victims_age_from_intake_keeps_an_adults_only_partner_from_a_minor(p
             ServiceTerms(service="counselling", governorates=("dhi_qar",), min_age=18),)))
         for_all = handlers.create_partner(cur, PartnerEntry(name="Youth Counselling", services=(
             ServiceTerms(service="counselling", governorates=("nationwide",)),)))
-    minor = case_triaged(preferences={"family_contact": False, "staff_gender": None, "victim_age": 15})
-    adult = case_triaged(preferences={"family_contact": False, "staff_gender": None, "victim_age": 30})
+    minor = case_triaged(keys, preferences={"family_contact": False, "staff_gender": None, "victim_age": 15})
+    adult = case_triaged(keys, preferences={"family_contact": False, "staff_gender": None, "victim_age": 30})
     service = referral_service(pools, outbox, keys)
     service.on_case_triaged([minor.to_message()])
     service.on_case_triaged([adult.to_message()])
@@ -244,6 +244,23 @@ def test_the_victims_age_from_intake_keeps_an_adults_only_partner_from_a_minor(p
     assert chosen[adult.data["case_id"]] == adults_only, "a partner in her governorate comes first"
 
 
+def test_a_case_triaged_under_version_1_still_queued_is_matched_by_its_plain_preferences(pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        handlers.create_partner(cur, PartnerEntry(name="Adult Counselling", services=(
+            ServiceTerms(service="counselling", governorates=("dhi_qar",), min_age=18),)))
+        for_all = handlers.create_partner(cur, PartnerEntry(name="Youth Counselling", services=(
+            ServiceTerms(service="counselling", governorates=("nationwide",)),)))
+    message = case_triaged(keys).to_message()
+    message["version"] = 1
+    del message["data"]["sealed_particulars"]
+    message["data"]["reasons"] = [{"code": "minor", "source": "checklist"}]
+    message["data"]["preferences"] = {"family_contact": False, "staff_gender": None, "victim_age": 15}
+    referral_service(pools, outbox, keys).on_case_triaged([message])
+
+    [referral] = referrals(pools)
+    assert referral["partner_id"] == for_all
+
+
 def test_a_need_re_offered_after_a_decline_still_fits_the_victim_s_age(pools, outbox, keys):
     with pools["referral"].transaction() as cur:
         youth = handlers.create_partner(cur, PartnerEntry(name="Youth Shelter", services=(
@@ -251,7 +268,7 @@ def test_a_need_re_offered_after_a_decline_still_fits_the_victim_s_age(pools, ou
         handlers.create_partner(cur, PartnerEntry(name="Women's Shelter", services=(
             ServiceTerms(service="shelter", governorates=("dhi_qar",), min_age=18),)))
     youth_key = key_for(pools, keys, partner_id=youth)
-    girl = case_triaged(level="high", needs=("shelter",), consents=("shelter",),
+    girl = case_triaged(keys, level="high", needs=("shelter",), consents=("shelter",),
                         preferences={"family_contact": False, "staff_gender": None, "victim_age": 15})
     referral_service(pools, outbox, keys).on_case_triaged([girl.to_message()])
     [offer] = referrals(pools)
@@ -281,7 +298,7 @@ def test_a_critical_case_is_offered_in_one_transaction_of_five_round_trips(pools
     add_partners(pools)
     with counting_pool(database_url, schema="referral") as (pool, sent):
         service = worker_factory(CriticalReferralService, db=pool, outbox=outbox, keys=keys)
-        service.on_case_triaged(case_triaged(level="critical").to_message())
+        service.on_case_triaged(case_triaged(keys, level="critical").to_message())
 
     assert len(sent) == 5, sent
     assert "BEGIN" in sent[0] and inbox.RECORD_FIRST_TIME.name in sent[0]
@@ -292,7 +309,7 @@ def test_a_critical_case_is_offered_in_one_transaction_of_five_round_trips(pools
 
 def test_a_need_nobody_can_take_goes_to_the_supervisor_at_once_and_intake_is_told(pools, outbox, keys):
     add_partners(pools)
-    event = case_triaged(level="high", needs=["content_removal"], consents=["content_removal"])
+    event = case_triaged(keys, level="high", needs=["content_removal"], consents=["content_removal"])
     referral_service(pools, outbox, keys).on_case_triaged([event.to_message()])
 
     (unmatched_key, unmatched), (escalated_key, escalated) = events(pools)
@@ -313,7 +330,7 @@ def offered_at_medium(pools, outbox, keys):
     """A medium case offered to the one partner in the directory: (that partner, its case.triaged, the offer)."""
     with pools["referral"].transaction() as cur:
         partner = add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
-    event = case_triaged(level="medium")
+    event = case_triaged(keys, level="medium")
     referral_service(pools, outbox, keys).on_case_triaged([event.to_message()])
     [offer] = referrals(pools)
     return partner, event, offer
@@ -351,7 +368,7 @@ def test_a_case_raised_after_its_partner_stopped_accepting_keeps_its_offer_and_i
 def test_a_need_announced_unmatched_is_not_announced_again_at_the_same_level_but_is_when_raised(
         pools, outbox, keys):
     add_partners(pools)
-    event = case_triaged(level="high", needs=["content_removal"], consents=["content_removal"])
+    event = case_triaged(keys, level="high", needs=["content_removal"], consents=["content_removal"])
     service = referral_service(pools, outbox, keys)
     service.on_case_triaged([event.to_message()])
     service.on_case_triaged([retriaged(event, "high").to_message()])
@@ -409,7 +426,7 @@ def test_a_need_carried_through_is_not_offered_again_when_the_case_is_raised(poo
 
 def test_intake_is_told_every_need_nobody_can_take_each_time_and_when_none_is_left(pools, outbox, keys):
     add_partners(pools)
-    event = case_triaged(level="high", needs=["content_removal"], consents=["content_removal"])
+    event = case_triaged(keys, level="high", needs=["content_removal"], consents=["content_removal"])
     service = referral_service(pools, outbox, keys)
     service.on_case_triaged([event.to_message()])
     both = ["content_removal", "police_cybercrime"]
@@ -432,7 +449,7 @@ def test_a_critical_case_nobody_can_take_pages_on_the_critical_lane(pools, outbo
 
 def test_the_same_triaged_case_twice_is_referred_once(pools, outbox, keys):
     add_partners(pools)
-    message = case_triaged().to_message()
+    message = case_triaged(keys).to_message()
     service = referral_service(pools, outbox, keys)
     service.on_case_triaged([message])
     service.on_case_triaged([message])
@@ -451,7 +468,7 @@ def test_a_partner_outside_its_hours_is_passed_over_for_one_open_around_the_cloc
     sunday_morning_in_nasiriyah = datetime(2024, 3, 10, 6, 0, tzinfo=timezone.utc)
     for at in (friday_night_in_nasiriyah, sunday_morning_in_nasiriyah):
         with pools["referral"].transaction() as cur:
-            handlers.refer_case(cur, case_triaged(), outbox, now=at)
+            handlers.refer_case(cur, case_triaged(keys), outbox, keys, now=at)
 
     assert [r["partner_id"] for r in referrals(pools)][0] == helpline
     office_id = rows(pools["referral"], "SELECT id FROM partners WHERE name = 'Office Hours Centre'")[0]["id"]
@@ -709,7 +726,7 @@ def test_an_exhausted_notification_for_an_offer_already_accepted_changes_nothing
 
 def test_critical_deadlines_fire_first_and_the_critical_process_fires_no_others(pools, outbox, keys):
     two_counsellors(pools, keys)
-    referral_service(pools, outbox, keys).on_case_triaged([case_triaged(level="high").to_message()])
+    referral_service(pools, outbox, keys).on_case_triaged([case_triaged(keys, level="high").to_message()])
     offer_critical_case(pools, outbox, keys)
     now = datetime.now(timezone.utc)
     with pools["referral"].transaction() as cur:  # the normal one fell due first
@@ -910,7 +927,7 @@ def test_a_partner_that_stops_accepting_is_offered_nothing_new(pools, outbox, ke
     assert (status, body) == (200, {"accepting": False})
     assert call(service, "partner_set_capacity", "PUT", "/", body={"accepting": "no"}, key=first_key)[0] == 422
 
-    service.on_case_triaged([case_triaged().to_message()])
+    service.on_case_triaged([case_triaged(keys).to_message()])
     [referral] = referrals(pools)
     assert referral["partner_id"] == second
     [partner] = rows(pools["referral"], "SELECT * FROM partners WHERE id = %(id)s", {"id": first})
@@ -977,7 +994,7 @@ def test_refer_anyway_offers_to_a_partner_matching_passed_over_pages_and_audits_
         full = add_partner(cur, "Full Centre", ["counselling"], ["dhi_qar"], accepting=False)
     supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
     service = referral_service(pools, outbox, keys)
-    event = case_triaged(level="high")
+    event = case_triaged(keys, level="high")
     service.on_case_triaged([event.to_message()])
     assert referrals(pools) == []
 
@@ -1011,7 +1028,7 @@ def test_refer_anyway_never_overrides_consent_and_the_refusal_is_audited(pools, 
     local, _ = add_partners(pools)
     supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
     service = referral_service(pools, outbox, keys)
-    event = case_triaged(needs=["counselling", "shelter"], consents=["counselling"])
+    event = case_triaged(keys, needs=["counselling", "shelter"], consents=["counselling"])
     service.on_case_triaged([event.to_message()])
 
     status, body, _ = call(service, "admin_refer_anyway", "POST", "/", str(event.data["case_id"]), key=supervisor,
@@ -1029,8 +1046,8 @@ def test_refer_anyway_offers_a_family_contact_partner_when_the_victim_asked_for_
                                                             accepting=False))
     supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
     service = referral_service(pools, outbox, keys)
-    asked = case_triaged(preferences={"family_contact": True, "staff_gender": None, "victim_age": None})
-    not_asked = case_triaged(preferences={"family_contact": False, "staff_gender": None, "victim_age": None})
+    asked = case_triaged(keys, preferences={"family_contact": True, "staff_gender": None, "victim_age": None})
+    not_asked = case_triaged(keys, preferences={"family_contact": False, "staff_gender": None, "victim_age": None})
     service.on_case_triaged([asked.to_message(), not_asked.to_message()])
 
     answers = [call(service, "admin_refer_anyway", "POST", "/", str(event.data["case_id"]), key=supervisor,
@@ -1046,7 +1063,7 @@ def test_an_admin_key_neither_reads_a_case_s_referrals_nor_refers_anyway_and_the
     _, national = add_partners(pools)
     admin = key_for(pools, keys, role="admin", staff_name="root")
     service = referral_service(pools, outbox, keys)
-    event = case_triaged()
+    event = case_triaged(keys)
     service.on_case_triaged([event.to_message()])
     case_id = str(event.data["case_id"])
 
@@ -1065,7 +1082,7 @@ def test_refer_anyway_on_a_purged_case_is_refused_as_a_conflict_and_stores_no_no
     _, national = add_partners(pools)
     supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
     service = referral_service(pools, outbox, keys)
-    event = case_triaged()
+    event = case_triaged(keys)
     service.on_case_triaged([event.to_message()])
     with pools["referral"].transaction() as cur:
         cur.execute("INSERT INTO purged_cases (case_id, purged_at) VALUES (%(id)s, now())",
@@ -1275,7 +1292,7 @@ def test_malformed_partner_calls_get_a_json_error_naming_the_field_never_a_500(p
 
 def test_a_late_older_assessment_never_lowers_a_case_raised_to_critical_meanwhile(pools, outbox, keys):
     two_counsellors(pools, keys)
-    assessed = case_triaged(level="high")  # waits in the normal lane's backlog...
+    assessed = case_triaged(keys, level="high")  # waits in the normal lane's backlog...
     raised = new_event("case.triaged", {**assessed.data, "level": "critical"}, producer="triage",
                        lane="critical", correlation_id=assessed.correlation_id)  # ...while staff raise it
     referral_service(pools, outbox, keys, CriticalReferralService).on_case_triaged(raised.to_message())
@@ -1291,7 +1308,7 @@ def test_a_late_older_assessment_never_lowers_a_case_raised_to_critical_meanwhil
 
 def test_a_case_raised_to_critical_is_chased_on_critical_terms_from_its_original_offer(pools, outbox, keys):
     two_counsellors(pools, keys)
-    medium = case_triaged(level="medium")
+    medium = case_triaged(keys, level="medium")
     service = referral_service(pools, outbox, keys)
     service.on_case_triaged([medium.to_message()])
     [offer] = referrals(pools)

@@ -6,7 +6,7 @@ import psycopg2.errors
 import pytest
 from nameko.testing.services import worker_factory
 
-from sanad.contracts.events import new_event, parse
+from sanad.contracts.events import new_event, parse, particulars
 from sanad.platform.outbox import OutboxWriter
 from services.triage.assessment import DEFAULT_LEXICON_DIRECTORY, Assessor
 from services.triage.handlers import Assessments, triage_case
@@ -24,6 +24,11 @@ def triage(pools, outbox, keys, assessor=ASSESSOR):
     return worker_factory(TriageService, db=pools["triage"], outbox=outbox, keys=keys, risk_model=assessor)
 
 
+def told(body, keys):
+    """The particulars (reasons, preferences) an announced case.triaged carries sealed."""
+    return particulars(parse(body), keys.transport)
+
+
 def test_a_critical_case_is_stored_and_announced_on_the_critical_lane(pools, outbox, keys):
     event = case_received(keys, SUICIDAL, suicidal_thoughts=True)
     triage(pools, outbox, keys).on_case_received([event.to_message()])
@@ -37,6 +42,22 @@ def test_a_critical_case_is_stored_and_announced_on_the_critical_lane(pools, out
     assert triaged.data["level"] == "critical"
     assert triaged.correlation_id == event.correlation_id
     assert "poison" not in json.dumps(body), "evidence is sealed on the broker"
+    codes = {reason["code"] for reason in told(body, keys)["reasons"]}
+    assert "suicidal_thoughts" in codes and not any(code in json.dumps(body) for code in codes), "so are reasons"
+
+
+def test_a_case_received_of_version_1_still_queued_is_assessed_from_its_plain_facts(pools, outbox, keys):
+    message = case_received(keys, "he wants money").to_message()
+    message["version"] = 1
+    del message["data"]["sealed_particulars"]
+    message["data"]["facts"] = {"suicidal_thoughts": True}
+    message["data"]["preferences"] = {"family_contact": True, "staff_gender": "female", "victim_age": 16}
+    triage(pools, outbox, keys).on_case_received([message])
+
+    [(_, body)] = outbox_events(pools["triage"])
+    assert {"code": "suicidal_thoughts", "source": "checklist"} in told(body, keys)["reasons"]
+    assert told(body, keys)["preferences"] == message["data"]["preferences"]
+    assert "female" not in json.dumps(body), "announced sealed, as version 2"
 
 
 def test_a_duplicate_case_received_event_has_one_effect(pools, outbox, keys):
@@ -73,7 +94,7 @@ def test_a_case_the_model_cannot_score_goes_to_a_person_as_critical(pools, outbo
 
     [(routing_key, body)] = outbox_events(pools["triage"])
     assert routing_key == "case.triaged.critical"
-    assert parse(body).data["reasons"] == [{"code": "assessment_failed", "source": "text"}]
+    assert told(body, keys)["reasons"] == [{"code": "assessment_failed", "source": "text"}]
 
 
 # Overrides -------------------------------------------------------------------------------------------
@@ -110,22 +131,21 @@ def test_an_override_keeps_the_original_assessment_and_announces_the_new_level_o
     assert routing_key == "case.triaged.critical"
     announced = parse(body)
     assert announced.data["level"] == "critical" and 75 <= announced.data["score"] <= 100
-    assert announced.data["reasons"][-1] == {"code": "override", "source": "override"}
-    assert announced.data["reasons"][:-1] == parse(first).data["reasons"]
+    assert told(body, keys)["reasons"][-1] == {"code": "override", "source": "override"}
+    assert told(body, keys)["reasons"][:-1] == told(first, keys)["reasons"]
     assert (announced.data["needs"], announced.data["consents"]) == (["counselling", "legal_aid"], ["legal_aid"])
     assert "pills" not in json.dumps(body)
 
 
 def test_an_override_carries_on_what_the_victim_asked_of_her_helpers(pools, outbox, keys):
     asked = {"family_contact": False, "staff_gender": "female", "victim_age": 15}
-    received = new_event("case.received", {**case_received(keys, "he will post my pictures").data,
-                                           "preferences": asked}, producer="intake")
+    received = case_received(keys, "he will post my pictures", preferences=asked)
     service = triage(pools, outbox, keys)
     service.on_case_received([received.to_message()])
     service.on_risk_overridden(risk_overridden(keys, received.data["case_id"], "critical", "high").to_message())
 
     (_, first), (_, overridden) = outbox_events(pools["triage"])
-    assert parse(first).data["preferences"] == parse(overridden).data["preferences"] == asked
+    assert told(first, keys)["preferences"] == told(overridden, keys)["preferences"] == asked
 
 
 def test_an_override_lowering_a_case_goes_on_the_normal_lane(pools, outbox, keys):

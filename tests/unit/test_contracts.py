@@ -5,8 +5,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from sanad.contracts.events import CURRENT_VERSION, SCHEMAS, ContractError, Envelope, Event, new_event, parse
+from sanad.contracts.events import (
+    CURRENT_VERSION, SCHEMAS, ContractError, Envelope, Event, new_event, parse, particulars, seal_particulars,
+)
 from sanad.contracts.vocabulary import LANES, RISK_LEVELS, lane_for
+from sanad.crypto import Keys, SealError
 
 NOW = datetime(2024, 3, 10, 9, 30, tzinfo=timezone.utc)
 CASE_ID = uuid.UUID("6b1f0c52-3c1e-4d8a-9a51-0f3e8f2b7c10")
@@ -14,25 +17,33 @@ REFERENCE = "SND-7K3Q-9F2M"
 SEALED = "s1.k1.bm9uY2Vub25jZW5vbmNlY2lwaGVydGV4dA"
 
 
-def case_received():
+RING = Keys.generate().transport
+RECEIVED_PARTICULARS = {
+    "facts": {"victim_age": 17, "material_published": False, "deadline_hours": 48.0, "suicidal_thoughts": None,
+              "threat_of_violence": True},
+    "preferences": {"family_contact": False, "staff_gender": "female", "victim_age": 17},
+}
+TRIAGED_PARTICULARS = {
+    "reasons": [{"code": "minor", "source": "checklist"}, {"code": "self_harm", "source": "text"}],
+    "preferences": {"family_contact": True, "staff_gender": None, "victim_age": None},
+}
+
+
+def case_received(particulars_=RECEIVED_PARTICULARS):
     return {
         "case_id": CASE_ID, "reference": REFERENCE, "received_at": NOW, "channel": "whatsapp",
         "governorate": "basra", "needs": ["counselling", "legal_aid", "mediation"],
-        "consents": ["counselling", "legal_aid"],
-        "facts": {"victim_age": 17, "material_published": False, "deadline_hours": 48.0,
-                  "suicidal_thoughts": None, "threat_of_violence": True},
-        "sealed_narrative": SEALED,
-        "preferences": {"family_contact": False, "staff_gender": "female", "victim_age": 17},
+        "consents": ["counselling", "legal_aid"], "sealed_narrative": SEALED,
+        "sealed_particulars": seal_particulars("case.received", particulars_, RING, CASE_ID),
     }
 
 
-def case_triaged():
+def case_triaged(particulars_=TRIAGED_PARTICULARS):
     return {
         "case_id": CASE_ID, "reference": REFERENCE, "received_at": NOW, "level": "critical", "score": 92,
-        "reasons": [{"code": "minor", "source": "checklist"}, {"code": "self_harm", "source": "text"}],
+        "sealed_particulars": seal_particulars("case.triaged", particulars_, RING, CASE_ID),
         "sealed_evidence": SEALED, "lexicon_version": "2024.03-ar-iq", "governorate": "basra",
         "needs": ["counselling", "legal_aid"], "consents": ["counselling"],
-        "preferences": {"family_contact": True, "staff_gender": None, "victim_age": None},
     }
 
 
@@ -118,6 +129,15 @@ def _over_the_wire(message):
     return json.loads(json.dumps(message))
 
 
+def _version_1(event_type, particulars_):
+    """A message of version 1 of `event_type`, which carried `particulars_` in plaintext."""
+    message = _over_the_wire(_message(event_type))
+    del message["data"]["sealed_particulars"]
+    message["version"] = 1
+    message["data"].update(_over_the_wire(particulars_))
+    return message
+
+
 def test_every_event_type_in_the_schemas_has_a_realistic_example_here():
     assert set(EXAMPLES) == {event_type for event_type, _ in SCHEMAS}
 
@@ -170,10 +190,69 @@ def test_delivery_attempt_without_status_or_next_time_round_trips_with_nulls():
 
 
 def test_unknown_checklist_facts_arrive_as_nulls():
-    data = {**case_received(), "facts": {"victim_age": 30}}
+    data = case_received({"facts": {"victim_age": 30}})
     parsed = parse(_over_the_wire(new_event("case.received", data, producer="intake", now=NOW).to_message()))
-    assert parsed.data["facts"] == {"victim_age": 30, "material_published": None, "deadline_hours": None,
-                                    "suicidal_thoughts": None, "threat_of_violence": None}
+    assert particulars(parsed, RING)["facts"] == {"victim_age": 30, "material_published": None,
+                                                  "deadline_hours": None, "suicidal_thoughts": None,
+                                                  "threat_of_violence": None}
+
+
+# What travels sealed
+
+@pytest.mark.parametrize("event_type,example,sealed", [
+    ("case.received", case_received, RECEIVED_PARTICULARS),
+    ("case.triaged", case_triaged, TRIAGED_PARTICULARS),
+])
+def test_the_victims_particulars_travel_sealed_and_open_as_they_were_sealed(event_type, example, sealed):
+    message = new_event(event_type, example(), producer="test", now=NOW).to_message()
+    text = json.dumps(message)
+    assert not set(sealed) & set(message["data"]), "nothing of them in the clear"
+    assert "female" not in text and "self_harm" not in text and "threat_of_violence" not in text
+    assert particulars(parse(_over_the_wire(message)), RING) == sealed
+
+
+def test_particulars_sealed_for_one_case_do_not_open_as_another_cases():
+    message = _over_the_wire(_message("case.received"))
+    message["data"]["case_id"] = str(uuid.uuid4())
+    with pytest.raises(SealError):
+        particulars(parse(message), RING)
+
+
+def test_particulars_that_open_but_break_their_schema_name_the_field():
+    message = _over_the_wire(_message("case.triaged"))
+    message["data"]["sealed_particulars"] = RING.seal(json.dumps({"reasons": [{"code": "minor", "source": "?"}]}),
+                                                      f"case:{CASE_ID}:particulars")
+    with pytest.raises(ContractError) as raised:
+        particulars(parse(message), RING)
+    assert set(raised.value.errors) == {"sealed_particulars"}
+    assert "reasons" in raised.value.errors["sealed_particulars"]
+
+
+def test_the_producer_cannot_seal_particulars_that_break_their_schema():
+    facts = {**RECEIVED_PARTICULARS["facts"], "victim_age": 130}
+    with pytest.raises(ContractError) as raised:
+        seal_particulars("case.received", {**RECEIVED_PARTICULARS, "facts": facts}, RING, CASE_ID)
+    assert "victim_age" in raised.value.errors["sealed_particulars"]["facts"]
+
+
+@pytest.mark.parametrize("event_type,plain", [
+    ("case.received", RECEIVED_PARTICULARS),
+    ("case.triaged", TRIAGED_PARTICULARS),
+])
+def test_a_version_1_event_still_queued_is_upcast_and_its_plain_particulars_kept(event_type, plain):
+    parsed = parse(_version_1(event_type, plain))
+    assert parsed.version == CURRENT_VERSION[event_type] == 2
+    assert particulars(parsed, RING) == plain
+    assert parsed.data["sealed_particulars"] is None and not set(plain) & set(parsed.data) - {"particulars"}
+
+
+def test_a_version_2_event_cannot_pass_off_plain_particulars_as_opened_ones():
+    message = _over_the_wire(_message("case.received"))
+    message["data"]["sealed_particulars"] = None
+    message["data"]["particulars"] = _over_the_wire(RECEIVED_PARTICULARS)
+    with pytest.raises(ContractError) as raised:
+        parse(message)
+    assert set(raised.value.errors["data"]) == {"sealed_particulars"}
 
 
 def test_message_envelope_carries_every_envelope_field_in_json_form():
@@ -182,7 +261,7 @@ def test_message_envelope_carries_every_envelope_field_in_json_form():
                       lane="critical", now=NOW)
     message = event.to_message()
     assert message == {
-        "id": str(event.id), "type": "case.triaged", "version": 1, "occurred_at": NOW.isoformat(),
+        "id": str(event.id), "type": "case.triaged", "version": 2, "occurred_at": NOW.isoformat(),
         "producer": "triage", "correlation_id": str(correlation_id), "lane": "critical",
         "data": message["data"],
     }
@@ -260,11 +339,19 @@ def test_new_event_refuses_missing_fields_and_names_each_of_them():
     assert "partner_name" in str(raised.value)
 
 
-def test_new_event_refuses_a_score_out_of_range_and_a_bad_reason_source():
-    data = {**case_triaged(), "score": 101, "reasons": [{"code": "minor", "source": "gut_feeling"}]}
+def test_new_event_refuses_a_score_out_of_range_and_sealed_particulars_missing():
+    data = {**case_triaged(), "score": 101}
+    del data["sealed_particulars"]
     with pytest.raises(ContractError) as raised:
         new_event("case.triaged", data, producer="triage", now=NOW)
-    assert set(raised.value.errors) == {"score", "reasons"}
+    assert set(raised.value.errors) == {"score", "sealed_particulars"}
+
+
+def test_the_producer_cannot_seal_a_reason_with_a_source_outside_the_vocabulary():
+    reasons = [{"code": "minor", "source": "gut_feeling"}]
+    with pytest.raises(ContractError) as raised:
+        seal_particulars("case.triaged", {**TRIAGED_PARTICULARS, "reasons": reasons}, RING, CASE_ID)
+    assert set(raised.value.errors["sealed_particulars"]) == {"reasons"}
 
 
 def test_new_event_refuses_an_invalid_need_inside_a_list():
@@ -272,13 +359,6 @@ def test_new_event_refuses_an_invalid_need_inside_a_list():
     with pytest.raises(ContractError) as raised:
         new_event("case.received", data, producer="intake", now=NOW)
     assert set(raised.value.errors) == {"needs"}
-
-
-def test_new_event_refuses_a_victim_age_out_of_range_inside_the_facts():
-    data = {**case_received(), "facts": {**case_received()["facts"], "victim_age": 130}}
-    with pytest.raises(ContractError) as raised:
-        new_event("case.received", data, producer="intake", now=NOW)
-    assert "victim_age" in raised.value.errors["facts"]
 
 
 def test_new_event_refuses_a_lane_outside_the_vocabulary():
@@ -444,8 +524,11 @@ def test_a_producer_naming_an_unknown_event_type_gets_a_contract_error():
     assert "type" in raised.value.errors
 
 
-def test_a_case_from_a_producer_that_sends_no_preferences_means_no_family_contact():
-    message = _message("case.received")
-    del message["data"]["preferences"]
-    assert parse(_over_the_wire(message)).data["preferences"] == {
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_case_from_a_producer_that_sends_no_preferences_means_no_family_contact(version):
+    facts = {"facts": RECEIVED_PARTICULARS["facts"]}
+    message = _version_1("case.received", facts) if version == 1 else _message("case.received", data={
+        **_over_the_wire(_message("case.received"))["data"],
+        "sealed_particulars": seal_particulars("case.received", facts, RING, CASE_ID)})
+    assert particulars(parse(_over_the_wire(message)), RING)["preferences"] == {
         "family_contact": False, "staff_gender": None, "victim_age": None}
