@@ -159,8 +159,8 @@ class ReferralService(Observable):
     @consume_batches(routing.REFERRAL_CASE_TRIAGED, requeue_on_error=True, linger_when_busy=BUSY_LINGER)
     def on_case_triaged(self, bodies):
         at_hand = handlers.CasesAtHand()
-        self._handle(routing.REFERRAL_CASE_TRIAGED.name, bodies, partial(handlers.refer_case, keys=self.keys, at_hand=at_hand),
-                     prepare=at_hand.read)
+        self._handle(routing.REFERRAL_CASE_TRIAGED.name, bodies,
+                     partial(handlers.refer_case, keys=self.keys, at_hand=at_hand), prepare=at_hand.read)
 
     @consume(routing.REFERRAL_NOTIFICATION_EXHAUSTED, requeue_on_error=True)
     def on_notification_exhausted(self, body):
@@ -544,7 +544,8 @@ class CriticalReferralService(ReferralService):
 
     @consume(routing.REFERRAL_CASE_TRIAGED_CRITICAL, requeue_on_error=True)
     def on_case_triaged(self, body):
-        self._handle(routing.REFERRAL_CASE_TRIAGED_CRITICAL.name, [body], partial(handlers.refer_case, keys=self.keys))
+        self._handle(routing.REFERRAL_CASE_TRIAGED_CRITICAL.name, [body],
+                     partial(handlers.refer_case, keys=self.keys))
 
     @consume(routing.REFERRAL_NOTIFICATION_EXHAUSTED_CRITICAL, requeue_on_error=True)
     def on_notification_exhausted(self, body):

@@ -135,7 +135,8 @@ def triaged(case_id, reference, level="high", evidence=None, keys=None, at=None)
     reasons = [{"code": "minor", "source": "checklist"}, {"code": "published", "source": "text"}]
     return new_event("case.triaged", {
         "case_id": case_id, "reference": reference, "received_at": datetime.now(timezone.utc), "level": level,
-        "score": 60, "sealed_particulars": seal_particulars("case.triaged", {"reasons": reasons}, keys.transport, case_id),
+        "score": 60,
+        "sealed_particulars": seal_particulars("case.triaged", {"reasons": reasons}, keys.transport, case_id),
         "sealed_evidence": keys.transport.seal(json.dumps(evidence, ensure_ascii=False), evidence_context(case_id))
         if evidence else None,
         "lexicon_version": "test", "governorate": "dhi_qar", "needs": ["counselling"], "consents": ["counselling"],

@@ -57,7 +57,8 @@ def test_each_stage_is_timed_once_from_receipt_at_its_first_news(pools, outbox, 
 
     news = [
         triaged(case_id, reference, "high", keys=keys, at=received_at + timedelta(seconds=30)),
-        triaged(case_id, reference, "high", keys=keys, at=received_at + timedelta(seconds=900)),  # re-announced: not again
+        # re-announced: not timed again
+        triaged(case_id, reference, "high", keys=keys, at=received_at + timedelta(seconds=900)),
         referral_created(case_id, reference, first, received_at + timedelta(seconds=40)),
         referral_created(case_id, reference, second, received_at + timedelta(seconds=45)),
         delivery_attempted(case_id, first, "retrying", 1, received_at + timedelta(seconds=50)),

@@ -1,7 +1,7 @@
 """Property-based tests of every event contract (Hypothesis): whatever a valid producer can build comes back
-unchanged from the broker's JSON (an event of an older version as its upcasters make it), and whatever arrives, however broken, parse() either accepts or refuses
-with a ContractError naming what is wrong; never another exception, which would crash a consumer instead
-of setting the message aside.
+unchanged from the broker's JSON (an event of an older version as its upcasters make it), and whatever
+arrives, however broken, parse() either accepts or refuses with a ContractError naming what is wrong; never
+another exception, which would crash a consumer instead of setting the message aside.
 
 Strategies are derived from the marshmallow schemas themselves, so a contract added to SCHEMAS is covered
 without touching this file.
