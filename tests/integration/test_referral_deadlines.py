@@ -149,10 +149,10 @@ def offers_in(received, reference):
 
 
 def test_a_critical_offer_nobody_acknowledges_is_reoffered_and_the_supervisor_paged_until_acknowledged(
-        stack_env, services, partners, watch, pager):
+        stack_env, services, partners, watch, pager, keys):
     local, national = partners
     sanad_cli(stack_env, "referral", "policy", "critical", "--ack-seconds", str(ACK_SECONDS), "--max-reoffers", "1")
-    event = case_triaged(level="critical")
+    event = case_triaged(keys, level="critical")
     reference = event.data["reference"]
     publish_events(stack_env["SANAD_AMQP_URI"], event)
 
@@ -192,7 +192,7 @@ def test_a_critical_offer_nobody_acknowledges_is_reoffered_and_the_supervisor_pa
 
 
 def test_three_referral_processes_at_once_fire_each_deadline_exactly_once(stack_env, services_env, services, partners,
-                                                                          watch):
+                                                                          watch, keys):
     local, national = partners
     extra = Stack(env=services_env, port_base=free_port_base(), log_dir=LOGS / "extra")
     extra.start(["referral"])
@@ -202,7 +202,8 @@ def test_three_referral_processes_at_once_fire_each_deadline_exactly_once(stack_
         # critical ones are raced for by three processes and the normal ones by two.
         sanad_cli(stack_env, "referral", "policy", "critical", "--ack-seconds", "3600", "--max-reoffers", "1")
         sanad_cli(stack_env, "referral", "policy", "high", "--ack-seconds", "3600", "--max-reoffers", "1")
-        cases = [case_triaged(level="critical") for _ in range(25)] + [case_triaged(level="high") for _ in range(15)]
+        cases = ([case_triaged(keys, level="critical") for _ in range(25)]
+                 + [case_triaged(keys, level="high") for _ in range(15)])
         case_ids = [e.data["case_id"] for e in cases]
         publish_events(stack_env["SANAD_AMQP_URI"], *cases)
         pool = Pool(stack_env["SANAD_DATABASE_URL"], size=1, schema="referral")
