@@ -1,8 +1,8 @@
 """Handling an event exactly once in effect.
 
 The event id is recorded in the same transaction as the handler's effect, so a redelivered or duplicated
-event does nothing. A message that breaks its contract is set aside in dead_letters with the reason and
-acknowledged, so the queue keeps flowing. Any other failure returns the message to the queue after a
+event does nothing. A message that breaks its contract (as parse reads it, or in the sealed parts its
+handler opens) is set aside in dead_letters with the reason and acknowledged, so the queue keeps flowing. Any other failure returns the message to the queue after a
 pause (the database may be restarting); after MAX_ATTEMPTS failures of the same event it is set aside too,
 rather than blocking its queue for ever. Callers consume with requeue_on_error=True: nameko's default
 acknowledges a message whose handler raised, which loses it.
@@ -92,6 +92,11 @@ def handle_event(pool, queue, body, handler):
         log.warning("database unavailable while handling %s %s; returning it to the queue", event.type, event.id)
         eventlet.sleep(RETRY_PAUSE)
         raise
+    except ContractError as exc:
+        # What the handler read of the event breaks its contract (sealed particulars that open to something
+        # else): it would every time, so it is set aside at once, as a message parse refuses is.
+        _dead_letter(pool, queue, body, event, "contract", json.dumps(exc.errors, sort_keys=True))
+        return None
     except Exception as exc:
         if _seen_before(exc):
             metrics.EVENTS_CONSUMED.labels(queue=queue, outcome="duplicate").inc()

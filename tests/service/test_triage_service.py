@@ -7,6 +7,7 @@ import pytest
 from nameko.testing.services import worker_factory
 
 from sanad.contracts.events import new_event, parse, particulars
+from sanad.contracts.sealing import particulars_context
 from sanad.platform.outbox import OutboxWriter
 from services.triage.assessment import DEFAULT_LEXICON_DIRECTORY, Assessor
 from services.triage.handlers import Assessments, triage_case
@@ -44,6 +45,19 @@ def test_a_critical_case_is_stored_and_announced_on_the_critical_lane(pools, out
     assert "poison" not in json.dumps(body), "evidence is sealed on the broker"
     codes = {reason["code"] for reason in told(body, keys)["reasons"]}
     assert "suicidal_thoughts" in codes and not any(code in json.dumps(body) for code in codes), "so are reasons"
+
+
+def test_particulars_that_open_to_something_else_are_set_aside_at_once_naming_the_field(pools, outbox, keys):
+    message = case_received(keys, "he wants money").to_message()
+    case_id = message["data"]["case_id"]
+    message["data"]["sealed_particulars"] = keys.transport.seal(json.dumps({"facts": {"victim_age": "old"}}),
+                                                                particulars_context(case_id))
+    triage(pools, outbox, keys).on_case_received([message])
+
+    [letter] = rows(pools["triage"], "SELECT * FROM dead_letters")
+    assert letter["reason"].startswith("contract:") and "sealed_particulars" in letter["reason"]
+    assert rows(pools["triage"], "SELECT * FROM handler_failures") == [], "not retried: it would fail every time"
+    assert rows(pools["triage"], "SELECT case_id FROM assessments") == [] and outbox_events(pools["triage"]) == []
 
 
 def test_a_case_received_of_version_1_still_queued_is_assessed_from_its_plain_facts(pools, outbox, keys):
