@@ -2,10 +2,11 @@
 
 The event id is recorded in the same transaction as the handler's effect, so a redelivered or duplicated
 event does nothing. A message that breaks its contract (as parse reads it, or in the sealed parts its
-handler opens) is set aside in dead_letters with the reason and acknowledged, so the queue keeps flowing. Any other failure returns the message to the queue after a
-pause (the database may be restarting); after MAX_ATTEMPTS failures of the same event it is set aside too,
-rather than blocking its queue for ever. Callers consume with requeue_on_error=True: nameko's default
-acknowledges a message whose handler raised, which loses it.
+handler opens) is set aside in dead_letters with the reason and acknowledged, so the queue keeps flowing.
+Any other failure returns the message to the queue after a pause (the database may be restarting); after
+MAX_ATTEMPTS failures of the same event it is set aside too, rather than blocking its queue for ever.
+Callers consume with requeue_on_error=True: nameko's default acknowledges a message whose handler raised,
+which loses it.
 
 Services consume through this module's `consume`, whose queue consumer differs from nameko's in two ways:
 - A message that cannot even be decoded (broken JSON, bytes that are not UTF-8, a content type the
