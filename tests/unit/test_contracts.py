@@ -526,9 +526,10 @@ def test_a_producer_naming_an_unknown_event_type_gets_a_contract_error():
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_a_case_from_a_producer_that_sends_no_preferences_means_no_family_contact(version):
-    facts = {"facts": RECEIVED_PARTICULARS["facts"]}
-    message = _version_1("case.received", facts) if version == 1 else _message("case.received", data={
-        **_over_the_wire(_message("case.received"))["data"],
-        "sealed_particulars": seal_particulars("case.received", facts, RING, CASE_ID)})
+    facts_only = {"facts": RECEIVED_PARTICULARS["facts"]}
+    if version == 1:
+        message = _version_1("case.received", facts_only)
+    else:
+        message = new_event("case.received", case_received(facts_only), producer="intake", now=NOW).to_message()
     assert particulars(parse(_over_the_wire(message)), RING)["preferences"] == {
         "family_contact": False, "staff_gender": None, "victim_age": None}
