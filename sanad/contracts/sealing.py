@@ -13,6 +13,12 @@ def particulars_context(case_id) -> str:
     return f"case:{case_id}:particulars"
 
 
+def preferences_context(case_id) -> str:
+    """What the victim asked of her helpers (her exact age among it), as triage and referral keep it at
+    rest, sealed with the data ring."""
+    return f"case:{case_id}:preferences"
+
+
 def evidence_context(case_id) -> str:
     """The words of the narrative that triggered a case's risk reasons."""
     return f"case:{case_id}:evidence"

@@ -136,7 +136,7 @@ def record_case(cur, outbox, keys, fields, lane, actor=None, idempotency_key=Non
         **{name: list(fields.get(name) or ()) for name in (
             "needs", "consents", "extortion_types", "platforms", "demands", "published_on")},
         **{name: bool(fields.get(name)) for name in ("family_contact_allowed", "tribe_contact_allowed", "anonymous")},
-        "victim_age": age,
+        "victim_age_sealed": sealed("victim_age", None if age is None else str(age)),
         "victim_age_band": band or (cases.age_band_of(age) if age is not None else None),
         "material_published": facts["material_published"],
         "deadline_hours": deadline_hours,
@@ -194,6 +194,13 @@ def check_visible(cur, case_id, viewer):
         raise Refused("not_found", "case_not_found")
 
 
+def _victim_age(case, keys):
+    """The exact age, sealed, or in the clear in a case recorded before migration 0006 and not resealed."""
+    if case["victim_age_sealed"] is None:
+        return case["victim_age"]
+    return int(keys.data.open(case["victim_age_sealed"], field_context(case["id"], "victim_age")))
+
+
 def case_view(cur, keys, case_id, viewer=None, ip=None, now=None):
     """Everything a reader with the right to see a case is shown, personal fields opened; the read is
     audited. Without a viewer (internal use) nothing is checked or audited."""
@@ -234,7 +241,7 @@ def case_view(cur, keys, case_id, viewer=None, ip=None, now=None):
         "status": cases.case_status(case, referrals, deliveries),
         "channel": case["channel"],
         "caller_relation": case["caller_relation"],
-        "victim_age": case["victim_age"],
+        "victim_age": _victim_age(case, keys),
         "victim_age_band": case["victim_age_band"],
         "victim_gender": case["victim_gender"],
         "governorate": case["governorate"],
@@ -578,14 +585,20 @@ CASE_SEALED_COLUMNS = {
     "contact_safe_times_sealed": lambda row: field_context(row["id"], "contact_safe_times"),
     "contact_code_word_sealed": lambda row: field_context(row["id"], "contact_code_word"),
     "risk_evidence_sealed": lambda row: evidence_context(row["id"]),
+    "victim_age_sealed": lambda row: field_context(row["id"], "victim_age"),
 }
 
 
+def _victim_age_in_the_clear(row):
+    return None if row["victim_age"] is None else str(row["victim_age"])
+
+
 def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
-    """Every sealed value of intake under `ring`'s primary key (`sanad keys reseal`): rows changed, by table."""
+    """Every sealed value of intake under `ring`'s primary key, and the exact ages kept in the clear before
+    migration 0006 sealed (`sanad keys reseal`): rows changed, by table."""
     return {
         "cases": reseal_rows(pool, ring, sql.CASES_TO_RESEAL, sql.UPDATE_CASE_SEALS, CASE_SEALED_COLUMNS,
-                             batch=batch),
+                             batch=batch, in_the_clear={"victim_age_sealed": _victim_age_in_the_clear}),
         "case_overrides": reseal_rows(pool, ring, sql.OVERRIDES_TO_RESEAL, sql.UPDATE_OVERRIDE_SEAL,
                                       {"reason_sealed": lambda row: override_reason_context(row["case_id"])},
                                       batch=batch),

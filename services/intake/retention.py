@@ -22,7 +22,8 @@ PERSONAL_COLUMNS = {
     ("cases", "contact_phone_hash"),
     ("cases", "contact_safe_times_sealed"),
     ("cases", "contact_code_word_sealed"),
-    ("cases", "victim_age"),
+    ("cases", "victim_age_sealed"),
+    ("cases", "victim_age"),  # in the clear before migration 0006
     ("cases", "idempotency_key"),
     ("cases", "idempotency_fingerprint"),
     ("case_overrides", "reason_sealed"),
@@ -44,7 +45,8 @@ BLANK_CASE = """
     UPDATE cases
     SET narrative_sealed = %(narrative_sealed)s, risk_evidence_sealed = NULL, contact_name_sealed = NULL,
         contact_phone_sealed = NULL, contact_phone_hash = NULL, contact_safe_times_sealed = NULL,
-        contact_code_word_sealed = NULL, victim_age = NULL, idempotency_key = NULL, idempotency_fingerprint = NULL
+        contact_code_word_sealed = NULL, victim_age_sealed = NULL, victim_age = NULL, idempotency_key = NULL,
+        idempotency_fingerprint = NULL
     WHERE id = %(case_id)s
 """
 OVERRIDES_OF = "SELECT id, case_id FROM case_overrides WHERE case_id = ANY(%(case_ids)s)"

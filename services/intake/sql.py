@@ -5,14 +5,14 @@ from sanad.platform.pool import Prepared
 
 INSERT_CASE = Prepared("""
     INSERT INTO cases (id, reference, idempotency_key, idempotency_fingerprint, received_at, channel, governorate,
-                       needs, consents, victim_age, material_published, deadline_hours, suicidal_thoughts,
+                       needs, consents, victim_age_sealed, material_published, deadline_hours, suicidal_thoughts,
                        threat_of_violence, narrative_sealed, recorded_by, assigned_to, caller_relation,
                        victim_age_band, victim_gender, district, extortion_types, platforms, perpetrator, demands,
                        demand_amount, demand_currency, deadline_at, published_on, family_contact_allowed,
                        tribe_contact_allowed, anonymous, contact_name_sealed, contact_phone_sealed,
                        contact_phone_hash, contact_safe_times_sealed, contact_code_word_sealed, no_messages)
     VALUES (%(id)s, %(reference)s, %(idempotency_key)s, %(idempotency_fingerprint)s, %(received_at)s, %(channel)s,
-            %(governorate)s, %(needs)s, %(consents)s, %(victim_age)s, %(material_published)s,
+            %(governorate)s, %(needs)s, %(consents)s, %(victim_age_sealed)s, %(material_published)s,
             %(deadline_hours)s, %(suicidal_thoughts)s, %(threat_of_violence)s, %(narrative_sealed)s,
             %(recorded_by)s, %(assigned_to)s, %(caller_relation)s, %(victim_age_band)s, %(victim_gender)s,
             %(district)s, %(extortion_types)s, %(platforms)s, %(perpetrator)s, %(demands)s, %(demand_amount)s,
@@ -225,9 +225,10 @@ CLEAR_LOGIN_FAILURES = "DELETE FROM login_failures WHERE username_hash = %(usern
 
 # Key rotation ------------------------------------------------------------------------------------------
 
+# `victim_age` is what a case recorded before migration 0006 kept in the clear: reseal seals it.
 CASES_TO_RESEAL = """
     SELECT id, narrative_sealed, contact_name_sealed, contact_phone_sealed, contact_safe_times_sealed,
-           contact_code_word_sealed, risk_evidence_sealed
+           contact_code_word_sealed, risk_evidence_sealed, victim_age_sealed, victim_age
     FROM cases WHERE id > %(after)s ORDER BY id LIMIT %(limit)s FOR UPDATE
 """
 UPDATE_CASE_SEALS = """
@@ -235,7 +236,8 @@ UPDATE_CASE_SEALS = """
                      contact_phone_sealed = %(contact_phone_sealed)s,
                      contact_safe_times_sealed = %(contact_safe_times_sealed)s,
                      contact_code_word_sealed = %(contact_code_word_sealed)s,
-                     risk_evidence_sealed = %(risk_evidence_sealed)s
+                     risk_evidence_sealed = %(risk_evidence_sealed)s, victim_age_sealed = %(victim_age_sealed)s,
+                     victim_age = NULL
     WHERE id = %(id)s
 """
 OVERRIDES_TO_RESEAL = """

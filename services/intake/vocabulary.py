@@ -30,7 +30,7 @@ DEMANDS = ("money", "more_images", "meeting", "other")
 CURRENCIES = ("IQD", "USD")
 
 # Personal fields sealed at rest, each under a context naming the field and its case.
-SEALED_FIELDS = ("narrative", "contact_name", "contact_phone", "contact_safe_times", "contact_code_word")
+SEALED_FIELDS = ("narrative", "victim_age", "contact_name", "contact_phone", "contact_safe_times", "contact_code_word")
 
 
 def field_context(case_id, name) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from sanad.contracts.events import new_event, particulars
+from sanad.contracts.sealing import preferences_context
 from sanad.contracts.vocabulary import lane_for, partner_unreachable
 from sanad.platform.pool import CONNECTION_ERRORS, PLAIN_INDEX_SCANS
 from sanad.platform.reseal import BATCH as RESEAL_BATCH
@@ -311,8 +312,8 @@ def _case(cur, case_id):
 def refer_case(cur, event, outbox, keys, now=None, at_hand=None):
     """Offer each consented need of a triaged case to the best partner. A need nobody can take goes to the
     on-duty supervisor at once (referral.escalated, reason no_match), and case.unmatched tells intake.
-    `keys` opens the victim's preferences (sealed on the broker); `at_hand` (CasesAtHand) may hold what
-    the case's batch read beforehand."""
+    `keys` opens the victim's preferences (sealed on the broker) and seals them to keep; `at_hand`
+    (CasesAtHand) may hold what the case's batch read beforehand."""
     data, now, effects = event.data, _utcnow(now), Effects()
     at_hand = at_hand or CasesAtHand()
     case = _case_from_event(data, event.correlation_id)
@@ -326,8 +327,9 @@ def refer_case(cur, event, outbox, keys, now=None, at_hand=None):
     at_hand.now_recorded(case["case_id"], Assessed(case["level"], event.occurred_at))
     previous_level = before and before.level
     preferences = particulars(event, keys.transport)["preferences"]
-    cur.later(sql.UPSERT_CASE, {**case, "needs": list(case["needs"]), "consents": list(case["consents"]),
-                                  "triaged_at": event.occurred_at, "preferences": json.dumps(preferences)})
+    cur.later(sql.UPSERT_CASE, {
+        **case, "needs": list(case["needs"]), "consents": list(case["consents"]), "triaged_at": event.occurred_at,
+        "preferences_sealed": keys.data.seal(json.dumps(preferences), preferences_context(case["case_id"]))})
     raised = previous_level is not None and escalation.more_urgent(case["level"], previous_level)
     if raised:
         _raise_level(cur, case, now, at_hand.policy(cur, case["level"]))
@@ -357,7 +359,7 @@ def refer_case(cur, event, outbox, keys, now=None, at_hand=None):
                                              first=previous_level is None and at_hand.offers_later):
             at_hand.offered(match.partner.id)
     for service in again:
-        partner = _next_partner(cur, {**case, "preferences": preferences}, service, now)
+        partner = _next_partner(cur, case, service, now, Preferences(**preferences))
         if partner is None:
             unmatched.append(service)
             continue
@@ -512,25 +514,38 @@ def _case_of_referral(cur, referral):
             "governorate": referral["governorate"], "needs": [], "consents": [], "correlation_id": referral["case_id"]}
 
 
-def _next_partner(cur, case, service, now):
+def _kept_preferences(case, keys) -> Preferences:
+    """What the victim asked of her helpers, as referral keeps the case: sealed, or in the clear in a case
+    recorded before migration 0006 and not resealed since. A case recorded before referral kept them
+    (migration 0004), or a referral older than referral's case record, has none."""
+    if case.get("preferences_sealed"):
+        return Preferences(**json.loads(keys.data.open(case["preferences_sealed"],
+                                                       preferences_context(case["case_id"]))))
+    return Preferences(**(case.get("preferences") or {}))
+
+
+def _next_partner(cur, case, service, now, preferences):
+    """The best partner for a need of the case not offered it yet, matched on the victim's `preferences`
+    as the first offer was."""
     if service not in referable_services(case["needs"], case["consents"]):
         return None  # consent withdrawn since, or a referral older than referral's case record
     cur.execute(sql.PARTNERS_OFFERED, {"case_id": case["case_id"], "service": service})
     offered = frozenset(row["partner_id"] for row in cur.fetchall())
-    # As the first offer was matched: a case recorded before referral kept preferences has none.
-    preferences = Preferences(**(case.get("preferences") or {}))
     ranking = rank(service, case["governorate"], load_offers(cur, [service]), now, preferences,
                    family_contact_asked(service, case["needs"], case["consents"], preferences), exclude=offered)
     return ranking.best
 
 
-def _escalate(cur, outbox, referral, chain, chain_id, reason, now, fired_by, effects):
-    """One escalation of a running offer: maybe withdraw it, maybe re-offer the need to the next partner,
-    maybe set the next deadline, and always page the supervisor."""
+def _escalate(cur, outbox, keys, referral, chain, chain_id, reason, now, fired_by, effects):
+    """One escalation of a running offer: maybe withdraw it, maybe re-offer the need to the next partner
+    (`keys` opens the victim's preferences for matching), maybe set the next deadline, and always page the
+    supervisor."""
     case = _case_of_referral(cur, referral)
     service = referral["service"]
     _lock_case_offers(cur, case["case_id"])
-    candidate = _next_partner(cur, case, service, now) if escalation.may_reoffer(chain, reason) else None
+    candidate = None
+    if escalation.may_reoffer(chain, reason):
+        candidate = _next_partner(cur, case, service, now, _kept_preferences(case, keys))
     decision = escalation.decide(chain, reason, now, candidate)
     if decision.withdraw_current and referral["status"] in lifecycle.OPEN:
         _set_status(cur, outbox, referral, lifecycle.Change(referral["status"], "withdrawn", reason), "system", now,
@@ -551,7 +566,7 @@ def _escalate(cur, outbox, referral, chain, chain_id, reason, now, fired_by, eff
     return decision
 
 
-def escalate_due(pool, outbox, lanes, now=None, fired_by=PRODUCER, limit=100):
+def escalate_due(pool, outbox, keys, lanes, now=None, fired_by=PRODUCER, limit=100):
     """Fire the deadlines due by `now` on `lanes`, critical first, one per transaction, so a failing one
     never holds back the others. Returns the Effects and how late each deadline fired, by lane."""
     now, effects, delays = _utcnow(now), Effects(), []
@@ -564,7 +579,7 @@ def escalate_due(pool, outbox, lanes, now=None, fired_by=PRODUCER, limit=100):
                 if claimed is None:
                     break
                 fired = Effects()
-                _fire(cur, outbox, claimed, now, fired_by, fired)
+                _fire(cur, outbox, keys, claimed, now, fired_by, fired)
         except CONNECTION_ERRORS:
             raise  # the database is away; the deadline stays pending and the next tick tries again
         except Exception:
@@ -579,15 +594,15 @@ def escalate_due(pool, outbox, lanes, now=None, fired_by=PRODUCER, limit=100):
     return effects, delays
 
 
-def _fire(cur, outbox, deadline, now, fired_by, effects):
+def _fire(cur, outbox, keys, deadline, now, fired_by, effects):
     referral = _lock_referral(cur, deadline["referral_id"])
     if referral["status"] != "offered":
         # Answered in the same instant the deadline fell due: the answer wins, nobody is paged.
         cur.later(sql.FINISH_DEADLINE, {"id": deadline["id"], "status": "cancelled", "now": now})
         return None
     cur.later(sql.FINISH_DEADLINE, {"id": deadline["id"], "status": "fired", "now": now})
-    return _escalate(cur, outbox, referral, _chain_of(deadline), deadline["chain_id"], "ack_timeout", now, fired_by,
-                     effects)
+    return _escalate(cur, outbox, keys, referral, _chain_of(deadline), deadline["chain_id"], "ack_timeout", now,
+                     fired_by, effects)
 
 
 def _deadline_failed(pool, claimed, now):
@@ -609,7 +624,7 @@ def _deadline_failed(pool, claimed, now):
                   "overdue meanwhile", claimed["id"], failures)
 
 
-def delivery_exhausted(cur, event, outbox, now=None, fired_by=PRODUCER):
+def delivery_exhausted(cur, event, outbox, keys, now=None, fired_by=PRODUCER):
     """notify gave up delivering an offer: the partner never got it, so it goes to the next partner. A
     partner notify cannot reach at all (its endpoint disabled, gone, or never registered) also stops
     taking new cases, as if it had said so: matching would otherwise offer it case after case, each
@@ -627,7 +642,7 @@ def delivery_exhausted(cur, event, outbox, now=None, fired_by=PRODUCER):
         return effects  # answered through the API all the same, or already moved on
     chain, chain_id = _chain_of_referral(cur, referral)
     cur.later(sql.CANCEL_PENDING_DEADLINES, {"referral_id": referral["id"], "now": now})
-    _escalate(cur, outbox, referral, chain, chain_id, "delivery_exhausted", now, fired_by, effects)
+    _escalate(cur, outbox, keys, referral, chain, chain_id, "delivery_exhausted", now, fired_by, effects)
     return effects
 
 
@@ -646,7 +661,7 @@ def _set_status(cur, outbox, referral, change, changed_by, now, correlation_id, 
     effects.status_changes.append((change.status, changed_by))
 
 
-def change_status(cur, outbox, referral_id, requested, note_code, changed_by, now=None, partner_id=None,
+def change_status(cur, outbox, keys, referral_id, requested, note_code, changed_by, now=None, partner_id=None,
                   fired_by=PRODUCER):
     """A partner (only on its own referrals) or staff moves a referral along. An answer to the offer
     cancels its pending deadline in the same transaction, so nobody is paged after it; a decline goes to
@@ -664,12 +679,12 @@ def change_status(cur, outbox, referral_id, requested, note_code, changed_by, no
         chain, chain_id = _chain_of_referral(cur, referral)
         cur.later(sql.CANCEL_PENDING_DEADLINES, {"referral_id": referral["id"], "now": now})
         if change.status == "declined":
-            _escalate(cur, outbox, {**referral, "status": "declined"}, chain, chain_id, "declined", now, fired_by,
-                      effects)
+            _escalate(cur, outbox, keys, {**referral, "status": "declined"}, chain, chain_id, "declined", now,
+                      fired_by, effects)
     return True, effects
 
 
-def refer_anyway(cur, outbox, case_id, service, partner_id, now=None, fired_by=PRODUCER):
+def refer_anyway(cur, outbox, keys, case_id, service, partner_id, now=None, fired_by=PRODUCER):
     """A supervisor's override: offer a need to a partner matching would not choose (closed, full, far
     away, not fitting a preference). Never without consent, never family contact the victim did not ask
     for, never on a case `sanad purge` has purged. Starts a fresh chain under today's policy. Returns
@@ -689,8 +704,7 @@ def refer_anyway(cur, outbox, case_id, service, partner_id, now=None, fired_by=P
     if row is None:
         raise Refusal("not_offered", "partner_id", "This partner does not offer that service (or is inactive).")
     partner = partner_from_row(row)
-    forbidden = may_refer_anyway(service, case["needs"], case["consents"], partner,
-                                 Preferences(**(case.get("preferences") or {})))
+    forbidden = may_refer_anyway(service, case["needs"], case["consents"], partner, _kept_preferences(case, keys))
     if forbidden == "no_consent":
         raise Refusal("no_consent", "service", "The victim did not consent to this service; nobody may refer it.")
     if forbidden == "family_contact":
@@ -776,8 +790,18 @@ def note_context(case_id) -> str:
     return f"referral-audit:{case_id}:note"
 
 
+def _preferences_in_the_clear(row):
+    return None if row["preferences"] is None else json.dumps(row["preferences"])
+
+
 def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
-    """The audit log's sealed notes under `ring`'s primary key (`sanad keys reseal`)."""
-    return {"audit_log": reseal_rows(pool, ring, sql.NOTES_TO_RESEAL, sql.UPDATE_NOTE_SEAL,
-                                     {"note_sealed": lambda row: note_context(row["case_id"])}, start=0,
-                                     batch=batch)}
+    """The audit log's sealed notes and the cases' sealed preferences under `ring`'s primary key, and the
+    preferences kept in the clear before migration 0006 sealed (`sanad keys reseal`)."""
+    return {
+        "audit_log": reseal_rows(pool, ring, sql.NOTES_TO_RESEAL, sql.UPDATE_NOTE_SEAL,
+                                 {"note_sealed": lambda row: note_context(row["case_id"])}, start=0, batch=batch),
+        "cases": reseal_rows(pool, ring, sql.CASES_TO_RESEAL, sql.UPDATE_CASE_SEAL,
+                             {"preferences_sealed": lambda row: preferences_context(row["case_id"])},
+                             key="case_id", batch=batch,
+                             in_the_clear={"preferences_sealed": _preferences_in_the_clear}),
+    }

@@ -13,7 +13,8 @@ from services.referral.lifecycle import OPEN
 
 PERSONAL_COLUMNS = {
     ("audit_log", "note_sealed"),
-    ("cases", "preferences"),
+    ("cases", "preferences_sealed"),
+    ("cases", "preferences"),  # in the clear before migration 0006
 }
 
 HELD_OPEN = """
@@ -37,7 +38,8 @@ def held_open(cur, case_ids, cutoff) -> set:
 
 
 BLANK_PREFERENCES = """
-    UPDATE cases SET preferences = NULL WHERE case_id = ANY(%(case_ids)s) AND preferences IS NOT NULL
+    UPDATE cases SET preferences_sealed = NULL, preferences = NULL
+    WHERE case_id = ANY(%(case_ids)s) AND (preferences_sealed IS NOT NULL OR preferences IS NOT NULL)
 """
 
 

@@ -167,7 +167,7 @@ class ReferralService(Observable):
         self._handle(routing.REFERRAL_NOTIFICATION_EXHAUSTED.name, [body], self._delivery_exhausted)
 
     def _delivery_exhausted(self, cur, event, outbox):
-        return handlers.delivery_exhausted(cur, event, outbox, fired_by=self._process())
+        return handlers.delivery_exhausted(cur, event, outbox, self.keys, fired_by=self._process())
 
     def _handle(self, queue, bodies, handler, prepare=None):
         for effects in handle_batch(self.db, queue, bodies, partial(handler, outbox=self.outbox), prepare=prepare):
@@ -185,7 +185,7 @@ class ReferralService(Observable):
         self._escalate(("normal",))
 
     def _escalate(self, lanes):
-        effects, delays = handlers.escalate_due(self.db, self.outbox, lanes, fired_by=self._process())
+        effects, delays = handlers.escalate_due(self.db, self.outbox, self.keys, lanes, fired_by=self._process())
         _record(effects)
         for lane, delay in delays:
             ESCALATION_DELAY.labels(lane=lane).observe(max(0.0, delay))
@@ -314,7 +314,7 @@ class ReferralService(Observable):
         try:
             with self.db.transaction() as cur:
                 changed, effects = handlers.change_status(
-                    cur, self.outbox, referral_id, body["status"], body["note_code"], changed_by, now,
+                    cur, self.outbox, self.keys, referral_id, body["status"], body["note_code"], changed_by, now,
                     partner_id=partner_id, fired_by=self._process())
                 row = handlers.referral_row(cur, referral_id)
                 access.audit(cur, now, "referral.status", "ok", principal, request.remote_addr,
@@ -469,7 +469,7 @@ class ReferralService(Observable):
         body = _body(request, schemas.ReferAnywaySchema())
         try:
             with self.db.transaction() as cur:
-                referral_id, effects = handlers.refer_anyway(cur, self.outbox, case_id, body["service"],
+                referral_id, effects = handlers.refer_anyway(cur, self.outbox, self.keys, case_id, body["service"],
                                                              body["partner_id"], now, self._process())
                 access.audit(
                     cur, now, "referral.refer_anyway", "ok", principal, request.remote_addr, referral_id=referral_id,

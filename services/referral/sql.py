@@ -127,12 +127,12 @@ CASE_LEVELS_FOR_UPDATE = Prepared("""
 # late, never replaces a newer one, even from a process that had not seen the case when it began.
 UPSERT_CASE = Prepared("""
     INSERT INTO cases (case_id, reference, level, governorate, needs, consents, correlation_id, triaged_at,
-                       preferences)
+                       preferences_sealed)
     VALUES (%(case_id)s, %(reference)s, %(level)s, %(governorate)s, %(needs)s, %(consents)s, %(correlation_id)s,
-            %(triaged_at)s, %(preferences)s)
+            %(triaged_at)s, %(preferences_sealed)s)
     ON CONFLICT (case_id) DO UPDATE
     SET level = EXCLUDED.level, needs = EXCLUDED.needs, consents = EXCLUDED.consents, triaged_at = EXCLUDED.triaged_at,
-        preferences = EXCLUDED.preferences
+        preferences_sealed = EXCLUDED.preferences_sealed, preferences = NULL
     WHERE cases.triaged_at <= EXCLUDED.triaged_at
 """)
 # A case whose risk was raised: its open referrals take the new level, and the deadlines still running
@@ -365,3 +365,12 @@ NOTES_TO_RESEAL = """
     WHERE note_sealed IS NOT NULL AND id > %(after)s ORDER BY id LIMIT %(limit)s FOR UPDATE
 """
 UPDATE_NOTE_SEAL = "UPDATE audit_log SET note_sealed = %(note_sealed)s WHERE id = %(id)s"
+# `preferences` is what a case recorded before migration 0006 kept in the clear: reseal seals it.
+CASES_TO_RESEAL = """
+    SELECT case_id, preferences_sealed, preferences FROM cases
+    WHERE case_id > %(after)s AND (preferences_sealed IS NOT NULL OR preferences IS NOT NULL)
+    ORDER BY case_id LIMIT %(limit)s FOR UPDATE
+"""
+UPDATE_CASE_SEAL = """
+    UPDATE cases SET preferences_sealed = %(preferences_sealed)s, preferences = NULL WHERE case_id = %(id)s
+"""

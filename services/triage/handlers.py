@@ -3,7 +3,7 @@ import json
 from datetime import datetime, timezone
 
 from sanad.contracts.events import new_event, no_preferences, particulars, seal_particulars
-from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context
+from sanad.contracts.sealing import evidence_context, narrative_context, override_reason_context, preferences_context
 from sanad.contracts.vocabulary import lane_for
 from sanad.platform.reseal import BATCH as RESEAL_BATCH
 from sanad.platform.reseal import reseal_rows
@@ -80,7 +80,7 @@ def triage_case(cur, event, outbox, keys, assessor, assessments=None, now=None):
         "governorate": data["governorate"],
         "needs": data["needs"],
         "consents": data["consents"],
-        "preferences": json.dumps(preferences),
+        "preferences_sealed": keys.data.seal(json.dumps(preferences), preferences_context(case_id)),
     })
     if not stored:
         return None
@@ -135,7 +135,7 @@ def override_case(cur, event, outbox, keys, now=None):
         "score": min(LEVEL_CEILING[level], max(LEVEL_FLOOR[level], assessment["score"])),
         "sealed_particulars": seal_particulars("case.triaged", {
             "reasons": reasons,
-            "preferences": assessment["preferences"] or no_preferences(),  # none kept before migration 0003
+            "preferences": _kept_preferences(assessment, keys),
         }, keys.transport, case_id),
         "sealed_evidence": keys.transport.seal_optional(evidence, evidence_context(case_id)),
         "lexicon_version": assessment["lexicon_version"],
@@ -146,12 +146,28 @@ def override_case(cur, event, outbox, keys, now=None):
     return level
 
 
+def _kept_preferences(assessment, keys) -> dict:
+    """What the victim asked of her helpers, as the assessment keeps it: sealed, or in the clear in a row
+    assessed before migration 0004 and not resealed since, or not at all before migration 0003."""
+    if assessment["preferences_sealed"]:
+        return json.loads(keys.data.open(assessment["preferences_sealed"],
+                                         preferences_context(assessment["case_id"])))
+    return assessment["preferences"] or no_preferences()
+
+
+def _preferences_in_the_clear(row):
+    return None if row["preferences"] is None else json.dumps(row["preferences"])
+
+
 def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
-    """Triage's sealed values under `ring`'s primary key (`sanad keys reseal`)."""
+    """Triage's sealed values under `ring`'s primary key, and the preferences kept in the clear before
+    migration 0004 sealed (`sanad keys reseal`)."""
     return {
         "assessments": reseal_rows(pool, ring, sql.ASSESSMENTS_TO_RESEAL, sql.UPDATE_ASSESSMENT_SEAL,
-                                   {"evidence_sealed": lambda row: evidence_context(row["case_id"])}, key="case_id",
-                                   batch=batch),
+                                   {"evidence_sealed": lambda row: evidence_context(row["case_id"]),
+                                    "preferences_sealed": lambda row: preferences_context(row["case_id"])},
+                                   key="case_id", batch=batch,
+                                   in_the_clear={"preferences_sealed": _preferences_in_the_clear}),
         "overrides": reseal_rows(pool, ring, sql.OVERRIDES_TO_RESEAL, sql.UPDATE_OVERRIDE_SEAL,
                                  {"reason_sealed": lambda row: override_reason_context(row["case_id"])},
                                  key="event_id", batch=batch),

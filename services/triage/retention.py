@@ -11,13 +11,15 @@ from sanad.contracts.sealing import override_reason_context
 
 PERSONAL_COLUMNS = {
     ("assessments", "evidence_sealed"),
-    ("assessments", "preferences"),
+    ("assessments", "preferences_sealed"),
+    ("assessments", "preferences"),  # in the clear before migration 0004
     ("overrides", "reason_sealed"),
 }
 
 BLANK_EVIDENCE = """
-    UPDATE assessments SET evidence_sealed = NULL, preferences = NULL
-    WHERE case_id = ANY(%(case_ids)s) AND (evidence_sealed IS NOT NULL OR preferences IS NOT NULL)
+    UPDATE assessments SET evidence_sealed = NULL, preferences_sealed = NULL, preferences = NULL
+    WHERE case_id = ANY(%(case_ids)s)
+      AND (evidence_sealed IS NOT NULL OR preferences_sealed IS NOT NULL OR preferences IS NOT NULL)
 """
 OVERRIDES_OF = "SELECT event_id, case_id FROM overrides WHERE case_id = ANY(%(case_ids)s)"
 BLANK_OVERRIDE = "UPDATE overrides SET reason_sealed = %(reason_sealed)s WHERE event_id = %(event_id)s"

@@ -3,10 +3,11 @@ from sanad.platform.pool import NO_WHOLE_TABLE_READS, Prepared
 
 _INSERT_ASSESSMENT = """
     INSERT INTO assessments (case_id, reference, event_id, level, score, reasons, evidence_sealed,
-                             lexicon_version, received_at, assessed_at, governorate, needs, consents, preferences)
+                             lexicon_version, received_at, assessed_at, governorate, needs, consents,
+                             preferences_sealed)
     VALUES (%(case_id)s, %(reference)s, %(event_id)s, %(level)s, %(score)s, %(reasons)s, %(evidence_sealed)s,
             %(lexicon_version)s, %(received_at)s, %(assessed_at)s, %(governorate)s, %(needs)s, %(consents)s,
-            %(preferences)s)
+            %(preferences_sealed)s)
 """
 # A case assessed before, under another event id, inserts nothing and returns nothing.
 INSERT_ASSESSMENT = Prepared(_INSERT_ASSESSMENT + "ON CONFLICT (case_id) DO NOTHING RETURNING case_id")
@@ -25,11 +26,18 @@ INSERT_OVERRIDE = """
 """
 
 # Key rotation
+# `preferences` is what a row assessed before migration 0004 kept in the clear: reseal seals it.
 ASSESSMENTS_TO_RESEAL = """
-    SELECT case_id, evidence_sealed FROM assessments WHERE case_id > %(after)s AND evidence_sealed IS NOT NULL
+    SELECT case_id, evidence_sealed, preferences_sealed, preferences FROM assessments
+    WHERE case_id > %(after)s
+      AND (evidence_sealed IS NOT NULL OR preferences_sealed IS NOT NULL OR preferences IS NOT NULL)
     ORDER BY case_id LIMIT %(limit)s FOR UPDATE
 """
-UPDATE_ASSESSMENT_SEAL = "UPDATE assessments SET evidence_sealed = %(evidence_sealed)s WHERE case_id = %(id)s"
+UPDATE_ASSESSMENT_SEAL = """
+    UPDATE assessments
+    SET evidence_sealed = %(evidence_sealed)s, preferences_sealed = %(preferences_sealed)s, preferences = NULL
+    WHERE case_id = %(id)s
+"""
 OVERRIDES_TO_RESEAL = """
     SELECT event_id, case_id, reason_sealed FROM overrides WHERE event_id > %(after)s
     ORDER BY event_id LIMIT %(limit)s FOR UPDATE

@@ -133,7 +133,7 @@ def test_purge_drops_the_closed_case_s_personal_data_everywhere_and_keeps_its_st
     closed = intake_case(database_url, cases["closed"])
     assert keys.data.open(closed["narrative_sealed"], narrative_context(cases["closed"])) == ""
     for column in ("contact_name_sealed", "contact_phone_sealed", "contact_phone_hash", "contact_safe_times_sealed",
-                   "contact_code_word_sealed", "risk_evidence_sealed", "victim_age"):
+                   "contact_code_word_sealed", "risk_evidence_sealed", "victim_age_sealed", "victim_age"):
         assert closed[column] is None, column
     for column in ("reference", "received_at", "channel", "governorate", "needs", "consents", "risk_level",
                    "risk_score", "risk_reasons", "victim_age_band"):
@@ -143,11 +143,17 @@ def test_purge_drops_the_closed_case_s_personal_data_everywhere_and_keeps_its_st
         kept = intake_case(database_url, cases[label])
         assert keys.data.open(kept["narrative_sealed"], narrative_context(cases[label])).startswith(NARRATIVE)
         assert kept["contact_phone_sealed"] == before[label]["contact_phone_sealed"]
+        assert kept["victim_age_sealed"] == before[label]["victim_age_sealed"] and kept["victim_age_sealed"]
 
     evidence = {r["case_id"]: r["evidence_sealed"] for r in sql(
         database_url, "triage", "SELECT case_id, evidence_sealed FROM assessments")}
     assert evidence[uuid.UUID(cases["closed"])] is None
     assert evidence[uuid.UUID(cases["open"])] == evidence_before[uuid.UUID(cases["open"])]
+    for schema, table in (("triage", "assessments"), ("referral", "cases")):
+        asked = {r["case_id"]: r["preferences_sealed"] for r in sql(
+            database_url, schema, f"SELECT case_id, preferences_sealed FROM {table}")}
+        assert asked[uuid.UUID(cases["closed"])] is None, f"{schema}: what the victim asked is dropped"
+        assert asked[uuid.UUID(cases["open"])] is not None, f"{schema}: and kept for a case still open"
 
     excerpts = {str(r["case_id"]): r["response_excerpt"] for r in sql(
         database_url, "notify", "SELECT d.case_id, a.response_excerpt FROM delivery_attempts a "

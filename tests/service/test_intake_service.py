@@ -1037,6 +1037,26 @@ def test_rows_sealed_before_a_rotation_open_after_it_and_after_reseal_are_all_un
     assert handlers.reseal(pools["intake"], rotated.data) == {"cases": 0, "case_overrides": 0, "users": 0}
 
 
+def test_the_victim_s_exact_age_is_sealed_at_rest_and_an_older_version_s_clear_copy_shows_until_reseal_seals_it(
+        pools, outbox, keys):
+    operator = staff(pools, "operator")
+    service = intake(pools, outbox, keys)
+    case_id = uuid.UUID(body_of(post_case(service, operator, {**CASE, "victim_age": 17}))["id"])
+
+    def kept():
+        [row] = rows(pools["intake"], "SELECT victim_age, victim_age_sealed, victim_age_band FROM cases")
+        assert row["victim_age"] is None and row["victim_age_band"] == "15_17", "the band stays for statistics"
+        return keys.data.open(row["victim_age_sealed"], field_context(case_id, "victim_age"))
+    assert kept() == "17" and body_of(get_case(service, operator, case_id))["victim_age"] == 17
+    with pools["intake"].transaction() as cur:  # as a case recorded before migration 0006 keeps it
+        cur.execute("UPDATE cases SET victim_age = 16, victim_age_sealed = NULL")
+    assert body_of(get_case(service, operator, case_id))["victim_age"] == 16
+
+    assert handlers.reseal(pools["intake"], keys.data) == {"cases": 1, "case_overrides": 0, "users": 0}
+    assert kept() == "16" and body_of(get_case(service, operator, case_id))["victim_age"] == 16
+    assert handlers.reseal(pools["intake"], keys.data) == {"cases": 0, "case_overrides": 0, "users": 0}
+
+
 def test_the_draft_key_is_one_per_account_and_stays_the_same_across_sessions(pools, outbox, keys):
     operator = staff(pools, "operator")
     service = intake(pools, outbox, keys)

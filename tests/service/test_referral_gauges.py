@@ -69,11 +69,11 @@ def fail_every_escalation(monkeypatch):
     monkeypatch.setattr(handlers, "_fire", broken)
 
 
-def fire_failing(pools, outbox, lanes, times):
+def fire_failing(pools, outbox, keys, lanes, times):
     """The escalation timers, `times` ticks DEADLINE_RETRY_SECONDS apart, each retry due."""
     at = datetime.now(timezone.utc) + timedelta(hours=80)
     for _ in range(times):
-        handlers.escalate_due(pools["referral"], outbox, lanes, now=at)
+        handlers.escalate_due(pools["referral"], outbox, keys, lanes, now=at)
         at += timedelta(seconds=handlers.DEADLINE_RETRY_SECONDS + 1)
 
 
@@ -84,7 +84,7 @@ def test_a_critical_deadline_whose_escalation_keeps_failing_is_never_set_aside_a
     service = refer(pools, outbox, keys, "critical")
     fail_every_escalation(monkeypatch)
     failures = handlers.DEADLINE_LOG_EVERY * 3
-    fire_failing(pools, outbox, ("critical",), failures)
+    fire_failing(pools, outbox, keys, ("critical",), failures)
 
     assert rows(pools["referral"], "SELECT status, failures FROM ack_deadlines") == [
         {"status": "pending", "failures": failures}]
@@ -100,7 +100,7 @@ def test_a_normal_deadline_set_aside_after_failing_is_counted_until_its_offer_is
         add_partner(cur, "Nasiriyah Women's Centre", ["counselling"], ["dhi_qar"])
     service = refer(pools, outbox, keys, "medium")
     fail_every_escalation(monkeypatch)
-    fire_failing(pools, outbox, ("normal",), handlers.DEADLINE_MAX_FAILURES)
+    fire_failing(pools, outbox, keys, ("normal",), handlers.DEADLINE_MAX_FAILURES)
 
     assert rows(pools["referral"], "SELECT status FROM ack_deadlines") == [{"status": "failed"}]
     service.measure()

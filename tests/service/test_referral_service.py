@@ -15,6 +15,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from sanad.contracts.events import new_event, parse
+from sanad.contracts.sealing import preferences_context
 from sanad.contracts.vocabulary import lane_for
 from sanad.platform import inbox
 from sanad.platform.http import ApiError, JsonHttpHandler
@@ -79,8 +80,8 @@ def audit(pools):
     return rows(pools["referral"], "SELECT * FROM audit_log ORDER BY id")
 
 
-def escalate(pools, outbox, at, lanes=("critical", "normal")):
-    effects, _ = handlers.escalate_due(pools["referral"], outbox, lanes, now=at, fired_by="test")
+def escalate(pools, outbox, keys, at, lanes=("critical", "normal")):
+    effects, _ = handlers.escalate_due(pools["referral"], outbox, keys, lanes, now=at, fired_by="test")
     return effects
 
 
@@ -212,7 +213,7 @@ def test_partners_equally_placed_take_turns_by_open_referrals_counted_as_offers_
 
     first = referrals(pools)[0]
     with pools["referral"].transaction() as cur:  # declined: offered to the next partner at once
-        handlers.change_status(cur, outbox, first["id"], "declined", "no_capacity", "partner", partner_id=amara)
+        handlers.change_status(cur, outbox, keys, first["id"], "declined", "no_capacity", "partner", partner_id=amara)
     assert open_referrals() == {amara: 1, basra_road: 2}
     assert handlers.fold_partner_load(pools["referral"])
     assert open_referrals() == {amara: 1, basra_road: 2}
@@ -282,6 +283,35 @@ def test_a_need_re_offered_after_a_decline_still_fits_the_victim_s_age(pools, ou
     assert (escalated.data["reason"], escalated.data["reoffered_to"]) == ("declined", None), "a supervisor is paged"
 
 
+def test_what_the_victim_asked_is_kept_sealed_and_an_older_version_s_clear_copy_matches_until_reseal_seals_it(
+        pools, outbox, keys):
+    with pools["referral"].transaction() as cur:
+        youth = handlers.create_partner(cur, PartnerEntry(name="Youth Shelter", services=(
+            ServiceTerms(service="shelter", governorates=("dhi_qar",), max_age=17),)))
+        handlers.create_partner(cur, PartnerEntry(name="Women's Shelter", services=(
+            ServiceTerms(service="shelter", governorates=("dhi_qar",), min_age=18),)))
+    asked = {"family_contact": False, "staff_gender": None, "victim_age": 15}
+    girl = case_triaged(keys, level="high", needs=("shelter",), consents=("shelter",), preferences=asked)
+    case_id = girl.data["case_id"]
+    referral_service(pools, outbox, keys).on_case_triaged([girl.to_message()])
+
+    def kept():
+        [row] = rows(pools["referral"], "SELECT preferences, preferences_sealed FROM cases")
+        assert row["preferences"] is None and "victim_age" not in row["preferences_sealed"]
+        return json.loads(keys.data.open(row["preferences_sealed"], preferences_context(case_id)))
+    assert kept() == asked
+    with pools["referral"].transaction() as cur:  # as a case recorded before migration 0006 keeps them
+        cur.execute("UPDATE cases SET preferences = %s, preferences_sealed = NULL", (json.dumps(asked),))
+    [offer] = referrals(pools)
+    with pools["referral"].transaction() as cur:
+        handlers.change_status(cur, outbox, keys, offer["id"], "declined", "no_capacity", "partner", partner_id=youth)
+    assert [r["partner_id"] for r in referrals(pools)] == [youth], "never re-offered to the shelter for adults"
+
+    assert handlers.reseal(pools["referral"], keys.data) == {"audit_log": 0, "cases": 1}
+    assert kept() == asked
+    assert handlers.reseal(pools["referral"], keys.data) == {"audit_log": 0, "cases": 0}, "safe to run again"
+
+
 def test_a_critical_case_is_referred_on_the_critical_lane(pools, outbox, keys):
     add_partners(pools)
     offer_critical_case(pools, outbox, keys)
@@ -341,7 +371,7 @@ def declined_then_another_partner(pools, outbox, keys):
     directory: (the case.triaged, the second partner)."""
     first, event, offer = offered_at_medium(pools, outbox, keys)
     with pools["referral"].transaction() as cur:
-        handlers.change_status(cur, outbox, offer["id"], "declined", "no_capacity", "partner", partner_id=first)
+        handlers.change_status(cur, outbox, keys, offer["id"], "declined", "no_capacity", "partner", partner_id=first)
         second = add_partner(cur, "Shatra Counselling", ["counselling"], ["dhi_qar"])
     return event, second
 
@@ -407,7 +437,7 @@ def test_a_raised_case_reads_its_needs_after_a_refer_anyway_under_way_and_offers
         holder.execute(sql.LOCK_CASE_OFFERS, {"case_id": event.data["case_id"]})
         raising = eventlet.spawn(raise_to_critical, pools, outbox, keys, event)
         eventlet.sleep(0.5)
-        handlers.refer_anyway(holder, outbox, event.data["case_id"], "counselling", second)
+        handlers.refer_anyway(holder, outbox, keys, event.data["case_id"], "counselling", second)
     raising.wait()
     live = [(r["partner_id"], r["attempt"], r["offered_by"]) for r in referrals(pools) if r["status"] == "offered"]
     assert live == [(second, 2, "refer_anyway")]
@@ -417,8 +447,8 @@ def test_a_need_carried_through_is_not_offered_again_when_the_case_is_raised(poo
     first, event, offer = offered_at_medium(pools, outbox, keys)
     with pools["referral"].transaction() as cur:
         add_partner(cur, "Shatra Counselling", ["counselling"], ["dhi_qar"])
-        handlers.change_status(cur, outbox, offer["id"], "accepted", None, "partner", partner_id=first)
-        handlers.change_status(cur, outbox, offer["id"], "closed", "victim_withdrew", "partner", partner_id=first)
+        handlers.change_status(cur, outbox, keys, offer["id"], "accepted", None, "partner", partner_id=first)
+        handlers.change_status(cur, outbox, keys, offer["id"], "closed", "victim_withdrew", "partner", partner_id=first)
     raise_to_critical(pools, outbox, keys, event)
     assert [r["status"] for r in referrals(pools)] == ["closed"], "the victim withdrew: nobody is offered it"
     assert events(pools, "case.unmatched") == []
@@ -495,8 +525,8 @@ def test_an_unacknowledged_critical_offer_is_reoffered_to_the_next_partner_and_t
     [offer] = referrals(pools)
     due = deadlines(pools)[0]["due_at"]
 
-    assert escalate(pools, outbox, due - timedelta(seconds=1)).escalated == [], "nothing fires early"
-    assert escalate(pools, outbox, due).escalated == [("ack_timeout", "critical")]
+    assert escalate(pools, outbox, keys, due - timedelta(seconds=1)).escalated == [], "nothing fires early"
+    assert escalate(pools, outbox, keys, due).escalated == [("ack_timeout", "critical")]
 
     withdrawn, reoffer = referrals(pools)
     assert (withdrawn["id"], withdrawn["partner_id"], withdrawn["status"], withdrawn["note_code"]) == (
@@ -522,7 +552,7 @@ def test_an_unacknowledged_critical_offer_is_reoffered_to_the_next_partner_and_t
     assert fired["status"] == "fired" and pending["referral_id"] == reoffer["id"]
     assert (pending["chain_id"], pending["steps_taken"], pending["due_at"]) == (
         fired["chain_id"], 1, due + timedelta(minutes=5))
-    assert escalate(pools, outbox, due).escalated == [], "a fired deadline never fires again"
+    assert escalate(pools, outbox, keys, due).escalated == [], "a fired deadline never fires again"
 
 
 def test_with_nobody_left_the_offer_stands_and_the_supervisor_is_paged_until_the_chain_ends(pools, outbox, keys):
@@ -534,7 +564,7 @@ def test_with_nobody_left_the_offer_stands_and_the_supervisor_is_paged_until_the
     pages = []
     while (pending := [d for d in deadlines(pools) if d["status"] == "pending"]):
         clock = pending[0]["due_at"]
-        pages += escalate(pools, outbox, clock).escalated
+        pages += escalate(pools, outbox, keys, clock).escalated
 
     assert pages == [("ack_timeout", "critical")] * 3, "max_reoffers pages, then one final page"
     [referral] = referrals(pools)
@@ -553,7 +583,7 @@ def test_an_acceptance_through_the_partner_api_cancels_the_deadline_so_nobody_is
                            f"/partner/v1/referrals/{offer['id']}/status", str(offer["id"]),
                            body={"status": "accepted"}, key=first_key)
     assert status == 200 and body["status"] == "accepted" and body["acknowledge_by"] is None
-    assert escalate(pools, outbox, due + timedelta(hours=1)).escalated == []
+    assert escalate(pools, outbox, keys, due + timedelta(hours=1)).escalated == []
     assert [d["status"] for d in deadlines(pools)] == ["cancelled"]
     assert events(pools, "referral.escalated") == []
     [(key, accepted)] = events(pools, "referral.status_changed")
@@ -569,7 +599,7 @@ def test_a_policy_change_does_not_alter_an_escalation_already_running(pools, out
     with pools["referral"].transaction() as cur:
         handlers.set_policy(cur, handlers.Policy("critical", 3600, 0), "test")
 
-    assert escalate(pools, outbox, due).escalated == [("ack_timeout", "critical")], "old deadline, old policy"
+    assert escalate(pools, outbox, keys, due).escalated == [("ack_timeout", "critical")], "old deadline, old policy"
     _, reoffer_deadline = deadlines(pools)
     assert (reoffer_deadline["ack_seconds"], reoffer_deadline["max_reoffers"], reoffer_deadline["policy_version"]) == (
         300, 3, 0), "version 0: the built-in default, as the tables are emptied before each test"
@@ -611,7 +641,7 @@ def test_a_reoffer_whose_attempt_another_offer_took_is_neither_announced_nor_wit
     [offer] = referrals(pools)
     monkeypatch.setattr(sql, "NEXT_ATTEMPT", STALE_NEXT_ATTEMPT)
 
-    escalate(pools, outbox, at=datetime.now(timezone.utc) + timedelta(minutes=6))
+    escalate(pools, outbox, keys, at=datetime.now(timezone.utc) + timedelta(minutes=6))
     assert [(r["attempt"], r["status"]) for r in referrals(pools)] == [(1, "offered")], "the offer stands"
     assert events(pools, "referral.escalated") == [], "no page names a partner who was offered nothing"
     [deadline] = deadlines(pools)
@@ -658,11 +688,11 @@ def test_a_reoffer_and_a_refer_anyway_of_one_case_wait_for_each_other(pools, out
         with pytest.raises(psycopg2.errors.LockNotAvailable):
             with pools["referral"].transaction() as cur:
                 cur.execute("SET LOCAL lock_timeout = '200ms'")
-                handlers.refer_anyway(cur, outbox, case_id, "counselling", second)
+                handlers.refer_anyway(cur, outbox, keys, case_id, "counselling", second)
         with pytest.raises(psycopg2.errors.LockNotAvailable):
             with pools["referral"].transaction() as cur:
                 cur.execute("SET LOCAL lock_timeout = '200ms'")
-                handlers.change_status(cur, outbox, offer["id"], "declined", "no_capacity", "partner",
+                handlers.change_status(cur, outbox, keys, offer["id"], "declined", "no_capacity", "partner",
                                        partner_id=first)
     assert [r["status"] for r in referrals(pools)] == ["offered"]
 
@@ -736,9 +766,9 @@ def test_critical_deadlines_fire_first_and_the_critical_process_fires_no_others(
     with pools["referral"].transaction() as cur:
         cur.execute(handlers.sql.CLAIM_DUE_DEADLINE, {"now": now, "lanes": ["normal", "critical"]})
         assert cur.fetchone()["lane"] == "critical"
-    assert escalate(pools, outbox, now, lanes=("critical",)).escalated == [("ack_timeout", "critical")]
+    assert escalate(pools, outbox, keys, now, lanes=("critical",)).escalated == [("ack_timeout", "critical")]
     assert [d["lane"] for d in deadlines(pools) if d["status"] == "pending" and d["due_at"] <= now] == ["normal"]
-    assert escalate(pools, outbox, now, lanes=("normal",)).escalated == [("ack_timeout", "normal")]
+    assert escalate(pools, outbox, keys, now, lanes=("normal",)).escalated == [("ack_timeout", "normal")]
 
 
 def test_a_deadline_whose_referral_was_answered_in_the_same_instant_pages_nobody(pools, outbox, keys):
@@ -748,7 +778,7 @@ def test_a_deadline_whose_referral_was_answered_in_the_same_instant_pages_nobody
     with pools["referral"].transaction() as cur:  # an answer that slipped past the cancellation
         cur.execute("UPDATE referrals SET status = 'accepted' WHERE id = %(id)s", {"id": offer["id"]})
 
-    assert escalate(pools, outbox, datetime.now(timezone.utc) + timedelta(hours=1)).escalated == []
+    assert escalate(pools, outbox, keys, datetime.now(timezone.utc) + timedelta(hours=1)).escalated == []
     assert [d["status"] for d in deadlines(pools)] == ["cancelled"]
 
 
@@ -1015,13 +1045,13 @@ def test_refer_anyway_offers_to_a_partner_matching_passed_over_pages_and_audits_
     assert keys.data.open(record["note_sealed"], handlers.note_context(event.data["case_id"])) == note
 
     rotated = dataclasses.replace(keys, data=keys.data.rotated())
-    assert handlers.reseal(pools["referral"], rotated.data, batch=1) == {"audit_log": 1}
+    assert handlers.reseal(pools["referral"], rotated.data, batch=1) == {"audit_log": 1, "cases": 1}
     retired = rotated.data.keys[rotated.data.primary]
     only_new = dataclasses.replace(rotated.data, keys={rotated.data.primary: retired})
     [record] = audit(pools)
     assert only_new.open(record["note_sealed"], handlers.note_context(event.data["case_id"])) == note, \
         "after `sanad keys reseal` the old key can be retired"
-    assert handlers.reseal(pools["referral"], rotated.data) == {"audit_log": 0}
+    assert handlers.reseal(pools["referral"], rotated.data) == {"audit_log": 0, "cases": 0}
 
 
 def test_refer_anyway_never_overrides_consent_and_the_refusal_is_audited(pools, outbox, keys):
@@ -1215,7 +1245,7 @@ def test_staff_move_a_referral_for_an_in_house_counsellor_and_a_supervisor_sees_
         pools, outbox, keys):
     two_counsellors(pools, keys)
     event = offer_critical_case(pools, outbox, keys)
-    escalate(pools, outbox, deadlines(pools)[0]["due_at"])
+    escalate(pools, outbox, keys, deadlines(pools)[0]["due_at"])
     _, reoffer = referrals(pools)
     counsellor = key_for(pools, keys, reoffer["partner_id"], role="counsellor", staff_name="amira")
     supervisor = key_for(pools, keys, role="supervisor", staff_name="huda")
@@ -1321,7 +1351,7 @@ def test_a_case_raised_to_critical_is_chased_on_critical_terms_from_its_original
     assert (relevelled["id"], relevelled["level"]) == (offer["id"], "critical"), "the same offer, not a second one"
     assert deadline["due_at"] == offer["created_at"] + timedelta(minutes=5)
     assert (deadline["lane"], deadline["policy_level"], deadline["ack_seconds"]) == ("critical", "critical", 300)
-    assert escalate(pools, outbox, deadline["due_at"], lanes=("critical",)).escalated == [("ack_timeout", "critical")]
+    assert escalate(pools, outbox, keys, deadline["due_at"], lanes=("critical",)).escalated == [("ack_timeout", "critical")]
 
     lowered = new_event("case.triaged", {**medium.data, "level": "low"}, producer="triage",
                         correlation_id=medium.correlation_id)

@@ -7,9 +7,10 @@ import pytest
 from nameko.testing.services import worker_factory
 
 from sanad.contracts.events import new_event, parse, particulars
-from sanad.contracts.sealing import particulars_context
+from sanad.contracts.sealing import particulars_context, preferences_context
 from sanad.platform.outbox import OutboxWriter
 from services.triage.assessment import DEFAULT_LEXICON_DIRECTORY, Assessor
+from services.triage import handlers
 from services.triage.handlers import Assessments, triage_case
 from services.triage.service import TriageService
 from tests.service.conftest import outbox_events, rows
@@ -160,6 +161,29 @@ def test_an_override_carries_on_what_the_victim_asked_of_her_helpers(pools, outb
 
     (_, first), (_, overridden) = outbox_events(pools["triage"])
     assert told(first, keys)["preferences"] == told(overridden, keys)["preferences"] == asked
+
+
+def test_what_the_victim_asked_is_kept_sealed_and_what_an_older_version_kept_in_the_clear_is_sealed_by_reseal(
+        pools, outbox, keys):
+    asked = {"family_contact": False, "staff_gender": "female", "victim_age": 15}
+    received = case_received(keys, "he will post my pictures", preferences=asked)
+    case_id = received.data["case_id"]
+    service = triage(pools, outbox, keys)
+    service.on_case_received([received.to_message()])
+
+    def kept():
+        [row] = rows(pools["triage"], "SELECT preferences, preferences_sealed FROM assessments")
+        assert row["preferences"] is None and "victim_age" not in row["preferences_sealed"]
+        return json.loads(keys.data.open(row["preferences_sealed"], preferences_context(case_id)))
+    assert kept() == asked
+    with pools["triage"].transaction() as cur:  # as a row assessed before migration 0004 keeps them
+        cur.execute("UPDATE assessments SET preferences = %s, preferences_sealed = NULL", (json.dumps(asked),))
+    service.on_risk_overridden(risk_overridden(keys, case_id, "critical", "high").to_message())
+    assert told(outbox_events(pools["triage"])[-1][1], keys)["preferences"] == asked, "an override carries them on"
+
+    assert handlers.reseal(pools["triage"], keys.data) == {"assessments": 1, "overrides": 0}
+    assert kept() == asked
+    assert handlers.reseal(pools["triage"], keys.data) == {"assessments": 0, "overrides": 0}, "safe to run again"
 
 
 def test_an_override_lowering_a_case_goes_on_the_normal_lane(pools, outbox, keys):
