@@ -175,6 +175,7 @@ def referral_status_changed(cur, event, now=None):
     data = event.data
     if data["status"] != "withdrawn":
         return []
+    cur.later(sql.WITHDRAWAL_OF_REFERRAL_LOCKED, {"referral_id": str(data["referral_id"])})
     cur.execute(sql.CANCEL_WITHDRAWN_OFFER, {"referral_id": data["referral_id"], "now": now or _utc_now()})
     cancelled = [row["id"] for row in cur.fetchall()]
     if cancelled:
@@ -188,8 +189,11 @@ def _insert_delivery(cur, now, row):
     batch's other deliveries): a round trip of its own was one of the four a critical webhook took in
     notify (docs/performance.md, item 43).
     Where the event was handled before, its webhook id is taken and nothing is inserted; claiming the id
-    returned then finds nothing."""
+    returned then finds nothing. An offer waits for a withdrawal of its referral under way, and is then
+    not made (sql.OFFER_OF_REFERRAL_LOCKED)."""
     payloads.encode(row["payload"])  # refuse an oversized body here, not at every attempt
+    if row["kind"] == "referral.offered":
+        cur.later(sql.OFFER_OF_REFERRAL_LOCKED, {"referral_id": str(row["referral_id"])})
     cur.later(sql.INSERT_DELIVERY, {**row, "payload": json.dumps(row["payload"]), "now": now})
     return [(row["id"], row["endpoint_id"])]
 

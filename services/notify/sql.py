@@ -86,6 +86,17 @@ INSERT_DELIVERY = Prepared("""
        OR NOT EXISTS (SELECT 1 FROM withdrawn_referrals w WHERE w.referral_id = %(referral_id)s::uuid)
     ON CONFLICT (webhook_id) DO NOTHING
 """)
+# An offer's delivery and its referral's withdrawal come from two queues, and after an outage both wait
+# in them: handled in the same instant, neither would see the other's uncommitted row, and the offer
+# would go to a partner that no longer has it. So each first takes a lock on the referral, the offer a
+# shared one (a batch's offers of different referrals never wait for each other), the withdrawal an
+# exclusive one, each in a statement of its own before the statement that reads the other's row: the
+# later one waits for the earlier one's COMMIT, then sees what it wrote (under READ COMMITTED each
+# statement reads a snapshot of its own, also when several travel in one round trip).
+OFFER_OF_REFERRAL_LOCKED = Prepared(
+    "SELECT pg_advisory_xact_lock_shared(hashtext('notify.referral_offer'), hashtext(%(referral_id)s::text))")
+WITHDRAWAL_OF_REFERRAL_LOCKED = \
+    "SELECT pg_advisory_xact_lock(hashtext('notify.referral_offer'), hashtext(%(referral_id)s::text))"
 # A referral withdrawn: recorded once, and its offer's delivery, if still being tried, cancelled. A
 # redelivered event finds it recorded and nothing pending. Pages about the referral are left alone.
 CANCEL_WITHDRAWN_OFFER = """

@@ -14,6 +14,7 @@ from pathlib import Path
 import eventlet
 import eventlet.event
 import psycopg2
+import psycopg2.errors
 import pytest
 from nameko.testing.services import worker_factory
 
@@ -875,6 +876,41 @@ def test_a_withdrawal_handled_before_its_offer_means_the_offer_is_never_made_but
         assert len(receiver.webhook_ids()) == 1
     [page] = rows(pools["notify"], "SELECT * FROM deliveries")
     assert (page["kind"], page["status"]) == ("referral.escalated", "delivered")
+
+
+PUBLIC_URL = "https://sanad.example.org"
+
+
+def test_an_offer_being_made_holds_its_referral_s_withdrawal_back_until_it_commits(pools, keys):
+    event = referral_created(register(pools, keys, "http://127.0.0.1:9/hook", webhooks.generate_secret()))
+    withdrawn = referral_withdrawn(event)
+    with pools["notify"].transaction() as offering:
+        handlers.schedule_offer(offering, event, PUBLIC_URL)
+        offering.execute("SELECT 1")  # the offer is written; its transaction is still open
+        with pytest.raises(psycopg2.errors.LockNotAvailable):
+            with pools["notify"].transaction() as cur:
+                cur.execute("SET LOCAL lock_timeout = '200ms'")
+                handlers.referral_status_changed(cur, withdrawn)
+    with pools["notify"].transaction() as cur:
+        handlers.referral_status_changed(cur, withdrawn)
+    assert delivery_of(pools, event)["status"] == "cancelled", "once it has, the withdrawal sees the offer"
+
+
+def test_a_withdrawal_being_recorded_holds_an_offer_of_its_referral_back_which_then_is_never_made(pools, keys):
+    event = referral_created(register(pools, keys, "http://127.0.0.1:9/hook", webhooks.generate_secret()))
+    other = referral_created(event.data["partner_id"])
+    with pools["notify"].transaction() as withdrawing:
+        handlers.referral_status_changed(withdrawing, referral_withdrawn(event))
+        with pytest.raises(psycopg2.errors.LockNotAvailable):
+            with pools["notify"].transaction() as cur:
+                cur.execute("SET LOCAL lock_timeout = '200ms'")
+                handlers.schedule_offer(cur, event, PUBLIC_URL)
+        with pools["notify"].transaction() as cur:
+            handlers.schedule_offer(cur, other, PUBLIC_URL)  # another referral's offer does not wait
+    with pools["notify"].transaction() as cur:
+        handlers.schedule_offer(cur, event, PUBLIC_URL)
+    assert [row["referral_id"] for row in rows(pools["notify"], "SELECT * FROM deliveries")] == \
+        [other.data["referral_id"]], "once it has, the offer sees the withdrawal"
 
 
 def test_replay_of_the_dead_passes_over_offers_of_withdrawn_referrals(pools, outbox, keys, sanad):
