@@ -9,8 +9,8 @@ from nameko.testing.services import worker_factory
 from sanad.contracts.events import new_event, parse, particulars
 from sanad.contracts.sealing import particulars_context, preferences_context
 from sanad.platform.outbox import OutboxWriter
-from services.triage.assessment import DEFAULT_LEXICON_DIRECTORY, Assessor
 from services.triage import handlers
+from services.triage.assessment import DEFAULT_LEXICON_DIRECTORY, Assessor
 from services.triage.handlers import Assessments, triage_case
 from services.triage.service import TriageService
 from tests.service.conftest import outbox_events, rows
