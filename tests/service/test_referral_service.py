@@ -1351,7 +1351,8 @@ def test_a_case_raised_to_critical_is_chased_on_critical_terms_from_its_original
     assert (relevelled["id"], relevelled["level"]) == (offer["id"], "critical"), "the same offer, not a second one"
     assert deadline["due_at"] == offer["created_at"] + timedelta(minutes=5)
     assert (deadline["lane"], deadline["policy_level"], deadline["ack_seconds"]) == ("critical", "critical", 300)
-    assert escalate(pools, outbox, keys, deadline["due_at"], lanes=("critical",)).escalated == [("ack_timeout", "critical")]
+    fired = escalate(pools, outbox, keys, deadline["due_at"], lanes=("critical",))
+    assert fired.escalated == [("ack_timeout", "critical")]
 
     lowered = new_event("case.triaged", {**medium.data, "level": "low"}, producer="triage",
                         correlation_id=medium.correlation_id)
