@@ -2,6 +2,7 @@
 keys before it can be retired (docs/operations.md, "Rotate keys"), and personal values an earlier version
 kept in the clear sealed. Each service that stores sealed values offers reseal(pool, ring) in its handlers
 module, built on reseal_rows."""
+import json
 import uuid
 
 BATCH = 200
@@ -17,15 +18,16 @@ def reseal_rows(pool, ring, select, update, contexts, key="id", start=FIRST_UUID
     and the columns. Returns how many rows changed; a value already under the primary key, or None, is left
     alone, so it is safe to run again.
 
-    `in_the_clear` maps a sealed column to a function giving the text an earlier version of the service
-    kept of its value in a plain column of the row (None if none): a row whose sealed column is empty has
-    that text sealed into it, and `update` empties the plain column."""
+    `in_the_clear` maps a sealed column to the plain column in which an earlier version of the service kept
+    its value: a row whose sealed column is empty and whose plain one is not has the plain value's JSON text
+    sealed into it (what the service seals: a JSON object, or a number's digits), and `update` empties the
+    plain column."""
     in_the_clear = in_the_clear or {}
 
     def sealed(column, row):
-        clear = in_the_clear[column](row) if row[column] is None and column in in_the_clear else None
         context = contexts[column](row)
-        return ring.resealed(row[column], context) if clear is None else ring.seal(clear, context)
+        clear = row[in_the_clear[column]] if row[column] is None and column in in_the_clear else None
+        return ring.resealed(row[column], context) if clear is None else ring.seal(json.dumps(clear), context)
 
     changed, after = 0, start
     while True:

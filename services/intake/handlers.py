@@ -589,16 +589,12 @@ CASE_SEALED_COLUMNS = {
 }
 
 
-def _victim_age_in_the_clear(row):
-    return None if row["victim_age"] is None else str(row["victim_age"])
-
-
 def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
     """Every sealed value of intake under `ring`'s primary key, and the exact ages kept in the clear before
     migration 0006 sealed (`sanad keys reseal`): rows changed, by table."""
     return {
         "cases": reseal_rows(pool, ring, sql.CASES_TO_RESEAL, sql.UPDATE_CASE_SEALS, CASE_SEALED_COLUMNS,
-                             batch=batch, in_the_clear={"victim_age_sealed": _victim_age_in_the_clear}),
+                             batch=batch, in_the_clear={"victim_age_sealed": "victim_age"}),
         "case_overrides": reseal_rows(pool, ring, sql.OVERRIDES_TO_RESEAL, sql.UPDATE_OVERRIDE_SEAL,
                                       {"reason_sealed": lambda row: override_reason_context(row["case_id"])},
                                       batch=batch),

@@ -790,10 +790,6 @@ def note_context(case_id) -> str:
     return f"referral-audit:{case_id}:note"
 
 
-def _preferences_in_the_clear(row):
-    return None if row["preferences"] is None else json.dumps(row["preferences"])
-
-
 def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
     """The audit log's sealed notes and the cases' sealed preferences under `ring`'s primary key, and the
     preferences kept in the clear before migration 0006 sealed (`sanad keys reseal`)."""
@@ -803,5 +799,5 @@ def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
         "cases": reseal_rows(pool, ring, sql.CASES_TO_RESEAL, sql.UPDATE_CASE_SEAL,
                              {"preferences_sealed": lambda row: preferences_context(row["case_id"])},
                              key="case_id", batch=batch,
-                             in_the_clear={"preferences_sealed": _preferences_in_the_clear}),
+                             in_the_clear={"preferences_sealed": "preferences"}),
     }

@@ -155,10 +155,6 @@ def _kept_preferences(assessment, keys) -> dict:
     return assessment["preferences"] or no_preferences()
 
 
-def _preferences_in_the_clear(row):
-    return None if row["preferences"] is None else json.dumps(row["preferences"])
-
-
 def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
     """Triage's sealed values under `ring`'s primary key, and the preferences kept in the clear before
     migration 0004 sealed (`sanad keys reseal`)."""
@@ -167,7 +163,7 @@ def reseal(pool, ring, batch=RESEAL_BATCH) -> dict:
                                    {"evidence_sealed": lambda row: evidence_context(row["case_id"]),
                                     "preferences_sealed": lambda row: preferences_context(row["case_id"])},
                                    key="case_id", batch=batch,
-                                   in_the_clear={"preferences_sealed": _preferences_in_the_clear}),
+                                   in_the_clear={"preferences_sealed": "preferences"}),
         "overrides": reseal_rows(pool, ring, sql.OVERRIDES_TO_RESEAL, sql.UPDATE_OVERRIDE_SEAL,
                                  {"reason_sealed": lambda row: override_reason_context(row["case_id"])},
                                  key="event_id", batch=batch),
